@@ -1,0 +1,132 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/wsproto"
+)
+
+// envPrefix makes each flag's environment twin: --admin-addr is
+// PUSHGATE_ADMIN_ADDR. A flag on the command line wins over its twin.
+const envPrefix = "PUSHGATE_"
+
+// config is every setting of the gateway. Flags bind straight to the
+// server's Config fields; what the server does not take is kept beside it.
+type config struct {
+	Server         server.Config
+	Addr           string
+	AdminAddr      string
+	AllowedOrigins string
+	LogFormat      string
+	LogLevel       string
+}
+
+func newFlagSet(c *config) *flag.FlagSet {
+	fs := flag.NewFlagSet("pushgate", flag.ContinueOnError)
+	s := &c.Server
+	fs.StringVar(&c.Addr, "addr", ":8080", "public listener: WebSocket (/ws, /echo) and HTTP (/, /healthz, /readyz)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", ":9090", "admin listener: /metrics, /healthz, /readyz, /debug/pprof/")
+	fs.BoolVar(&s.Echo, "echo", false, "serve the RFC 6455 echo endpoint on /echo")
+	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated Origin allow-list (https://app.example.com, https://*.example.com); empty allows any")
+	fs.BoolVar(&s.Compression, "compression", false, "negotiate permessage-deflate (no context takeover)")
+	fs.IntVar(&s.MaxMessageSize, "max-message-bytes", wsproto.DefaultMaxMessageSize, "largest client message; larger ones close with 1009")
+	fs.IntVar(&s.MaxHeaderBytes, "max-header-bytes", 8<<10, "largest upgrade request head; larger ones get 431")
+	fs.DurationVar(&s.HandshakeTimeout, "handshake-timeout", 5*time.Second, "time a new connection has to complete its upgrade")
+	fs.IntVar(&s.MaxHandshakes, "max-handshakes", 1024, "handshakes in progress at once; past it, accepting pauses")
+	fs.IntVar(&s.Workers, "workers", 0, "worker goroutines serving ready sockets (0: 8 x GOMAXPROCS)")
+	fs.IntVar(&s.TaskQueue, "task-queue", 8192, "tasks waiting for a worker before the poller waits")
+	fs.IntVar(&s.OutboundQueueBytes, "outbound-queue-bytes", 1<<20, "bytes queued for one slow connection before it is closed with 1013")
+	fs.DurationVar(&s.PingInterval, "ping-interval", 25*time.Second, "silence after which a connection is pinged")
+	fs.DurationVar(&s.PongTimeout, "pong-timeout", 10*time.Second, "time a pinged connection has to answer before it is closed")
+	fs.DurationVar(&s.CloseTimeout, "close-timeout", 3*time.Second, "time the peer has to answer a close frame")
+	fs.DurationVar(&s.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM: close frames are spread over this minus --close-timeout; the process exits within it")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// parseConfig reads flags from args and their twins from getenv.
+func parseConfig(args []string, getenv func(string) string) (config, error) {
+	var c config
+	fs := newFlagSet(&c)
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		if v := getenv(name); v != "" && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("invalid value %q for %s: %v", v, name, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if _, err := c.logLevel(); err != nil {
+		return c, err
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return c, fmt.Errorf("invalid --log-format %q: want text or json", c.LogFormat)
+	}
+	c.Server.AllowedOrigins = splitList(c.AllowedOrigins)
+	return c, nil
+}
+
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+func (c config) logLevel() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return 0, fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return l, nil
+}
+
+func (c config) logger(w io.Writer) *slog.Logger {
+	level, _ := c.logLevel() // checked by parseConfig
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// usage prints every flag with its environment twin and default.
+func usage(w io.Writer) {
+	var c config
+	fs := newFlagSet(&c)
+	fmt.Fprintf(w, "Usage: pushgate [flags]\n\npushgate is a WebSocket push gateway. Every flag has an environment twin.\n\nFlags:\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		typ, help := flag.UnquoteUsage(f)
+		fmt.Fprintf(w, "  --%s\n        %s\n        env %s", strings.TrimSpace(f.Name+" "+typ), help, envName(f.Name))
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
+			fmt.Fprintf(w, ", default %s", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}

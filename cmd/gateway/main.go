@@ -1,0 +1,88 @@
+// Command gateway runs pushgate, a WebSocket push gateway.
+//
+//	go run ./cmd/gateway --help
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/pushgate/pushgate/metrics"
+	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/web"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run is the whole gateway: it returns the process exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, err := parseConfig(args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		usage(stdout)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pushgate: %v\nRun with --help to see the flags.\n", err)
+		return 2
+	}
+	log := cfg.logger(stderr)
+
+	reg := metrics.NewRegistry()
+	sc := cfg.Server
+	sc.Logger = log
+	sc.Metrics = metrics.New(reg)
+	sc.Pages = web.Handler()
+	srv, err := server.New(sc)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushgate: %v\n", err)
+		return 2
+	}
+	public, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushgate: public listener: %v\n", err)
+		return 1
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		public.Close()
+		fmt.Fprintf(stderr, "pushgate: admin listener: %v\n", err)
+		return 1
+	}
+	admin := &http.Server{Handler: srv.AdminMux(reg), ReadHeaderTimeout: 10 * time.Second}
+
+	failed := make(chan error, 2)
+	go func() { failed <- srv.Serve(public) }()
+	go func() { failed <- admin.Serve(adminLn) }()
+	log.Info("pushgate listening", "addr", public.Addr().String(), "admin_addr", adminLn.Addr().String(),
+		"echo", sc.Echo, "compression", sc.Compression)
+
+	code := 0
+	select {
+	case <-ctx.Done():
+		log.Info("draining", "drain_timeout", sc.DrainTimeout)
+	case err := <-failed:
+		log.Error("listener failed; draining", "err", err)
+		code = 1
+	}
+	drainCtx, cancel := context.WithTimeout(context.Background(), sc.DrainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(drainCtx); err != nil {
+		log.Warn("drain incomplete", "err", err)
+	}
+	_ = admin.Close()
+	log.Info("stopped")
+	return code
+}

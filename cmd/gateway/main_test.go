@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/pushgate/pushgate/internal/wstest"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func TestParseConfig(t *testing.T) {
+	c, err := parseConfig([]string{"--ping-interval", "7s"}, env(map[string]string{
+		"PUSHGATE_PING_INTERVAL":   "3s",
+		"PUSHGATE_ECHO":            "true",
+		"PUSHGATE_ALLOWED_ORIGINS": "https://a.example, https://*.b.example",
+		"PUSHGATE_ADMIN_ADDR":      "127.0.0.1:9999",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server.PingInterval != 7*time.Second {
+		t.Errorf("ping interval %v: the flag must win over its twin", c.Server.PingInterval)
+	}
+	if !c.Server.Echo || c.AdminAddr != "127.0.0.1:9999" {
+		t.Errorf("environment twins not applied: echo=%v admin=%q", c.Server.Echo, c.AdminAddr)
+	}
+	if got := strings.Join(c.Server.AllowedOrigins, "|"); got != "https://a.example|https://*.b.example" {
+		t.Errorf("origins %q", got)
+	}
+	if c.Addr != ":8080" || c.Server.MaxMessageSize != 1<<20 || c.Server.DrainTimeout != 10*time.Second {
+		t.Errorf("defaults: addr %q, max message %d, drain %v", c.Addr, c.Server.MaxMessageSize, c.Server.DrainTimeout)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--workers", "many"}, nil, "invalid value \"many\" for flag -workers"},
+		{nil, map[string]string{"PUSHGATE_WORKERS": "many"}, "PUSHGATE_WORKERS"},
+		{[]string{"--log-level", "loud"}, nil, "invalid --log-level"},
+		{[]string{"--log-format", "xml"}, nil, "invalid --log-format"},
+		{[]string{"extra"}, nil, "unexpected argument"},
+		{[]string{"--nope"}, nil, "flag provided but not defined"},
+	} {
+		if _, err := parseConfig(tc.args, env(tc.env)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v %v: error %v, want %q", tc.args, tc.env, err, tc.want)
+		}
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"--help"}, env(nil), &out, &errOut); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	newFlagSet(&config{}).VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(out.String(), "--"+f.Name) || !strings.Contains(out.String(), envName(f.Name)) {
+			t.Errorf("--help does not list --%s with %s", f.Name, envName(f.Name))
+		}
+	})
+	if !strings.Contains(out.String(), "env PUSHGATE_ADDR, default :8080") {
+		t.Errorf("--help does not show defaults:\n%s", out.String())
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"--max-header-bytes", "10"}, 2, "MaxHeaderBytes"},
+		{[]string{"--allowed-origins", "example.com"}, 2, "bad origin"},
+		{[]string{"--addr", busy.Addr().String()}, 1, "address already in use"},
+		{[]string{"--addr", "127.0.0.1:0", "--admin-addr", busy.Addr().String()}, 1, "admin listener"},
+	} {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), tc.args, env(nil), &out, &errOut)
+		if code != tc.code || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("%v: exit %d %q, want %d with %q", tc.args, code, errOut.String(), tc.code, tc.want)
+		}
+	}
+}
+
+// freeAddr returns a loopback address with a port that was free a moment
+// ago.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestSIGTERM runs the built binary, holds a connection, sends SIGTERM and
+// checks the drain: the client gets 1001 and the process exits 0.
+func TestSIGTERM(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "pushgate")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	addr, admin := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin, "--addr", addr, "--admin-addr", admin, "--drain-timeout", "2s", "--close-timeout", "1s", "--log-format", "json")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Collect the log, and tell when the gateway says it listens.
+	var logs bytes.Buffer
+	listening := make(chan struct{})
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs.Write(append(sc.Bytes(), '\n'))
+			if strings.Contains(sc.Text(), `"msg":"pushgate listening"`) {
+				close(listening)
+			}
+		}
+	}()
+	// Wait only once the log pipe is drained, as os/exec requires.
+	var waitErr error
+	exited := make(chan struct{})
+	go func() {
+		<-logDone
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	defer func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}()
+
+	select {
+	case <-listening:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the gateway did not log that it listens")
+	}
+	c, _ := wstest.Dial(t, addr, "/ws")
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if reason := c.ExpectClose(1001); reason != "server shutting down" {
+		t.Errorf("reason %q", reason)
+	}
+	c.Write(wstest.Frame(true, 0, ws.OpClose, wstest.ClosePayload(1001, "")))
+	c.ExpectEOF()
+	<-exited
+	if waitErr != nil {
+		t.Fatalf("exit: %v\n%s", waitErr, logs.String())
+	}
+	for _, want := range []string{`"msg":"pushgate listening"`, `"msg":"draining"`, `"msg":"stopped"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, logs.String())
+		}
+	}
+}

@@ -1,0 +1,216 @@
+// Package wstest holds test helpers: masked client frames and a raw
+// WebSocket client over a real socket, for byte-level protocol tests.
+package wstest
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// Mask is the masking key of every frame built here.
+var Mask = [4]byte{0x37, 0xfa, 0x21, 0x3d}
+
+// Frame encodes a masked client frame. rsv holds the RSV1-3 bits as in the
+// first header byte (0x40 is RSV1).
+func Frame(fin bool, rsv byte, op ws.OpCode, payload []byte) []byte {
+	b0 := rsv | byte(op)
+	if fin {
+		b0 |= 0x80
+	}
+	out := []byte{b0}
+	switch n := len(payload); {
+	case n <= 125:
+		out = append(out, 0x80|byte(n))
+	case n <= 0xFFFF:
+		out = binary.BigEndian.AppendUint16(append(out, 0x80|126), uint16(n))
+	default:
+		out = binary.BigEndian.AppendUint64(append(out, 0x80|127), uint64(n))
+	}
+	out = append(out, Mask[:]...)
+	start := len(out)
+	out = append(out, payload...)
+	ws.Cipher(out[start:], Mask, 0)
+	return out
+}
+
+// Text is a final text frame.
+func Text(s string) []byte { return Frame(true, 0, ws.OpText, []byte(s)) }
+
+// ClosePayload is a close frame payload: code and reason.
+func ClosePayload(code uint16, reason string) []byte {
+	return append(binary.BigEndian.AppendUint16(nil, code), reason...)
+}
+
+// UpgradeRequest is a valid upgrade request for path, with extra header
+// lines ("Name: value") added; an extra line replaces the default line of
+// the same name, and "Name:" alone removes it.
+func UpgradeRequest(path string, extra ...string) string {
+	lines := []string{
+		"Host: pushgate.test",
+		"Upgrade: websocket",
+		"Connection: Upgrade",
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+		"Sec-WebSocket-Version: 13",
+	}
+	for _, e := range extra {
+		name, value, _ := strings.Cut(e, ":")
+		i := slices.IndexFunc(lines, func(l string) bool {
+			return strings.EqualFold(strings.SplitN(l, ":", 2)[0], name)
+		})
+		switch {
+		case strings.TrimSpace(value) == "" && i >= 0:
+			lines = slices.Delete(lines, i, i+1)
+		case i >= 0:
+			lines[i] = e
+		default:
+			lines = append(lines, e)
+		}
+	}
+	return "GET " + path + " HTTP/1.1\r\n" + strings.Join(lines, "\r\n") + "\r\n\r\n"
+}
+
+// Client is a raw client connection under test.
+type Client struct {
+	t    testing.TB
+	Conn net.Conn
+	R    *bufio.Reader
+}
+
+// Timeout bounds every read a Client makes, so a broken server fails a
+// test instead of hanging it.
+const Timeout = 10 * time.Second
+
+// Connect opens a TCP connection to addr.
+func Connect(t testing.TB, addr string) *Client {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &Client{t: t, Conn: nc, R: bufio.NewReader(nc)}
+}
+
+// Dial connects and upgrades, failing the test unless the answer is 101.
+func Dial(t testing.TB, addr, path string, extra ...string) (*Client, *http.Response) {
+	t.Helper()
+	c := Connect(t, addr)
+	c.Write([]byte(UpgradeRequest(path, extra...)))
+	resp := c.Response()
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade %s: got %s", path, resp.Status)
+	}
+	return c, resp
+}
+
+// Write writes b or fails the test.
+func (c *Client) Write(b []byte) {
+	c.t.Helper()
+	if _, err := c.Conn.Write(b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// Response reads an HTTP response head (and body, if any).
+func (c *Client) Response() *http.Response {
+	c.t.Helper()
+	c.deadline()
+	resp, err := http.ReadResponse(c.R, nil)
+	if err != nil {
+		c.t.Fatalf("read response: %v", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body = io.NopCloser(strings.NewReader(string(body)))
+	}
+	return resp
+}
+
+// ReadFrame reads one server frame; server frames must not be masked.
+func (c *Client) ReadFrame() (ws.Header, []byte) {
+	c.t.Helper()
+	h, p, err := c.TryReadFrame()
+	if err != nil {
+		c.t.Fatalf("read frame: %v", err)
+	}
+	return h, p
+}
+
+// TryReadFrame is ReadFrame returning the error.
+func (c *Client) TryReadFrame() (ws.Header, []byte, error) {
+	c.deadline()
+	h, err := ws.ReadHeader(c.R)
+	if err != nil {
+		return h, nil, err
+	}
+	if h.Masked {
+		return h, nil, errors.New("server frame is masked")
+	}
+	p := make([]byte, h.Length)
+	_, err = io.ReadFull(c.R, p)
+	return h, p, err
+}
+
+// ExpectMessage reads a frame and checks it is a final data frame with
+// the given opcode and payload.
+func (c *Client) ExpectMessage(op ws.OpCode, payload []byte) {
+	c.t.Helper()
+	h, p := c.ReadFrame()
+	if h.OpCode != op || !h.Fin || string(p) != string(payload) {
+		c.t.Fatalf("got frame op=%v fin=%v len=%d %.40q, want op=%v len=%d %.40q", h.OpCode, h.Fin, len(p), p, op, len(payload), payload)
+	}
+}
+
+// ExpectClose reads frames until a close frame, checks its code, and
+// returns its reason. Data frames before it are skipped.
+func (c *Client) ExpectClose(code ws.StatusCode) string {
+	c.t.Helper()
+	for {
+		h, p := c.ReadFrame()
+		if h.OpCode != ws.OpClose {
+			continue
+		}
+		if len(p) < 2 {
+			if code != 0 {
+				c.t.Fatalf("close frame without a code, want %d", code)
+			}
+			return ""
+		}
+		got := ws.StatusCode(binary.BigEndian.Uint16(p))
+		if got != code {
+			c.t.Fatalf("close code %d (%q), want %d", got, p[2:], code)
+		}
+		return string(p[2:])
+	}
+}
+
+// ExpectEOF checks that the server closes the TCP connection (reading
+// returns end of stream or a reset), with no more bytes before it.
+func (c *Client) ExpectEOF() {
+	c.t.Helper()
+	c.deadline()
+	var b [1]byte
+	n, err := c.R.Read(b[:])
+	if n > 0 {
+		c.t.Fatalf("got byte %#x, want end of stream", b[0])
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.t.Fatalf("connection still open after %v", Timeout)
+	}
+	if err == nil {
+		c.t.Fatalf("read returned no error and no data")
+	}
+}
+
+func (c *Client) deadline() { _ = c.Conn.SetReadDeadline(time.Now().Add(Timeout)) }

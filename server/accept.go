@@ -1,0 +1,167 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/pushgate/pushgate/netpoll"
+	"github.com/pushgate/pushgate/wsproto"
+)
+
+// handshake reads the request head of a new connection and routes it:
+// upgrades to /ws and /echo are answered here, on the raw connection,
+// without net/http; anything else goes to the HTTP server with the bytes
+// already read put back in front. It runs on its own goroutine, bounded by
+// MaxHandshakes and HandshakeTimeout.
+func (s *Server) handshake(nc net.Conn) {
+	defer s.donePending(nc)
+	s.m.HandshakesInFlight.Inc()
+	defer s.m.HandshakesInFlight.Dec()
+	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+
+	bufp := s.headBufs.Get().(*[]byte)
+	defer s.headBufs.Put(bufp)
+	buf := *bufp
+	n, headLen, err := wsproto.ReadHead(nc, buf)
+	_, target, _ := wsproto.RequestTarget(buf[:n])
+	path, query := wsproto.SplitTarget(target)
+	ep, upgrade := s.route(path)
+
+	switch {
+	case err != nil && !errors.Is(err, wsproto.ErrHeadTooLarge):
+		s.headFailed(nc, n, err)
+		return
+	case !upgrade:
+		_ = nc.SetDeadline(time.Time{})
+		if !s.httpLn.push(&prefixConn{Conn: nc, prefix: bytes.Clone(buf[:n])}) {
+			nc.Close()
+		}
+		return
+	case err != nil:
+		s.refuse(nc, wsproto.WriteRefusal(nc, wsproto.ErrHeadersTooLarge))
+		return
+	}
+
+	hs, err := s.upgraders[ep].Upgrade(nc, buf[:headLen])
+	if err != nil {
+		s.refuse(nc, err)
+		return
+	}
+	fd, err := netpoll.Detach(nc)
+	if err != nil {
+		s.log.Error("detaching upgraded connection", "err", err)
+		return
+	}
+	s.hsResults["ok"].Inc()
+	s.open(fd, ep, hs, query, buf[headLen:n])
+}
+
+// headFailed handles a connection that ended or stalled before sending a
+// whole request head.
+func (s *Server) headFailed(nc net.Conn, n int, err error) {
+	nc.Close()
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.hsResults["timeout"].Inc()
+		s.log.Debug("handshake timed out", "remote", nc.RemoteAddr(), "bytes", n)
+	case n == 0 && errors.Is(err, io.ErrUnexpectedEOF):
+		// Connected and left without a byte: a TCP health check.
+	default:
+		s.hsResults["bad_request"].Inc()
+		s.log.Debug("handshake aborted", "remote", nc.RemoteAddr(), "err", err)
+	}
+}
+
+// refuse records a refused upgrade (its response is already written) and
+// closes the connection.
+func (s *Server) refuse(nc net.Conn, err error) {
+	nc.Close()
+	var he *wsproto.HandshakeError
+	if errors.As(err, &he) {
+		s.hsResults[he.Result()].Inc()
+		s.log.Debug("upgrade refused", "remote", nc.RemoteAddr(), "status", he.Status, "reason", he.Reason)
+		return
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		s.hsResults["timeout"].Inc()
+	}
+	s.log.Debug("upgrade failed", "remote", nc.RemoteAddr(), "err", err)
+}
+
+// open registers an upgraded connection and serves what it already sent.
+func (s *Server) open(fd int, ep endpoint, hs wsproto.Handshake, query, pending []byte) {
+	c := &Conn{srv: s, fd: int32(fd), ep: ep, compression: hs.Compression}
+	c.seen.Store(s.now())
+	c.reading.Store(true) // this goroutine serves the first read
+	s.conns.put(fd, c)
+	s.m.ConnectionsOpen.Inc()
+	s.m.ConnectionsAccepted.Inc()
+	s.handlers[ep].Open(c, hs, query)
+	if err := s.readPoller.Add(fd, netpoll.Read, c.onReadable); err != nil {
+		s.log.Error("registering connection with the poller", "err", err)
+		c.finalize(ReasonInternal)
+		return
+	}
+	if s.draining.Load() {
+		c.Close(ReasonShutdown, "server shutting down")
+	}
+	c.serveRead(pending)
+}
+
+// prefixConn is a connection whose first bytes were already read; Read
+// returns them first.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// connQueue is a net.Listener fed by the public listeners with the
+// connections that carry plain HTTP requests.
+type connQueue struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newConnQueue() *connQueue {
+	return &connQueue{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (q *connQueue) push(c net.Conn) bool {
+	select {
+	case q.ch <- c:
+		return true
+	case <-q.done:
+		return false
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return &net.TCPAddr{} }

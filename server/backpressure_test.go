@@ -1,0 +1,128 @@
+package server_test
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/pushgate/pushgate/internal/wstest"
+	"github.com/pushgate/pushgate/server"
+)
+
+// TestHalfFrameClients parks several times the pool's size of clients that
+// each sent part of a frame, and checks that an ordinary client is served
+// meanwhile and that the partial frames complete later.
+func TestHalfFrameClients(t *testing.T) {
+	const workers = 2
+	g := start(t, server.Config{Echo: true, Workers: workers})
+	type half struct {
+		c    *wstest.Client
+		rest []byte
+		want []byte
+	}
+	var halves []half
+	for i := range 4 * workers {
+		payload := []byte(fmt.Sprintf("message %d %s", i, strings.Repeat("x", 200)))
+		frame := wstest.Frame(true, 0, ws.OpText, payload)
+		cut := []int{1, 2, 4, len(frame) / 2}[i%4] // inside the header or the payload
+		c, _ := wstest.Dial(t, g.addr, "/echo")
+		c.Write(frame[:cut])
+		halves = append(halves, half{c, frame[cut:], payload})
+	}
+	ordinary, _ := wstest.Dial(t, g.addr, "/echo")
+	for i := range 20 {
+		msg := fmt.Appendf(nil, "ordinary %d", i)
+		ordinary.Write(wstest.Frame(true, 0, ws.OpText, msg))
+		ordinary.ExpectMessage(ws.OpText, msg)
+	}
+	for _, h := range halves {
+		h.c.Write(h.rest)
+		h.c.ExpectMessage(ws.OpText, h.want)
+	}
+}
+
+// TestSlowReader fills a client that never reads until its outbound queue
+// overflows: it is closed with 1013 and counted, and another client is
+// served all along.
+func TestSlowReader(t *testing.T) {
+	g := start(t, server.Config{Echo: true, OutboundQueueBytes: 64 << 10})
+	slow, _ := wstest.Dial(t, g.addr, "/echo")
+	other, _ := wstest.Dial(t, g.addr, "/echo")
+
+	// Echoes pile up in the server: the kernel's buffers first, then the
+	// queue. Stop writing once the server gives up on the slow reader.
+	msg := wstest.Frame(true, 0, ws.OpBinary, bytes.Repeat([]byte{'s'}, 32<<10))
+	for i := 0; count(g.m.SlowConsumers) == 0; i++ {
+		if i == 10000 {
+			t.Fatal("no slow-consumer close after 320 MiB")
+		}
+		if _, err := slow.Conn.Write(msg); err != nil {
+			break // the server stopped reading once it had closed
+		}
+		if i%50 == 0 {
+			other.Write(wstest.Text("still served?"))
+			other.ExpectMessage(ws.OpText, []byte("still served?"))
+		}
+	}
+	eventually(t, "the slow consumer counted", func() bool { return count(g.m.SlowConsumers) == 1 })
+	if count(g.m.DroppedFrames) < 1 {
+		t.Errorf("no dropped frames counted")
+	}
+	// Reading now, the client finds the echoes the kernel held, then 1013.
+	if reason := slow.ExpectClose(1013); reason != "slow consumer" {
+		t.Errorf("reason %q", reason)
+	}
+	other.Write(wstest.Text("and after"))
+	other.ExpectMessage(ws.OpText, []byte("and after"))
+	slow.Conn.Close()
+	eventually(t, "the close counted", func() bool { return count(g.m.ConnectionsClosed("slow_consumer")) == 1 })
+}
+
+// TestHeartbeat checks that a client that never answers pings is closed
+// and one that answers them is kept.
+func TestHeartbeat(t *testing.T) {
+	g := start(t, server.Config{Echo: true, PingInterval: 50 * time.Millisecond, PongTimeout: 50 * time.Millisecond})
+	mute, _ := wstest.Dial(t, g.addr, "/echo")
+	lively, _ := wstest.Dial(t, g.addr, "/echo")
+
+	// The lively client answers every ping and reports its messages.
+	got := make(chan string, 1)
+	go func() {
+		defer close(got)
+		for {
+			h, p, err := lively.TryReadFrame()
+			if err != nil {
+				return
+			}
+			switch h.OpCode {
+			case ws.OpPing:
+				_, _ = lively.Conn.Write(wstest.Frame(true, 0, ws.OpPong, p))
+			case ws.OpText:
+				got <- string(p)
+				return
+			}
+		}
+	}()
+
+	if h, _ := mute.ReadFrame(); h.OpCode != ws.OpPing {
+		t.Fatalf("got %v, want a ping", h.OpCode)
+	}
+	if reason := mute.ExpectClose(1001); reason != "ping timeout" {
+		t.Errorf("reason %q", reason)
+	}
+	mute.ExpectEOF()
+	eventually(t, "the eviction counted", func() bool { return count(g.m.Evictions) == 1 })
+	// The lively client has answered pings over several intervals by now.
+	eventually(t, "three ping rounds", func() bool { return count(g.m.HeartbeatPings) >= 4 })
+	lively.Write(wstest.Text("alive"))
+	if msg := <-got; msg != "alive" {
+		t.Fatalf("lively client got %q", msg)
+	}
+	if n := count(g.m.Evictions); n != 1 {
+		t.Errorf("%v evictions, want only the mute client's", n)
+	}
+}

@@ -1,0 +1,116 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/pushgate/pushgate/metrics"
+	"github.com/pushgate/pushgate/wsproto"
+)
+
+// Config configures a Server. Each field's comment gives its default; the
+// zero value is a working server with the echo endpoint off.
+type Config struct {
+	// Logger receives the server's logs (default: discarded).
+	Logger *slog.Logger
+	// Metrics records what the server does (default: collectors that are
+	// not registered anywhere).
+	Metrics *metrics.Gateway
+
+	// Handler serves connections on /ws (default: one that answers every
+	// message with an error, for a gateway without channels).
+	Handler Handler
+	// Echo enables the RFC 6455 echo endpoint on /echo.
+	Echo bool
+	// Pages serves the public listener's plain HTTP requests other than
+	// /healthz and /readyz (default: 404).
+	Pages http.Handler
+
+	// AllowedOrigins is the Origin allow-list for upgrades (default: any
+	// origin). See wsproto.OriginPolicy for the patterns.
+	AllowedOrigins []string
+	// Compression enables permessage-deflate negotiation.
+	Compression bool
+	// Authorize, when set, checks each /ws handshake (see
+	// wsproto.Upgrader.Authorize).
+	Authorize func(head []byte) (any, error)
+	// MaxMessageSize bounds a client message (default 1 MiB); larger ones
+	// close the connection with 1009.
+	MaxMessageSize int
+	// MaxHeaderBytes bounds an upgrade request's head (default 8 KiB);
+	// larger ones get 431.
+	MaxHeaderBytes int
+	// HandshakeTimeout bounds the time from accept to a complete upgrade
+	// (default 5s).
+	HandshakeTimeout time.Duration
+	// MaxHandshakes bounds the handshakes in progress at once (default
+	// 1024); past it the server stops accepting until one finishes.
+	MaxHandshakes int
+
+	// Workers is the size of the worker pool that reads and writes ready
+	// sockets (default 8 × GOMAXPROCS).
+	Workers int
+	// TaskQueue bounds the tasks waiting for a worker (default 8192).
+	TaskQueue int
+	// OutboundQueueBytes bounds the bytes queued for one connection that
+	// the socket could not take yet (default 1 MiB); past it the
+	// connection is closed with 1013.
+	OutboundQueueBytes int
+
+	// PingInterval is how long a connection may stay silent before it is
+	// pinged (default 25s).
+	PingInterval time.Duration
+	// PongTimeout is how long a pinged connection has to answer before it
+	// is closed (default 10s).
+	PongTimeout time.Duration
+	// CloseTimeout bounds the closing handshake: after sending a close
+	// frame, the server waits this long for the peer's before dropping the
+	// TCP connection (default 3s).
+	CloseTimeout time.Duration
+	// DrainTimeout bounds Shutdown when its context has no deadline
+	// (default 10s). Close frames are spread over DrainTimeout minus
+	// CloseTimeout, so a whole fleet of clients does not reconnect at once.
+	DrainTimeout time.Duration
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.New(nil)
+	}
+	if c.Handler == nil {
+		c.Handler = unsupportedHandler{}
+	}
+	if c.Pages == nil {
+		c.Pages = http.NotFoundHandler()
+	}
+	setDefault(&c.MaxMessageSize, wsproto.DefaultMaxMessageSize)
+	setDefault(&c.MaxHeaderBytes, 8<<10)
+	setDefault(&c.HandshakeTimeout, 5*time.Second)
+	setDefault(&c.MaxHandshakes, 1024)
+	setDefault(&c.OutboundQueueBytes, 1<<20)
+	setDefault(&c.PingInterval, 25*time.Second)
+	setDefault(&c.PongTimeout, 10*time.Second)
+	setDefault(&c.CloseTimeout, 3*time.Second)
+	setDefault(&c.DrainTimeout, 10*time.Second)
+	switch {
+	case c.MaxHeaderBytes < 512:
+		return c, errors.New("server: MaxHeaderBytes below 512")
+	case c.MaxMessageSize < 0, c.Workers < 0, c.TaskQueue < 0, c.OutboundQueueBytes < 0, c.MaxHandshakes < 0:
+		return c, errors.New("server: negative size")
+	case c.HandshakeTimeout < 0, c.PingInterval < 0, c.PongTimeout < 0, c.CloseTimeout < 0, c.DrainTimeout < 0:
+		return c, errors.New("server: negative duration")
+	}
+	return c, nil
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
+}

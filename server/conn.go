@@ -1,0 +1,198 @@
+package server
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
+
+	"github.com/pushgate/pushgate/netpoll"
+	"github.com/pushgate/pushgate/wsproto"
+)
+
+// Connection states. state only moves forward.
+const (
+	stateOpen    uint32 = iota
+	stateClosing        // a close frame is queued or sent; no more data goes out
+	stateClosed         // the descriptor is closed
+)
+
+// endpoint is the path a connection was upgraded on.
+type endpoint uint8
+
+const (
+	endpointWS endpoint = iota
+	endpointEcho
+	numEndpoints
+)
+
+// maxReadsPerTask bounds the reads one task makes before it re-arms the
+// poller and lets other connections have the worker.
+const maxReadsPerTask = 16
+
+// Conn is one WebSocket connection. While parked it is this struct and its
+// socket: no goroutine, timer or buffer. A poller event runs a task on the
+// worker pool that reads what arrived and re-arms the poller.
+//
+// Ownership: the task holding reading owns the read side (rs, readDead) and
+// is the only one that may close the descriptor (finalize). Everything that
+// writes to the socket holds mu.
+type Conn struct {
+	srv         *Server
+	fd          int32
+	ep          endpoint
+	compression bool
+
+	reading  atomic.Bool     // a read task is scheduled or running
+	readDead bool            // the frame reader failed; input is discarded
+	rs       *wsproto.Reader // partial frame or message; nil when idle
+
+	seen   atomic.Uint32 // clock when bytes last arrived
+	pingAt atomic.Uint32 // clock when the unanswered ping went out, or 0
+	state  atomic.Uint32 // written under mu
+
+	mu          sync.Mutex
+	out         *outQueue // bytes the socket has not taken yet; nil if none
+	writeReg    bool      // registered with the write poller
+	closeQueued bool      // our close frame is queued or sent
+	closeSent   bool      // our close frame is fully written
+	peerClosed  bool      // the peer's close frame arrived
+	kicked      bool      // the socket was shut down to end the connection
+	reason      CloseReason
+	closeAt     uint32 // clock when closing began
+}
+
+// errPeerClosed stops the frame reader after a close frame.
+var errPeerClosed = errors.New("server: peer sent close")
+
+// Compression reports whether permessage-deflate was negotiated.
+func (c *Conn) Compression() bool { return c.compression }
+
+// readTask is the pool task that serves a readable connection.
+type readTask Conn
+
+func (t *readTask) Run() { (*Conn)(t).serveRead(nil) }
+
+// onReadable is the read poller's callback: it schedules and returns.
+func (c *Conn) onReadable(ev netpoll.Event) {
+	if ev&netpoll.EventClosed != 0 {
+		return
+	}
+	c.srv.m.PollerEvents.Inc()
+	// easygo finds callbacks by descriptor number, so an event can reach a
+	// connection twice; the flag keeps its reads to one task at a time.
+	if c.reading.CompareAndSwap(false, true) {
+		c.srv.pool.Schedule((*readTask)(c))
+	}
+}
+
+// serveRead consumes pending (bytes read along with the handshake) and then
+// what the socket holds, until it would block. It then finalizes the
+// connection or re-arms the poller. The caller holds c.reading.
+func (c *Conn) serveRead(pending []byte) {
+	s := c.srv
+	if len(pending) > 0 {
+		c.consume(pending)
+	}
+	bufp := s.readBufs.Get().(*[]byte)
+	buf := *bufp
+	ended := false
+	for range maxReadsPerTask {
+		n, err := unix.Read(int(c.fd), buf)
+		if n > 0 {
+			c.seen.Store(s.now())
+			s.m.BytesReceived.Add(float64(n))
+			c.consume(buf[:n])
+			if n < len(buf) {
+				break // drained; a new arrival re-fires after Rearm
+			}
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		ended = err != unix.EAGAIN // EOF or a socket error
+		break
+	}
+	s.readBufs.Put(bufp)
+	if ended || c.handshakeDone() {
+		c.finalize(ReasonPeerGone)
+		return
+	}
+	c.reading.Store(false)
+	// A failure here means the poller is closed: Shutdown closes the rest.
+	_ = s.readPoller.Rearm(int(c.fd), netpoll.Read)
+}
+
+// consume feeds bytes to the frame reader, keeping the reader on the
+// connection only while it holds something partial.
+func (c *Conn) consume(p []byte) {
+	if c.readDead {
+		return
+	}
+	s := c.srv
+	r := c.rs
+	if r == nil {
+		r = s.readers.Get().(*wsproto.Reader)
+	}
+	err := r.Feed(p, wsproto.Options{MaxMessageSize: s.cfg.MaxMessageSize, Compression: c.compression}, (*frameSink)(c))
+	if err == nil && !r.Idle() {
+		c.rs = r
+		return
+	}
+	c.rs = nil
+	r.Reset()
+	s.readers.Put(r)
+	if err == nil {
+		return
+	}
+	c.readDead = true
+	var ce *wsproto.CloseError
+	switch {
+	case errors.Is(err, errPeerClosed):
+	case errors.As(err, &ce):
+		s.log.Debug("closing connection", "fd", c.fd, "code", int(ce.Code), "reason", ce.Reason)
+		c.closeWith(reasonFor(ce.Code), ce.Code, ce.Reason)
+	default:
+		s.log.Warn("closing connection", "fd", c.fd, "err", err)
+		c.closeWith(ReasonInternal, wsproto.CloseInternal, "internal error")
+	}
+}
+
+// handshakeDone reports whether both close frames have passed, so the TCP
+// connection can go.
+func (c *Conn) handshakeDone() bool {
+	if c.state.Load() == stateOpen {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peerClosed && c.closeSent
+}
+
+// frameSink is the Conn as the frame reader's Handler.
+type frameSink Conn
+
+func (f *frameSink) HandleMessage(op ws.OpCode, payload []byte) error {
+	c := (*Conn)(f)
+	if c.state.Load() != stateOpen {
+		return nil // after our close frame, data is discarded
+	}
+	c.srv.m.MessagesReceived.Inc()
+	c.srv.handlers[c.ep].Message(c, op, payload)
+	return nil
+}
+
+func (f *frameSink) HandleControl(op ws.OpCode, payload []byte) error {
+	c := (*Conn)(f)
+	switch op {
+	case ws.OpPing:
+		_ = c.Send(wsproto.AppendFrame(nil, ws.OpPong, payload))
+	case ws.OpClose:
+		c.peerClose(payload)
+		return errPeerClosed
+	}
+	return nil // unsolicited pongs are ignored; any bytes count as life
+}

@@ -1,0 +1,24 @@
+// Package server runs pushgate's listeners and connections.
+//
+// A listener's accepted connection gets a handshake goroutine (bounded in
+// number and time) that reads the request head: upgrades to /ws and /echo
+// are answered on the raw connection by wsproto, and anything else goes to
+// a net/http server with the bytes already read put back. An upgraded
+// connection is detached from the net package and parked in the read
+// poller as a Conn: its descriptor, its state and nothing else.
+//
+// When the socket is readable, a worker reads what arrived, feeds it to the
+// connection's frame reader (which exists only while a frame or message is
+// partial), hands messages to the endpoint's Handler, and re-arms the
+// poller. Writes never wait: Conn.Send writes at once if the socket takes
+// the frame, else queues it (bounded; overflow closes with 1013) and the
+// write poller drains the queue with writev when the socket is writable.
+//
+// One heartbeat goroutine keeps a coarse clock and sweeps all connections:
+// pings for the silent, closes for the unanswering, and the end of closing
+// handshakes that take too long. Shutdown drains: readiness false,
+// listeners closed, 1001 to every connection spread over the drain window.
+//
+// Lock order: connTable.mu, then Conn.mu. Only the task holding a Conn's
+// read side closes its descriptor (see close.go).
+package server

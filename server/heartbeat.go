@@ -1,0 +1,86 @@
+package server
+
+import (
+	"time"
+
+	"github.com/pushgate/pushgate/wsproto"
+)
+
+// The heartbeat is one goroutine for all connections, not a timer each. On
+// every tick it advances a coarse clock (milliseconds since start, wrapping
+// every 49 days; all comparisons are differences) and sweeps the
+// connection table:
+//
+//   - a connection silent for PingInterval gets a ping;
+//   - one still silent PongTimeout after its ping is closed (1001) and
+//     kicked: a dead peer or a half-open TCP connection;
+//   - one whose closing handshake outlived CloseTimeout is kicked.
+
+// now is the coarse clock.
+func (s *Server) now() uint32 { return s.clock.Load() }
+
+// ms converts a duration to clock units.
+func ms(d time.Duration) uint32 { return uint32(d / time.Millisecond) }
+
+// heartbeatTick is the sweep period: fine enough for the shortest timeout.
+func heartbeatTick(c Config) time.Duration {
+	t := min(c.PingInterval, c.PongTimeout, c.CloseTimeout) / 4
+	return min(max(t, 10*time.Millisecond), time.Second)
+}
+
+func (s *Server) runHeartbeat() {
+	defer s.wg.Done()
+	start := time.Now()
+	t := time.NewTicker(heartbeatTick(s.cfg))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+			now := uint32(time.Since(start)/time.Millisecond) + 1
+			if now == 0 {
+				now = 1 // 0 means "never" in pingAt
+			}
+			s.clock.Store(now)
+			s.conns.each(func(c *Conn) { c.heartbeat(now) })
+		}
+	}
+}
+
+func (c *Conn) heartbeat(now uint32) {
+	s := c.srv
+	switch c.state.Load() {
+	case stateClosed:
+		return
+	case stateOpen:
+		if now-c.seen.Load() < s.pingMs && c.pingAt.Load() == 0 {
+			return // the common case, without a lock
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.state.Load() {
+	case stateOpen:
+		if now-c.seen.Load() < s.pingMs {
+			c.pingAt.Store(0)
+			return
+		}
+		at := c.pingAt.Load()
+		if at == 0 {
+			c.pingAt.Store(now)
+			s.m.HeartbeatPings.Inc()
+			_ = c.sendLocked(wsproto.PingFrame)
+			return
+		}
+		if now-at >= s.pongMs {
+			s.m.Evictions.Inc()
+			c.startCloseLocked(ReasonHeartbeat, "ping timeout")
+			c.kickLocked()
+		}
+	case stateClosing:
+		if now-c.closeAt >= s.closeMs {
+			c.kickLocked()
+		}
+	}
+}

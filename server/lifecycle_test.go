@@ -1,0 +1,177 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushgate/pushgate/internal/wstest"
+	"github.com/pushgate/pushgate/metrics"
+	"github.com/pushgate/pushgate/server"
+)
+
+// TestIdleConnectionsHoldNoGoroutines parks thousands of connections and
+// checks that the goroutine count does not grow with them.
+func TestIdleConnectionsHoldNoGoroutines(t *testing.T) {
+	const n = 4000
+	g := start(t, server.Config{Echo: true})
+	base := runtime.NumGoroutine()
+	req := []byte(wstest.UpgradeRequest("/ws"))
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := net.Dial("tcp", g.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		// Read the 101 and nothing more: no goroutine on the client side.
+		resp, err := http.ReadResponse(bufio.NewReaderSize(c, 256), nil)
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: %v %v", resp, err)
+		}
+	}
+	eventually(t, fmt.Sprintf("%d connections registered", n), func() bool { return g.Len() == n })
+	eventually(t, "handshake goroutines to finish", func() bool { return runtime.NumGoroutine() <= base+2 })
+	t.Logf("%d goroutines before, %d with %d idle connections", base, runtime.NumGoroutine(), n)
+
+	// And they are alive: one of them still echoes.
+	c := conns[n/2]
+	if _, err := c.Write(wstest.Frame(true, 0, ws.OpPing, []byte("?"))); err != nil {
+		t.Fatal(err)
+	}
+	h, err := ws.ReadHeader(c)
+	if err != nil || h.OpCode != ws.OpPong {
+		t.Fatalf("got %v %v, want a pong", h.OpCode, err)
+	}
+}
+
+// TestShutdown drains a server: readiness turns false, new connections
+// are refused, every client gets 1001 (spread over the drain window), and
+// Shutdown returns once the clients have answered.
+func TestShutdown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	srv, err := server.New(server.Config{Echo: true, CloseTimeout: 500 * time.Millisecond, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	admin := httptest.NewServer(srv.AdminMux(reg))
+	defer admin.Close()
+
+	const n = 40
+	closedAt := make([]time.Time, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		c, _ := wstest.Dial(t, ln.Addr().String(), "/echo")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if reason := c.ExpectClose(1001); reason != "server shutting down" {
+				t.Errorf("reason %q", reason)
+			}
+			closedAt[i] = time.Now()
+			c.Write(wstest.Frame(true, 0, ws.OpClose, wstest.ClosePayload(1001, "")))
+			c.ExpectEOF()
+		}()
+	}
+	if status(t, admin.URL+"/readyz") != 200 {
+		t.Fatal("not ready before shutdown")
+	}
+
+	const window = time.Second // the deadline minus CloseTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), window+500*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- srv.Shutdown(ctx) }()
+
+	eventually(t, "readiness to turn false", func() bool { return status(t, admin.URL+"/readyz") == 503 })
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		c.Close()
+		t.Error("a new connection was accepted while draining")
+	}
+	wg.Wait()
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	last := closedAt[0]
+	for _, at := range closedAt {
+		last = maxTime(last, at)
+	}
+	// The server waits before closing the later ones, so this bound holds
+	// however slow the machine is.
+	if spread := last.Sub(start); spread < window*(n-2)/n {
+		t.Errorf("closes spread over %v, want about %v", spread, window)
+	}
+	if got := count(m.ConnectionsClosed("shutdown")); got != n {
+		t.Errorf("%v connections closed for shutdown, want %d", got, n)
+	}
+}
+
+// TestShutdownDeadline checks that clients that never answer the close
+// frame do not hold Shutdown past its deadline.
+func TestShutdownDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{Echo: true, CloseTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	mute, _ := wstest.Dial(t, ln.Addr().String(), "/echo")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err = srv.Shutdown(ctx)
+	if err == nil || !strings.Contains(err.Error(), "1 of 1 connections") {
+		t.Fatalf("Shutdown: %v, want a report of the connection left", err)
+	}
+	mute.ExpectClose(1001)
+	mute.ExpectEOF()
+}
+
+func status(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

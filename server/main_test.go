@@ -1,0 +1,73 @@
+package server_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/pushgate/pushgate/metrics"
+	"github.com/pushgate/pushgate/server"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// gateway is a server under test, listening on a loopback port.
+type gateway struct {
+	*server.Server
+	addr string
+	m    *metrics.Gateway
+}
+
+// start runs a server with cfg on 127.0.0.1 and shuts it down when the
+// test ends.
+func start(t testing.TB, cfg server.Config) *gateway {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(prometheus.NewRegistry())
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return &gateway{Server: srv, addr: ln.Addr().String(), m: cfg.Metrics}
+}
+
+// echo is the configuration most protocol tests use.
+func echo() server.Config { return server.Config{Echo: true} }
+
+// eventually polls cond until it holds, failing the test after a while.
+// It is for state with no event to wait on (a counter, a gauge).
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// count reads a counter or gauge.
+func count(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }

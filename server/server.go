@@ -1,0 +1,229 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushgate/pushgate/metrics"
+	"github.com/pushgate/pushgate/netpoll"
+	"github.com/pushgate/pushgate/wsproto"
+)
+
+// Subprotocol is the WebSocket subprotocol /ws negotiates when offered.
+const Subprotocol = "pushgate.v1"
+
+// readBufferSize is the size of the pooled buffer a read task reads into.
+const readBufferSize = 16 << 10
+
+// Server accepts WebSocket connections on one or more listeners and keeps
+// them parked in epoll pollers. Create it with New, run listeners with
+// Serve, stop it with Shutdown.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	m   *metrics.Gateway
+
+	pool        *netpoll.Pool
+	readPoller  *netpoll.Poller
+	writePoller *netpoll.Poller
+	conns       *connTable
+	clock       atomic.Uint32
+	pingMs      uint32
+	pongMs      uint32
+	closeMs     uint32
+
+	handlers  [numEndpoints]Handler
+	upgraders [numEndpoints]*wsproto.Upgrader
+	closedBy  [numReasons]prometheus.Counter
+	hsResults map[string]prometheus.Counter
+
+	readers  sync.Pool // *wsproto.Reader
+	readBufs sync.Pool // *[]byte, readBufferSize
+	headBufs sync.Pool // *[]byte, MaxHeaderBytes
+	queues   sync.Pool // *outQueue
+
+	http   *http.Server // plain HTTP requests on the public listeners
+	httpLn *connQueue
+
+	hsSlots  chan struct{} // bounds handshakes in progress
+	draining atomic.Bool
+	quit     chan struct{}
+	wg       sync.WaitGroup // heartbeat, handshakes, HTTP server
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	pending   map[net.Conn]struct{} // connections still in their handshake
+	shutdown  chan struct{}         // closed when Shutdown has finished
+	started   bool
+}
+
+// New builds a Server and starts its pollers, worker pool and heartbeat.
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	origins, err := wsproto.NewOriginPolicy(cfg.AllowedOrigins)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		m:         cfg.Metrics,
+		conns:     newConnTable(),
+		pingMs:    ms(cfg.PingInterval),
+		pongMs:    ms(cfg.PongTimeout),
+		closeMs:   ms(cfg.CloseTimeout),
+		hsSlots:   make(chan struct{}, cfg.MaxHandshakes),
+		quit:      make(chan struct{}),
+		listeners: make(map[net.Listener]struct{}),
+		pending:   make(map[net.Conn]struct{}),
+		shutdown:  make(chan struct{}),
+		hsResults: make(map[string]prometheus.Counter),
+	}
+	s.handlers[endpointWS] = cfg.Handler
+	s.handlers[endpointEcho] = echoHandler{}
+	s.upgraders[endpointWS] = &wsproto.Upgrader{Protocol: Subprotocol, Origins: origins, Compression: cfg.Compression, Authorize: cfg.Authorize}
+	s.upgraders[endpointEcho] = &wsproto.Upgrader{Origins: origins, Compression: cfg.Compression}
+	for r := range numReasons {
+		s.closedBy[r] = s.m.ConnectionsClosed(r.String())
+	}
+	for _, r := range []string{"ok", "bad_request", "bad_version", "unauthorized", "forbidden_origin", "too_large", "timeout"} {
+		s.hsResults[r] = s.m.Handshakes(r)
+	}
+	s.readers.New = func() any { return new(wsproto.Reader) }
+	s.readBufs.New = func() any { b := make([]byte, readBufferSize); return &b }
+	s.headBufs.New = func() any { b := make([]byte, cfg.MaxHeaderBytes); return &b }
+	s.queues.New = func() any { return &outQueue{frames: make([][]byte, 0, 16), iov: make([][]byte, 0, maxIovecs)} }
+
+	onWaitErr := func(err error) { s.log.Error("poller wait failed", "err", err) }
+	if s.readPoller, err = netpoll.NewPoller(netpoll.PollerConfig{OnWaitError: onWaitErr}); err != nil {
+		return nil, fmt.Errorf("server: read poller: %w", err)
+	}
+	if s.writePoller, err = netpoll.NewPoller(netpoll.PollerConfig{OnWaitError: onWaitErr}); err != nil {
+		s.readPoller.Close()
+		return nil, fmt.Errorf("server: write poller: %w", err)
+	}
+	s.pool = netpoll.NewPool(netpoll.PoolConfig{
+		Workers: cfg.Workers,
+		Queue:   cfg.TaskQueue,
+		OnPanic: func(v any) { s.log.Error("task panicked", "panic", v) },
+	})
+	s.m.ObservePool(s.pool.Busy, s.pool.Queued)
+
+	s.httpLn = newConnQueue()
+	s.http = &http.Server{
+		Handler:           s.publicMux(),
+		ReadHeaderTimeout: cfg.HandshakeTimeout,
+		IdleTimeout:       30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	// One request per TCP connection: every request then starts at the
+	// listener, where upgrades are told apart. With keep-alive, a proxy
+	// reusing an idle connection could send an upgrade to net/http.
+	s.http.SetKeepAlivesEnabled(false)
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		_ = s.http.Serve(s.httpLn)
+	}()
+	go s.runHeartbeat()
+	return s, nil
+}
+
+// Len is the number of open WebSocket connections.
+func (s *Server) Len() int { return s.conns.len() }
+
+// Ready reports whether the server takes new connections: false once
+// Shutdown has begun.
+func (s *Server) Ready() bool { return !s.draining.Load() }
+
+// Serve accepts connections on ln until ln fails or Shutdown closes it,
+// which makes Serve return nil. Plain HTTP requests go to the public
+// handlers; upgrades to /ws and /echo become parked WebSocket connections.
+func (s *Server) Serve(ln net.Listener) error {
+	if !s.track(ln) {
+		ln.Close()
+		return nil
+	}
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.draining.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of descriptors and the like: back off, as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+				continue
+			case <-s.quit:
+				return nil
+			}
+		}
+		delay = 0
+		select {
+		case s.hsSlots <- struct{}{}:
+		case <-s.quit:
+			nc.Close()
+			return nil
+		}
+		if !s.addPending(nc) {
+			<-s.hsSlots
+			nc.Close()
+			return nil
+		}
+		go s.handshake(nc)
+	}
+}
+
+func (s *Server) track(ln net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		return false
+	}
+	s.listeners[ln] = struct{}{}
+	return true
+}
+
+func (s *Server) addPending(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		return false
+	}
+	s.pending[nc] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) donePending(nc net.Conn) {
+	s.mu.Lock()
+	delete(s.pending, nc)
+	s.mu.Unlock()
+	<-s.hsSlots
+	s.wg.Done()
+}
+
+// route maps a request path to an endpoint.
+func (s *Server) route(path []byte) (endpoint, bool) {
+	switch string(path) {
+	case "/ws":
+		return endpointWS, true
+	case "/echo":
+		return endpointEcho, s.cfg.Echo
+	}
+	return 0, false
+}

@@ -1,0 +1,65 @@
+package wsproto
+
+import (
+	"encoding/binary"
+
+	"github.com/gobwas/ws"
+)
+
+// rsv1 is the RSV1 bit in the first header byte: "compressed" under
+// permessage-deflate (RFC 7692).
+const rsv1 = 0x40
+
+// HeaderSize is the size of the header of an unmasked frame carrying n bytes.
+func HeaderSize(n int) int {
+	switch {
+	case n <= 125:
+		return 2
+	case n <= 0xFFFF:
+		return 4
+	}
+	return 10
+}
+
+// AppendHeader appends the header of a final, unmasked (server to client)
+// frame carrying n payload bytes.
+func AppendHeader(dst []byte, op ws.OpCode, compressed bool, n int) []byte {
+	b0 := 0x80 | byte(op)
+	if compressed {
+		b0 |= rsv1
+	}
+	switch {
+	case n <= 125:
+		return append(dst, b0, byte(n))
+	case n <= 0xFFFF:
+		return binary.BigEndian.AppendUint16(append(dst, b0, 126), uint16(n))
+	}
+	return binary.BigEndian.AppendUint64(append(dst, b0, 127), uint64(n))
+}
+
+// AppendFrame appends a final, unmasked frame carrying payload. pushgate
+// never fragments what it sends: each message is one frame, so a frame in an
+// outbound queue can be written, or dropped, whole.
+func AppendFrame(dst []byte, op ws.OpCode, payload []byte) []byte {
+	return append(AppendHeader(dst, op, false, len(payload)), payload...)
+}
+
+// AppendCloseFrame appends a close frame with code and reason. The reason is
+// cut to fit the 125-byte control frame limit, on a rune boundary.
+func AppendCloseFrame(dst []byte, code ws.StatusCode, reason string) []byte {
+	const maxReason = ws.MaxControlFramePayloadSize - 2
+	if len(reason) > maxReason {
+		cut := maxReason
+		for cut > 0 && reason[cut]&0xC0 == 0x80 {
+			cut--
+		}
+		reason = reason[:cut]
+	}
+	dst = AppendHeader(dst, ws.OpClose, false, 2+len(reason))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(code))
+	return append(dst, reason...)
+}
+
+// PingFrame is the empty ping the heartbeat sends; it is shared and must not
+// be modified.
+var PingFrame = AppendFrame(nil, ws.OpPing, nil)
