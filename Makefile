@@ -30,11 +30,14 @@ lint:
 	$(GO) vet ./...
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
 
-# fuzz runs every fuzz target briefly; set FUZZTIME for longer runs.
+# fuzz runs every fuzz target briefly; set FUZZTIME for longer runs. New
+# inputs are minimized for at most a second (the default, 60s each, would
+# eat a short run).
+FUZZ = $(GO) test -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./wsproto
-	$(GO) test -run '^$$' -fuzz '^FuzzUpgrade$$' -fuzztime $(FUZZTIME) ./wsproto
-	$(GO) test -run '^$$' -fuzz '^FuzzUTF8Validator$$' -fuzztime $(FUZZTIME) ./wsproto
+	$(FUZZ) -fuzz '^FuzzReader$$' ./wsproto
+	$(FUZZ) -fuzz '^FuzzUpgrade$$' ./wsproto
+	$(FUZZ) -fuzz '^FuzzUTF8Validator$$' ./wsproto
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./wsproto ./server
