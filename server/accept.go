@@ -101,16 +101,18 @@ func (s *Server) open(fd int, ep endpoint, hs wsproto.Handshake, query, pending 
 	s.conns.put(fd, c)
 	s.m.ConnectionsOpen.Inc()
 	s.m.ConnectionsAccepted.Inc()
-	s.handlers[ep].Open(c, hs, query)
-	if err := s.readPoller.Add(fd, netpoll.Read, c.onReadable); err != nil {
-		s.log.Error("registering connection with the poller", "err", err)
-		c.finalize(ReasonInternal)
-		return
-	}
-	if s.draining.Load() {
-		c.Close(ReasonShutdown, "server shutting down")
-	}
-	c.serveRead(pending)
+	c.serve(pending, func() bool {
+		s.handlers[ep].Open(c, hs, query)
+		if err := s.readPoller.Add(fd, netpoll.Read, c.onReadable); err != nil {
+			s.log.Error("registering connection with the poller", "err", err)
+			c.finalize(ReasonInternal)
+			return false
+		}
+		if s.draining.Load() {
+			c.Close(ReasonShutdown, "server shutting down")
+		}
+		return true
+	})
 }
 
 // prefixConn is a connection whose first bytes were already read; Read

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -73,7 +74,26 @@ func (c *Conn) Compression() bool { return c.compression }
 // readTask is the pool task that serves a readable connection.
 type readTask Conn
 
-func (t *readTask) Run() { (*Conn)(t).serveRead(nil) }
+func (t *readTask) Run() { (*Conn)(t).serve(nil, nil) }
+
+// serve runs first (if any; false ends there) and serveRead, containing a
+// Handler's panic:
+// the connection is closed with 1011 and released, so a bug in handling
+// one connection neither leaks it nor stops the process. The caller holds
+// c.reading.
+func (c *Conn) serve(pending []byte, first func() bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.srv.log.Error("connection handler panicked; closing the connection", "fd", c.fd, "panic", v, "stack", string(debug.Stack()))
+			c.closeWith(ReasonInternal, wsproto.CloseInternal, "internal error")
+			c.finalize(ReasonInternal)
+		}
+	}()
+	if first != nil && !first() {
+		return
+	}
+	c.serveRead(pending)
+}
 
 // onReadable is the read poller's callback: it schedules and returns.
 func (c *Conn) onReadable(ev netpoll.Event) {

@@ -8,7 +8,8 @@ import (
 // Handler serves the connections of an endpoint. Its methods run on worker
 // goroutines (Open on the handshake goroutine), never two at once for the
 // same connection, and must not block: to reply, call Conn.Send or
-// Conn.SendMessage, which never wait for the socket.
+// Conn.SendMessage, which never wait for the socket. A panic in a method
+// closes that connection with 1011 and is logged; others are unaffected.
 type Handler interface {
 	// Open is called once the connection is registered, before any of its
 	// messages. query is the raw query of the upgrade request.

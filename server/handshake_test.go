@@ -2,20 +2,31 @@ package server_test
 
 import (
 	"bufio"
+	"bytes"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushgate/pushgate/internal/wstest"
+	"github.com/pushgate/pushgate/metrics"
 	"github.com/pushgate/pushgate/server"
 )
 
 func TestHandshakeRefusals(t *testing.T) {
-	g := start(t, server.Config{Echo: true, AllowedOrigins: []string{"https://app.example.com", "https://*.example.org"}, MaxHeaderBytes: 1024})
+	var logs syncBuffer
+	g := start(t, server.Config{
+		Echo: true, AllowedOrigins: []string{"https://app.example.com", "https://*.example.org"}, MaxHeaderBytes: 1024,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
 	for _, tc := range []struct {
 		name    string
 		request string
@@ -60,6 +71,8 @@ func TestHandshakeRefusals(t *testing.T) {
 			}
 			c.ExpectEOF()
 			eventually(t, "the refusal counter", func() bool { return count(g.m.Handshakes(tc.result)) == before+1 })
+			logged := fmt.Sprintf("level=DEBUG msg=\"upgrade refused\" remote=%s status=%d", c.Conn.LocalAddr(), tc.status)
+			eventually(t, "the debug line "+logged, func() bool { return strings.Contains(logs.String(), logged) })
 		})
 	}
 }
@@ -167,5 +180,46 @@ func TestPlainHTTP(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if string(body) != "POST /submit?a=1 first-half" {
 		t.Fatalf("got %q", body)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func TestAdminMux(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	g := start(t, server.Config{Metrics: metrics.New(reg)})
+	admin := httptest.NewServer(g.AdminMux(reg))
+	defer admin.Close()
+	for path, want := range map[string]string{
+		"/metrics":      "pushgate_connections 0",
+		"/healthz":      "ok",
+		"/readyz":       "ready",
+		"/debug/pprof/": "goroutine",
+	} {
+		resp, err := http.Get(admin.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %s, body lacks %q", path, resp.Status, want)
+		}
 	}
 }

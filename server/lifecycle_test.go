@@ -19,6 +19,7 @@ import (
 	"github.com/pushgate/pushgate/internal/wstest"
 	"github.com/pushgate/pushgate/metrics"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/wsproto"
 )
 
 // TestIdleConnectionsHoldNoGoroutines parks thousands of connections and
@@ -174,4 +175,33 @@ func maxTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// panicky is a Handler that panics on the message "panic".
+type panicky struct{}
+
+func (p panicky) Open(*server.Conn, wsproto.Handshake, []byte) {}
+func (p panicky) Closed(*server.Conn)                          {}
+func (p panicky) Message(c *server.Conn, _ ws.OpCode, msg []byte) {
+	if string(msg) == "panic" {
+		panic("handler bug")
+	}
+	_ = c.SendMessage(ws.OpText, msg)
+}
+
+// TestHandlerPanic checks that a Handler's panic closes that connection
+// with 1011 and releases it, and nothing else.
+func TestHandlerPanic(t *testing.T) {
+	g := start(t, server.Config{Handler: panicky{}})
+	bad, _ := wstest.Dial(t, g.addr, "/ws")
+	good, _ := wstest.Dial(t, g.addr, "/ws")
+	bad.Write(wstest.Text("panic"))
+	bad.ExpectClose(1011)
+	bad.ExpectEOF()
+	eventually(t, "the connection released", func() bool { return g.Len() == 1 })
+	if n := count(g.m.ConnectionsClosed("internal_error")); n != 1 {
+		t.Errorf("%v internal_error closes, want 1", n)
+	}
+	good.Write(wstest.Text("fine"))
+	good.ExpectMessage(ws.OpText, []byte("fine"))
 }
