@@ -22,8 +22,9 @@ import (
 // touch a number the kernel has already given to a new connection.
 
 // Close starts closing the connection with the close code of reason and a
-// short text for the peer. It returns at once; queued frames are still sent
-// before the close frame (except for ReasonSlowConsumer, which drops them).
+// short text for the peer. It returns at once; frames already queued are
+// sent before the close frame. (An overflowing queue is the exception: Send
+// drops its unstarted frames before closing with 1013.)
 func (c *Conn) Close(reason CloseReason, text string) {
 	c.mu.Lock()
 	c.startCloseLocked(reason, text)
