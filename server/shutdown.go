@@ -96,6 +96,10 @@ func (s *Server) spreadClose(ctx context.Context, window time.Duration) {
 		for ; i < due && i < len(conns); i++ {
 			conns[i].Close(ReasonShutdown, "server shutting down")
 		}
+		// Connections that ended meanwhile do not wait for their turn.
+		for i < len(conns) && conns[i].state.Load() != stateOpen {
+			i++
+		}
 		if i == len(conns) {
 			return
 		}
