@@ -87,6 +87,12 @@ func (g *Gateway) ObservePool(busy, queued func() int) {
 	f.gaugeFunc("tasks_queued", "Tasks waiting for a worker.", queued)
 }
 
+// ObserveOutbound exports the bytes waiting in outbound queues, on all
+// connections, read when scraped.
+func (g *Gateway) ObserveOutbound(queued func() int) {
+	factory{g.reg}.gaugeFunc("outbound_queued_bytes", "Bytes waiting in connections' outbound queues for their sockets.", queued)
+}
+
 // NewRegistry returns a registry holding the Go runtime and process
 // collectors, for the gateway's collectors to join.
 func NewRegistry() *prometheus.Registry {

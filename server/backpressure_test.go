@@ -72,6 +72,9 @@ func TestSlowReader(t *testing.T) {
 	if count(g.m.DroppedFrames) < 1 {
 		t.Errorf("no dropped frames counted")
 	}
+	if q := g.gauge(t, "pushgate_outbound_queued_bytes"); q <= 0 {
+		t.Errorf("outbound_queued_bytes %v while a close frame waits", q)
+	}
 	// Reading now, the client finds the echoes the kernel held, then 1013.
 	if reason := slow.ExpectClose(1013); reason != "slow consumer" {
 		t.Errorf("reason %q", reason)
@@ -80,6 +83,9 @@ func TestSlowReader(t *testing.T) {
 	other.ExpectMessage(ws.OpText, []byte("and after"))
 	slow.Conn.Close()
 	eventually(t, "the close counted", func() bool { return count(g.m.ConnectionsClosed("slow_consumer")) == 1 })
+	if q := g.gauge(t, "pushgate_outbound_queued_bytes"); q != 0 {
+		t.Errorf("outbound_queued_bytes %v with no queue left", q)
+	}
 }
 
 // TestHeartbeat checks that a client that never answers pings is closed

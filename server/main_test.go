@@ -23,6 +23,7 @@ type gateway struct {
 	*server.Server
 	addr string
 	m    *metrics.Gateway
+	reg  *prometheus.Registry
 }
 
 // start runs a server with cfg on 127.0.0.1 and shuts it down when the
@@ -33,8 +34,9 @@ func start(t testing.TB, cfg server.Config) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
+	reg := prometheus.NewRegistry()
 	if cfg.Metrics == nil {
-		cfg.Metrics = metrics.New(prometheus.NewRegistry())
+		cfg.Metrics = metrics.New(reg)
 	}
 	srv, err := server.New(cfg)
 	if err != nil {
@@ -50,7 +52,7 @@ func start(t testing.TB, cfg server.Config) *gateway {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &gateway{Server: srv, addr: ln.Addr().String(), m: cfg.Metrics}
+	return &gateway{Server: srv, addr: ln.Addr().String(), m: cfg.Metrics, reg: reg}
 }
 
 // echo is the configuration most protocol tests use.
@@ -71,3 +73,20 @@ func eventually(t testing.TB, what string, cond func() bool) {
 
 // count reads a counter or gauge.
 func count(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
+
+// gauge reads a gauge by name from g's registry (for gauges computed when
+// scraped, which have no collector of their own in metrics.Gateway).
+func (g *gateway) gauge(t testing.TB, name string) float64 {
+	t.Helper()
+	families, err := g.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
+}

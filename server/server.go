@@ -45,6 +45,8 @@ type Server struct {
 	closedBy  [numReasons]prometheus.Counter
 	hsResults map[string]prometheus.Counter
 
+	queuedBytes atomic.Int64 // in every outbound queue
+
 	readers  sync.Pool // *wsproto.Reader
 	readBufs sync.Pool // *[]byte, readBufferSize
 	headBufs sync.Pool // *[]byte, MaxHeaderBytes
@@ -103,7 +105,9 @@ func New(cfg Config) (*Server, error) {
 	s.readers.New = func() any { return new(wsproto.Reader) }
 	s.readBufs.New = func() any { b := make([]byte, readBufferSize); return &b }
 	s.headBufs.New = func() any { b := make([]byte, cfg.MaxHeaderBytes); return &b }
-	s.queues.New = func() any { return &outQueue{frames: make([][]byte, 0, 16), iov: make([][]byte, 0, maxIovecs)} }
+	s.queues.New = func() any {
+		return &outQueue{frames: make([][]byte, 0, 16), iov: make([][]byte, 0, maxIovecs), total: &s.queuedBytes}
+	}
 
 	onWaitErr := func(err error) { s.log.Error("poller wait failed", "err", err) }
 	if s.readPoller, err = netpoll.NewPoller(netpoll.PollerConfig{OnWaitError: onWaitErr}); err != nil {
@@ -119,6 +123,7 @@ func New(cfg Config) (*Server, error) {
 		OnPanic: func(v any) { s.log.Error("task panicked", "panic", v) },
 	})
 	s.m.ObservePool(s.pool.Busy, s.pool.Queued)
+	s.m.ObserveOutbound(func() int { return int(s.queuedBytes.Load()) })
 
 	s.httpLn = newConnQueue()
 	s.http = &http.Server{

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"sync/atomic"
 
 	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
@@ -28,6 +29,7 @@ type outQueue struct {
 	off    int // bytes of frames[head] already written
 	size   int // bytes not yet written
 	iov    [][]byte
+	total  *atomic.Int64 // bytes queued on all connections, for metrics
 }
 
 func (q *outQueue) push(frame []byte) {
@@ -38,6 +40,7 @@ func (q *outQueue) push(frame []byte) {
 	}
 	q.frames = append(q.frames, frame)
 	q.size += len(frame)
+	q.total.Add(int64(len(frame)))
 }
 
 // vec returns the next frames to write, the first one cut at off.
@@ -53,6 +56,7 @@ func (q *outQueue) vec() [][]byte {
 // advance records that n more bytes were written.
 func (q *outQueue) advance(n int) {
 	q.size -= n
+	q.total.Add(-int64(n))
 	for n > 0 {
 		rest := len(q.frames[q.head]) - q.off
 		if n < rest {
@@ -76,6 +80,7 @@ func (q *outQueue) dropUnstarted() int {
 	dropped := len(q.frames) - keep
 	for _, f := range q.frames[keep:] {
 		q.size -= len(f)
+		q.total.Add(-int64(len(f)))
 	}
 	clear(q.frames[keep:])
 	q.frames = q.frames[:keep]
@@ -83,9 +88,10 @@ func (q *outQueue) dropUnstarted() int {
 }
 
 func (q *outQueue) reset() {
+	q.total.Add(-int64(q.size))
 	clear(q.frames)
 	clear(q.iov)
-	*q = outQueue{frames: q.frames[:0], iov: q.iov[:0]}
+	*q = outQueue{frames: q.frames[:0], iov: q.iov[:0], total: q.total}
 }
 
 // Send hands an encoded frame to the connection without waiting for the
