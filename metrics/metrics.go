@@ -43,7 +43,7 @@ func New(reg prometheus.Registerer) *Gateway {
 		connectionsClosed: f.counterVec("connections_closed_total",
 			"WebSocket connections closed, by reason.", "reason"),
 		handshakes: f.counterVec("handshakes_total",
-			"WebSocket handshakes, by result (ok, bad_request, bad_version, unauthorized, forbidden_origin, too_large, timeout, overloaded).", "result"),
+			"WebSocket handshakes, by result: ok, or why it was refused (wsproto.HandshakeResult).", "result"),
 		HandshakesInFlight: f.gauge("handshakes_in_flight",
 			"Connections accepted whose handshake has not finished."),
 		MessagesReceived: f.counter("messages_received_total",

@@ -19,7 +19,7 @@ import (
 // already read put back in front. It runs on its own goroutine, bounded by
 // MaxHandshakes and HandshakeTimeout.
 func (s *Server) handshake(nc net.Conn) {
-	defer s.donePending(nc)
+	defer s.endHandshake(nc)
 	s.m.HandshakesInFlight.Inc()
 	defer s.m.HandshakesInFlight.Dec()
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
@@ -28,6 +28,7 @@ func (s *Server) handshake(nc net.Conn) {
 	defer s.headBufs.Put(bufp)
 	buf := *bufp
 	n, headLen, err := wsproto.ReadHead(nc, buf)
+	s.headRead(nc)
 	_, target, _ := wsproto.RequestTarget(buf[:n])
 	path, query := wsproto.SplitTarget(target)
 	ep, upgrade := s.route(path)
@@ -57,7 +58,7 @@ func (s *Server) handshake(nc net.Conn) {
 		s.log.Error("detaching upgraded connection", "err", err)
 		return
 	}
-	s.hsResults["ok"].Inc()
+	s.hsResults[wsproto.ResultOK].Inc()
 	s.open(fd, ep, hs, query, buf[headLen:n])
 }
 
@@ -67,12 +68,12 @@ func (s *Server) headFailed(nc net.Conn, n int, err error) {
 	nc.Close()
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		s.hsResults["timeout"].Inc()
+		s.hsResults[wsproto.ResultTimeout].Inc()
 		s.log.Debug("handshake timed out", "remote", nc.RemoteAddr(), "bytes", n)
 	case n == 0 && errors.Is(err, io.ErrUnexpectedEOF):
 		// Connected and left without a byte: a TCP health check.
 	default:
-		s.hsResults["bad_request"].Inc()
+		s.hsResults[wsproto.ResultBadRequest].Inc()
 		s.log.Debug("handshake aborted", "remote", nc.RemoteAddr(), "err", err)
 	}
 }
@@ -88,7 +89,7 @@ func (s *Server) refuse(nc net.Conn, err error) {
 		return
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		s.hsResults["timeout"].Inc()
+		s.hsResults[wsproto.ResultTimeout].Inc()
 	}
 	s.log.Debug("upgrade failed", "remote", nc.RemoteAddr(), "err", err)
 }

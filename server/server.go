@@ -43,7 +43,7 @@ type Server struct {
 	handlers  [numEndpoints]Handler
 	upgraders [numEndpoints]*wsproto.Upgrader
 	closedBy  [numReasons]prometheus.Counter
-	hsResults map[string]prometheus.Counter
+	hsResults [wsproto.NumHandshakeResults]prometheus.Counter
 
 	queuedBytes atomic.Int64 // in every outbound queue
 
@@ -62,7 +62,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	pending   map[net.Conn]struct{} // connections still in their handshake
+	reading   map[net.Conn]struct{} // connections still sending their request head
 	shutdown  chan struct{}         // closed when Shutdown has finished
 	started   bool
 }
@@ -88,9 +88,8 @@ func New(cfg Config) (*Server, error) {
 		hsSlots:   make(chan struct{}, cfg.MaxHandshakes),
 		quit:      make(chan struct{}),
 		listeners: make(map[net.Listener]struct{}),
-		pending:   make(map[net.Conn]struct{}),
+		reading:   make(map[net.Conn]struct{}),
 		shutdown:  make(chan struct{}),
-		hsResults: make(map[string]prometheus.Counter),
 	}
 	s.handlers[endpointWS] = cfg.Handler
 	s.handlers[endpointEcho] = echoHandler{}
@@ -99,8 +98,8 @@ func New(cfg Config) (*Server, error) {
 	for r := range numReasons {
 		s.closedBy[r] = s.m.ConnectionsClosed(r.String())
 	}
-	for _, r := range []string{"ok", "bad_request", "bad_version", "unauthorized", "forbidden_origin", "too_large", "timeout"} {
-		s.hsResults[r] = s.m.Handshakes(r)
+	for r := range wsproto.NumHandshakeResults {
+		s.hsResults[r] = s.m.Handshakes(r.String())
 	}
 	s.readers.New = func() any { return new(wsproto.Reader) }
 	s.readBufs.New = func() any { b := make([]byte, readBufferSize); return &b }
@@ -184,7 +183,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			nc.Close()
 			return nil
 		}
-		if !s.addPending(nc) {
+		if !s.startHandshake(nc) {
 			<-s.hsSlots
 			nc.Close()
 			return nil
@@ -203,21 +202,31 @@ func (s *Server) track(ln net.Listener) bool {
 	return true
 }
 
-func (s *Server) addPending(nc net.Conn) bool {
+// startHandshake records a new connection as reading its request head,
+// which Shutdown may cut short; it reports false once Shutdown has begun.
+func (s *Server) startHandshake(nc net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining.Load() {
 		return false
 	}
-	s.pending[nc] = struct{}{}
+	s.reading[nc] = struct{}{}
 	s.wg.Add(1)
 	return true
 }
 
-func (s *Server) donePending(nc net.Conn) {
+// headRead records that nc's request head is in: what is left of its
+// handshake is bounded local work, and an upgrade that completes during
+// Shutdown is closed with 1001 like any other connection.
+func (s *Server) headRead(nc net.Conn) {
 	s.mu.Lock()
-	delete(s.pending, nc)
+	delete(s.reading, nc)
 	s.mu.Unlock()
+}
+
+// endHandshake releases nc's handshake slot.
+func (s *Server) endHandshake(nc net.Conn) {
+	s.headRead(nc)
 	<-s.hsSlots
 	s.wg.Done()
 }

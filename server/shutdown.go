@@ -32,8 +32,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for ln := range s.listeners {
 		ln.Close()
 	}
-	for nc := range s.pending {
-		nc.Close()
+	for nc := range s.reading {
+		nc.Close() // a client still sending its request head
 	}
 	s.mu.Unlock()
 	defer close(s.shutdown)

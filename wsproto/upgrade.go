@@ -53,21 +53,42 @@ func (e *HandshakeError) Error() string {
 	return fmt.Sprintf("wsproto: handshake refused: %d %s", e.Status, e.Reason)
 }
 
-// Result names the refusal for metrics and logs: bad_request, bad_version,
-// unauthorized, forbidden_origin or too_large.
-func (e *HandshakeError) Result() string {
+// Result names the refusal for metrics and logs.
+func (e *HandshakeError) Result() HandshakeResult {
 	switch e.Status {
 	case http.StatusUpgradeRequired:
-		return "bad_version"
+		return ResultBadVersion
 	case http.StatusUnauthorized:
-		return "unauthorized"
+		return ResultUnauthorized
 	case http.StatusForbidden:
-		return "forbidden_origin"
+		return ResultForbiddenOrigin
 	case http.StatusRequestHeaderFieldsTooLarge:
-		return "too_large"
+		return ResultTooLarge
 	}
-	return "bad_request"
+	return ResultBadRequest
 }
+
+// HandshakeResult is the outcome of an opening handshake. Its String is the
+// label of pushgate_handshakes_total{result}.
+type HandshakeResult uint8
+
+// Handshake results.
+const (
+	ResultOK              HandshakeResult = iota
+	ResultBadRequest                      // malformed or not a WebSocket handshake
+	ResultBadVersion                      // 426
+	ResultUnauthorized                    // 401
+	ResultForbiddenOrigin                 // 403
+	ResultTooLarge                        // 431
+	ResultTimeout                         // no complete handshake in time
+	NumHandshakeResults
+)
+
+var handshakeResultLabels = [NumHandshakeResults]string{
+	"ok", "bad_request", "bad_version", "unauthorized", "forbidden_origin", "too_large", "timeout",
+}
+
+func (r HandshakeResult) String() string { return handshakeResultLabels[r] }
 
 // Refusals pushgate makes itself (gobwas/ws makes the others).
 var (
