@@ -55,10 +55,11 @@ type Server struct {
 	http   *http.Server // plain HTTP requests on the public listeners
 	httpLn *connQueue
 
-	hsSlots  chan struct{} // bounds handshakes in progress
-	draining atomic.Bool
-	quit     chan struct{}
-	wg       sync.WaitGroup // heartbeat, handshakes, HTTP server
+	hsSlots    chan struct{} // bounds handshakes in progress
+	draining   atomic.Bool
+	quit       chan struct{}
+	wg         sync.WaitGroup // heartbeat, HTTP server, handshakes
+	handshakes sync.WaitGroup // handshakes alone
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -212,6 +213,7 @@ func (s *Server) startHandshake(nc net.Conn) bool {
 	}
 	s.reading[nc] = struct{}{}
 	s.wg.Add(1)
+	s.handshakes.Add(1)
 	return true
 }
 
@@ -228,6 +230,7 @@ func (s *Server) headRead(nc net.Conn) {
 func (s *Server) endHandshake(nc net.Conn) {
 	s.headRead(nc)
 	<-s.hsSlots
+	s.handshakes.Done()
 	s.wg.Done()
 }
 

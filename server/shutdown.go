@@ -3,9 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Shutdown drains the server: readiness turns false, the listeners close,
@@ -51,6 +50,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = s.http.Shutdown(httpCtx)
 	}()
 
+	// Upgrades already past their request head finish now; open() closes
+	// each with 1001. Waiting for them first keeps any out of the count.
+	waitGroup(&s.handshakes, deadline)
+
 	total := s.conns.len()
 	s.spreadClose(ctx, time.Until(deadline)-s.cfg.CloseTimeout)
 	// Leave a little time at the end for dropping the stragglers.
@@ -73,11 +76,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	_ = s.readPoller.Close()
 	_ = s.writePoller.Close()
 	s.pool.Close()
-	// Whatever is left has no task that could still use its descriptor.
+	// Whatever is left has no task that could still use its descriptor, so
+	// finalize may run here, outside one.
 	for _, c := range s.conns.all() {
-		c.state.Store(stateClosed)
-		_ = unix.Close(int(c.fd))
-		s.conns.remove(int(c.fd), c)
+		c.finalize(ReasonShutdown)
 	}
 	return err
 }
@@ -108,6 +110,21 @@ func (s *Server) spreadClose(ctx context.Context, window time.Duration) {
 		case <-ctx.Done():
 			window = 0
 		}
+	}
+}
+
+// waitGroup waits for wg until the deadline.
+func waitGroup(wg *sync.WaitGroup, deadline time.Time) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
 	}
 }
 
