@@ -26,28 +26,27 @@ import (
 // sent before the close frame. (An overflowing queue is the exception: Send
 // drops its unstarted frames before closing with 1013.)
 func (c *Conn) Close(reason CloseReason, text string) {
-	c.mu.Lock()
-	c.startCloseLocked(reason, text)
-	c.mu.Unlock()
+	c.closeWith(reason, reason.Code(), text)
 }
 
 // closeWith is Close with an explicit code, for errors from the frame
 // reader.
 func (c *Conn) closeWith(reason CloseReason, code ws.StatusCode, text string) {
 	c.mu.Lock()
-	if c.state.Load() == stateOpen {
-		c.beginClosingLocked(reason)
-		c.queueCloseLocked(wsproto.AppendCloseFrame(nil, code, text))
-	}
+	c.closeCodeLocked(reason, code, text)
 	c.mu.Unlock()
 }
 
 func (c *Conn) startCloseLocked(reason CloseReason, text string) {
+	c.closeCodeLocked(reason, reason.Code(), text)
+}
+
+func (c *Conn) closeCodeLocked(reason CloseReason, code ws.StatusCode, text string) {
 	if c.state.Load() != stateOpen {
 		return
 	}
 	c.beginClosingLocked(reason)
-	c.queueCloseLocked(wsproto.AppendCloseFrame(nil, reason.Code(), text))
+	c.queueCloseLocked(wsproto.AppendCloseFrame(nil, code, text))
 }
 
 func (c *Conn) beginClosingLocked(reason CloseReason) {
