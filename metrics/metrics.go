@@ -87,10 +87,13 @@ func (g *Gateway) ObservePool(busy, queued func() int) {
 	f.gaugeFunc("tasks_queued", "Tasks waiting for a worker.", queued)
 }
 
-// ObserveOutbound exports the bytes waiting in outbound queues, on all
-// connections, read when scraped.
-func (g *Gateway) ObserveOutbound(queued func() int) {
-	factory{g.reg}.gaugeFunc("outbound_queued_bytes", "Bytes waiting in connections' outbound queues for their sockets.", queued)
+// ObserveHeld exports what connections hold beyond their parked state,
+// read when scraped: bytes waiting in outbound queues, and connections
+// holding a partial frame or message.
+func (g *Gateway) ObserveHeld(queuedBytes, partial func() int) {
+	f := factory{g.reg}
+	f.gaugeFunc("outbound_queued_bytes", "Bytes waiting in connections' outbound queues for their sockets.", queuedBytes)
+	f.gaugeFunc("partial_messages", "Connections holding a partly received frame or message.", partial)
 }
 
 // NewRegistry returns a registry holding the Go runtime and process

@@ -33,6 +33,7 @@ func TestHalfFrameClients(t *testing.T) {
 		c.Write(frame[:cut])
 		halves = append(halves, half{c, frame[cut:], payload})
 	}
+	eventually(t, "every half frame held", func() bool { return g.gauge(t, "pushgate_partial_messages") == float64(len(halves)) })
 	ordinary, _ := wstest.Dial(t, g.addr, "/echo")
 	for i := range 20 {
 		msg := fmt.Appendf(nil, "ordinary %d", i)
@@ -43,6 +44,14 @@ func TestHalfFrameClients(t *testing.T) {
 		h.c.Write(h.rest)
 		h.c.ExpectMessage(ws.OpText, h.want)
 	}
+	eventually(t, "no partial message left", func() bool { return g.gauge(t, "pushgate_partial_messages") == 0 })
+
+	// A client that hangs up mid-frame releases its reader too.
+	quitter, _ := wstest.Dial(t, g.addr, "/echo")
+	quitter.Write(wstest.Text("never finished")[:5])
+	eventually(t, "the quitter's half frame held", func() bool { return g.gauge(t, "pushgate_partial_messages") == 1 })
+	quitter.Conn.Close()
+	eventually(t, "the quitter's reader released", func() bool { return g.gauge(t, "pushgate_partial_messages") == 0 })
 }
 
 // TestSlowReader fills a client that never reads until its outbound queue

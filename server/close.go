@@ -144,9 +144,7 @@ func (c *Conn) finalize(fallback CloseReason) {
 	}
 	_ = unix.Close(fd)
 	if c.rs != nil {
-		c.rs.Reset()
-		s.readers.Put(c.rs)
-		c.rs = nil
+		c.releaseReader(c.rs)
 	}
 	s.m.ConnectionsOpen.Dec()
 	s.closedBy[reason].Inc()

@@ -159,12 +159,13 @@ func (c *Conn) consume(p []byte) {
 	}
 	err := r.Feed(p, wsproto.Options{MaxMessageSize: s.cfg.MaxMessageSize, Compression: c.compression}, (*frameSink)(c))
 	if err == nil && !r.Idle() {
+		if c.rs == nil {
+			s.partial.Add(1)
+		}
 		c.rs = r
 		return
 	}
-	c.rs = nil
-	r.Reset()
-	s.readers.Put(r)
+	c.releaseReader(r)
 	if err == nil {
 		return
 	}
@@ -179,6 +180,17 @@ func (c *Conn) consume(p []byte) {
 		s.log.Warn("closing connection", "fd", c.fd, "err", err)
 		c.closeWith(ReasonInternal, wsproto.CloseInternal, "internal error")
 	}
+}
+
+// releaseReader returns r, the connection's frame reader or a fresh one,
+// to the pool.
+func (c *Conn) releaseReader(r *wsproto.Reader) {
+	if c.rs != nil {
+		c.srv.partial.Add(-1)
+		c.rs = nil
+	}
+	r.Reset()
+	c.srv.readers.Put(r)
 }
 
 // handshakeDone reports whether both close frames have passed, so the TCP

@@ -46,6 +46,7 @@ type Server struct {
 	hsResults [wsproto.NumHandshakeResults]prometheus.Counter
 
 	queuedBytes atomic.Int64 // in every outbound queue
+	partial     atomic.Int64 // connections holding a frame reader
 
 	readers  sync.Pool // *wsproto.Reader
 	readBufs sync.Pool // *[]byte, readBufferSize
@@ -123,7 +124,7 @@ func New(cfg Config) (*Server, error) {
 		OnPanic: func(v any) { s.log.Error("task panicked", "panic", v) },
 	})
 	s.m.ObservePool(s.pool.Busy, s.pool.Queued)
-	s.m.ObserveOutbound(func() int { return int(s.queuedBytes.Load()) })
+	s.m.ObserveHeld(func() int { return int(s.queuedBytes.Load()) }, func() int { return int(s.partial.Load()) })
 
 	s.httpLn = newConnQueue()
 	s.http = &http.Server{
