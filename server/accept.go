@@ -81,17 +81,31 @@ func (s *Server) headFailed(nc net.Conn, n int, err error) {
 // refuse records a refused upgrade (its response is already written) and
 // closes the connection.
 func (s *Server) refuse(nc net.Conn, err error) {
-	nc.Close()
 	var he *wsproto.HandshakeError
-	if errors.As(err, &he) {
+	switch {
+	case errors.As(err, &he):
 		s.hsResults[he.Result()].Inc()
 		s.log.Debug("upgrade refused", "remote", nc.RemoteAddr(), "status", he.Status, "reason", he.Reason)
+		lingerClose(nc)
 		return
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
+	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.hsResults[wsproto.ResultTimeout].Inc()
 	}
 	s.log.Debug("upgrade failed", "remote", nc.RemoteAddr(), "err", err)
+	nc.Close()
+}
+
+// lingerClose ends a refused connection without a reset. Closing a socket
+// with input still unread (the rest of an oversized head, say) makes the
+// kernel send RST, which can destroy the response before the client reads
+// it. So: half-close, drain what the client still sends (bounded by the
+// handshake deadline already set and by 64 KiB), then close.
+func lingerClose(nc net.Conn) {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
+	nc.Close()
 }
 
 // open registers an upgraded connection and serves what it already sent.

@@ -167,6 +167,9 @@ func TestPlainHTTP(t *testing.T) {
 		if resp.StatusCode != 200 || string(body) != tc.want {
 			t.Errorf("GET %s: %s %q", tc.path, resp.Status, body)
 		}
+		if !resp.Close {
+			t.Errorf("GET %s: the connection is kept alive; every request must start at the listener", tc.path)
+		}
 	}
 
 	// Head and body in one write, then more body later.

@@ -194,23 +194,27 @@ func (c *Client) ExpectClose(code ws.StatusCode) string {
 	}
 }
 
-// ExpectEOF checks that the server closes the TCP connection (reading
-// returns end of stream or a reset), with no more bytes before it.
+// ExpectEOF checks that the server ends the TCP connection cleanly: end of
+// stream (a FIN), with no more bytes before it and no reset.
 func (c *Client) ExpectEOF() {
 	c.t.Helper()
 	c.deadline()
 	var b [1]byte
 	n, err := c.R.Read(b[:])
-	if n > 0 {
+	switch {
+	case n > 0:
 		c.t.Fatalf("got byte %#x, want end of stream", b[0])
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	case err == io.EOF:
+	case isTimeout(err):
 		c.t.Fatalf("connection still open after %v", Timeout)
+	default:
+		c.t.Fatalf("got %v, want a clean end of stream", err)
 	}
-	if err == nil {
-		c.t.Fatalf("read returned no error and no data")
-	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func (c *Client) deadline() { _ = c.Conn.SetReadDeadline(time.Now().Add(Timeout)) }
