@@ -77,11 +77,12 @@ func (q *outQueue) dropUnstarted() int {
 	if q.off > 0 {
 		keep++
 	}
-	dropped := len(q.frames) - keep
+	dropped, bytes := len(q.frames)-keep, 0
 	for _, f := range q.frames[keep:] {
-		q.size -= len(f)
-		q.total.Add(-int64(len(f)))
+		bytes += len(f)
 	}
+	q.size -= bytes
+	q.total.Add(-int64(bytes))
 	clear(q.frames[keep:])
 	q.frames = q.frames[:keep]
 	return dropped
