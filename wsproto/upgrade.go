@@ -103,6 +103,16 @@ var (
 	ErrHeadersTooLarge = &HandshakeError{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: "request headers too large"}
 )
 
+// Unauthorized is a 401 refusal for a missing or invalid bearer token; the
+// response carries WWW-Authenticate (RFC 6750).
+func Unauthorized(reason string) *HandshakeError {
+	return &HandshakeError{
+		Status: http.StatusUnauthorized,
+		Reason: reason,
+		header: "WWW-Authenticate: Bearer realm=\"pushgate\"\r\n",
+	}
+}
+
 // Upgrade answers the handshake in head, a complete request head as read by
 // ReadHead, writing the response to w. A refusal is returned as a
 // *HandshakeError after its response was written; any other error is a

@@ -1,0 +1,60 @@
+package broadcast
+
+import (
+	"sync"
+	"time"
+)
+
+// channel is a channel's state on this node. Lock order: chanTable.mu,
+// then channel.mu, then shard.mu.
+type channel struct {
+	name  string
+	epoch string
+
+	mu     sync.Mutex
+	offset uint64  // offset of the latest publication; 0 before the first
+	subs   int     // subscriptions on all shards
+	shards []int32 // subscriptions per shard: publications skip empty shards
+	hist   ring
+}
+
+// Position is where a client's copy of a channel stands: the last offset it
+// saw, in which epoch. An empty Epoch matches any epoch.
+type Position struct {
+	Offset uint64
+	Epoch  string
+}
+
+// Entry is one publication of a channel's history.
+type Entry struct {
+	Offset uint64
+	Time   time.Time
+	Data   []byte // JSON; must not be modified
+}
+
+// recover decides what a subscriber at pos is sent before live messages:
+// everything after pos if the history still reaches back that far in the
+// same epoch (recovered), else all the history holds (not recovered: the
+// client has a gap and must resync).
+func (ch *channel) recover(pos *Position) (replay []*publication, recovered bool) {
+	if pos == nil {
+		return nil, false
+	}
+	sameEpoch := pos.Epoch == "" || pos.Epoch == ch.epoch
+	switch {
+	case !sameEpoch || pos.Offset > ch.offset:
+		return ch.hist.after(0), false
+	case pos.Offset == ch.offset:
+		return nil, true
+	case ch.hist.len() > 0 && ch.hist.oldest() <= pos.Offset+1:
+		return ch.hist.after(pos.Offset), true
+	}
+	return ch.hist.after(0), false
+}
+
+// chanTable is one shard of the channel registry, chosen by a hash of the
+// channel name.
+type chanTable struct {
+	mu    sync.RWMutex
+	chans map[string]*channel
+}

@@ -1,0 +1,43 @@
+// Package broadcast is pushgate's channel registry and fan-out.
+//
+// A connection joins the Hub as a Member and subscribes to channels. A
+// publish encodes its frame once ({"type":"message","channel":...,
+// "offset":...,"data":...}) and every subscriber is sent those same bytes
+// (subscribers that negotiated permessage-deflate share one compressed
+// copy of large messages).
+//
+// # Shards
+//
+// The registry is split two ways, each into Config.Shards parts:
+//
+//   - channel tables, chosen by a hash of the channel name, hold each
+//     channel's offset counter, epoch, history and subscription counts,
+//     under the channel's own lock;
+//   - delivery shards, chosen round-robin per connection, hold which of
+//     their connections subscribe to what. Each has one goroutine that
+//     runs its queue of ops (publish, subscribe, unsubscribe, leave) in
+//     order and writes to its connections without blocking (Subscriber.Send
+//     queues what a socket cannot take). Shards run in parallel, so one
+//     broadcast is written from all cores at once.
+//
+// Every op about a channel is queued under that channel's lock. So a
+// connection sees each channel's messages in offset order, and a
+// subscription with a recovery Position gets its replay and then exactly
+// the live messages after it: no gap, no duplicate, however publishes race
+// with it.
+//
+// # History and recovery
+//
+// Each channel keeps its latest messages (Config.HistorySize, HistoryTTL)
+// with offsets that increase by one, and an epoch: a channel dropped (no
+// subscribers, history expired) or a restarted node starts a new epoch. A
+// subscriber at Position{Offset, Epoch} is replayed what it missed and told
+// recovered:true, or, when history no longer reaches back or the epoch
+// differs, is replayed all the history holds and told recovered:false.
+//
+// # Publish slots
+//
+// At most Config.MaxPending publications are fanned out at once: Publish
+// waits for a slot, TryPublish (client publishing) fails with
+// ErrOverloaded. That bounds the delivery queues.
+package broadcast

@@ -1,0 +1,368 @@
+package broadcast
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"hash/maphash"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors returned by the hub.
+var (
+	ErrClosed            = errors.New("broadcast: hub closed")
+	ErrOverloaded        = errors.New("broadcast: too many publications in flight")
+	ErrTooManyChannels   = errors.New("broadcast: too many channels on this connection")
+	ErrAlreadySubscribed = errors.New("broadcast: already subscribed")
+	ErrNotSubscribed     = errors.New("broadcast: not subscribed")
+)
+
+// Config configures a Hub. Zero values take the defaults.
+type Config struct {
+	// Shards is the number of delivery shards and of registry shards.
+	// Default 4 x GOMAXPROCS.
+	Shards int
+	// HistorySize is how many recent messages each channel keeps for
+	// recovery. Default 100; negative disables history.
+	HistorySize int
+	// HistoryTTL is how long a message stays in history. Default 5m.
+	HistoryTTL time.Duration
+	// MaxChannels bounds the channels one connection subscribes to.
+	// Default 128.
+	MaxChannels int
+	// MaxPending bounds publications being fanned out at once; past it
+	// Publish waits and TryPublish fails with ErrOverloaded. Default 4096.
+	MaxPending int
+}
+
+func (c Config) withDefaults() Config {
+	if c.Shards <= 0 {
+		c.Shards = 4 * runtime.GOMAXPROCS(0)
+	}
+	switch {
+	case c.HistorySize == 0:
+		c.HistorySize = 100
+	case c.HistorySize < 0:
+		c.HistorySize = 0
+	}
+	if c.HistoryTTL <= 0 {
+		c.HistoryTTL = 5 * time.Minute
+	}
+	if c.MaxChannels <= 0 {
+		c.MaxChannels = 128
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = 4096
+	}
+	return c
+}
+
+// Hub is the channel registry and fan-out of one node.
+type Hub struct {
+	cfg    Config
+	seed   maphash.Seed
+	tables []chanTable
+	shards []*shard
+	slots  chan struct{} // publish slots: one per publication in flight
+	epoch  string        // random per hub; channel epochs extend it
+	gen    atomic.Uint64 // channels created, for channel epochs
+	next   atomic.Uint32 // round-robin shard assignment
+
+	channels    atomic.Int64
+	subscribers atomic.Int64
+	members     atomic.Int64
+
+	closeOnce sync.Once
+	closed    atomic.Bool
+	quit      chan struct{}
+	wg        sync.WaitGroup
+}
+
+// New starts a hub: one goroutine per shard and one that expires history.
+func New(cfg Config) *Hub {
+	cfg = cfg.withDefaults()
+	var e [6]byte
+	_, _ = rand.Read(e[:])
+	h := &Hub{
+		cfg:    cfg,
+		seed:   maphash.MakeSeed(),
+		tables: make([]chanTable, cfg.Shards),
+		shards: make([]*shard, cfg.Shards),
+		slots:  make(chan struct{}, cfg.MaxPending),
+		epoch:  hex.EncodeToString(e[:]),
+		quit:   make(chan struct{}),
+	}
+	for i := range h.tables {
+		h.tables[i].chans = make(map[string]*channel)
+	}
+	for i := range h.shards {
+		s := newShard()
+		h.shards[i] = s
+		h.wg.Add(1)
+		go func() { defer h.wg.Done(); s.run() }()
+	}
+	h.wg.Add(1)
+	go func() { defer h.wg.Done(); h.expireLoop() }()
+	return h
+}
+
+// Close stops the hub after the work already queued. Publishing after
+// Close fails with ErrClosed.
+func (h *Hub) Close() {
+	h.closeOnce.Do(func() {
+		h.closed.Store(true)
+		close(h.quit)
+		for _, s := range h.shards {
+			s.stop()
+		}
+		h.wg.Wait()
+	})
+}
+
+func (h *Hub) table(name string) *chanTable {
+	return &h.tables[maphash.String(h.seed, name)%uint64(len(h.tables))]
+}
+
+// lockChannel returns the channel called name, created if create is set,
+// with its lock held, or nil. The table stays read-locked, so the expiry
+// loop cannot drop the channel; unlock with unlockChannel.
+func (h *Hub) lockChannel(name string, create bool) (*chanTable, *channel) {
+	t := h.table(name)
+	t.mu.RLock()
+	ch := t.chans[name]
+	if ch == nil {
+		if !create {
+			t.mu.RUnlock()
+			return nil, nil
+		}
+		t.mu.RUnlock()
+		t.mu.Lock()
+		if ch = t.chans[name]; ch == nil {
+			ch = &channel{
+				name:   name,
+				epoch:  h.epoch + "-" + strconv.FormatUint(h.gen.Add(1), 36),
+				shards: make([]int32, len(h.shards)),
+			}
+			t.chans[name] = ch
+			h.channels.Add(1)
+		}
+		t.mu.Unlock()
+		return h.lockChannel(name, create) // the table was unlocked: look again
+	}
+	ch.mu.Lock()
+	return t, ch
+}
+
+func unlockChannel(t *chanTable, ch *channel) {
+	ch.mu.Unlock()
+	t.mu.RUnlock()
+}
+
+// Join adds a connection to the hub. Call Leave when it closes.
+func (h *Hub) Join(sub Subscriber) *Member {
+	h.members.Add(1)
+	i := int(h.next.Add(1) % uint32(len(h.shards)))
+	return &Member{sub: sub, shard: h.shards[i], shardIdx: i, compress: sub.Compression()}
+}
+
+// Subscribe subscribes m to channel, a valid channel name (the caller
+// checks names and permissions). The subscriber is sent a "subscribed"
+// reply, then, when pos is given, the history after pos (see Position),
+// then every later message, with no gap and no duplicate between replay
+// and live messages.
+func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
+	switch {
+	case m.left || h.closed.Load():
+		return ErrClosed
+	case m.find(name) >= 0:
+		return ErrAlreadySubscribed
+	case len(m.chans) >= h.cfg.MaxChannels:
+		return ErrTooManyChannels
+	}
+	t, ch := h.lockChannel(name, true)
+	replay, recovered := ch.recover(pos)
+	ch.subs++
+	ch.shards[m.shardIdx]++
+	ok := m.shard.push(op{
+		kind:   opSubscribe,
+		ch:     ch,
+		m:      m,
+		replay: replay,
+		reply:  appendSubscribed(nil, name, ch.offset, ch.epoch, recovered),
+	})
+	if !ok {
+		ch.subs--
+		ch.shards[m.shardIdx]--
+		unlockChannel(t, ch)
+		return ErrClosed
+	}
+	unlockChannel(t, ch)
+	h.subscribers.Add(1)
+	m.chans = append(m.chans, ch)
+	return nil
+}
+
+// Unsubscribe ends m's subscription to channel; the subscriber is sent an
+// "unsubscribed" reply after which no message of the channel follows.
+func (h *Hub) Unsubscribe(m *Member, name string) error {
+	i := m.find(name)
+	if i < 0 {
+		return ErrNotSubscribed
+	}
+	ch := m.chans[i]
+	m.chans = slices.Delete(m.chans, i, i+1)
+	h.release(m, ch, op{kind: opUnsubscribe, ch: ch, m: m, reply: appendUnsubscribed(nil, name)})
+	h.dropIfUnused(ch)
+	return nil
+}
+
+// Leave removes a closed connection from the hub, in time proportional to
+// its own subscriptions. Later calls do nothing.
+func (h *Hub) Leave(m *Member) {
+	if m.left {
+		return
+	}
+	m.left = true
+	h.members.Add(-1)
+	if len(m.chans) == 0 {
+		return
+	}
+	chans := m.chans
+	m.chans = nil
+	for _, ch := range chans {
+		h.release(m, ch, op{})
+	}
+	m.shard.push(op{kind: opLeave, m: m, chans: chans})
+	for _, ch := range chans {
+		h.dropIfUnused(ch)
+	}
+}
+
+// release takes one subscription of m off ch's counts and, when o is set,
+// queues o under the channel lock.
+func (h *Hub) release(m *Member, ch *channel, o op) {
+	ch.mu.Lock()
+	ch.subs--
+	ch.shards[m.shardIdx]--
+	if o.ch != nil {
+		m.shard.push(o)
+	}
+	ch.mu.Unlock()
+	h.subscribers.Add(-1)
+}
+
+// dropIfUnused removes ch from the registry if it has no subscribers and
+// no history: its offsets and epoch go with it.
+func (h *Hub) dropIfUnused(ch *channel) {
+	ch.mu.Lock()
+	unused := ch.subs == 0 && ch.hist.len() == 0
+	ch.mu.Unlock()
+	if !unused {
+		return
+	}
+	t := h.table(ch.name)
+	t.mu.Lock()
+	h.dropLocked(t, ch)
+	t.mu.Unlock()
+}
+
+// dropLocked removes ch if it is still registered and unused; t.mu is held.
+func (h *Hub) dropLocked(t *chanTable, ch *channel) {
+	ch.mu.Lock()
+	if ch.subs == 0 && ch.hist.len() == 0 && t.chans[ch.name] == ch {
+		delete(t.chans, ch.name)
+		h.channels.Add(-1)
+	}
+	ch.mu.Unlock()
+}
+
+// Result is the outcome of a publish.
+type Result struct {
+	Offset    uint64 // the publication's offset in its channel
+	Delivered int64  // connections on this node handed the message
+}
+
+// Publish publishes data, valid JSON, to channel (a valid channel name or
+// a personal channel) and waits until every subscriber on this node has
+// been handed the frame. It waits for a publish slot if MaxPending
+// publications are in flight.
+func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (Result, error) {
+	select {
+	case h.slots <- struct{}{}:
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	case <-h.quit:
+		return Result{}, ErrClosed
+	}
+	p, err := h.publish(channel, data, true)
+	if err != nil {
+		return Result{}, err
+	}
+	select {
+	case <-p.done:
+		return Result{Offset: p.offset, Delivered: p.delivered.Load()}, nil
+	case <-ctx.Done():
+		// Accepted and on its way: report the offset, not an error.
+		return Result{Offset: p.offset, Delivered: p.delivered.Load()}, nil
+	}
+}
+
+// TryPublish publishes without waiting: it fails with ErrOverloaded when
+// MaxPending publications are in flight, and returns the offset at once.
+func (h *Hub) TryPublish(channel string, data []byte) (uint64, error) {
+	select {
+	case h.slots <- struct{}{}:
+	default:
+		return 0, ErrOverloaded
+	}
+	p, err := h.publish(channel, data, false)
+	if err != nil {
+		return 0, err
+	}
+	return p.offset, nil
+}
+
+// publish runs with a publish slot held, which the publication frees when
+// its fan-out ends.
+func (h *Hub) publish(name string, data []byte, wait bool) (*publication, error) {
+	if h.closed.Load() {
+		<-h.slots
+		return nil, ErrClosed
+	}
+	now := time.Now()
+	t, ch := h.lockChannel(name, true)
+	ch.offset++
+	p := newPublication(name, ch.offset, data, now)
+	p.slots = h.slots
+	if wait {
+		p.done = make(chan struct{})
+	}
+	ch.hist.push(p, h.cfg.HistorySize)
+	n := int32(0)
+	for _, c := range ch.shards {
+		if c > 0 {
+			n++
+		}
+	}
+	p.shards.Store(n)
+	if n == 0 {
+		p.finish()
+	}
+	for i, c := range ch.shards {
+		if c > 0 && !h.shards[i].push(op{kind: opPublish, ch: ch, pub: p}) {
+			p.shardDone(0) // stopped: Close is under way
+		}
+	}
+	unused := ch.subs == 0 && ch.hist.len() == 0
+	unlockChannel(t, ch)
+	if unused {
+		h.dropIfUnused(ch)
+	}
+	return p, nil
+}

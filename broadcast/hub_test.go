@@ -1,0 +1,488 @@
+package broadcast
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recorder is a Subscriber that decodes what it is sent, as a client
+// would. The hub sees it as any connection.
+type recorder struct {
+	mu       sync.Mutex
+	msgs     map[string][]uint64 // channel -> offsets received, in order
+	data     map[string][]string
+	replies  []map[string]any
+	closed   bool
+	compress bool
+	got      chan struct{} // a frame arrived
+}
+
+func newRecorder() *recorder {
+	return &recorder{msgs: map[string][]uint64{}, data: map[string][]string{}, got: make(chan struct{}, 1)}
+}
+
+func (r *recorder) Compression() bool { return r.compress }
+
+func (r *recorder) Send(frame []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errors.New("closed")
+	}
+	payload := frame[2:]
+	switch frame[1] {
+	case 126:
+		payload = frame[4:]
+	case 127:
+		payload = frame[10:]
+	}
+	var v struct {
+		Type    string          `json:"type"`
+		Channel string          `json:"channel"`
+		Offset  uint64          `json:"offset"`
+		Data    json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(payload, &v); err != nil {
+		panic(fmt.Sprintf("bad frame %q: %v", payload, err))
+	}
+	if v.Type == "message" {
+		r.msgs[v.Channel] = append(r.msgs[v.Channel], v.Offset)
+		r.data[v.Channel] = append(r.data[v.Channel], string(v.Data))
+	} else {
+		var m map[string]any
+		_ = json.Unmarshal(payload, &m)
+		r.replies = append(r.replies, m)
+	}
+	select {
+	case r.got <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (r *recorder) offsets(ch string) []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]uint64(nil), r.msgs[ch]...)
+}
+
+func (r *recorder) reply(i int) map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if i >= len(r.replies) {
+		return nil
+	}
+	return r.replies[i]
+}
+
+// flush waits until every shard has run every op queued before it.
+func (h *Hub) flush() {
+	var wg sync.WaitGroup
+	for _, s := range h.shards {
+		wg.Add(1)
+		s.push(op{kind: opCall, fn: wg.Done})
+	}
+	wg.Wait()
+}
+
+// registered counts the shard-side subscription entries.
+func (h *Hub) registered() int {
+	n := 0
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, s := range h.shards {
+		wg.Add(1)
+		s.push(op{kind: opCall, fn: func() {
+			defer wg.Done()
+			mu.Lock()
+			for _, set := range s.subs {
+				n += len(set)
+			}
+			mu.Unlock()
+		}})
+	}
+	wg.Wait()
+	return n
+}
+
+func contiguous(t *testing.T, got []uint64, from, to uint64) {
+	t.Helper()
+	if len(got) != int(to-from+1) {
+		t.Fatalf("got %d offsets, want %d..%d (%d): %v", len(got), from, to, to-from+1, trim(got))
+	}
+	for i, o := range got {
+		if o != from+uint64(i) {
+			t.Fatalf("offset %d at position %d, want %d: %v", o, i, from+uint64(i), trim(got))
+		}
+	}
+}
+
+func trim(s []uint64) []uint64 {
+	if len(s) > 20 {
+		return s[:20]
+	}
+	return s
+}
+
+func TestFanOutOrderedExactlyOnce(t *testing.T) {
+	h := New(Config{Shards: 4, MaxChannels: 8})
+	defer h.Close()
+	const (
+		channels   = 5
+		publishers = 4 // per channel
+		each       = 200
+		subs       = 40
+	)
+	names := make([]string, channels)
+	for i := range names {
+		names[i] = fmt.Sprintf("ch%d", i)
+	}
+	recs := make([]*recorder, subs)
+	for i := range recs {
+		recs[i] = newRecorder()
+		m := h.Join(recs[i])
+		// subscriber i takes channels i%channels and (i+1)%channels
+		for _, c := range []string{names[i%channels], names[(i+1)%channels]} {
+			if err := h.Subscribe(m, c, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for _, c := range names {
+		for p := 0; p < publishers; p++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < each; i++ {
+					var err error
+					if i%2 == 0 {
+						_, err = h.Publish(ctx, c, []byte(`{"p":1}`))
+					} else {
+						_, err = h.TryPublish(c, []byte(`{"p":2}`))
+						for errors.Is(err, ErrOverloaded) {
+							_, err = h.Publish(ctx, c, []byte(`{"p":2}`))
+						}
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	h.flush()
+	for i, r := range recs {
+		for _, c := range []string{names[i%channels], names[(i+1)%channels]} {
+			contiguous(t, r.offsets(c), 1, publishers*each)
+		}
+	}
+}
+
+func TestPublishDelivered(t *testing.T) {
+	h := New(Config{Shards: 3})
+	defer h.Close()
+	for i := 0; i < 7; i++ {
+		m := h.Join(newRecorder())
+		if err := h.Subscribe(m, "news", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closed := newRecorder()
+	closed.closed = true
+	if err := h.Subscribe(h.Join(closed), "news", nil); err != nil {
+		t.Fatal(err)
+	}
+	res, err := h.Publish(context.Background(), "news", []byte(`"hi"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Offset != 1 || res.Delivered != 7 {
+		t.Fatalf("got %+v, want offset 1, delivered 7", res)
+	}
+	res, _ = h.Publish(context.Background(), "empty", []byte(`1`))
+	if res.Offset != 1 || res.Delivered != 0 {
+		t.Fatalf("no subscribers: got %+v", res)
+	}
+}
+
+func TestSubscribeReplyThenLive(t *testing.T) {
+	h := New(Config{})
+	defer h.Close()
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		_, _ = h.Publish(ctx, "news", []byte(`{}`))
+	}
+	r := newRecorder()
+	m := h.Join(r)
+	if err := h.Subscribe(m, "news", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = h.Publish(ctx, "news", []byte(`{}`))
+	h.flush()
+	rep := r.reply(0)
+	if rep["type"] != "subscribed" || rep["offset"] != 3.0 || rep["recovered"] != false || rep["epoch"] == "" {
+		t.Fatalf("reply %v", rep)
+	}
+	contiguous(t, r.offsets("news"), 4, 4) // no replay without since
+	if err := h.Subscribe(m, "news", nil); !errors.Is(err, ErrAlreadySubscribed) {
+		t.Fatalf("second subscribe: %v", err)
+	}
+	if err := h.Unsubscribe(m, "news"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Unsubscribe(m, "news"); !errors.Is(err, ErrNotSubscribed) {
+		t.Fatalf("second unsubscribe: %v", err)
+	}
+	_, _ = h.Publish(ctx, "news", []byte(`{}`))
+	h.flush()
+	contiguous(t, r.offsets("news"), 4, 4)
+	if rep := r.reply(1); rep["type"] != "unsubscribed" || rep["channel"] != "news" {
+		t.Fatalf("reply %v", rep)
+	}
+}
+
+func TestMaxChannels(t *testing.T) {
+	h := New(Config{MaxChannels: 2})
+	defer h.Close()
+	m := h.Join(newRecorder())
+	for _, c := range []string{"a", "b"} {
+		if err := h.Subscribe(m, c, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Subscribe(m, "c", nil); !errors.Is(err, ErrTooManyChannels) {
+		t.Fatalf("third channel: %v", err)
+	}
+	_ = h.Unsubscribe(m, "a")
+	if err := h.Subscribe(m, "c", nil); err != nil {
+		t.Fatalf("after unsubscribe: %v", err)
+	}
+}
+
+// Recovery under fire: publishers never stop while a subscriber leaves and
+// comes back with since; it must see every offset once, in order.
+func TestRecoveryUnderFire(t *testing.T) {
+	h := New(Config{Shards: 4, HistorySize: 100000})
+	defer h.Close()
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for p := 0; p < 3; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if _, err := h.Publish(context.Background(), "feed", []byte(`{"x":1}`)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	var seen []uint64
+	var pos *Position
+	for round := 0; round < 30; round++ {
+		r := newRecorder()
+		m := h.Join(r)
+		if err := h.Subscribe(m, "feed", pos); err != nil {
+			t.Fatal(err)
+		}
+		<-r.got // subscribed, perhaps replay and live messages: publishes race with it
+		for len(r.offsets("feed")) < 5 {
+			<-r.got
+		}
+		h.Leave(m)
+		h.flush()
+		rep := r.reply(0)
+		if pos != nil && rep["recovered"] != true {
+			t.Fatalf("round %d: not recovered: %v", round, rep)
+		}
+		got := r.offsets("feed")
+		seen = append(seen, got...)
+		pos = &Position{Offset: got[len(got)-1], Epoch: rep["epoch"].(string)}
+	}
+	stop()
+	wg.Wait()
+	contiguous(t, seen, seen[0], seen[0]+uint64(len(seen))-1)
+}
+
+func TestRecoveryFails(t *testing.T) {
+	h := New(Config{HistorySize: 5})
+	defer h.Close()
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		_, _ = h.Publish(ctx, "news", []byte(fmt.Sprint(i)))
+	}
+	ep := h.History("news", 0).Epoch
+	for _, tc := range []struct {
+		name      string
+		pos       Position
+		recovered bool
+		first     uint64 // first offset replayed, 0 for none
+	}{
+		{"in range", Position{17, ep}, true, 18},
+		{"oldest kept", Position{15, ep}, true, 16},
+		{"up to date", Position{20, ep}, true, 0},
+		{"no epoch", Position{18, ""}, true, 19},
+		{"too far back", Position{14, ep}, false, 16},
+		{"other epoch", Position{18, "old"}, false, 16},
+		{"in the future", Position{21, ep}, false, 16},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRecorder()
+			m := h.Join(r)
+			defer h.Leave(m)
+			if err := h.Subscribe(m, "news", &tc.pos); err != nil {
+				t.Fatal(err)
+			}
+			h.flush()
+			if got := r.reply(0)["recovered"]; got != tc.recovered {
+				t.Fatalf("recovered %v, want %v", got, tc.recovered)
+			}
+			got := r.offsets("news")
+			if tc.first == 0 {
+				if len(got) != 0 {
+					t.Fatalf("replayed %v", got)
+				}
+				return
+			}
+			contiguous(t, got, tc.first, 20)
+		})
+	}
+}
+
+func TestLeaveFreesRegistry(t *testing.T) {
+	h := New(Config{Shards: 4, HistorySize: -1})
+	defer h.Close()
+	var members []*Member
+	for i := 0; i < 50; i++ {
+		m := h.Join(newRecorder())
+		members = append(members, m)
+		for j := 0; j < 3; j++ {
+			if err := h.Subscribe(m, fmt.Sprintf("c%d", (i+j)%10), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if s := h.Stats(); s.Members != 50 || s.Subscribers != 150 || s.Channels != 10 {
+		t.Fatalf("stats %+v", s)
+	}
+	if n := h.registered(); n != 150 {
+		t.Fatalf("registered %d", n)
+	}
+	for i, m := range members {
+		if i%2 == 0 {
+			h.Leave(m)
+			h.Leave(m) // twice is harmless
+		} else {
+			for _, c := range m.Channels() {
+				if err := h.Unsubscribe(m, c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.Leave(m)
+		}
+	}
+	if s := h.Stats(); s != (Stats{}) {
+		t.Fatalf("stats after leaving %+v", s)
+	}
+	if n := h.registered(); n != 0 {
+		t.Fatalf("registered %d after leaving", n)
+	}
+}
+
+func TestHistoryAndExpiry(t *testing.T) {
+	h := New(Config{HistorySize: 3, HistoryTTL: time.Hour})
+	defer h.Close()
+	ctx := context.Background()
+	for i := 1; i <= 5; i++ {
+		_, _ = h.Publish(ctx, "news", []byte(fmt.Sprintf(`{"n":%d}`, i)))
+	}
+	hist := h.History("news", 2)
+	if hist.Offset != 5 || !hist.Complete || len(hist.Entries) != 3 || string(hist.Entries[0].Data) != `{"n":3}` {
+		t.Fatalf("history %+v", hist)
+	}
+	if hist := h.History("news", 0); hist.Complete || len(hist.Entries) != 3 {
+		t.Fatalf("history from 0 %+v", hist)
+	}
+	if hist := h.History("none", 0); hist.Epoch != "" || len(hist.Entries) != 0 {
+		t.Fatalf("missing channel %+v", hist)
+	}
+	h.expire(time.Now().Add(time.Minute)) // everything is older than that
+	if s := h.Stats(); s.Channels != 0 {
+		t.Fatalf("channel kept after its history expired: %+v", s)
+	}
+	// The channel starts again in a new epoch.
+	_, _ = h.Publish(ctx, "news", []byte(`1`))
+	if again := h.History("news", 0); again.Epoch == hist.Epoch || again.Offset != 1 {
+		t.Fatalf("recreated channel %+v, old epoch %s", again, hist.Epoch)
+	}
+}
+
+func TestClosedHub(t *testing.T) {
+	h := New(Config{})
+	m := h.Join(newRecorder())
+	h.Close()
+	h.Close()
+	if _, err := h.Publish(context.Background(), "a", []byte(`1`)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("publish: %v", err)
+	}
+	if _, err := h.TryPublish("a", []byte(`1`)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("try publish: %v", err)
+	}
+	if err := h.Subscribe(m, "a", nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("subscribe: %v", err)
+	}
+}
+
+func TestCompressedFrames(t *testing.T) {
+	h := New(Config{})
+	defer h.Close()
+	plain, deflate := newRecorder(), newRecorder()
+	deflate.compress = true
+	var frames [2][][]byte
+	for i, r := range []*recorder{plain, deflate} {
+		m := h.Join(&frameSaver{r, &frames[i]})
+		_ = h.Subscribe(m, "big", nil)
+	}
+	big := fmt.Sprintf(`"%0900d"`, 0)
+	_, _ = h.Publish(context.Background(), "big", []byte(big))
+	_, _ = h.Publish(context.Background(), "big", []byte(`"small"`))
+	h.flush()
+	if frames[0][1][0]&0x40 != 0 || frames[1][1][0]&0x40 == 0 {
+		t.Fatal("big message: want plain frame for plain, RSV1 for deflate")
+	}
+	if len(frames[1][1]) >= len(frames[0][1]) {
+		t.Fatal("compressed frame is not smaller")
+	}
+	if frames[1][2][0]&0x40 != 0 {
+		t.Fatal("small message compressed")
+	}
+}
+
+type frameSaver struct {
+	*recorder
+	frames *[][]byte
+}
+
+func (f *frameSaver) Send(frame []byte) error {
+	f.recorder.mu.Lock()
+	*f.frames = append(*f.frames, frame)
+	f.recorder.mu.Unlock()
+	if frame[0]&0x40 != 0 {
+		return nil
+	}
+	return f.recorder.Send(frame)
+}

@@ -1,0 +1,42 @@
+package broadcast
+
+// Subscriber is a connection as the hub sees it. server.Conn is one.
+type Subscriber interface {
+	// Send hands a whole encoded frame to the connection without blocking;
+	// the frame is shared and must not be modified. An error means the
+	// connection is closed or closing.
+	Send(frame []byte) error
+	// Compression reports whether the connection takes compressed frames.
+	Compression() bool
+}
+
+// Member is a connection joined to the hub: its subscriptions and the shard
+// that delivers to it. A Member's methods on the hub (Subscribe,
+// Unsubscribe, Leave) must not be called concurrently, which holds for the
+// callbacks of one connection.
+type Member struct {
+	sub      Subscriber
+	shard    *shard
+	shardIdx int
+	compress bool
+	left     bool
+	chans    []*channel // subscribed channels, at most MaxChannels
+}
+
+// Channels returns the names of the channels m is subscribed to.
+func (m *Member) Channels() []string {
+	names := make([]string, len(m.chans))
+	for i, ch := range m.chans {
+		names[i] = ch.name
+	}
+	return names
+}
+
+func (m *Member) find(name string) int {
+	for i, ch := range m.chans {
+		if ch.name == name {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,122 @@
+package broadcast
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/pushgate/pushgate/wsproto"
+)
+
+// compressMin is the smallest envelope worth compressing: below it deflate
+// saves too little to pay for itself, and subscribers that negotiated
+// permessage-deflate get the plain frame (RSV1 clear is always allowed).
+const compressMin = 512
+
+// publication is one message of a channel, encoded once: frame is the whole
+// WebSocket frame every subscriber is sent, shared and never modified.
+type publication struct {
+	offset uint64
+	at     time.Time
+	frame  []byte // text frame carrying the envelope
+	data   []byte // the data field, a slice of frame
+
+	deflateOnce sync.Once
+	deflated    []byte // compressed frame, built on first need
+
+	// Fan-out progress; done is nil when nobody waits.
+	shards    atomic.Int32 // shards still delivering
+	delivered atomic.Int64 // connections handed the frame
+	done      chan struct{}
+	slots     chan struct{} // the hub's publish slots: one is freed when delivery ends
+}
+
+// newPublication encodes the envelope
+// {"type":"message","channel":<channel>,"offset":<offset>,"data":<data>}
+// into one frame. channel needs no escaping (see nameChar) and data is
+// valid JSON.
+func newPublication(channel string, offset uint64, data []byte, at time.Time) *publication {
+	var num [20]byte
+	off := strconv.AppendUint(num[:0], offset, 10)
+	const (
+		a = `{"type":"message","channel":"`
+		b = `","offset":`
+		c = `,"data":`
+		d = `}`
+	)
+	n := len(a) + len(channel) + len(b) + len(off) + len(c) + len(data) + len(d)
+	f := make([]byte, 0, wsproto.HeaderSize(n)+n)
+	f = wsproto.AppendHeader(f, ws.OpText, false, n)
+	f = append(f, a...)
+	f = append(f, channel...)
+	f = append(f, b...)
+	f = append(f, off...)
+	f = append(f, c...)
+	start := len(f)
+	f = append(f, data...)
+	end := len(f)
+	f = append(f, d...)
+	return &publication{offset: offset, at: at, frame: f, data: f[start:end:end]}
+}
+
+// payload is the envelope without the frame header.
+func (p *publication) payload() []byte {
+	return p.frame[wsproto.HeaderSize(len(p.frame)-2):]
+}
+
+// frameFor returns the frame for a subscriber: compressed when it
+// negotiated permessage-deflate and the envelope is large enough.
+func (p *publication) frameFor(m *Member) []byte {
+	if !m.compress || len(p.frame) < compressMin {
+		return p.frame
+	}
+	p.deflateOnce.Do(func() {
+		p.deflated = wsproto.AppendCompressedFrame(nil, ws.OpText, p.payload())
+	})
+	return p.deflated
+}
+
+// shardDone records that one shard finished its part of the fan-out.
+func (p *publication) shardDone(delivered int64) {
+	p.delivered.Add(delivered)
+	if p.shards.Add(-1) == 0 {
+		p.finish()
+	}
+}
+
+func (p *publication) finish() {
+	if p.slots != nil {
+		<-p.slots
+	}
+	if p.done != nil {
+		close(p.done)
+	}
+}
+
+// appendSubscribed encodes
+// {"type":"subscribed","channel":...,"offset":...,"epoch":...,"recovered":...}.
+func appendSubscribed(dst []byte, channel string, offset uint64, epoch string, recovered bool) []byte {
+	p := make([]byte, 0, 96+len(channel))
+	p = append(p, `{"type":"subscribed","channel":"`...)
+	p = append(p, channel...)
+	p = append(p, `","offset":`...)
+	p = strconv.AppendUint(p, offset, 10)
+	p = append(p, `,"epoch":"`...)
+	p = append(p, epoch...)
+	p = append(p, `","recovered":`...)
+	p = strconv.AppendBool(p, recovered)
+	p = append(p, '}')
+	return wsproto.AppendFrame(dst, ws.OpText, p)
+}
+
+// appendUnsubscribed encodes {"type":"unsubscribed","channel":...}.
+func appendUnsubscribed(dst []byte, channel string) []byte {
+	p := make([]byte, 0, 40+len(channel))
+	p = append(p, `{"type":"unsubscribed","channel":"`...)
+	p = append(p, channel...)
+	p = append(p, `"}`...)
+	return wsproto.AppendFrame(dst, ws.OpText, p)
+}

@@ -1,0 +1,142 @@
+package broadcast
+
+import "sync"
+
+type opKind uint8
+
+const (
+	opPublish     opKind = iota
+	opSubscribe          // add m to ch, send reply, then replay
+	opUnsubscribe        // remove m from ch, then send reply
+	opLeave              // remove m from chans
+	opCall               // run fn (tests, flush)
+)
+
+// op is one instruction for a shard. A shard runs its ops in the order
+// they were pushed, and every op about a channel is pushed under that
+// channel's lock, so each connection sees a channel's messages in offset
+// order and a subscription starts exactly after its replay.
+type op struct {
+	kind   opKind
+	ch     *channel
+	m      *Member
+	pub    *publication
+	replay []*publication
+	reply  []byte
+	chans  []*channel
+	fn     func()
+}
+
+// shard delivers to the connections assigned to it. Its goroutine owns
+// subs, so delivery takes no lock but the queue's; shards run in parallel,
+// each writing to its own connections.
+type shard struct {
+	mu      sync.Mutex
+	queue   []op
+	stopped bool
+	wake    chan struct{} // one pending wake-up at most
+
+	subs map[*channel]map[*Member]struct{} // owned by run
+}
+
+func newShard() *shard {
+	return &shard{wake: make(chan struct{}, 1), subs: make(map[*channel]map[*Member]struct{})}
+}
+
+// push queues o. It never blocks: publications are bounded by the hub's
+// publish slots, other ops by connections times their channels.
+func (s *shard) push(o op) bool {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return false
+	}
+	s.queue = append(s.queue, o)
+	first := len(s.queue) == 1
+	s.mu.Unlock()
+	if first {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// stop makes push refuse new ops; run returns once the queue is empty.
+func (s *shard) stop() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *shard) run() {
+	var batch []op
+	for range s.wake {
+		for {
+			s.mu.Lock()
+			batch, s.queue = s.queue, batch[:0]
+			stopped := s.stopped
+			s.mu.Unlock()
+			if len(batch) == 0 {
+				if stopped {
+					return
+				}
+				break
+			}
+			for i := range batch {
+				s.do(&batch[i])
+			}
+			clear(batch) // drop references to frames and members
+		}
+	}
+}
+
+func (s *shard) do(o *op) {
+	switch o.kind {
+	case opPublish:
+		var n int64
+		for m := range s.subs[o.ch] {
+			if m.sub.Send(o.pub.frameFor(m)) == nil {
+				n++
+			}
+		}
+		o.pub.shardDone(n)
+	case opSubscribe:
+		set := s.subs[o.ch]
+		if set == nil {
+			set = make(map[*Member]struct{})
+			s.subs[o.ch] = set
+		}
+		set[o.m] = struct{}{}
+		if o.m.sub.Send(o.reply) != nil {
+			return
+		}
+		for _, p := range o.replay {
+			if o.m.sub.Send(p.frameFor(o.m)) != nil {
+				return
+			}
+		}
+	case opUnsubscribe:
+		s.remove(o.ch, o.m)
+		_ = o.m.sub.Send(o.reply)
+	case opLeave:
+		for _, ch := range o.chans {
+			s.remove(ch, o.m)
+		}
+	case opCall:
+		o.fn()
+	}
+}
+
+func (s *shard) remove(ch *channel, m *Member) {
+	set := s.subs[ch]
+	delete(set, m)
+	if len(set) == 0 {
+		delete(s.subs, ch)
+	}
+}

@@ -1,0 +1,44 @@
+package broadcast
+
+// Stats are the hub's current counts.
+type Stats struct {
+	Members     int64 `json:"members"`     // connections joined
+	Channels    int64 `json:"channels"`    // channels with subscribers or history
+	Subscribers int64 `json:"subscribers"` // subscriptions over all channels
+}
+
+// Stats returns the current counts; they are kept as things change, so
+// this takes no lock.
+func (h *Hub) Stats() Stats {
+	return Stats{
+		Members:     h.members.Load(),
+		Channels:    h.channels.Load(),
+		Subscribers: h.subscribers.Load(),
+	}
+}
+
+// History is what a channel's history holds after an offset.
+type History struct {
+	Epoch   string  // the channel's epoch ("" if the channel does not exist)
+	Offset  uint64  // the channel's latest offset
+	Entries []Entry // publications after the requested offset, oldest first
+	// Complete is set when Entries hold every publication after the
+	// requested offset: nothing between it and Entries was lost.
+	Complete bool
+}
+
+// History returns the publications of channel after offset since that
+// history still holds.
+func (h *Hub) History(channel string, since uint64) History {
+	t, ch := h.lockChannel(channel, false)
+	if ch == nil {
+		return History{Complete: since == 0}
+	}
+	defer unlockChannel(t, ch)
+	pubs, complete := ch.recover(&Position{Offset: since, Epoch: ch.epoch})
+	out := History{Epoch: ch.epoch, Offset: ch.offset, Complete: complete, Entries: make([]Entry, len(pubs))}
+	for i, p := range pubs {
+		out.Entries[i] = Entry{Offset: p.offset, Time: p.at, Data: p.data}
+	}
+	return out
+}
