@@ -59,6 +59,14 @@ func ValidChannel(name string) bool { return validName(name, MaxChannelLen) }
 // PersonalChannel(name) is a valid name.
 func ValidUser(name string) bool { return validName(name, MaxChannelLen-len(PersonalPrefix)) }
 
+// ValidName reports whether name is a public or a personal channel.
+func ValidName(name string) bool {
+	if user, ok := Personal(name); ok {
+		return ValidUser(user)
+	}
+	return ValidChannel(name)
+}
+
 // PersonalChannel is the channel that carries what is published to user.
 func PersonalChannel(user string) string { return PersonalPrefix + user }
 

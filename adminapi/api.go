@@ -1,0 +1,211 @@
+package adminapi
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/pushgate/pushgate/broadcast"
+)
+
+// Config configures the API handler.
+type Config struct {
+	// Hub is what the API publishes to and reads. Required.
+	Hub *broadcast.Hub
+	// APIKey, when set, is required as "Authorization: Bearer <key>".
+	APIKey string
+	// MaxBodyBytes bounds a publish request body. Default 1 MiB.
+	MaxBodyBytes int64
+	// Connections reports the open connections for /api/stats.
+	Connections func() int
+}
+
+// New returns the handler of /api/.
+func New(cfg Config) http.Handler {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	a := &api{cfg: cfg, key: []byte(cfg.APIKey)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/publish", a.publish)
+	mux.HandleFunc("GET /api/history", a.history)
+	mux.HandleFunc("GET /api/stats", a.stats)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such API endpoint")
+	})
+	return a.authenticate(mux)
+}
+
+type api struct {
+	cfg Config
+	key []byte
+}
+
+func (a *api) authenticate(next http.Handler) http.Handler {
+	if len(a.key) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := bearer(r.Header.Get("Authorization"))
+		if !ok || subtle.ConstantTimeCompare(got, a.key) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pushgate-admin"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid API key is required as Authorization: Bearer <key>")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func bearer(h string) ([]byte, bool) {
+	const prefix = "bearer "
+	if len(h) <= len(prefix) || !bytes.EqualFold([]byte(h[:len(prefix)]), []byte(prefix)) {
+		return nil, false
+	}
+	return []byte(h[len(prefix):]), true
+}
+
+type publishRequest struct {
+	Channel *string         `json:"channel"`
+	User    *string         `json:"user"`
+	Data    json.RawMessage `json:"data"`
+}
+
+type publishResponse struct {
+	Offset    uint64 `json:"offset"`
+	Delivered int64  `json:"delivered"`
+}
+
+func (a *api) publish(w http.ResponseWriter, r *http.Request) {
+	var req publishRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large",
+				"the body is over "+strconv.FormatInt(a.cfg.MaxBodyBytes, 10)+" bytes")
+			return
+		}
+		writeError(w, http.StatusBadRequest, "bad_request", "malformed JSON body: "+err.Error())
+		return
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "bad_request", "the body holds more than one JSON value")
+		return
+	}
+	var channel string
+	switch {
+	case (req.Channel == nil) == (req.User == nil):
+		writeError(w, http.StatusBadRequest, "bad_request", `give exactly one of "channel" and "user"`)
+		return
+	case req.Channel != nil:
+		channel = *req.Channel
+		if !broadcast.ValidChannel(channel) {
+			writeError(w, http.StatusBadRequest, "invalid_channel", broadcast.ErrChannelName.Error())
+			return
+		}
+	default:
+		if !broadcast.ValidUser(*req.User) {
+			writeError(w, http.StatusBadRequest, "invalid_user", broadcast.ErrUserName.Error())
+			return
+		}
+		channel = broadcast.PersonalChannel(*req.User)
+	}
+	if len(req.Data) == 0 {
+		writeError(w, http.StatusBadRequest, "bad_request", `"data" is required (any JSON value)`)
+		return
+	}
+	res, err := a.cfg.Hub.Publish(r.Context(), channel, compact(req.Data))
+	switch {
+	case errors.Is(err, broadcast.ErrClosed):
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the gateway is shutting down")
+		return
+	case err != nil: // the client went away while waiting for a slot
+		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, publishResponse{Offset: res.Offset, Delivered: res.Delivered})
+}
+
+// compact removes insignificant whitespace, so that a pretty-printed body
+// makes one-line messages; data is valid JSON.
+func compact(data []byte) []byte {
+	var b bytes.Buffer
+	if json.Compact(&b, data) != nil {
+		return data
+	}
+	return b.Bytes()
+}
+
+type historyEntry struct {
+	Offset uint64          `json:"offset"`
+	Time   time.Time       `json:"time"`
+	Data   json.RawMessage `json:"data"`
+}
+
+type historyResponse struct {
+	Channel      string         `json:"channel"`
+	Epoch        string         `json:"epoch"`
+	Offset       uint64         `json:"offset"`
+	Complete     bool           `json:"complete"`
+	Publications []historyEntry `json:"publications"`
+}
+
+func (a *api) history(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	channel := q.Get("channel")
+	if !broadcast.ValidName(channel) {
+		writeError(w, http.StatusBadRequest, "invalid_channel", broadcast.ErrChannelName.Error())
+		return
+	}
+	var since uint64
+	if s := q.Get("since"); s != "" {
+		var err error
+		if since, err = strconv.ParseUint(s, 10, 64); err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", "since must be an offset (a non-negative integer)")
+			return
+		}
+	}
+	h := a.cfg.Hub.History(channel, since)
+	out := historyResponse{Channel: channel, Epoch: h.Epoch, Offset: h.Offset, Complete: h.Complete,
+		Publications: make([]historyEntry, len(h.Entries))}
+	for i, e := range h.Entries {
+		out.Publications[i] = historyEntry{Offset: e.Offset, Time: e.Time.UTC(), Data: e.Data}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type statsResponse struct {
+	Connections int   `json:"connections"`
+	Channels    int64 `json:"channels"`
+	Subscribers int64 `json:"subscribers"`
+}
+
+func (a *api) stats(w http.ResponseWriter, r *http.Request) {
+	s := a.cfg.Hub.Stats()
+	out := statsResponse{Channels: s.Channels, Subscribers: s.Subscribers}
+	if a.cfg.Connections != nil {
+		out.Connections = a.cfg.Connections()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, apiError{Code: code, Message: message})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
