@@ -41,6 +41,7 @@ fuzz:
 	$(FUZZ) -fuzz '^FuzzReader$$' ./wsproto
 	$(FUZZ) -fuzz '^FuzzUpgrade$$' ./wsproto
 	$(FUZZ) -fuzz '^FuzzUTF8Validator$$' ./wsproto
+	$(FUZZ) -fuzz '^FuzzTokenFromHead$$' ./auth
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./wsproto ./server

@@ -45,6 +45,7 @@ type Conn struct {
 	fd          int32
 	ep          endpoint
 	compression bool
+	data        any // the Handler's state for this connection
 
 	reading  atomic.Bool     // a read task is scheduled or running
 	readDead bool            // the frame reader failed; input is discarded
@@ -70,6 +71,14 @@ var errPeerClosed = errors.New("server: peer sent close")
 
 // Compression reports whether permessage-deflate was negotiated.
 func (c *Conn) Compression() bool { return c.compression }
+
+// SetData keeps the Handler's state for the connection; Data returns it.
+// They are meant for the connection's own Handler calls, which never
+// overlap and are ordered (Open, Message..., Closed).
+func (c *Conn) SetData(v any) { c.data = v }
+
+// Data returns what SetData stored.
+func (c *Conn) Data() any { return c.data }
 
 // readTask is the pool task that serves a readable connection.
 type readTask Conn

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/pushgate/pushgate/auth"
+	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/wsproto"
 )
@@ -19,12 +23,21 @@ const envPrefix = "PUSHGATE_"
 // config is every setting of the gateway. Flags bind straight to the
 // server's Config fields; what the server does not take is kept beside it.
 type config struct {
-	Server         server.Config
-	Addr           string
-	AdminAddr      string
-	AllowedOrigins string
-	LogFormat      string
-	LogLevel       string
+	Server          server.Config
+	Hub             broadcast.Config
+	Addr            string
+	AdminAddr       string
+	AllowedOrigins  string
+	APIKey          string
+	MaxPublishBytes int64
+	JWTSecret       string
+	JWTPublicKey    string // path of a PEM file
+	JWTLeeway       time.Duration
+	ClientPublish   string
+	LogFormat       string
+	LogLevel        string
+
+	clientPublish broadcast.Patterns // ClientPublish, parsed
 }
 
 func newFlagSet(c *config) *flag.FlagSet {
@@ -46,6 +59,18 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&s.PongTimeout, "pong-timeout", 10*time.Second, "time a pinged connection has to answer before it is closed")
 	fs.DurationVar(&s.CloseTimeout, "close-timeout", 3*time.Second, "time the peer has to answer a close frame")
 	fs.DurationVar(&s.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM: close frames are spread over this minus --close-timeout; the process exits within it")
+	fs.StringVar(&c.APIKey, "api-key", "", "key the admin API requires as Authorization: Bearer; empty leaves /api/ open (a warning is logged)")
+	fs.Int64Var(&c.MaxPublishBytes, "max-publish-bytes", 1<<20, "largest POST /api/publish body; larger ones get 413")
+	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "HS256 secret (32+ bytes) that signs client tokens; enables authentication on /ws")
+	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", "", "PEM file with the RS256 or ES256 (P-256) public key of client tokens; enables authentication on /ws")
+	fs.DurationVar(&c.JWTLeeway, "jwt-leeway", 30*time.Second, "clock skew allowed when checking a token's exp and nbf")
+	fs.StringVar(&c.ClientPublish, "client-publish", "", "channel patterns any client may publish to, e.g. 'chat:*' (tokens may grant more)")
+	h := &c.Hub
+	fs.IntVar(&h.Shards, "shards", 0, "registry and delivery shards (0: 4 x GOMAXPROCS)")
+	fs.IntVar(&h.HistorySize, "history-size", 100, "messages each channel keeps for recovery (-1 disables history)")
+	fs.DurationVar(&h.HistoryTTL, "history-ttl", 5*time.Minute, "how long a message stays in a channel's history")
+	fs.IntVar(&h.MaxChannels, "max-channels", 128, "channels one connection may subscribe to")
+	fs.IntVar(&h.MaxPending, "max-pending-publishes", 4096, "publications fanned out at once; API publishes wait past it, client publishes get 'overloaded'")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.SetOutput(io.Discard)
@@ -68,7 +93,8 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	if envErr != nil {
 		return c, envErr
 	}
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	if err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
@@ -81,7 +107,35 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		return c, fmt.Errorf("invalid --log-format %q: want text or json", c.LogFormat)
 	}
 	c.Server.AllowedOrigins = splitList(c.AllowedOrigins)
+	if c.clientPublish, err = broadcast.ParsePatterns(c.ClientPublish); err != nil {
+		return c, fmt.Errorf("invalid --client-publish %q: %v", c.ClientPublish, err)
+	}
+	if c.JWTSecret != "" && c.JWTPublicKey != "" {
+		return c, errors.New("--jwt-secret and --jwt-public-key are exclusive: give one")
+	}
+	if c.MaxPublishBytes <= 0 {
+		return c, errors.New("--max-publish-bytes must be positive")
+	}
 	return c, nil
+}
+
+// verifier builds the token verifier, or nil when authentication is off.
+func (c config) verifier() (*auth.Verifier, error) {
+	switch {
+	case c.JWTSecret != "":
+		return auth.NewVerifier(auth.Config{Secret: []byte(c.JWTSecret), Leeway: c.JWTLeeway})
+	case c.JWTPublicKey != "":
+		pem, err := os.ReadFile(c.JWTPublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-public-key: %v", err)
+		}
+		v, err := auth.NewVerifier(auth.Config{PublicKeyPEM: pem, Leeway: c.JWTLeeway})
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-public-key %s: %v", c.JWTPublicKey, err)
+		}
+		return v, nil
+	}
+	return nil, nil
 }
 
 func envName(flagName string) string {

@@ -16,8 +16,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushgate/pushgate/adminapi"
+	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/metrics"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/session"
 	"github.com/pushgate/pushgate/web"
 )
 
@@ -39,17 +42,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	log := cfg.logger(stderr)
+	verifier, err := cfg.verifier()
+	if err != nil {
+		fmt.Fprintf(stderr, "pushgate: %v\n", err)
+		return 2
+	}
 
+	hub := broadcast.New(cfg.Hub)
+	defer hub.Close()
 	reg := metrics.NewRegistry()
 	sc := cfg.Server
 	sc.Logger = log
 	sc.Metrics = metrics.New(reg)
 	sc.Pages = web.Handler()
+	sc.Handler = session.New(session.Config{Hub: hub, ClientPublish: cfg.clientPublish, Logger: log})
+	if verifier != nil {
+		sc.Authorize = verifier.Authorize
+	}
 	srv, err := server.New(sc)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushgate: %v\n", err)
 		return 2
 	}
+	adminMux := srv.AdminMux(reg)
+	adminMux.Handle("/api/", adminapi.New(adminapi.Config{
+		Hub: hub, APIKey: cfg.APIKey, MaxBodyBytes: cfg.MaxPublishBytes, Connections: srv.Len,
+	}))
 	public, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushgate: public listener: %v\n", err)
@@ -61,13 +79,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "pushgate: admin listener: %v\n", err)
 		return 1
 	}
-	admin := &http.Server{Handler: srv.AdminMux(reg), ReadHeaderTimeout: 10 * time.Second}
+	admin := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
 
 	failed := make(chan error, 2)
 	go func() { failed <- srv.Serve(public) }()
 	go func() { failed <- admin.Serve(adminLn) }()
 	log.Info("pushgate listening", "addr", public.Addr().String(), "admin_addr", adminLn.Addr().String(),
-		"echo", sc.Echo, "compression", sc.Compression)
+		"echo", sc.Echo, "compression", sc.Compression, "client_publish", cfg.ClientPublish)
+	if verifier == nil {
+		log.Warn("authentication is off (no --jwt-secret or --jwt-public-key): any client may connect and subscribe to any channel")
+	}
+	if cfg.APIKey == "" {
+		log.Warn("the admin API is open (no --api-key): anyone who reaches the admin listener may publish")
+	}
 
 	code := 0
 	select {

@@ -1,0 +1,65 @@
+package auth
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/pushgate/pushgate/broadcast"
+)
+
+// Claims is what a verified token grants a connection.
+type Claims struct {
+	User      string             // "sub"; may be empty (anonymous token)
+	Channels  broadcast.Patterns // "channels": patterns the connection may subscribe to
+	Publish   broadcast.Patterns // "publish": patterns it may publish to (optional claim)
+	ExpiresAt time.Time          // zero if the token has no exp
+}
+
+// tokenClaims is the payload as decoded. A claim of the wrong JSON type
+// fails decoding, which jwt/v5 reports as a malformed token.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	Channels []string `json:"channels"`
+	Publish  []string `json:"publish"`
+}
+
+// Verify checks token's signature, exp and nbf, and the pushgate claims,
+// and returns what it grants. A refusal wraps one of the Err sentinels.
+func (v *Verifier) Verify(token string) (*Claims, error) {
+	if token == "" {
+		return nil, ErrNoToken
+	}
+	var tc tokenClaims
+	if _, err := v.parser.ParseWithClaims(token, &tc, v.keyFunc); err != nil {
+		return nil, fromJWT(err)
+	}
+	if tc.Subject != "" && !broadcast.ValidUser(tc.Subject) {
+		return nil, claimError("sub", fmt.Errorf("sub %q: %w", tc.Subject, broadcast.ErrUserName))
+	}
+	if err := checkPatterns("channels", tc.Channels); err != nil {
+		return nil, err
+	}
+	if err := checkPatterns("publish", tc.Publish); err != nil {
+		return nil, err
+	}
+	c := &Claims{User: tc.Subject, Channels: tc.Channels, Publish: tc.Publish}
+	if tc.ExpiresAt != nil {
+		c.ExpiresAt = tc.ExpiresAt.Time
+	}
+	return c, nil
+}
+
+// keyFunc hands jwt/v5 our one key; WithValidMethods has already refused
+// any other algorithm.
+func (v *Verifier) keyFunc(*jwt.Token) (any, error) { return v.key, nil }
+
+func checkPatterns(claim string, patterns []string) error {
+	for i, p := range patterns {
+		if err := broadcast.CheckPattern(p); err != nil {
+			return claimError(claim, fmt.Errorf("%s[%d] %q: %w", claim, i, p, err))
+		}
+	}
+	return nil
+}

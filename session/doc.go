@@ -1,0 +1,29 @@
+// Package session serves the pushgate.v1 client protocol on /ws: it is the
+// server.Handler that turns a connection's JSON ops into calls on the
+// broadcast hub and checks each against the connection's permissions.
+//
+// Client to server, JSON text frames:
+//
+//	{"op":"subscribe","channel":"news"}
+//	{"op":"subscribe","channel":"news","since":42,"epoch":"..."}
+//	{"op":"unsubscribe","channel":"news"}
+//	{"op":"publish","channel":"chat:lobby","data":<any JSON>}
+//
+// Server to client:
+//
+//	{"type":"message","channel":"news","offset":43,"data":<JSON>}
+//	{"type":"subscribed","channel":"news","offset":43,"epoch":"...","recovered":true}
+//	{"type":"unsubscribed","channel":"news"}
+//	{"type":"error","code":"forbidden","message":"...","channel":"news"}
+//
+// The upgrade query may subscribe at connect (channels=a,b). A connection
+// whose token names a user (sub) is subscribed at connect to its personal
+// channel "#<user>", which carries what is published to that user; the
+// query's user_since and user_epoch recover it after a reconnect.
+//
+// Permissions: without authentication any public channel may be
+// subscribed; with it, the token's channels patterns say which. Client
+// publishing is allowed on channels matching Config.ClientPublish or the
+// token's publish patterns, never on personal channels. A refused op gets
+// an error reply; the connection stays open.
+package session

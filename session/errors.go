@@ -1,0 +1,39 @@
+package session
+
+import (
+	"github.com/gobwas/ws"
+
+	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/wsproto"
+)
+
+// Error codes of {"type":"error"} replies.
+const (
+	codeBadRequest        = "bad_request"        // not a valid op
+	codeInvalidChannel    = "invalid_channel"    // the channel name breaks the rules
+	codeForbidden         = "forbidden"          // not permitted for this connection
+	codeAlreadySubscribed = "already_subscribed" //
+	codeNotSubscribed     = "not_subscribed"     //
+	codeTooManyChannels   = "too_many_channels"  // the per-connection limit
+	codeOverloaded        = "overloaded"         // too many publications in flight
+	codeUnavailable       = "unavailable"        // shutting down
+)
+
+const msgInvalidChannel = "channel names are 1-128 characters of A-Z a-z 0-9 _ - . : @ + =, or #<user>"
+
+// reply sends an error reply. code and message are constants and channel a
+// valid name, so none needs JSON escaping.
+func (h *Handler) reply(c *server.Conn, code, message, channel string) {
+	p := make([]byte, 0, 64+len(message)+len(channel))
+	p = append(p, `{"type":"error","code":"`...)
+	p = append(p, code...)
+	p = append(p, `","message":"`...)
+	p = append(p, message...)
+	if channel != "" {
+		p = append(p, `","channel":"`...)
+		p = append(p, channel...)
+	}
+	p = append(p, `"}`...)
+	_ = c.Send(wsproto.AppendFrame(make([]byte, 0, wsproto.HeaderSize(len(p))+len(p)), ws.OpText, p))
+	h.log.Debug("refused client op", "code", code, "channel", channel)
+}

@@ -1,0 +1,189 @@
+package session
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/gobwas/ws"
+
+	"github.com/pushgate/pushgate/auth"
+	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/wsproto"
+)
+
+// Config configures the Handler.
+type Config struct {
+	// Hub is where connections subscribe and publish. Required.
+	Hub *broadcast.Hub
+	// ClientPublish lists the channels any client may publish to (in
+	// addition to what a token grants). Default none.
+	ClientPublish broadcast.Patterns
+	// Logger receives debug lines about refused ops. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Handler is the server.Handler of pushgate.v1 connections.
+type Handler struct {
+	hub     *broadcast.Hub
+	publish broadcast.Patterns
+	log     *slog.Logger
+}
+
+// New returns the Handler for cfg.
+func New(cfg Config) *Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Handler{hub: cfg.Hub, publish: cfg.ClientPublish, log: cfg.Logger}
+}
+
+// session is one connection's state, kept in its server.Conn.
+type session struct {
+	m      *broadcast.Member
+	claims *auth.Claims // nil when authentication is off
+}
+
+var _ server.Handler = (*Handler)(nil)
+
+// Open joins the connection to the hub and makes the subscriptions its
+// upgrade asked for.
+func (h *Handler) Open(c *server.Conn, hs wsproto.Handshake, query []byte) {
+	s := &session{m: h.hub.Join(c)}
+	s.claims, _ = hs.State.(*auth.Claims)
+	c.SetData(s)
+	q, err := url.ParseQuery(string(query))
+	if err != nil {
+		h.reply(c, codeBadRequest, "malformed query", "")
+		return
+	}
+	if s.claims != nil && s.claims.User != "" {
+		var pos *broadcast.Position
+		if since := q.Get("user_since"); since != "" {
+			off, err := strconv.ParseUint(since, 10, 64)
+			if err != nil {
+				h.reply(c, codeBadRequest, "user_since is not an offset", "")
+			} else {
+				pos = &broadcast.Position{Offset: off, Epoch: q.Get("user_epoch")}
+			}
+		}
+		h.subscribe(c, s, broadcast.PersonalChannel(s.claims.User), pos)
+	}
+	for _, list := range q["channels"] {
+		for _, name := range strings.Split(list, ",") {
+			if name != "" {
+				h.subscribe(c, s, name, nil)
+			}
+		}
+	}
+}
+
+// Closed removes the connection from the hub.
+func (h *Handler) Closed(c *server.Conn) {
+	if s, ok := c.Data().(*session); ok {
+		h.hub.Leave(s.m)
+	}
+}
+
+// command is any client op; fields an op does not use are ignored.
+type command struct {
+	Op      string          `json:"op"`
+	Channel string          `json:"channel"`
+	Since   *uint64         `json:"since"`
+	Epoch   string          `json:"epoch"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// Message runs one client op.
+func (h *Handler) Message(c *server.Conn, op ws.OpCode, payload []byte) {
+	s := c.Data().(*session)
+	if op != ws.OpText {
+		h.reply(c, codeBadRequest, "pushgate.v1 messages are JSON text frames", "")
+		return
+	}
+	var cmd command
+	if err := json.Unmarshal(payload, &cmd); err != nil {
+		h.reply(c, codeBadRequest, "malformed JSON", "")
+		return
+	}
+	switch cmd.Op {
+	case "subscribe":
+		var pos *broadcast.Position
+		if cmd.Since != nil {
+			pos = &broadcast.Position{Offset: *cmd.Since, Epoch: cmd.Epoch}
+		}
+		h.subscribe(c, s, cmd.Channel, pos)
+	case "unsubscribe":
+		h.unsubscribe(c, s, cmd.Channel)
+	case "publish":
+		h.clientPublish(c, s, cmd.Channel, cmd.Data)
+	default:
+		h.reply(c, codeBadRequest, "unknown op", "")
+	}
+}
+
+func (h *Handler) subscribe(c *server.Conn, s *session, name string, pos *broadcast.Position) {
+	if !broadcast.ValidName(name) {
+		h.reply(c, codeInvalidChannel, msgInvalidChannel, "")
+		return
+	}
+	if !s.maySubscribe(name) {
+		h.reply(c, codeForbidden, "not allowed to subscribe to this channel", name)
+		return
+	}
+	switch err := h.hub.Subscribe(s.m, name, pos); {
+	case errors.Is(err, broadcast.ErrAlreadySubscribed):
+		h.reply(c, codeAlreadySubscribed, "already subscribed", name)
+	case errors.Is(err, broadcast.ErrTooManyChannels):
+		h.reply(c, codeTooManyChannels, "too many channels on one connection", name)
+	case err != nil:
+		h.reply(c, codeUnavailable, "the gateway is shutting down", name)
+	}
+}
+
+func (h *Handler) unsubscribe(c *server.Conn, s *session, name string) {
+	if !broadcast.ValidName(name) {
+		h.reply(c, codeInvalidChannel, msgInvalidChannel, "")
+		return
+	}
+	if err := h.hub.Unsubscribe(s.m, name); err != nil {
+		h.reply(c, codeNotSubscribed, "not subscribed", name)
+	}
+}
+
+func (h *Handler) clientPublish(c *server.Conn, s *session, name string, data json.RawMessage) {
+	if !broadcast.ValidName(name) {
+		h.reply(c, codeInvalidChannel, msgInvalidChannel, "")
+		return
+	}
+	if !h.mayPublish(s, name) {
+		h.reply(c, codeForbidden, "client publishing is not allowed on this channel", name)
+		return
+	}
+	if len(data) == 0 {
+		h.reply(c, codeBadRequest, "publish needs data", name)
+		return
+	}
+	switch _, err := h.hub.TryPublish(name, data); {
+	case errors.Is(err, broadcast.ErrOverloaded):
+		h.reply(c, codeOverloaded, "too many messages in flight, try again", name)
+	case err != nil:
+		h.reply(c, codeUnavailable, "the gateway is shutting down", name)
+	}
+}
+
+func (s *session) maySubscribe(name string) bool {
+	if user, ok := broadcast.Personal(name); ok {
+		return s.claims != nil && s.claims.User != "" && user == s.claims.User
+	}
+	return s.claims == nil || s.claims.Channels.Match(name)
+}
+
+func (h *Handler) mayPublish(s *session, name string) bool {
+	// Match never matches a personal channel.
+	return h.publish.Match(name) || (s.claims != nil && s.claims.Publish.Match(name))
+}
