@@ -208,6 +208,14 @@ func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 	return nil
 }
 
+// Reply sends frame to m after everything already queued for it, so that
+// replies to a connection's ops arrive in the order of the ops.
+func (h *Hub) Reply(m *Member, frame []byte) {
+	if !m.shard.push(op{kind: opReply, m: m, reply: frame}) {
+		_ = m.sub.Send(frame)
+	}
+}
+
 // Unsubscribe ends m's subscription to channel; the subscriber is sent an
 // "unsubscribed" reply after which no message of the channel follows.
 func (h *Hub) Unsubscribe(m *Member, name string) error {

@@ -9,6 +9,7 @@ const (
 	opSubscribe          // add m to ch, send reply, then replay
 	opUnsubscribe        // remove m from ch, then send reply
 	opLeave              // remove m from chans
+	opReply              // send reply to m
 	opCall               // run fn (tests, flush)
 )
 
@@ -128,6 +129,8 @@ func (s *shard) do(o *op) {
 		for _, ch := range o.chans {
 			s.remove(ch, o.m)
 		}
+	case opReply:
+		_ = o.m.sub.Send(o.reply)
 	case opCall:
 		o.fn()
 	}

@@ -25,5 +25,6 @@
 // subscribed; with it, the token's channels patterns say which. Client
 // publishing is allowed on channels matching Config.ClientPublish or the
 // token's publish patterns, never on personal channels. A refused op gets
-// an error reply; the connection stays open.
+// an error reply; the connection stays open. Replies (subscribed,
+// unsubscribed, error) arrive in the order of the ops they answer.
 package session

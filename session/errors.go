@@ -3,7 +3,6 @@ package session
 import (
 	"github.com/gobwas/ws"
 
-	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/wsproto"
 )
 
@@ -21,9 +20,9 @@ const (
 
 const msgInvalidChannel = "channel names are 1-128 characters of A-Z a-z 0-9 _ - . : @ + =, or #<user>"
 
-// reply sends an error reply. code and message are constants and channel a
+// reply sends an error reply, in order with the hub's replies. code and message are constants and channel a
 // valid name, so none needs JSON escaping.
-func (h *Handler) reply(c *server.Conn, code, message, channel string) {
+func (h *Handler) reply(s *session, code, message, channel string) {
 	p := make([]byte, 0, 64+len(message)+len(channel))
 	p = append(p, `{"type":"error","code":"`...)
 	p = append(p, code...)
@@ -34,6 +33,6 @@ func (h *Handler) reply(c *server.Conn, code, message, channel string) {
 		p = append(p, channel...)
 	}
 	p = append(p, `"}`...)
-	_ = c.Send(wsproto.AppendFrame(make([]byte, 0, wsproto.HeaderSize(len(p))+len(p)), ws.OpText, p))
+	h.hub.Reply(s.m, wsproto.AppendFrame(make([]byte, 0, wsproto.HeaderSize(len(p))+len(p)), ws.OpText, p))
 	h.log.Debug("refused client op", "code", code, "channel", channel)
 }

@@ -58,7 +58,7 @@ func (h *Handler) Open(c *server.Conn, hs wsproto.Handshake, query []byte) {
 	c.SetData(s)
 	q, err := url.ParseQuery(string(query))
 	if err != nil {
-		h.reply(c, codeBadRequest, "malformed query", "")
+		h.reply(s, codeBadRequest, "malformed query", "")
 		return
 	}
 	if s.claims != nil && s.claims.User != "" {
@@ -66,17 +66,17 @@ func (h *Handler) Open(c *server.Conn, hs wsproto.Handshake, query []byte) {
 		if since := q.Get("user_since"); since != "" {
 			off, err := strconv.ParseUint(since, 10, 64)
 			if err != nil {
-				h.reply(c, codeBadRequest, "user_since is not an offset", "")
+				h.reply(s, codeBadRequest, "user_since is not an offset", "")
 			} else {
 				pos = &broadcast.Position{Offset: off, Epoch: q.Get("user_epoch")}
 			}
 		}
-		h.subscribe(c, s, broadcast.PersonalChannel(s.claims.User), pos)
+		h.subscribe(s, broadcast.PersonalChannel(s.claims.User), pos)
 	}
 	for _, list := range q["channels"] {
 		for _, name := range strings.Split(list, ",") {
 			if name != "" {
-				h.subscribe(c, s, name, nil)
+				h.subscribe(s, name, nil)
 			}
 		}
 	}
@@ -102,12 +102,12 @@ type command struct {
 func (h *Handler) Message(c *server.Conn, op ws.OpCode, payload []byte) {
 	s := c.Data().(*session)
 	if op != ws.OpText {
-		h.reply(c, codeBadRequest, "pushgate.v1 messages are JSON text frames", "")
+		h.reply(s, codeBadRequest, "pushgate.v1 messages are JSON text frames", "")
 		return
 	}
 	var cmd command
 	if err := json.Unmarshal(payload, &cmd); err != nil {
-		h.reply(c, codeBadRequest, "malformed JSON", "")
+		h.reply(s, codeBadRequest, "malformed JSON", "")
 		return
 	}
 	switch cmd.Op {
@@ -116,63 +116,63 @@ func (h *Handler) Message(c *server.Conn, op ws.OpCode, payload []byte) {
 		if cmd.Since != nil {
 			pos = &broadcast.Position{Offset: *cmd.Since, Epoch: cmd.Epoch}
 		}
-		h.subscribe(c, s, cmd.Channel, pos)
+		h.subscribe(s, cmd.Channel, pos)
 	case "unsubscribe":
-		h.unsubscribe(c, s, cmd.Channel)
+		h.unsubscribe(s, cmd.Channel)
 	case "publish":
-		h.clientPublish(c, s, cmd.Channel, cmd.Data)
+		h.clientPublish(s, cmd.Channel, cmd.Data)
 	default:
-		h.reply(c, codeBadRequest, "unknown op", "")
+		h.reply(s, codeBadRequest, "unknown op", "")
 	}
 }
 
-func (h *Handler) subscribe(c *server.Conn, s *session, name string, pos *broadcast.Position) {
+func (h *Handler) subscribe(s *session, name string, pos *broadcast.Position) {
 	if !broadcast.ValidName(name) {
-		h.reply(c, codeInvalidChannel, msgInvalidChannel, "")
+		h.reply(s, codeInvalidChannel, msgInvalidChannel, "")
 		return
 	}
 	if !s.maySubscribe(name) {
-		h.reply(c, codeForbidden, "not allowed to subscribe to this channel", name)
+		h.reply(s, codeForbidden, "not allowed to subscribe to this channel", name)
 		return
 	}
 	switch err := h.hub.Subscribe(s.m, name, pos); {
 	case errors.Is(err, broadcast.ErrAlreadySubscribed):
-		h.reply(c, codeAlreadySubscribed, "already subscribed", name)
+		h.reply(s, codeAlreadySubscribed, "already subscribed", name)
 	case errors.Is(err, broadcast.ErrTooManyChannels):
-		h.reply(c, codeTooManyChannels, "too many channels on one connection", name)
+		h.reply(s, codeTooManyChannels, "too many channels on one connection", name)
 	case err != nil:
-		h.reply(c, codeUnavailable, "the gateway is shutting down", name)
+		h.reply(s, codeUnavailable, "the gateway is shutting down", name)
 	}
 }
 
-func (h *Handler) unsubscribe(c *server.Conn, s *session, name string) {
+func (h *Handler) unsubscribe(s *session, name string) {
 	if !broadcast.ValidName(name) {
-		h.reply(c, codeInvalidChannel, msgInvalidChannel, "")
+		h.reply(s, codeInvalidChannel, msgInvalidChannel, "")
 		return
 	}
 	if err := h.hub.Unsubscribe(s.m, name); err != nil {
-		h.reply(c, codeNotSubscribed, "not subscribed", name)
+		h.reply(s, codeNotSubscribed, "not subscribed", name)
 	}
 }
 
-func (h *Handler) clientPublish(c *server.Conn, s *session, name string, data json.RawMessage) {
+func (h *Handler) clientPublish(s *session, name string, data json.RawMessage) {
 	if !broadcast.ValidName(name) {
-		h.reply(c, codeInvalidChannel, msgInvalidChannel, "")
+		h.reply(s, codeInvalidChannel, msgInvalidChannel, "")
 		return
 	}
 	if !h.mayPublish(s, name) {
-		h.reply(c, codeForbidden, "client publishing is not allowed on this channel", name)
+		h.reply(s, codeForbidden, "client publishing is not allowed on this channel", name)
 		return
 	}
 	if len(data) == 0 {
-		h.reply(c, codeBadRequest, "publish needs data", name)
+		h.reply(s, codeBadRequest, "publish needs data", name)
 		return
 	}
 	switch _, err := h.hub.TryPublish(name, data); {
 	case errors.Is(err, broadcast.ErrOverloaded):
-		h.reply(c, codeOverloaded, "too many messages in flight, try again", name)
+		h.reply(s, codeOverloaded, "too many messages in flight, try again", name)
 	case err != nil:
-		h.reply(c, codeUnavailable, "the gateway is shutting down", name)
+		h.reply(s, codeUnavailable, "the gateway is shutting down", name)
 	}
 }
 

@@ -5,6 +5,7 @@ package wstest
 import (
 	"bufio"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -218,3 +219,60 @@ func isTimeout(err error) bool {
 }
 
 func (c *Client) deadline() { _ = c.Conn.SetReadDeadline(time.Now().Add(Timeout)) }
+
+// Eventually polls cond until it holds, failing the test after Timeout.
+// It is for states with no event to wait on (counters, registries).
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(Timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Msg is a decoded pushgate.v1 server message.
+type Msg struct {
+	Type      string          `json:"type"`
+	Channel   string          `json:"channel"`
+	Offset    uint64          `json:"offset"`
+	Epoch     string          `json:"epoch"`
+	Recovered bool            `json:"recovered"`
+	Code      string          `json:"code"`
+	Message   string          `json:"message"`
+	Data      json.RawMessage `json:"data"`
+	Raw       []byte          `json:"-"` // the whole payload
+}
+
+// ReadMsg reads a text frame and decodes it as a pushgate.v1 message.
+func (c *Client) ReadMsg() Msg {
+	c.t.Helper()
+	h, p := c.ReadFrame()
+	if h.OpCode != ws.OpText || !h.Fin {
+		c.t.Fatalf("got frame op=%v fin=%v %.60q, want a text message", h.OpCode, h.Fin, p)
+	}
+	var m Msg
+	if err := json.Unmarshal(p, &m); err != nil {
+		c.t.Fatalf("server sent invalid JSON %q: %v", p, err)
+	}
+	m.Raw = p
+	return m
+}
+
+// ExpectMsg reads a message and checks its type (and code, for errors).
+func (c *Client) ExpectMsg(typ, code string) Msg {
+	c.t.Helper()
+	m := c.ReadMsg()
+	if m.Type != typ || m.Code != code {
+		c.t.Fatalf("got %s, want type %q code %q", m.Raw, typ, code)
+	}
+	return m
+}
+
+// Send writes s as one masked text message.
+func (c *Client) Send(s string) {
+	c.t.Helper()
+	c.Write(Text(s))
+}

@@ -1,0 +1,83 @@
+package session_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/pushgate/pushgate/auth"
+	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/internal/wstest"
+	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/session"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// gateway is a server serving pushgate.v1 with a hub, on a loopback port.
+type gateway struct {
+	srv  *server.Server
+	hub  *broadcast.Hub
+	addr string
+}
+
+type options struct {
+	hub      broadcast.Config
+	publish  string         // client-publish patterns
+	verifier *auth.Verifier // nil: open mode
+	queue    int            // outbound queue bytes
+}
+
+func start(t testing.TB, o options) *gateway {
+	t.Helper()
+	hub := broadcast.New(o.hub)
+	patterns, err := broadcast.ParsePatterns(o.publish)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := server.Config{
+		Handler:            session.New(session.Config{Hub: hub, ClientPublish: patterns}),
+		OutboundQueueBytes: o.queue,
+	}
+	if o.verifier != nil {
+		cfg.Authorize = o.verifier.Authorize
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-served
+		hub.Close()
+	})
+	return &gateway{srv: srv, hub: hub, addr: ln.Addr().String()}
+}
+
+// dial upgrades to /ws with the query and extra header lines.
+func (g *gateway) dial(t testing.TB, query string, extra ...string) *wstest.Client {
+	t.Helper()
+	extra = append([]string{"Sec-WebSocket-Protocol: pushgate.v1"}, extra...)
+	c, _ := wstest.Dial(t, g.addr, "/ws"+query, extra...)
+	return c
+}
+
+func (g *gateway) publish(t testing.TB, channel, data string) broadcast.Result {
+	t.Helper()
+	res, err := g.hub.Publish(context.Background(), channel, []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
