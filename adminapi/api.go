@@ -31,13 +31,28 @@ func New(cfg Config) http.Handler {
 	}
 	a := &api{cfg: cfg, key: []byte(cfg.APIKey)}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/publish", a.publish)
-	mux.HandleFunc("GET /api/history", a.history)
-	mux.HandleFunc("GET /api/stats", a.stats)
+	for _, e := range []struct {
+		method, path string
+		h            http.HandlerFunc
+	}{
+		{"POST", "/api/publish", a.publish},
+		{"GET", "/api/history", a.history},
+		{"GET", "/api/stats", a.stats},
+	} {
+		mux.HandleFunc(e.method+" "+e.path, e.h)
+		mux.HandleFunc(e.path, methodNotAllowed(e.method))
+	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API endpoint")
 	})
 	return a.authenticate(mux)
+}
+
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+allow)
+	}
 }
 
 type api struct {

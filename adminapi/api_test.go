@@ -1,0 +1,162 @@
+package adminapi_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/pushgate/pushgate/adminapi"
+	"github.com/pushgate/pushgate/broadcast"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func serve(t *testing.T, key string) (*httptest.Server, *broadcast.Hub) {
+	t.Helper()
+	hub := broadcast.New(broadcast.Config{})
+	srv := httptest.NewServer(adminapi.New(adminapi.Config{
+		Hub: hub, APIKey: key, MaxBodyBytes: 256, Connections: func() int { return 7 },
+	}))
+	t.Cleanup(func() { srv.Close(); hub.Close() })
+	return srv, hub
+}
+
+func do(t *testing.T, method, url, body, key string) (int, map[string]any, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var v map[string]any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatalf("%s %s: body is not JSON: %q", method, url, raw)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("content type %q", ct)
+	}
+	return resp.StatusCode, v, resp.Header
+}
+
+func TestPublish(t *testing.T) {
+	srv, hub := serve(t, "")
+	status, v, _ := do(t, "POST", srv.URL+"/api/publish", `{"channel":"news","data":{"a": [1, 2]}}`, "")
+	if status != 200 || v["offset"] != 1.0 || v["delivered"] != 0.0 {
+		t.Fatalf("got %d %v", status, v)
+	}
+	status, v, _ = do(t, "POST", srv.URL+"/api/publish", `{"user":"alice","data":"hi"}`, "")
+	if status != 200 || v["offset"] != 1.0 {
+		t.Fatalf("got %d %v", status, v)
+	}
+	h := hub.History("news", 0)
+	if len(h.Entries) != 1 || string(h.Entries[0].Data) != `{"a":[1,2]}` {
+		t.Fatalf("history %+v", h)
+	}
+	if h := hub.History("#alice", 0); len(h.Entries) != 1 {
+		t.Fatalf("user history %+v", h)
+	}
+}
+
+// Every bad request gets its status and a JSON error, and publishes nothing.
+func TestPublishErrors(t *testing.T) {
+	srv, hub := serve(t, "")
+	for _, tc := range []struct {
+		name, method, path, body string
+		status                   int
+		code                     string
+	}{
+		{"malformed JSON", "POST", "/api/publish", `{"channel":"news",`, 400, "bad_request"},
+		{"data not JSON", "POST", "/api/publish", `{"channel":"news","data":nope}`, 400, "bad_request"},
+		{"no data", "POST", "/api/publish", `{"channel":"news"}`, 400, "bad_request"},
+		{"no channel", "POST", "/api/publish", `{"data":1}`, 400, "bad_request"},
+		{"channel and user", "POST", "/api/publish", `{"channel":"news","user":"a","data":1}`, 400, "bad_request"},
+		{"unknown field", "POST", "/api/publish", `{"channel":"news","data":1,"ttl":3}`, 400, "bad_request"},
+		{"two values", "POST", "/api/publish", `{"channel":"news","data":1} {}`, 400, "bad_request"},
+		{"channel not a string", "POST", "/api/publish", `{"channel":7,"data":1}`, 400, "bad_request"},
+		{"invalid channel", "POST", "/api/publish", `{"channel":"no spaces","data":1}`, 400, "invalid_channel"},
+		{"personal channel by name", "POST", "/api/publish", `{"channel":"#alice","data":1}`, 400, "invalid_channel"},
+		{"invalid user", "POST", "/api/publish", `{"user":"a/b","data":1}`, 400, "invalid_user"},
+		{"empty body", "POST", "/api/publish", ``, 400, "bad_request"},
+		{"too large", "POST", "/api/publish", `{"channel":"news","data":"` + strings.Repeat("x", 300) + `"}`, 413, "too_large"},
+		{"wrong method", "GET", "/api/publish", ``, 405, "method_not_allowed"},
+		{"unknown endpoint", "GET", "/api/nope", ``, 404, "not_found"},
+		{"history without channel", "GET", "/api/history", ``, 400, "invalid_channel"},
+		{"history bad since", "GET", "/api/history?channel=news&since=-1", ``, 400, "bad_request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, raw)
+			}
+			if tc.code == "" {
+				return
+			}
+			var e struct{ Code, Message string }
+			if err := json.Unmarshal(raw, &e); err != nil || e.Code != tc.code || e.Message == "" {
+				t.Fatalf("error body %q, want code %q", raw, tc.code)
+			}
+		})
+	}
+	if s := hub.Stats(); s.Channels != 0 {
+		t.Fatalf("a refused request published: %+v", s)
+	}
+}
+
+func TestAPIKey(t *testing.T) {
+	srv, _ := serve(t, "s3cret")
+	for _, key := range []string{"", "wrong", "s3cret2"} {
+		status, v, h := do(t, "GET", srv.URL+"/api/stats", "", key)
+		if status != 401 || v["code"] != "unauthorized" || h.Get("WWW-Authenticate") == "" {
+			t.Fatalf("key %q: %d %v", key, status, v)
+		}
+	}
+	status, _, _ := do(t, "POST", srv.URL+"/api/publish", `{"channel":"a","data":1}`, "wrong")
+	if status != 401 {
+		t.Fatalf("publish with a wrong key: %d", status)
+	}
+	if status, _, _ := do(t, "POST", srv.URL+"/api/publish", `{"channel":"a","data":1}`, "s3cret"); status != 200 {
+		t.Fatalf("publish with the key: %d", status)
+	}
+}
+
+func TestHistoryAndStats(t *testing.T) {
+	srv, _ := serve(t, "")
+	for _, d := range []string{`1`, `2`, `3`} {
+		do(t, "POST", srv.URL+"/api/publish", `{"channel":"news","data":`+d+`}`, "")
+	}
+	status, v, _ := do(t, "GET", srv.URL+"/api/history?channel=news&since=1", "", "")
+	pubs, _ := v["publications"].([]any)
+	if status != 200 || v["offset"] != 3.0 || v["complete"] != true || v["epoch"] == "" || len(pubs) != 2 {
+		t.Fatalf("history: %d %v", status, v)
+	}
+	if first := pubs[0].(map[string]any); first["offset"] != 2.0 || first["data"] != 2.0 {
+		t.Fatalf("first entry %v", first)
+	}
+	_, v, _ = do(t, "GET", srv.URL+"/api/history?channel=unknown", "", "")
+	if v["offset"] != 0.0 || len(v["publications"].([]any)) != 0 {
+		t.Fatalf("unknown channel: %v", v)
+	}
+	_, v, _ = do(t, "GET", srv.URL+"/api/stats", "", "")
+	if v["connections"] != 7.0 || v["channels"] != 1.0 || v["subscribers"] != 0.0 {
+		t.Fatalf("stats %v", v)
+	}
+}
