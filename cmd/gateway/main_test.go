@@ -92,6 +92,11 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"--max-header-bytes", "10"}, 2, "MaxHeaderBytes"},
 		{[]string{"--allowed-origins", "example.com"}, 2, "bad origin"},
+		{[]string{"--client-publish", "chat rooms"}, 2, "invalid --client-publish"},
+		{[]string{"--jwt-secret", "short"}, 2, "at least 32"},
+		{[]string{"--jwt-public-key", "/nonexistent.pem"}, 2, "--jwt-public-key"},
+		{[]string{"--jwt-secret", strings.Repeat("k", 32), "--jwt-public-key", "k.pem"}, 2, "exclusive"},
+		{[]string{"--max-publish-bytes", "0"}, 2, "--max-publish-bytes"},
 		{[]string{"--addr", busy.Addr().String()}, 1, "address already in use"},
 		{[]string{"--addr", "127.0.0.1:0", "--admin-addr", busy.Addr().String()}, 1, "admin listener"},
 	} {
