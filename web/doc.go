@@ -1,0 +1,20 @@
+// Package web holds the pages the public listener serves, embedded in the
+// binary.
+//
+// static/pushgate.js is the browser client of the pushgate.v1 protocol: a
+// plain script (no build step, no dependencies) that defines
+// window.Pushgate. It subscribes after the socket opens so that every
+// subscribe carries the channel's {since, epoch}, tracks the personal
+// channel ("#user") through user_since/user_epoch in the URL, drops
+// duplicates by offset, reports what recovery could not fill as "resync",
+// and reconnects with exponential backoff and full jitter. Publishes made
+// while disconnected wait in a bounded outbox.
+//
+// static/index.html, chat.js and chat.css are the demo chat room built on
+// it: a room is the channel "chat:<room>", a message {name, text}.
+//
+// Handler serves each file of static at GET /<name> (index.html at GET /)
+// with a fixed Content-Type, Cache-Control: no-cache and a content-hash
+// ETag. testdata/client.mjs runs pushgate.js under Node against a scripted
+// fake WebSocket; TestClientScripts runs it.
+package web

@@ -1,0 +1,270 @@
+/*
+ * pushgate.js: a dependency-free browser client for the pushgate.v1
+ * protocol; <script src="/pushgate.js"></script> defines window.Pushgate.
+ * It reconnects with exponential backoff and full jitter and resubscribes
+ * each channel from the {epoch, offset} it last saw, so the server replays
+ * what was missed. A gap it cannot fill is a "resync" event; no message is
+ * delivered twice within an epoch.
+ */
+(function (global) {
+  "use strict";
+
+  /**
+   * @typedef {Object} Options
+   * @property {string|function(): (string|Promise<string>)} [token] JWT sent
+   *   as ?token=; a function is called before each (re)connect.
+   * @property {number} [minBackoff=250] first reconnect delay cap, in ms.
+   * @property {number} [maxBackoff=10000] largest reconnect delay cap, in ms.
+   * @property {number} [outboxSize=100] publishes kept while disconnected.
+   * @property {number} [stableAfter=5000] ms open after which a connection
+   *   counts as healthy even without a frame (resets the backoff).
+   */
+
+  class Pushgate {
+    /**
+     * @param {string} [url] ws:// or wss:// URL of /ws; by default the page's
+     *   own host.
+     * @param {Options} [opts]
+     */
+    constructor(url, opts) {
+      this.url = url || (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
+      this.opts = Object.assign({ minBackoff: 250, maxBackoff: 10000, outboxSize: 100, stableAfter: 5000 }, opts);
+      /** @type {"connecting"|"connected"|"disconnected"} */
+      this.state = "disconnected";
+      this._subs = new Map(); // channel -> newSub()
+      this._personal = null; // "#user" once the server subscribed us to it
+      this._outbox = []; // publish frames waiting for a connection
+      this._listeners = new Map();
+      this._ws = null;
+      this._gen = 0; // bumped by every connect/close; stale work checks it
+      this._timer = null;
+      this._attempt = 0; // consecutive failed connections
+      this._closed = true;
+    }
+
+    /** Starts connecting, and keeps reconnecting until close(). */
+    connect() {
+      if (!this._closed) return;
+      this._closed = false;
+      this._attempt = 0;
+      this._open();
+    }
+
+    /** Closes the connection and stops reconnecting. Subscriptions, their
+     * positions and the outbox are kept, so a later connect() resumes. */
+    close() {
+      this._closed = true;
+      this._gen++;
+      clearTimeout(this._timer);
+      const ws = this._ws;
+      this._ws = null;
+      if (ws) ws.close(1000);
+      this._setState("disconnected");
+    }
+
+    /**
+     * Subscribes to a channel. A channel starting with "#" is the personal
+     * channel, which the server subscribes by itself; no op is sent for it.
+     * @param {string} channel
+     * @param {function(*, {channel: string, offset: number, epoch: string}): void} onMessage
+     * @returns {{unsubscribe: function(): void}} unsubscribe removes this
+     *   handler; the channel is unsubscribed when its last handler goes.
+     */
+    subscribe(channel, onMessage) {
+      let sub = this._subs.get(channel);
+      if (!sub) {
+        this._subs.set(channel, (sub = newSub()));
+        if (channel[0] !== "#") this._sendSubscribe(channel, sub);
+      }
+      const entry = { fn: onMessage }; // distinct per call, even for one fn
+      sub.handlers.add(entry);
+      return {
+        unsubscribe: () => {
+          // A "#" channel stays tracked: the server keeps it subscribed.
+          if (!sub.handlers.delete(entry) || sub.handlers.size > 0 || channel[0] === "#") return;
+          if (this._subs.get(channel) !== sub) return;
+          this._subs.delete(channel);
+          this._send({ op: "unsubscribe", channel });
+        },
+      };
+    }
+
+    /**
+     * Publishes data to a channel. While not connected the frame waits in a
+     * bounded outbox (opts.outboxSize) that is flushed, after the
+     * subscribes, once connected. The server does not acknowledge a
+     * publish: one sent just as the connection breaks can be lost.
+     * @returns {boolean} false when the outbox is full and data was dropped
+     *   (an "error" event with code "outbox_full" is emitted too).
+     */
+    publish(channel, data) {
+      const frame = { op: "publish", channel, data };
+      if (this._send(frame)) return true;
+      if (this._outbox.length >= this.opts.outboxSize) {
+        this._emit("error", { code: "outbox_full", message: "outbox full, publish dropped", channel });
+        return false;
+      }
+      this._outbox.push(frame);
+      return true;
+    }
+
+    /**
+     * Adds an event listener. Events: "state" (the new state), "message"
+     * ({channel, offset, epoch, data}), "subscribed" (the server's reply),
+     * "resync" ({channel, epoch, reason: "recovery"|"gap"}: messages may be
+     * missing), "error" ({code, message, channel}: a server error reply, or
+     * code "outbox_full" or "connect" from the client), "close" ({code,
+     * reason} of each closed connection).
+     * @returns {function(): void} removes the listener.
+     */
+    on(name, fn) {
+      const set = this._listeners.get(name) || new Set();
+      this._listeners.set(name, set);
+      const entry = { fn }; // distinct per call, even for one fn
+      set.add(entry);
+      return () => set.delete(entry);
+    }
+
+    _emit(name, arg) {
+      for (const { fn } of this._listeners.get(name) || []) call(fn, arg);
+    }
+
+    _setState(s) {
+      if (this.state === s) return;
+      this.state = s;
+      this._emit("state", s);
+    }
+
+    /** Sends a frame if connected; reports whether it did. */
+    _send(frame) {
+      if (!this._ws || this._ws.readyState !== 1 /* OPEN */) return false;
+      this._ws.send(JSON.stringify(frame));
+      return true;
+    }
+
+    _sendSubscribe(channel, sub) {
+      const op = { op: "subscribe", channel };
+      if (sub.offset !== null) Object.assign(op, { since: sub.offset, epoch: sub.epoch });
+      sub.pending = this._send(op);
+      sub.recovering = sub.pending && sub.offset !== null;
+    }
+
+    async _open() {
+      const gen = ++this._gen;
+      this._setState("connecting");
+      let ws;
+      try {
+        const t = this.opts.token;
+        const token = typeof t === "function" ? await t() : t;
+        if (gen !== this._gen) return; // close() or another connect meanwhile
+        const u = new URL(this.url);
+        if (token) u.searchParams.set("token", token);
+        const p = this._personal && this._subs.get(this._personal);
+        if (p) p.recovering = p.offset !== null; // through the URL: no op for it
+        if (p && p.recovering) {
+          u.searchParams.set("user_since", p.offset);
+          u.searchParams.set("user_epoch", p.epoch);
+        }
+        ws = new WebSocket(u.toString(), "pushgate.v1");
+      } catch (e) {
+        if (gen !== this._gen) return;
+        this._emit("error", { code: "connect", message: String((e && e.message) || e) });
+        return this._retry(0, false);
+      }
+      this._ws = ws;
+      let openedAt = null;
+      let healthy = false; // a message or subscribed reply arrived
+      ws.onopen = () => {
+        if (this._ws !== ws) return;
+        openedAt = Date.now();
+        this._setState("connected");
+        for (const [channel, sub] of this._subs) if (channel[0] !== "#") this._sendSubscribe(channel, sub);
+        while (this._outbox.length > 0 && this._send(this._outbox[0])) this._outbox.shift();
+      };
+      ws.onmessage = (e) => {
+        if (this._ws !== ws) return;
+        let f;
+        try { f = JSON.parse(e.data); } catch { return; }
+        if (!f) return;
+        if (f.type === "message" || f.type === "subscribed") healthy = true;
+        this._frame(f);
+      };
+      ws.onclose = (e) => {
+        if (this._ws !== ws) return;
+        this._ws = null;
+        this._emit("close", { code: e.code, reason: e.reason || "" });
+        this._retry(e.code, healthy || (openedAt !== null && Date.now() - openedAt >= this.opts.stableAfter));
+      };
+    }
+
+    /** Schedules the next connection attempt after a close with code. */
+    _retry(code, healthy) {
+      for (const sub of this._subs.values()) sub.pending = sub.recovering = false;
+      this._setState("disconnected");
+      if (this._closed) return;
+      // A healthy connection resets the backoff, except when the server
+      // closed it for overload (1013): then keep backing off.
+      if (healthy && code !== 1013) this._attempt = 0;
+      const o = this.opts;
+      const cap = code === 1001 ? o.minBackoff : Math.min(o.maxBackoff, o.minBackoff * 2 ** this._attempt);
+      this._attempt = Math.min(this._attempt + 1, 30);
+      const gen = this._gen;
+      this._timer = setTimeout(() => gen === this._gen && !this._closed && this._open(), Math.random() * cap);
+    }
+
+    _frame(f) {
+      const sub = this._subs.get(f.channel);
+      switch (f.type) {
+        case "subscribed": return this._subscribed(f, sub);
+        case "message": return this._message(f, sub);
+        case "error": return this._emit("error", { code: f.code, message: f.message, channel: f.channel });
+      }
+    }
+
+    _subscribed(f, sub) {
+      if (!sub && typeof f.channel === "string" && f.channel[0] === "#") {
+        // Unasked: the personal channel of the token's user.
+        this._subs.set(f.channel, (sub = newSub()));
+      }
+      if (!sub) return; // unsubscribed since
+      if (f.channel[0] === "#" && this._personal !== f.channel) {
+        const old = this._subs.get(this._personal);
+        if (old && old.handlers.size === 0) this._subs.delete(this._personal);
+        this._personal = f.channel;
+      }
+      const resync = sub.recovering && !f.recovered;
+      if (!sub.recovering) sub.offset = f.offset; // fresh: live from here on
+      else if (resync) sub.offset = 0; // replay restarts at the oldest retained message
+      sub.epoch = f.epoch;
+      sub.pending = sub.recovering = false;
+      this._emit("subscribed", { channel: f.channel, offset: f.offset, epoch: f.epoch, recovered: !!f.recovered });
+      if (resync) this._emit("resync", { channel: f.channel, epoch: f.epoch, reason: "recovery" });
+    }
+
+    _message(f, sub) {
+      // Not subscribed, or a leftover of an earlier subscription arriving
+      // before this one's reply: not ours to deliver.
+      if (!sub || (sub.pending && sub.offset === null)) return;
+      if (sub.offset !== null && f.offset <= sub.offset) return; // duplicate
+      const gap = sub.offset !== null && sub.offset > 0 && f.offset > sub.offset + 1;
+      sub.offset = f.offset;
+      if (gap) this._emit("resync", { channel: f.channel, epoch: sub.epoch, reason: "gap" });
+      const meta = { channel: f.channel, offset: f.offset, epoch: sub.epoch };
+      for (const { fn } of [...sub.handlers]) call(fn, f.data, meta);
+      this._emit("message", Object.assign({ data: f.data }, meta));
+    }
+  }
+
+  /** newSub is a channel's state: handlers, and the position (epoch,
+   * offset) of its last message; offset is null until the server gives one. */
+  function newSub() {
+    return { handlers: new Set(), epoch: null, offset: null, pending: false, recovering: false };
+  }
+
+  /** Calls an app callback; its exception is rethrown outside the client. */
+  function call(fn, ...args) {
+    try { fn(...args); } catch (e) { setTimeout(() => { throw e; }); }
+  }
+
+  global.Pushgate = Pushgate;
+})(typeof window !== "undefined" ? window : globalThis);

@@ -1,0 +1,325 @@
+// Runs ../static/pushgate.js against a scripted fake WebSocket and fake
+// timers, and exits non-zero on the first failed check. Usage: node client.mjs
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import vm from "node:vm";
+
+const source = readFileSync(new URL("../static/pushgate.js", import.meta.url), "utf8");
+
+// load evaluates pushgate.js in a fresh context whose WebSocket, timers,
+// clock and randomness the test drives.
+function load() {
+  // random 1 makes every jittered delay its cap.
+  const env = { sockets: [], timers: [], now: 0, random: 1 };
+  class FakeWebSocket {
+    constructor(url, protocol) {
+      this.url = new URL(url);
+      this.protocol = protocol;
+      this.readyState = 0;
+      this.sent = [];
+      env.sockets.push(this);
+    }
+    send(s) {
+      assert.equal(this.readyState, 1, "send on a socket that is not open");
+      this.sent.push(JSON.parse(s));
+    }
+    close(code) {
+      this.readyState = 3;
+      this.closedWith = code;
+    }
+    // Test side.
+    open() {
+      this.readyState = 1;
+      this.onopen({});
+    }
+    recv(frame) {
+      this.onmessage({ data: JSON.stringify(frame) });
+    }
+    drop(code) {
+      this.readyState = 3;
+      this.onclose({ code });
+    }
+  }
+  const ctx = {
+    WebSocket: FakeWebSocket,
+    URL,
+    setTimeout: (fn, ms = 0) => env.timers.push({ fn, ms }),
+    clearTimeout: () => {},
+  };
+  vm.createContext(ctx);
+  vm.runInContext("Date.now = () => env.now; Math.random = () => env.random;", Object.assign(ctx, { env }));
+  vm.runInContext(source, ctx, { filename: "pushgate.js" });
+  env.Pushgate = ctx.Pushgate;
+  env.last = () => env.sockets[env.sockets.length - 1];
+  // fire runs the pending timers and returns their delays.
+  env.fire = () => {
+    const ts = env.timers.splice(0);
+    for (const t of ts) t.fn();
+    return ts.map((t) => t.ms);
+  };
+  return env;
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+// record collects a client's events.
+function record(pg) {
+  const ev = { state: [], error: [], resync: [], message: [], subscribed: [], close: [] };
+  // Objects made in the client's context are copied into this one, so
+  // that deepStrictEqual sees the same prototypes.
+  for (const name of Object.keys(ev)) pg.on(name, (x) => ev[name].push(JSON.parse(JSON.stringify(x))));
+  return ev;
+}
+
+const checks = {
+  "subscribe, deliver, drop duplicates, recover after a reconnect"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws", { token: "tok" });
+    const ev = record(pg);
+    const got = [];
+    pg.subscribe("news", (data, meta) => got.push([data, meta.offset, meta.epoch]));
+    pg.connect();
+    let ws = env.last();
+    assert.equal(ws.protocol, "pushgate.v1");
+    assert.equal(ws.url.pathname, "/ws");
+    assert.equal(ws.url.searchParams.get("token"), "tok");
+    assert.equal(ws.url.searchParams.get("channels"), null);
+    assert.deepEqual(ev.state, ["connecting"]);
+    ws.open();
+    assert.deepEqual(ev.state, ["connecting", "connected"]);
+    assert.equal(pg.state, "connected");
+    assert.deepEqual(ws.sent, [{ op: "subscribe", channel: "news" }]);
+    ws.recv({ type: "message", channel: "news", offset: 4, data: "leftover" }); // before the reply
+    ws.recv({ type: "subscribed", channel: "news", offset: 5, epoch: "e1", recovered: false });
+    assert.deepEqual(ev.resync, [], "a fresh subscribe is no resync");
+    ws.recv({ type: "message", channel: "news", offset: 6, data: "a" });
+    ws.recv({ type: "message", channel: "news", offset: 7, data: "b" });
+    ws.recv({ type: "message", channel: "news", offset: 7, data: "b again" });
+    assert.deepEqual(got, [["a", 6, "e1"], ["b", 7, "e1"]]);
+    assert.equal(ev.message.length, 2);
+
+    ws.drop(1006);
+    assert.equal(pg.state, "disconnected");
+    assert.deepEqual(ev.close, [{ code: 1006, reason: "" }]);
+    assert.deepEqual(env.fire().length, 1);
+    ws = env.last();
+    assert.equal(env.sockets.length, 2);
+    ws.open();
+    assert.deepEqual(ws.sent, [{ op: "subscribe", channel: "news", since: 7, epoch: "e1" }]);
+    ws.recv({ type: "subscribed", channel: "news", offset: 9, epoch: "e1", recovered: true });
+    for (const o of [7, 8, 9, 10]) ws.recv({ type: "message", channel: "news", offset: o, data: o });
+    assert.deepEqual(got.slice(2).map((g) => g[0]), [8, 9, 10]);
+    assert.deepEqual(ev.resync, []);
+
+    // The server lost its history: new epoch, replay from its oldest.
+    ws.drop(1001);
+    env.fire();
+    ws = env.last();
+    ws.open();
+    assert.deepEqual(ws.sent, [{ op: "subscribe", channel: "news", since: 10, epoch: "e1" }]);
+    ws.recv({ type: "subscribed", channel: "news", offset: 2, epoch: "e2", recovered: false });
+    assert.deepEqual(ev.resync, [{ channel: "news", epoch: "e2", reason: "recovery" }]);
+    ws.recv({ type: "message", channel: "news", offset: 1, data: "x1" });
+    ws.recv({ type: "message", channel: "news", offset: 2, data: "x2" });
+    assert.deepEqual(got.slice(5), [["x1", 1, "e2"], ["x2", 2, "e2"]]);
+    ws.drop(1006);
+    env.fire();
+    env.last().open();
+    assert.deepEqual(env.last().sent, [{ op: "subscribe", channel: "news", since: 2, epoch: "e2" }]);
+  },
+
+  "a live gap is reported"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws");
+    const ev = record(pg);
+    pg.subscribe("news", () => {});
+    pg.connect();
+    const ws = env.last();
+    ws.open();
+    ws.recv({ type: "subscribed", channel: "news", offset: 10, epoch: "e1" });
+    ws.recv({ type: "message", channel: "news", offset: 12, data: null });
+    assert.deepEqual(ev.resync, [{ channel: "news", epoch: "e1", reason: "gap" }]);
+    assert.equal(ev.message.length, 1);
+  },
+
+  "personal channel is tracked and recovered through the URL"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws", { token: "tok" });
+    const ev = record(pg);
+    const mine = [];
+    const s = pg.subscribe("#alice", (d) => mine.push(d));
+    pg.connect();
+    let ws = env.last();
+    ws.open();
+    assert.deepEqual(ws.sent, [], "no op for a # channel");
+    ws.recv({ type: "subscribed", channel: "#alice", offset: 4, epoch: "u1" });
+    ws.recv({ type: "message", channel: "#alice", offset: 5, data: "hi" });
+    assert.deepEqual(mine, ["hi"]);
+    s.unsubscribe();
+    ws.drop(1006);
+    env.fire();
+    ws = env.last();
+    assert.equal(ws.url.searchParams.get("user_since"), "5");
+    assert.equal(ws.url.searchParams.get("user_epoch"), "u1");
+    ws.open();
+    assert.deepEqual(ws.sent, []);
+    ws.recv({ type: "subscribed", channel: "#alice", offset: 6, epoch: "u1", recovered: true });
+    ws.recv({ type: "message", channel: "#alice", offset: 5, data: "hi" });
+    ws.recv({ type: "message", channel: "#alice", offset: 6, data: "again" });
+    assert.deepEqual(ev.message.map((m) => [m.channel, m.data]), [["#alice", "hi"], ["#alice", "again"]]);
+    assert.deepEqual(mine, ["hi"], "the unsubscribed handler is not called");
+
+    // History gone: recovered:false resets the position.
+    ws.drop(1006);
+    env.fire();
+    ws = env.last();
+    assert.equal(ws.url.searchParams.get("user_since"), "6");
+    ws.open();
+    ws.recv({ type: "subscribed", channel: "#alice", offset: 1, epoch: "u2", recovered: false });
+    ws.recv({ type: "message", channel: "#alice", offset: 1, data: "new" });
+    assert.deepEqual(ev.resync, [{ channel: "#alice", epoch: "u2", reason: "recovery" }]);
+    assert.equal(ev.message[ev.message.length - 1].data, "new");
+  },
+
+  "unsubscribe sends the op when the last handler goes"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws");
+    const a = pg.subscribe("news", () => {});
+    const b = pg.subscribe("news", () => {});
+    pg.connect();
+    const ws = env.last();
+    ws.open();
+    assert.equal(ws.sent.length, 1, "one subscribe per channel");
+    a.unsubscribe();
+    a.unsubscribe();
+    assert.equal(ws.sent.length, 1);
+    b.unsubscribe();
+    assert.deepEqual(ws.sent[1], { op: "unsubscribe", channel: "news" });
+    ws.recv({ type: "message", channel: "news", offset: 1, data: 1 });
+    assert.equal(pg._subs.size, 0);
+  },
+
+  "publishes wait in a bounded outbox and follow the subscribes"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws", { outboxSize: 2 });
+    const ev = record(pg);
+    assert.equal(pg.publish("chat:x", { text: 1 }), true);
+    assert.equal(pg.publish("chat:x", { text: 2 }), true);
+    assert.equal(pg.publish("chat:x", { text: 3 }), false);
+    assert.deepEqual(ev.error, [{ code: "outbox_full", message: "outbox full, publish dropped", channel: "chat:x" }]);
+    pg.subscribe("chat:x", () => {});
+    pg.connect();
+    const ws = env.last();
+    ws.open();
+    assert.deepEqual(ws.sent, [
+      { op: "subscribe", channel: "chat:x" },
+      { op: "publish", channel: "chat:x", data: { text: 1 } },
+      { op: "publish", channel: "chat:x", data: { text: 2 } },
+    ]);
+    assert.equal(pg.publish("chat:x", "live"), true);
+    assert.equal(ws.sent.length, 4);
+    ws.recv({ type: "error", code: "forbidden", message: "no", channel: "chat:x" });
+    assert.deepEqual(ev.error[1], { code: "forbidden", message: "no", channel: "chat:x" });
+  },
+
+  "backoff grows with failures, resets on health, not after 1013"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws", { minBackoff: 100, maxBackoff: 1000 });
+    pg.connect();
+    const delays = [];
+    for (let i = 0; i < 6; i++) {
+      env.last().drop(1006); // never opened
+      delays.push(...env.fire());
+    }
+    assert.deepEqual(delays.map(Math.round), [100, 200, 400, 800, 1000, 1000]);
+    pg.subscribe("news", () => {});
+    let ws = env.last();
+    ws.open();
+    ws.recv({ type: "subscribed", channel: "news", offset: 0, epoch: "e" });
+    ws.drop(1006);
+    assert.equal(Math.round(env.fire()[0]), 100, "healthy connection resets the backoff");
+    env.last().drop(1006);
+    assert.equal(Math.round(env.fire()[0]), 200);
+    ws = env.last();
+    ws.open();
+    env.now += 5000; // open long enough
+    ws.drop(1006);
+    assert.equal(Math.round(env.fire()[0]), 100);
+    for (const want of [200, 400]) {
+      ws = env.last();
+      ws.open();
+      ws.recv({ type: "subscribed", channel: "news", offset: 0, epoch: "e", recovered: true });
+      ws.drop(1013);
+      assert.equal(Math.round(env.fire()[0]), want, "1013 keeps backing off");
+    }
+    env.last().drop(1001);
+    assert.equal(Math.round(env.fire()[0]), 100, "1001: short delay");
+  },
+
+  "close stops reconnecting; connect resumes"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws");
+    const ev = record(pg);
+    pg.connect();
+    const ws = env.last();
+    ws.open();
+    pg.close();
+    assert.equal(ws.closedWith, 1000);
+    assert.equal(pg.state, "disconnected");
+    ws.drop(1000); // the browser's close event, later
+    assert.deepEqual(env.fire(), []);
+    assert.deepEqual(ev.state, ["connecting", "connected", "disconnected"]);
+    pg.connect();
+    assert.equal(env.sockets.length, 2);
+    pg.connect();
+    assert.equal(env.sockets.length, 2, "connect while connecting is a no-op");
+  },
+
+  async "token function is called on each connect"() {
+    const env = load();
+    let n = 0;
+    const pg = new env.Pushgate("ws://gw.test/ws", { token: async () => "t" + ++n });
+    pg.connect();
+    await tick();
+    assert.equal(env.last().url.searchParams.get("token"), "t1");
+    env.last().drop(1008);
+    env.fire();
+    await tick();
+    assert.equal(env.last().url.searchParams.get("token"), "t2");
+    pg.close();
+    const bad = new env.Pushgate("ws://gw.test/ws", { token: () => Promise.reject(new Error("no token")) });
+    const ev = record(bad);
+    bad.connect();
+    await tick();
+    assert.deepEqual(ev.error, [{ code: "connect", message: "no token" }]);
+    assert.equal(bad.state, "disconnected");
+    assert.equal(env.timers.length, 1, "retries");
+  },
+
+  "a throwing handler does not stop delivery"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws");
+    const got = [];
+    pg.subscribe("news", () => { throw new Error("app bug"); });
+    pg.subscribe("news", (d) => got.push(d));
+    pg.connect();
+    const ws = env.last();
+    ws.open();
+    ws.recv({ type: "subscribed", channel: "news", offset: 0, epoch: "e" });
+    ws.recv({ type: "message", channel: "news", offset: 1, data: "ok" });
+    assert.deepEqual(got, ["ok"]);
+    assert.equal(env.timers.length, 1, "the exception is rethrown from a timer");
+  },
+};
+
+let failed = 0;
+for (const [name, fn] of Object.entries(checks)) {
+  try {
+    await fn();
+    console.log("ok   " + name);
+  } catch (e) {
+    failed++;
+    console.log("FAIL " + name + "\n" + e.stack);
+  }
+}
+process.exit(failed ? 1 : 0);
