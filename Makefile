@@ -16,10 +16,14 @@ test: deps lint
 	$(MAKE) fuzz
 
 # deps installs the test tools that are missing: Node.js with npm (Debian
-# packages) for the ws interop client, its npm package, and staticcheck.
+# packages) for the ws interop client and the JS client's tests, Chromium
+# (Debian) for the chat page's browser test, the ws npm package, and
+# staticcheck.
+APT_PKGS = $(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm) \
+	$(if $(shell command -v chromium),,chromium fonts-liberation)
 deps:
-	@command -v node >/dev/null && command -v npm >/dev/null || \
-		(apt-get update && apt-get install -y --no-install-recommends nodejs npm)
+	@test -z "$(strip $(APT_PKGS))" || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PKGS))
 	@test -d $(NODEWS)/node_modules/ws || (cd $(NODEWS) && npm ci --no-audit --no-fund)
 	@command -v staticcheck >/dev/null || test -x "$$($(GO) env GOPATH)/bin/staticcheck" || \
 		$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
