@@ -33,7 +33,7 @@ func TestHalfFrameClients(t *testing.T) {
 		c.Write(frame[:cut])
 		halves = append(halves, half{c, frame[cut:], payload})
 	}
-	eventually(t, "every half frame held", func() bool { return g.gauge(t, "pushgate_partial_messages") == float64(len(halves)) })
+	wstest.Eventually(t, "every half frame held", func() bool { return g.gauge(t, "pushgate_partial_messages") == float64(len(halves)) })
 	ordinary, _ := wstest.Dial(t, g.addr, "/echo")
 	for i := range 20 {
 		msg := fmt.Appendf(nil, "ordinary %d", i)
@@ -44,14 +44,14 @@ func TestHalfFrameClients(t *testing.T) {
 		h.c.Write(h.rest)
 		h.c.ExpectMessage(ws.OpText, h.want)
 	}
-	eventually(t, "no partial message left", func() bool { return g.gauge(t, "pushgate_partial_messages") == 0 })
+	wstest.Eventually(t, "no partial message left", func() bool { return g.gauge(t, "pushgate_partial_messages") == 0 })
 
 	// A client that hangs up mid-frame releases its reader too.
 	quitter, _ := wstest.Dial(t, g.addr, "/echo")
 	quitter.Write(wstest.Text("never finished")[:5])
-	eventually(t, "the quitter's half frame held", func() bool { return g.gauge(t, "pushgate_partial_messages") == 1 })
+	wstest.Eventually(t, "the quitter's half frame held", func() bool { return g.gauge(t, "pushgate_partial_messages") == 1 })
 	quitter.Conn.Close()
-	eventually(t, "the quitter's reader released", func() bool { return g.gauge(t, "pushgate_partial_messages") == 0 })
+	wstest.Eventually(t, "the quitter's reader released", func() bool { return g.gauge(t, "pushgate_partial_messages") == 0 })
 }
 
 // TestSlowReader fills a client that never reads until its outbound queue
@@ -77,7 +77,7 @@ func TestSlowReader(t *testing.T) {
 			other.ExpectMessage(ws.OpText, []byte("still served?"))
 		}
 	}
-	eventually(t, "the slow consumer counted", func() bool { return count(g.m.SlowConsumers) == 1 })
+	wstest.Eventually(t, "the slow consumer counted", func() bool { return count(g.m.SlowConsumers) == 1 })
 	if count(g.m.DroppedFrames) < 1 {
 		t.Errorf("no dropped frames counted")
 	}
@@ -91,7 +91,7 @@ func TestSlowReader(t *testing.T) {
 	other.Write(wstest.Text("and after"))
 	other.ExpectMessage(ws.OpText, []byte("and after"))
 	slow.Conn.Close()
-	eventually(t, "the close counted", func() bool { return count(g.m.ConnectionsClosed("slow_consumer")) == 1 })
+	wstest.Eventually(t, "the close counted", func() bool { return count(g.m.ConnectionsClosed("slow_consumer")) == 1 })
 	if q := g.gauge(t, "pushgate_outbound_queued_bytes"); q != 0 {
 		t.Errorf("outbound_queued_bytes %v with no queue left", q)
 	}
@@ -130,9 +130,9 @@ func TestHeartbeat(t *testing.T) {
 		t.Errorf("reason %q", reason)
 	}
 	mute.ExpectEOF()
-	eventually(t, "the eviction counted", func() bool { return count(g.m.Evictions) == 1 })
+	wstest.Eventually(t, "the eviction counted", func() bool { return count(g.m.Evictions) == 1 })
 	// The lively client has answered pings over several intervals by now.
-	eventually(t, "three ping rounds", func() bool { return count(g.m.HeartbeatPings) >= 4 })
+	wstest.Eventually(t, "three ping rounds", func() bool { return count(g.m.HeartbeatPings) >= 4 })
 	lively.Write(wstest.Text("alive"))
 	if msg := <-got; msg != "alive" {
 		t.Fatalf("lively client got %q", msg)

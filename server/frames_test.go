@@ -73,7 +73,7 @@ func TestViolations(t *testing.T) {
 			c.ExpectClose(tc.code)
 			c.ExpectEOF()
 			c.Conn.Close() // as a client does once the server has closed
-			eventually(t, "the close counted", func() bool { return count(g.m.ConnectionsClosed(tc.reason)) == before+1 })
+			wstest.Eventually(t, "the close counted", func() bool { return count(g.m.ConnectionsClosed(tc.reason)) == before+1 })
 		})
 	}
 }

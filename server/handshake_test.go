@@ -70,9 +70,9 @@ func TestHandshakeRefusals(t *testing.T) {
 				}
 			}
 			c.ExpectEOF()
-			eventually(t, "the refusal counter", func() bool { return count(g.m.Handshakes(tc.result)) == before+1 })
+			wstest.Eventually(t, "the refusal counter", func() bool { return count(g.m.Handshakes(tc.result)) == before+1 })
 			logged := fmt.Sprintf("level=DEBUG msg=\"upgrade refused\" remote=%s status=%d", c.Conn.LocalAddr(), tc.status)
-			eventually(t, "the debug line "+logged, func() bool { return strings.Contains(logs.String(), logged) })
+			wstest.Eventually(t, "the debug line "+logged, func() bool { return strings.Contains(logs.String(), logged) })
 		})
 	}
 }
@@ -133,7 +133,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	slow.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\n")) // and never the rest
 	silent.ExpectEOF()
 	slow.ExpectEOF()
-	eventually(t, "two timeouts counted", func() bool { return count(g.m.Handshakes("timeout")) == 2 })
+	wstest.Eventually(t, "two timeouts counted", func() bool { return count(g.m.Handshakes("timeout")) == 2 })
 }
 
 // TestEchoDisabled checks that /echo is plain HTTP (404) without --echo.

@@ -50,8 +50,8 @@ func TestIdleConnectionsHoldNoGoroutines(t *testing.T) {
 			t.Fatalf("upgrade: %v %v", resp, err)
 		}
 	}
-	eventually(t, fmt.Sprintf("%d connections registered", n), func() bool { return g.Len() == n })
-	eventually(t, "handshake goroutines to finish", func() bool { return runtime.NumGoroutine() <= base+2 })
+	wstest.Eventually(t, fmt.Sprintf("%d connections registered", n), func() bool { return g.Len() == n })
+	wstest.Eventually(t, "handshake goroutines to finish", func() bool { return runtime.NumGoroutine() <= base+2 })
 	t.Logf("%d goroutines before, %d with %d idle connections", base, runtime.NumGoroutine(), n)
 
 	// And they are alive: one of them still echoes.
@@ -111,7 +111,7 @@ func TestShutdown(t *testing.T) {
 	start := time.Now()
 	go func() { done <- srv.Shutdown(ctx) }()
 
-	eventually(t, "readiness to turn false", func() bool { return status(t, admin.URL+"/readyz") == 503 })
+	wstest.Eventually(t, "readiness to turn false", func() bool { return status(t, admin.URL+"/readyz") == 503 })
 	if err := <-served; err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
@@ -198,7 +198,7 @@ func TestHandlerPanic(t *testing.T) {
 	bad.Write(wstest.Text("panic"))
 	bad.ExpectClose(1011)
 	bad.ExpectEOF()
-	eventually(t, "the connection released", func() bool { return g.Len() == 1 })
+	wstest.Eventually(t, "the connection released", func() bool { return g.Len() == 1 })
 	if n := count(g.m.ConnectionsClosed("internal_error")); n != 1 {
 		t.Errorf("%v internal_error closes, want 1", n)
 	}

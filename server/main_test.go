@@ -58,19 +58,6 @@ func start(t testing.TB, cfg server.Config) *gateway {
 // echo is the configuration most protocol tests use.
 func echo() server.Config { return server.Config{Echo: true} }
 
-// eventually polls cond until it holds, failing the test after a while.
-// It is for state with no event to wait on (a counter, a gauge).
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // count reads a counter or gauge.
 func count(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
 
