@@ -2,14 +2,12 @@ package server_test
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +20,7 @@ import (
 )
 
 func TestHandshakeRefusals(t *testing.T) {
-	var logs syncBuffer
+	var logs wstest.SyncBuffer
 	g := start(t, server.Config{
 		Echo: true, AllowedOrigins: []string{"https://app.example.com", "https://*.example.org"}, MaxHeaderBytes: 1024,
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -184,24 +182,6 @@ func TestPlainHTTP(t *testing.T) {
 	if string(body) != "POST /submit?a=1 first-half" {
 		t.Fatalf("got %q", body)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func TestAdminMux(t *testing.T) {

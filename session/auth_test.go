@@ -139,3 +139,18 @@ func TestPublishToUser(t *testing.T) {
 		t.Fatalf("got %s", m.Raw)
 	}
 }
+
+// A malformed query is reported, and the rest of the connection still
+// works: the personal channel and the well-formed channels are subscribed.
+func TestMalformedQuery(t *testing.T) {
+	g := startAuth(t, "")
+	tok := token(t, secret, jwt.MapClaims{"sub": "alice", "channels": []string{"news"}})
+	c := g.dial(t, "?bad=%zz&channels=news&token="+tok)
+	c.ExpectMsg("error", "bad_request")
+	if m := c.ExpectMsg("subscribed", ""); m.Channel != "#alice" {
+		t.Fatalf("got %s", m.Raw)
+	}
+	if m := c.ExpectMsg("subscribed", ""); m.Channel != "news" {
+		t.Fatalf("got %s", m.Raw)
+	}
+}

@@ -56,10 +56,9 @@ func (h *Handler) Open(c *server.Conn, hs wsproto.Handshake, query []byte) {
 	s := &session{m: h.hub.Join(c)}
 	s.claims, _ = hs.State.(*auth.Claims)
 	c.SetData(s)
-	q, err := url.ParseQuery(string(query))
+	q, err := url.ParseQuery(string(query)) // keeps the well-formed pairs
 	if err != nil {
 		h.reply(s, codeBadRequest, "malformed query", "")
-		return
 	}
 	if s.claims != nil && s.claims.User != "" {
 		var pos *broadcast.Position

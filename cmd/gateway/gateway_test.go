@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -14,28 +13,10 @@ import (
 	"github.com/pushgate/pushgate/internal/wstest"
 )
 
-// syncBuffer is a log sink the gateway and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // running is a gateway run in-process by run, as main runs it.
 type running struct {
 	addr, admin string
-	logs        *syncBuffer
+	logs        *wstest.SyncBuffer
 	stop        func() int // drains and returns the exit code
 }
 
@@ -44,7 +25,7 @@ type running struct {
 func runGateway(t *testing.T, addr, admin string, args ...string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
+	logs := &wstest.SyncBuffer{}
 	code := make(chan int, 1)
 	args = append([]string{"--addr", addr, "--admin-addr", admin, "--drain-timeout", "2s", "--close-timeout", "1s"}, args...)
 	go func() { code <- run(ctx, args, env(nil), io.Discard, logs) }()
