@@ -168,7 +168,9 @@ func unlockChannel(t *chanTable, ch *channel) {
 func (h *Hub) Join(sub Subscriber) *Member {
 	h.members.Add(1)
 	i := int(h.next.Add(1) % uint32(len(h.shards)))
-	return &Member{sub: sub, shard: h.shards[i], shardIdx: i, compress: sub.Compression()}
+	m := &Member{sub: sub, shard: h.shards[i], shardIdx: i, compress: sub.Compression()}
+	m.batch, _ = sub.(Batcher)
+	return m
 }
 
 // Subscribe subscribes m to channel, a valid channel name (the caller

@@ -10,12 +10,24 @@ type Subscriber interface {
 	Compression() bool
 }
 
+// Batcher is a Subscriber that can take several frames before writing
+// them, so a shard with many messages for one connection hands them to the
+// socket in one write. server.Conn is one.
+type Batcher interface {
+	// Queue keeps frame to be written by the next Flush.
+	Queue(frame []byte) error
+	// Flush writes what Queue kept.
+	Flush()
+}
+
 // Member is a connection joined to the hub: its subscriptions and the shard
 // that delivers to it. A Member's methods on the hub (Subscribe,
 // Unsubscribe, Leave) must not be called concurrently, which holds for the
 // callbacks of one connection.
 type Member struct {
 	sub      Subscriber
+	batch    Batcher // sub, when it batches; nil otherwise
+	queued   int     // frames batch holds that the shard has yet to flush
 	shard    *shard
 	shardIdx int
 	compress bool

@@ -38,7 +38,22 @@ type shard struct {
 	wake    chan struct{} // one pending wake-up at most
 
 	subs map[*channel]map[*Member]struct{} // owned by run
+
+	// While a run of several ops is delivered, frames go to batching
+	// members' queues and are flushed when the run ends (owned by run).
+	batching bool
+	queued   []*Member
+	done     []pubDone // publications to complete after the flush
 }
+
+type pubDone struct {
+	pub *publication
+	n   int64
+}
+
+// maxQueued bounds the frames a connection has waiting for its next
+// write during a batch: one writev carries them.
+const maxQueued = 64
 
 func newShard() *shard {
 	return &shard{wake: make(chan struct{}, 1), subs: make(map[*channel]map[*Member]struct{})}
@@ -89,9 +104,14 @@ func (s *shard) run() {
 				}
 				break
 			}
+			// Everything that queued up while the last batch was
+			// delivered goes out as one: the busier the gateway, the more
+			// frames each connection's write carries.
+			s.batching = len(batch) > 1
 			for i := range batch {
 				s.do(&batch[i])
 			}
+			s.flush()
 			clear(batch) // drop references to frames and members
 		}
 	}
@@ -102,11 +122,15 @@ func (s *shard) do(o *op) {
 	case opPublish:
 		var n int64
 		for m := range s.subs[o.ch] {
-			if m.sub.Send(o.pub.frameFor(m)) == nil {
+			if s.send(m, o.pub.frameFor(m)) == nil {
 				n++
 			}
 		}
-		o.pub.shardDone(n)
+		if s.batching {
+			s.done = append(s.done, pubDone{o.pub, n})
+		} else {
+			o.pub.shardDone(n)
+		}
 	case opSubscribe:
 		set := s.subs[o.ch]
 		if set == nil {
@@ -114,26 +138,63 @@ func (s *shard) do(o *op) {
 			s.subs[o.ch] = set
 		}
 		set[o.m] = struct{}{}
-		if o.m.sub.Send(o.reply) != nil {
+		if s.send(o.m, o.reply) != nil {
 			return
 		}
 		for _, p := range o.replay {
-			if o.m.sub.Send(p.frameFor(o.m)) != nil {
+			if s.send(o.m, p.frameFor(o.m)) != nil {
 				return
 			}
 		}
 	case opUnsubscribe:
 		s.remove(o.ch, o.m)
-		_ = o.m.sub.Send(o.reply)
+		_ = s.send(o.m, o.reply)
 	case opLeave:
 		for _, ch := range o.chans {
 			s.remove(ch, o.m)
 		}
 	case opReply:
-		_ = o.m.sub.Send(o.reply)
+		_ = s.send(o.m, o.reply)
 	case opCall:
 		o.fn()
 	}
+}
+
+// send hands frame to m: queued while a run of ops is being delivered
+// (every frame of m, so its order holds), else written now.
+func (s *shard) send(m *Member, frame []byte) error {
+	if !s.batching || m.batch == nil {
+		return m.sub.Send(frame)
+	}
+	if m.queued == 0 {
+		s.queued = append(s.queued, m)
+	}
+	if err := m.batch.Queue(frame); err != nil {
+		return err
+	}
+	// A long replay is written as it goes, so the queue stays short.
+	if m.queued++; m.queued >= maxQueued {
+		m.batch.Flush()
+		m.queued = 1 // still listed; one more Flush is harmless
+	}
+	return nil
+}
+
+// flush writes what the run queued, then completes its publications: a
+// publication is done when its frames were handed to the sockets.
+func (s *shard) flush() {
+	for _, m := range s.queued {
+		m.queued = 0
+		m.batch.Flush()
+	}
+	clear(s.queued)
+	s.queued = s.queued[:0]
+	for _, d := range s.done {
+		d.pub.shardDone(d.n)
+	}
+	clear(s.done)
+	s.done = s.done[:0]
+	s.batching = false
 }
 
 func (s *shard) remove(ch *channel, m *Member) {

@@ -58,6 +58,7 @@ type Conn struct {
 	mu          sync.Mutex
 	out         *outQueue // bytes the socket has not taken yet; nil if none
 	writeReg    bool      // registered with the write poller
+	writeArmed  bool      // a writability event is awaited; it will flush out
 	closeQueued bool      // our close frame is queued or sent
 	closeSent   bool      // our close frame is fully written
 	peerClosed  bool      // the peer's close frame arrived

@@ -118,6 +118,37 @@ func (c *Conn) SendMessage(op ws.OpCode, payload []byte) error {
 	return c.Send(frame)
 }
 
+// Queue appends frame to the connection's outbound queue without writing
+// it; Flush writes what is queued. A delivery loop queues each
+// connection's frames of many messages and flushes once, so they leave in
+// one writev instead of one write each. Frames queued by Queue stay until
+// Flush: every Queue must be followed by a Flush. The queue bound and
+// ErrSlowConsumer apply as for Send.
+func (c *Conn) Queue(frame []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state.Load() != stateOpen {
+		return ErrClosed
+	}
+	if c.out == nil {
+		c.srv.m.MessagesSent.Inc()
+		c.out = c.srv.queues.Get().(*outQueue)
+		c.out.push(frame)
+		return nil
+	}
+	return c.sendLocked(frame)
+}
+
+// Flush writes the frames Queue left, unless a writability event is
+// already awaited, which will.
+func (c *Conn) Flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.out != nil && !c.writeArmed && c.state.Load() != stateClosed {
+		c.flushLocked()
+	}
+}
+
 func (c *Conn) sendLocked(frame []byte) error {
 	if c.state.Load() != stateOpen {
 		return ErrClosed
@@ -199,6 +230,7 @@ func (c *Conn) releaseQueueLocked() {
 
 // armWriteLocked asks the write poller for one writability event.
 func (c *Conn) armWriteLocked() {
+	c.writeArmed = true
 	var err error
 	if c.writeReg {
 		err = c.srv.writePoller.Rearm(int(c.fd), netpoll.Write)
@@ -217,7 +249,8 @@ type writeTask Conn
 func (t *writeTask) Run() {
 	c := (*Conn)(t)
 	c.mu.Lock()
-	if c.state.Load() != stateClosed {
+	c.writeArmed = false
+	if c.state.Load() != stateClosed && c.out != nil {
 		c.flushLocked()
 	}
 	c.mu.Unlock()
