@@ -1,0 +1,338 @@
+// Command bench is pushgate's load harness. It holds thousands of
+// WebSocket connections from worker processes it starts itself, drives
+// publishes through a server's HTTP publish endpoint, and reports what a
+// user deciding on a push gateway needs: memory per idle connection,
+// fan-out latency, delivered throughput, and leaks under churn.
+//
+//	go run ./bench idle       -n 15000 --targets pushgate,hub
+//	go run ./bench fanout     -n 15000 --targets pushgate,hub,floor --runs 3
+//	go run ./bench throughput -n 15000 --channels 100 --targets pushgate,hub
+//	go run ./bench churn      -n 2000 --duration 60s
+//
+// It starts the targets itself (pushgate built from this module, and the
+// reference servers hub and floor from bench/hub and bench/floor), or
+// measures any server through --targets url with --ws-url and
+// --publish-url. See bench/README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "worker":
+			workerMain()
+			return
+		case "serve":
+			os.Exit(serveMain(os.Args[2:]))
+		}
+	}
+	os.Exit(run(os.Args[1:]))
+}
+
+const usage = `usage: go run ./bench <scenario> [flags]
+
+scenarios:
+  idle        open N subscribed connections, hold them: memory per connection
+  fanout      N subscribers of one channel, M publishes: time-to-all, latency
+  throughput  N subscribers over many channels, rising publish rates: delivered/s
+  churn       connections opening and closing for a while: leak check
+
+  go run ./bench serve hub|floor --addr 127.0.0.1:9000   runs a reference server
+
+Run 'go run ./bench <scenario> -h' for a scenario's flags.
+`
+
+// options holds every flag; each scenario reads the ones it declares.
+type options struct {
+	scenario string
+	targets  []string
+	runs     int
+	conns    int
+	channels int
+	perWork  int
+	connRate float64
+	source   string
+	timeout  time.Duration
+	quiet    bool
+	jsonOut  string
+	report   string
+	compare  string
+	target   targetOptions
+
+	// fanout
+	messages int
+	rate     float64
+	size     int
+	warmup   int
+	// idle
+	broadcasts int
+	hold       time.Duration
+	samples    int
+	// throughput
+	duration   time.Duration
+	step       float64
+	maxSteps   int
+	p99        time.Duration
+	publishers int
+	// churn
+	settle time.Duration
+	warm   time.Duration
+}
+
+func newFlags(o *options) *flag.FlagSet {
+	fs := flag.NewFlagSet(o.scenario, flag.ContinueOnError)
+	fs.Func("targets", "comma-separated servers to measure, one after another: pushgate, hub, floor, url (default pushgate)", func(s string) error {
+		o.targets = nil
+		for t := range strings.SplitSeq(s, ",") {
+			t = strings.TrimSpace(t)
+			if !slices.Contains(knownTargets, t) {
+				return fmt.Errorf("unknown target %q (known: %s)", t, strings.Join(knownTargets, ", "))
+			}
+			o.targets = append(o.targets, t)
+		}
+		return nil
+	})
+	fs.IntVar(&o.runs, "runs", 1, "runs per target; figures are the median over them")
+	fs.IntVar(&o.conns, "n", 1000, "connections (subscribers)")
+	fs.IntVar(&o.perWork, "conns-per-worker", 8000, "connections one worker process holds (a process may hold ~19.9k sockets)")
+	fs.Float64Var(&o.connRate, "connect-rate", 3000, "connections opened per second, all workers together")
+	fs.StringVar(&o.source, "source", "127.0.0.2", "first loopback source address; workers use it and the ones after it")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "the whole invocation stops after this")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress bars")
+	fs.StringVar(&o.jsonOut, "json", "", "write the results as JSON to this file")
+	fs.StringVar(&o.report, "report", "", "write an HTML report with plots to this file")
+	fs.StringVar(&o.compare, "compare", "", "print ratios against the results in this JSON file")
+	fs.StringVar(&o.target.gateway, "gateway", "", "gateway binary for target pushgate (default: built from ./cmd/gateway)")
+	fs.StringVar(&o.target.gatewayFlags, "gateway-flags", "", "extra flags for the gateway, e.g. '--shards 16'")
+	fs.StringVar(&o.target.addr, "addr", "127.0.0.1", "loopback address the started servers listen on")
+	fs.StringVar(&o.target.wsURL, "ws-url", "", "target url: WebSocket URL; {channel} is replaced by the channel name")
+	fs.StringVar(&o.target.publishURL, "publish-url", "", "target url: URL publishes are POSTed to; may hold {channel}")
+	fs.StringVar(&o.target.publishBody, "publish-body", "{payload}", "target url: body template of a publish, with {channel} and {payload}")
+	fs.StringVar(&o.target.subscribe, "subscribe-message", "", "target url: text message each connection sends after the upgrade, with {channel}")
+	fs.StringVar(&o.target.readyMarker, "ready-marker", "", "target url: text whose arrival means a connection is subscribed (default: ready at the upgrade)")
+	fs.StringVar(&o.target.metricsURL, "metrics-url", "", "target url: Prometheus endpoint for process_resident_memory_bytes and go_goroutines")
+	fs.IntVar(&o.target.pid, "pid", 0, "target url: the server's pid, for RSS and CPU from /proc")
+	fs.IntVar(&o.size, "size", 100, "bytes of each publication's data")
+
+	switch o.scenario {
+	case "idle":
+		fs.IntVar(&o.channels, "channels", 1, "channels; connection i subscribes to channel i mod channels")
+		fs.IntVar(&o.broadcasts, "broadcasts", 3, "publishes to every channel before memory is read, so buffers have been used and returned")
+		fs.DurationVar(&o.hold, "hold", 5*time.Second, "time connections are held before memory is read")
+		fs.IntVar(&o.samples, "samples", 10, "memory readings while connecting, for the memory-vs-connections plot")
+	case "fanout":
+		o.channels = 1
+		fs.IntVar(&o.messages, "messages", 20, "publishes measured")
+		fs.Float64Var(&o.rate, "rate", 2, "publishes per second; keep it below 1/time-to-all so publishes do not overlap")
+		fs.IntVar(&o.warmup, "warmup", 3, "publishes before the measured ones, not counted")
+	case "throughput":
+		fs.IntVar(&o.channels, "channels", 100, "channels; connection i subscribes to channel i mod channels")
+		fs.Float64Var(&o.rate, "rate", 200, "publishes per second of the first step")
+		fs.Float64Var(&o.step, "step", 1.5, "each step offers this times the rate of the one before")
+		fs.IntVar(&o.maxSteps, "max-steps", 10, "steps at most")
+		fs.DurationVar(&o.duration, "duration", 5*time.Second, "length of each step")
+		fs.DurationVar(&o.p99, "p99", 500*time.Millisecond, "a step passes with every message delivered and p99 latency within this")
+		fs.IntVar(&o.publishers, "publishers", 1024, "publish requests in flight at most (each an HTTP connection to the target)")
+	case "churn":
+		o.conns = 2000
+		fs.IntVar(&o.channels, "channels", 10, "channels; connection i subscribes to channel i mod channels")
+		fs.DurationVar(&o.duration, "duration", 30*time.Second, "length of the measured churn")
+		fs.DurationVar(&o.warm, "warmup", 10*time.Second, "churn before the reference reading, so pools and heap reach their working size")
+		fs.DurationVar(&o.settle, "settle", 10*time.Second, "time after each churn phase before reading (connections close, GC runs)")
+		fs.Float64Var(&o.rate, "rate", 10, "publishes per second during churn")
+	}
+	if o.scenario == "churn" {
+		fs.Lookup("n").Usage = "connections held open at once during churn"
+		fs.Lookup("connect-rate").DefValue = "500"
+		o.connRate = 500
+	}
+	fs.Lookup("n").DefValue = fmt.Sprint(o.conns)
+	return fs
+}
+
+func run(args []string) int {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	o := &options{scenario: args[0], targets: []string{"pushgate"}}
+	scenario, ok := scenarios[o.scenario]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "unknown scenario %q\n\n%s", o.scenario, usage)
+		return 2
+	}
+	fs := newFlags(o)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := o.check(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, o.timeout)
+	defer cancelT()
+
+	tmp, err := os.MkdirTemp("", "pushgate-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	o.target.tmp = tmp
+
+	res := &Results{
+		Scenario: o.scenario,
+		Date:     time.Now().UTC().Truncate(time.Second),
+		Command:  "go run ./bench " + strings.Join(args, " "),
+		Host:     hostInfo(),
+		Params:   o.params(),
+	}
+	failed := false
+	// Runs interleave targets (a b c a b c ...), so slow drift of the
+	// machine spreads over all of them.
+	for r := 1; r <= o.runs; r++ {
+		for _, name := range o.targets {
+			ui := newUI(o.quiet, fmt.Sprintf("%s run %d/%d", name, r, o.runs))
+			run, err := runOne(ctx, o, scenario, name, ui)
+			run.Target, run.Run = name, r
+			if err != nil {
+				run.Errors = append(run.Errors, err.Error())
+				failed = true
+				ui.printf("%s run %d: %v", name, r, err)
+			}
+			res.Runs = append(res.Runs, run)
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	res.Medians = medians(res)
+	printSummary(os.Stdout, res)
+	if o.compare != "" {
+		old, err := readJSON(o.compare)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		printCompare(os.Stdout, old, res)
+	}
+	if o.jsonOut != "" {
+		if err := writeJSON(o.jsonOut, res); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+	}
+	if o.report != "" {
+		if err := writeReport(o.report, res); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+	}
+	if failed || ctx.Err() != nil {
+		return 1
+	}
+	return 0
+}
+
+func (o *options) check() error {
+	switch {
+	case o.conns < 1:
+		return errors.New("-n must be at least 1")
+	case o.runs < 1:
+		return errors.New("--runs must be at least 1")
+	case o.perWork < 1 || o.perWork > 19000:
+		return errors.New("--conns-per-worker must be in 1..19000 (the per-process file limit)")
+	case o.connRate <= 0:
+		return errors.New("--connect-rate must be positive")
+	case o.channels < 1:
+		return errors.New("--channels must be at least 1")
+	case o.size < 40:
+		return errors.New("--size must be at least 40 (the marker, sequence number and send time)")
+	case o.scenario == "fanout" && (o.messages < 1 || o.rate <= 0):
+		return errors.New("--messages and --rate must be positive")
+	case o.scenario == "throughput" && (o.rate <= 0 || o.step <= 1 || o.publishers < 1):
+		return errors.New("--rate must be positive, --step above 1, --publishers at least 1")
+	}
+	if ip := net.ParseIP(o.source); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
+		return fmt.Errorf("--source %q: need an IPv4 loopback address", o.source)
+	}
+	if ip := net.ParseIP(o.target.addr); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--addr %q: need a loopback address", o.target.addr)
+	}
+	return nil
+}
+
+func (o *options) workers() int { return (o.conns + o.perWork - 1) / o.perWork }
+
+func (o *options) params() Params {
+	return Params{
+		Conns: o.conns, Channels: o.channels, Messages: o.messages, Size: o.size,
+		Rate: o.rate, ConnectRate: o.connRate, Duration: o.duration, P99Target: o.p99,
+		Workers: o.workers(), ConnsPerWorker: o.perWork,
+	}
+}
+
+func hostInfo() Host {
+	h := Host{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		h.Kernel = strings.TrimSpace(string(b))
+	}
+	return h
+}
+
+// scenarioFunc measures one run of one target, started and connected by
+// runOne's caller.
+type scenarioFunc func(ctx context.Context, e *env) (Run, error)
+
+var scenarios = map[string]scenarioFunc{
+	"idle":       idleScenario,
+	"fanout":     fanoutScenario,
+	"throughput": throughputScenario,
+	"churn":      churnScenario,
+}
+
+// env is what a scenario works with.
+type env struct {
+	o     *options
+	t     *target
+	fleet *fleet
+	ui    *ui
+}
+
+// runOne starts the target and the workers, runs the scenario, and stops
+// them all, whatever happens.
+func runOne(ctx context.Context, o *options, scenario scenarioFunc, name string, ui *ui) (Run, error) {
+	defer ui.done()
+	t, err := startTarget(ctx, name, &o.target)
+	if err != nil {
+		return Run{}, err
+	}
+	defer t.stop()
+	f, err := startFleet(o.workers(), net.ParseIP(o.source))
+	if err != nil {
+		return Run{}, err
+	}
+	defer f.stop()
+	return scenario(ctx, &env{o: o, t: t, fleet: f, ui: ui})
+}
+
+func channelName(i int) string { return fmt.Sprintf("bench%d", i) }

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Results is what one invocation of the harness measured: every run of
+// every target, and per target the median over its runs. It is what
+// --json writes, what --compare reads and what --report plots.
+type Results struct {
+	Scenario string    `json:"scenario"`
+	Date     time.Time `json:"date"`
+	Command  string    `json:"command"`
+	Host     Host      `json:"host"`
+	Params   Params    `json:"params"`
+	Runs     []Run     `json:"runs"`
+	// Medians holds, per target in the order measured, the median of each
+	// figure over that target's runs.
+	Medians []Run `json:"medians"`
+}
+
+// Host describes the machine the figures come from.
+type Host struct {
+	CPUs   int    `json:"cpus"`
+	Go     string `json:"go"`
+	Kernel string `json:"kernel"`
+}
+
+// Params are the settings the scenario ran with.
+type Params struct {
+	Conns          int           `json:"conns"`
+	Channels       int           `json:"channels"`
+	Messages       int           `json:"messages,omitempty"`
+	Size           int           `json:"size"`
+	Rate           float64       `json:"rate,omitempty"`       // publishes per second (fanout, first throughput step)
+	ConnectRate    float64       `json:"connect_rate"`         // connections per second, all workers together
+	Duration       time.Duration `json:"duration,omitempty"`   // throughput step length, churn length
+	P99Target      time.Duration `json:"p99_target,omitempty"` // throughput
+	Workers        int           `json:"workers"`
+	ConnsPerWorker int           `json:"conns_per_worker"`
+}
+
+// Run is one measurement of one target. Only the fields of its scenario
+// are set.
+type Run struct {
+	Target string `json:"target"`
+	Run    int    `json:"run"` // 1-based; 0 in Medians
+
+	// Connecting (every scenario).
+	Conns         int     `json:"conns"`
+	ConnectFailed int     `json:"connect_failed"`
+	ConnectRate   float64 `json:"connect_rate"` // achieved, per second
+
+	// Memory (idle, churn). Bytes; -1 when not known.
+	RSSBase          int64       `json:"rss_base,omitempty"`
+	RSSLoaded        int64       `json:"rss_loaded,omitempty"`
+	RSSPerConn       float64     `json:"rss_per_conn,omitempty"`
+	KernelPerConn    float64     `json:"kernel_per_conn,omitempty"` // /proc/meminfo Slab delta / conns, whole machine
+	UsedPerConn      float64     `json:"used_per_conn,omitempty"`   // MemTotal-MemAvailable delta / conns, whole machine (clients too)
+	GoroutinesBase   int64       `json:"goroutines_base,omitempty"`
+	GoroutinesLoaded int64       `json:"goroutines_loaded,omitempty"`
+	Memory           []MemSample `json:"memory,omitempty"` // RSS as connections were opened
+
+	// Delivery (fanout, throughput).
+	Expected   int64     `json:"expected,omitempty"`
+	Delivered  int64     `json:"delivered,omitempty"`
+	Duplicates int64     `json:"duplicates,omitempty"` // a message seen twice on one connection, or out of order
+	Latency    *Latency  `json:"latency,omitempty"`
+	Publishes  []Publish `json:"publishes,omitempty"`      // fanout: one per publish
+	TimeToAll  Millis    `json:"time_to_all_ms,omitempty"` // fanout: median over publishes
+	CPUPerMsg  float64   `json:"cpu_per_msg_us,omitempty"` // server CPU (user+system) per delivered message, µs
+	Steps      []Step    `json:"steps,omitempty"`          // throughput: one per offered rate
+	Throughput float64   `json:"throughput,omitempty"`     // throughput: best delivered/s at 100% and p99 ≤ target
+
+	// Leak check (churn).
+	Churned    int64      `json:"churned,omitempty"` // connections opened and closed
+	Baseline   *Snapshot  `json:"baseline,omitempty"`
+	AfterWarm  *Snapshot  `json:"after_warmup,omitempty"`
+	AfterChurn *Snapshot  `json:"after_churn,omitempty"`
+	Leak       *LeakCheck `json:"leak,omitempty"`
+
+	Errors []string `json:"errors,omitempty"`
+}
+
+// Millis is a duration in milliseconds, as JSON numbers people can read.
+type Millis float64
+
+// Ms converts d.
+func Ms(d time.Duration) Millis { return Millis(float64(d) / float64(time.Millisecond)) }
+
+// MemSample is the target's RSS with Conns connections open.
+type MemSample struct {
+	Conns int   `json:"conns"`
+	RSS   int64 `json:"rss"`
+}
+
+// Latency summarises send-to-receive times over all deliveries. Buckets
+// is the distribution for plots: counts of deliveries per latency range.
+type Latency struct {
+	P50     Millis   `json:"p50_ms"`
+	P90     Millis   `json:"p90_ms"`
+	P99     Millis   `json:"p99_ms"`
+	Max     Millis   `json:"max_ms"`
+	Mean    Millis   `json:"mean_ms"`
+	Count   int64    `json:"count"`
+	Buckets []Bucket `json:"buckets,omitempty"`
+}
+
+// Bucket counts the deliveries with latency in [From, To).
+type Bucket struct {
+	From  Millis `json:"from_ms"`
+	To    Millis `json:"to_ms"`
+	Count int64  `json:"count"`
+}
+
+// Publish is one fan-out publish: when the last subscriber had it,
+// counted from the send time it carried.
+type Publish struct {
+	Seq       int    `json:"seq"`
+	TimeToAll Millis `json:"time_to_all_ms"`
+	Delivered int64  `json:"delivered"`
+}
+
+// Step is one offered publish rate of the throughput scenario.
+type Step struct {
+	Rate      float64 `json:"rate"`      // publishes per second offered
+	Published int64   `json:"published"` // publishes the target accepted
+	Rejected  int64   `json:"rejected"`  // publishes refused or failed
+	Expected  int64   `json:"expected"`
+	Delivered int64   `json:"delivered"`
+	PerSecond float64 `json:"delivered_per_second"`
+	P99       Millis  `json:"p99_ms"`
+	CPUPerMsg float64 `json:"cpu_per_msg_us,omitempty"`
+	Passed    bool    `json:"passed"` // 100% delivered and p99 within target
+}
+
+// Snapshot is the target's footprint at one moment of a churn run.
+type Snapshot struct {
+	Conns      int64 `json:"conns"` // as the target reports them; -1 if unknown
+	RSS        int64 `json:"rss"`
+	Goroutines int64 `json:"goroutines"`
+	HeapInuse  int64 `json:"heap_inuse"`
+}
+
+// LeakCheck compares after-churn with after-warm-up.
+type LeakCheck struct {
+	RSSRatio        float64 `json:"rss_ratio"`
+	GoroutinesRatio float64 `json:"goroutines_ratio"`
+	HeapRatio       float64 `json:"heap_ratio"`
+	Passed          bool    `json:"passed"` // RSS and goroutines within 5%
+}
+
+func writeJSON(path string, r *Results) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func readJSON(path string) (*Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
+}

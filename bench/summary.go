@@ -1,0 +1,289 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// figure is one number of a run that summaries, medians and comparisons
+// know about.
+type figure struct {
+	name   string
+	unit   string
+	better int // +1 higher is better, -1 lower is better
+	get    func(*Run) float64
+	set    func(*Run, float64)
+}
+
+func latencyFigure(name string, f func(*Latency) *Millis) figure {
+	return figure{name, "ms", -1,
+		func(r *Run) float64 {
+			if r.Latency == nil {
+				return 0
+			}
+			return float64(*f(r.Latency))
+		},
+		func(r *Run, v float64) {
+			if r.Latency != nil {
+				*f(r.Latency) = Millis(v)
+			}
+		}}
+}
+
+// figures lists, per scenario, what is reported; the first is the key
+// figure that picks a target's median run.
+var figures = map[string][]figure{
+	"idle": {
+		{"RSS/conn", "B", -1, func(r *Run) float64 { return r.RSSPerConn }, func(r *Run, v float64) { r.RSSPerConn = v }},
+		{"kernel slab/conn", "B", -1, func(r *Run) float64 { return r.KernelPerConn }, func(r *Run, v float64) { r.KernelPerConn = v }},
+		{"machine used/conn", "B", -1, func(r *Run) float64 { return r.UsedPerConn }, func(r *Run, v float64) { r.UsedPerConn = v }},
+		{"goroutines", "", -1, func(r *Run) float64 { return float64(r.GoroutinesLoaded) }, func(r *Run, v float64) { r.GoroutinesLoaded = int64(v) }},
+		{"connects/s", "/s", +1, func(r *Run) float64 { return r.ConnectRate }, func(r *Run, v float64) { r.ConnectRate = v }},
+	},
+	"fanout": {
+		{"time-to-all", "ms", -1, func(r *Run) float64 { return float64(r.TimeToAll) }, func(r *Run, v float64) { r.TimeToAll = Millis(v) }},
+		latencyFigure("p50", func(l *Latency) *Millis { return &l.P50 }),
+		latencyFigure("p90", func(l *Latency) *Millis { return &l.P90 }),
+		latencyFigure("p99", func(l *Latency) *Millis { return &l.P99 }),
+		latencyFigure("max", func(l *Latency) *Millis { return &l.Max }),
+		{"delivered", "%", +1, deliveredPct, nil},
+		{"CPU/msg", "µs", -1, func(r *Run) float64 { return r.CPUPerMsg }, func(r *Run, v float64) { r.CPUPerMsg = v }},
+	},
+	"throughput": {
+		{"delivered/s", "/s", +1, func(r *Run) float64 { return r.Throughput }, func(r *Run, v float64) { r.Throughput = v }},
+		{"p99 at best", "ms", -1, func(r *Run) float64 { return float64(bestStep(r).P99) }, nil},
+		{"CPU/msg", "µs", -1, func(r *Run) float64 { return r.CPUPerMsg }, func(r *Run, v float64) { r.CPUPerMsg = v }},
+	},
+	"churn": {
+		{"RSS ratio", "×", -1, func(r *Run) float64 { return leak(r).RSSRatio }, nil},
+		{"goroutines ratio", "×", -1, func(r *Run) float64 { return leak(r).GoroutinesRatio }, nil},
+		{"heap ratio", "×", -1, func(r *Run) float64 { return leak(r).HeapRatio }, nil},
+		{"churned", "", +1, func(r *Run) float64 { return float64(r.Churned) }, nil},
+	},
+}
+
+func deliveredPct(r *Run) float64 {
+	if r.Expected == 0 {
+		return 0
+	}
+	return 100 * float64(r.Delivered) / float64(r.Expected)
+}
+
+func bestStep(r *Run) Step {
+	var best Step
+	for _, s := range r.Steps {
+		if s.Passed && s.PerSecond >= best.PerSecond {
+			best = s
+		}
+	}
+	return best
+}
+
+func leak(r *Run) LeakCheck {
+	if r.Leak == nil {
+		return LeakCheck{}
+	}
+	return *r.Leak
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// targetsOf lists the targets of runs in the order they first ran.
+func targetsOf(runs []Run) []string {
+	var names []string
+	for _, r := range runs {
+		if !slices.Contains(names, r.Target) {
+			names = append(names, r.Target)
+		}
+	}
+	return names
+}
+
+// medians returns, per target, its median run: the run whose key figure is
+// the median (its series are the ones plotted), with every other figure
+// replaced by the median over the runs. Failed runs count only when no
+// run of that target succeeded.
+func medians(res *Results) []Run {
+	figs := figures[res.Scenario]
+	var out []Run
+	for _, name := range targetsOf(res.Runs) {
+		var runs []Run
+		for _, r := range res.Runs {
+			if r.Target == name && len(r.Errors) == 0 {
+				runs = append(runs, r)
+			}
+		}
+		if len(runs) == 0 {
+			for _, r := range res.Runs {
+				if r.Target == name {
+					runs = append(runs, r)
+				}
+			}
+		}
+		key := figs[0].get
+		slices.SortStableFunc(runs, func(a, b Run) int {
+			switch x, y := key(&a), key(&b); {
+			case x < y:
+				return -1
+			case x > y:
+				return 1
+			}
+			return 0
+		})
+		m := runs[(len(runs)-1)/2]
+		if m.Latency != nil {
+			l := *m.Latency
+			m.Latency = &l
+		}
+		for _, f := range figs[1:] {
+			if f.set == nil {
+				continue
+			}
+			var xs []float64
+			for i := range runs {
+				xs = append(xs, f.get(&runs[i]))
+			}
+			f.set(&m, median(xs))
+		}
+		m.Run = 0
+		out = append(out, m)
+	}
+	return out
+}
+
+// printSummary writes the one-screen summary: the median figures per
+// target and the ratios that matter.
+func printSummary(w io.Writer, res *Results) {
+	p := res.Params
+	fmt.Fprintf(w, "\n%s: %d connections, %d channel(s), %d worker process(es); %s, %d CPUs, %s\n",
+		res.Scenario, p.Conns, p.Channels, p.Workers, res.Date.Format("2006-01-02"), res.Host.CPUs, res.Host.Go)
+	runs := map[string]int{}
+	for _, r := range res.Runs {
+		runs[r.Target]++
+	}
+	figs := figures[res.Scenario]
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "target\truns\tconns\t")
+	for _, f := range figs {
+		fmt.Fprintf(tw, "%s\t", f.name)
+	}
+	fmt.Fprintln(tw)
+	for i := range res.Medians {
+		m := &res.Medians[i]
+		fmt.Fprintf(tw, "%s\t%d\t%d\t", m.Target, runs[m.Target], m.Conns)
+		for _, f := range figs {
+			fmt.Fprintf(tw, "%s\t", format(f.get(m), f.unit))
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+
+	for _, r := range res.Runs {
+		for _, e := range r.Errors {
+			fmt.Fprintf(w, "  %s run %d failed: %s\n", r.Target, r.Run, e)
+		}
+	}
+	// Ratios of pushgate to each reference, for the key figures.
+	pg := findRun(res.Medians, "pushgate")
+	if pg == nil {
+		return
+	}
+	for _, ref := range []string{"hub", "floor"} {
+		rr := findRun(res.Medians, ref)
+		if rr == nil {
+			continue
+		}
+		var parts []string
+		for _, f := range figs {
+			a, b := f.get(pg), f.get(rr)
+			if a == 0 || b == 0 || f.unit == "%" {
+				continue
+			}
+			parts = append(parts, fmt.Sprintf("%s %.2f×", f.name, a/b))
+		}
+		if len(parts) > 0 {
+			fmt.Fprintf(w, "pushgate / %s: %s\n", ref, strings.Join(parts, ", "))
+		}
+	}
+}
+
+func findRun(runs []Run, target string) *Run {
+	for i := range runs {
+		if runs[i].Target == target {
+			return &runs[i]
+		}
+	}
+	return nil
+}
+
+func format(v float64, unit string) string {
+	switch unit {
+	case "B":
+		switch {
+		case v >= 10<<20 || v <= -10<<20:
+			return fmt.Sprintf("%.1f MiB", v/(1<<20))
+		case v >= 10<<10 || v <= -10<<10:
+			return fmt.Sprintf("%.1f KiB", v/(1<<10))
+		}
+		return fmt.Sprintf("%.0f B", v)
+	case "ms":
+		return fmt.Sprintf("%.2f ms", v)
+	case "µs":
+		return fmt.Sprintf("%.2f µs", v)
+	case "%":
+		return fmt.Sprintf("%.2f%%", v)
+	case "/s":
+		return fmt.Sprintf("%.0f/s", v)
+	case "×":
+		return fmt.Sprintf("%.3f×", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// printCompare writes, per target in both, each figure now, then, and the
+// ratio now/then.
+func printCompare(w io.Writer, old, now *Results) {
+	if old.Scenario != now.Scenario {
+		fmt.Fprintf(w, "\ncompare: %s is a %s run, not %s\n", "old", old.Scenario, now.Scenario)
+		return
+	}
+	fmt.Fprintf(w, "\ncompared with %s (%s):\n", old.Date.Format("2006-01-02 15:04"), old.Command)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\tfigure\tthen\tnow\tnow/then\t")
+	for _, m := range now.Medians {
+		o := findRun(old.Medians, m.Target)
+		if o == nil {
+			continue
+		}
+		for _, f := range figures[now.Scenario] {
+			a, b := f.get(o), f.get(&m)
+			ratio := "-"
+			if a != 0 {
+				verdict := ""
+				switch {
+				case b/a > 1.05 && f.better > 0, b/a < 0.95 && f.better < 0:
+					verdict = " better"
+				case b/a > 1.05 && f.better < 0, b/a < 0.95 && f.better > 0:
+					verdict = " worse"
+				}
+				ratio = fmt.Sprintf("%.2f×%s", b/a, verdict)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", m.Target, f.name, format(a, f.unit), format(b, f.unit), ratio)
+		}
+	}
+	tw.Flush()
+}

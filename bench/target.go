@@ -1,0 +1,415 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// target is a server under test: where to connect, how to publish, and
+// where to read its footprint.
+type target struct {
+	name string
+	// wsURL and publishURL may hold {channel}; publishBody {channel} and
+	// {payload}.
+	wsURL, publishURL, publishBody string
+	// subscribe, if set, is a text message (with {channel}) each
+	// connection sends after the upgrade.
+	subscribe   string
+	readyMarker string
+	pid         int    // 0: not local, memory from metricsURL
+	metricsURL  string // Prometheus text endpoint, "" if none
+	host        string // the address every URL must point at
+
+	cmd     *exec.Cmd
+	logPath string
+}
+
+// targetOptions are the flags that say how to start or reach targets.
+type targetOptions struct {
+	gateway      string // gateway binary; built from ./cmd/gateway if empty
+	gatewayFlags string // extra flags for the gateway
+	addr         string // loopback address servers listen on
+	tmp          string // directory for built binaries and logs
+
+	// the "url" target
+	wsURL, publishURL, publishBody, subscribe, readyMarker, metricsURL string
+	pid                                                                int
+}
+
+var knownTargets = []string{"pushgate", "hub", "floor", "url"}
+
+// startTarget starts (or, for "url", describes) the named target and
+// waits until it answers.
+func startTarget(ctx context.Context, name string, o *targetOptions) (*target, error) {
+	switch name {
+	case "url":
+		if o.wsURL == "" || o.publishURL == "" {
+			return nil, errors.New("target url needs --ws-url and --publish-url")
+		}
+		t := &target{name: name, wsURL: o.wsURL, publishURL: o.publishURL, publishBody: o.publishBody,
+			subscribe: o.subscribe, readyMarker: o.readyMarker, pid: o.pid, metricsURL: o.metricsURL}
+		u, err := url.Parse(strings.ReplaceAll(o.wsURL, "{channel}", "c"))
+		if err != nil {
+			return nil, fmt.Errorf("--ws-url: %w", err)
+		}
+		t.host = u.Hostname()
+		return t, checkTargetHost(t)
+	case "pushgate":
+		bin, err := gatewayBinary(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		pub, admin, err := freeAddrs(o.addr, 2)
+		if err != nil {
+			return nil, err
+		}
+		args := []string{"--addr", pub[0], "--admin-addr", admin[0], "--log-level", "warn"}
+		args = append(args, strings.Fields(o.gatewayFlags)...)
+		t := &target{
+			name:        name,
+			wsURL:       "ws://" + pub[0] + "/ws?channels={channel}",
+			publishURL:  "http://" + admin[0] + "/api/publish",
+			publishBody: `{"channel":"{channel}","data":"{payload}"}`,
+			readyMarker: `"subscribed"`,
+			metricsURL:  "http://" + admin[0] + "/metrics",
+			host:        o.addr,
+		}
+		return t, t.start(ctx, o, "http://"+admin[0]+"/readyz", bin, args...)
+	case "hub", "floor":
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		addr, _, err := freeAddrs(o.addr, 1)
+		if err != nil {
+			return nil, err
+		}
+		base := "http://" + addr[0]
+		t := &target{
+			name:        name,
+			wsURL:       "ws://" + addr[0] + "/ws?channel={channel}",
+			publishURL:  base + "/publish?channel={channel}",
+			publishBody: "{payload}",
+			metricsURL:  base + "/metrics",
+			host:        o.addr,
+		}
+		return t, t.start(ctx, o, base+"/healthz", self, "serve", name, "--addr", addr[0])
+	}
+	return nil, fmt.Errorf("unknown target %q (known: %s)", name, strings.Join(knownTargets, ", "))
+}
+
+// checkTargetHost keeps the harness on loopback: it never aims its load
+// anywhere but the machine it runs on.
+func checkTargetHost(t *target) error {
+	for _, raw := range []string{t.wsURL, t.publishURL, t.metricsURL} {
+		if raw == "" {
+			continue
+		}
+		u, err := url.Parse(strings.ReplaceAll(raw, "{channel}", "c"))
+		if err != nil {
+			return err
+		}
+		ip := net.ParseIP(u.Hostname())
+		if u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("%s: the harness only targets loopback addresses", raw)
+		}
+	}
+	return nil
+}
+
+func (t *target) start(ctx context.Context, o *targetOptions, health, bin string, args ...string) error {
+	t.logPath = filepath.Join(o.tmp, fmt.Sprintf("%s-%d.log", t.name, time.Now().UnixNano()))
+	logf, err := os.Create(t.logPath)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	t.cmd = exec.Command(bin, args...)
+	t.cmd.Stdout, t.cmd.Stderr = logf, logf
+	t.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := t.cmd.Start(); err != nil {
+		return err
+	}
+	t.pid = t.cmd.Process.Pid
+	exited := make(chan error, 1)
+	go func() { exited <- t.cmd.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if resp, err := http.Get(health); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil // exited's goroutine reaps the process
+			}
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("%s exited before it was ready (%v): %s", t.name, err, t.logTail())
+		case <-ctx.Done():
+			t.kill()
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.kill()
+			return fmt.Errorf("%s not ready after 30s: %s", t.name, t.logTail())
+		}
+	}
+}
+
+// stop ends a target the harness started, gracefully first.
+func (t *target) stop() {
+	if t.cmd == nil || t.cmd.Process == nil {
+		return
+	}
+	_ = t.cmd.Process.Signal(syscall.SIGTERM)
+	for range 100 {
+		if syscall.Kill(t.pid, 0) != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.kill()
+}
+
+func (t *target) kill() {
+	if t.cmd != nil && t.cmd.Process != nil {
+		_ = t.cmd.Process.Kill()
+	}
+}
+
+func (t *target) logTail() string {
+	b, _ := os.ReadFile(t.logPath)
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// gatewayBinary returns the gateway to run: --gateway, or one built from
+// this module's ./cmd/gateway.
+func gatewayBinary(ctx context.Context, o *targetOptions) (string, error) {
+	if o.gateway != "" {
+		return o.gateway, nil
+	}
+	bin := filepath.Join(o.tmp, "gateway")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/pushgate/pushgate/cmd/gateway")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the gateway (run from the pushgate module, or pass --gateway): %v\n%s", err, out)
+	}
+	o.gateway = bin
+	return bin, nil
+}
+
+// freeAddrs returns n free TCP addresses on host, twice over (the second
+// list for a second listener), picked by the kernel.
+func freeAddrs(host string, n int) ([]string, []string, error) {
+	var a, b []string
+	for i := range 2 * n {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, nil, err
+		}
+		defer ln.Close()
+		if i < n {
+			a = append(a, ln.Addr().String())
+		} else {
+			b = append(b, ln.Addr().String())
+		}
+	}
+	return a, b, nil
+}
+
+// footprint is what the harness reads of a target's process.
+type footprint struct {
+	RSS        int64 // bytes; -1 unknown
+	Goroutines int64 // -1 unknown
+	HeapInuse  int64 // -1 unknown
+	Conns      int64 // -1 unknown
+	CPU        time.Duration
+	CPUKnown   bool
+}
+
+// footprint reads RSS and CPU from /proc for a local pid, the rest (and
+// RSS otherwise) from the metrics endpoint.
+func (t *target) footprint() footprint {
+	f := footprint{RSS: -1, Goroutines: -1, HeapInuse: -1, Conns: -1}
+	if t.metricsURL != "" {
+		if m, err := scrape(t.metricsURL); err == nil {
+			f.RSS = m.value("process_resident_memory_bytes", -1)
+			f.Goroutines = m.value("go_goroutines", -1)
+			f.HeapInuse = m.value("go_memstats_heap_inuse_bytes", -1)
+			f.Conns = m.value("pushgate_connections", -1)
+		}
+	}
+	if t.pid > 0 {
+		if rss, err := procRSS(t.pid); err == nil {
+			f.RSS = rss
+		}
+		if cpu, err := procCPU(t.pid); err == nil {
+			f.CPU, f.CPUKnown = cpu, true
+		}
+	}
+	return f
+}
+
+type metricValues map[string]float64
+
+func (m metricValues) value(name string, def int64) int64 {
+	if v, ok := m[name]; ok {
+		return int64(v)
+	}
+	return def
+}
+
+// scrape reads the unlabelled gauges and counters of a Prometheus text
+// endpoint.
+func scrape(u string) (metricValues, error) {
+	resp, err := http.Get(u)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", u, resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := metricValues{}
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) > 0 {
+				continue
+			}
+			switch {
+			case m.Gauge != nil:
+				out[name] = m.GetGauge().GetValue()
+			case m.Counter != nil:
+				out[name] = m.GetCounter().GetValue()
+			case m.Untyped != nil:
+				out[name] = m.GetUntyped().GetValue()
+			}
+		}
+	}
+	return out, nil
+}
+
+// procRSS reads VmRSS of pid.
+func procRSS(pid int) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
+
+// clockTick is USER_HZ, which /proc/<pid>/stat counts CPU time in; it is
+// 100 on every Linux this runs on.
+const clockTick = 100
+
+// procCPU reads user+system CPU time of pid.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces; fields count from after its ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("malformed stat")
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	if len(fields) < 13 {
+		return 0, errors.New("short stat")
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(utime+stime) * time.Second / clockTick, nil
+}
+
+// meminfo reads /proc/meminfo: kernel slab and memory in use, machine-wide.
+func meminfo() (slab, used int64) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return -1, -1
+	}
+	vals := map[string]int64{}
+	for line := range strings.Lines(string(b)) {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		vals[k] = n << 10
+	}
+	return vals["Slab"], vals["MemTotal"] - vals["MemAvailable"]
+}
+
+// publisher sends publications to a target over HTTP.
+type publisher struct {
+	t      *target
+	client *http.Client
+}
+
+func newPublisher(t *target, conns int) *publisher {
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
+	return &publisher{t: t, client: &http.Client{Transport: tr, Timeout: 60 * time.Second}}
+}
+
+// publish sends one publication of seq to channel, stamped now.
+func (p *publisher) publish(ctx context.Context, channel string, seq, size int) error {
+	pl := payload(seq, time.Now(), size)
+	u := strings.ReplaceAll(p.t.publishURL, "{channel}", url.QueryEscape(channel))
+	body := strings.NewReplacer("{channel}", channel, "{payload}", pl).Replace(p.t.publishBody)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+		return fmt.Errorf("publish: %s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return nil
+}
+
+func (p *publisher) close() { p.client.CloseIdleConnections() }
