@@ -47,5 +47,7 @@ fuzz:
 	$(FUZZ) -fuzz '^FuzzUTF8Validator$$' ./wsproto
 	$(FUZZ) -fuzz '^FuzzTokenFromHead$$' ./auth
 
+# bench runs the micro-benchmarks; the load harness is `go run ./bench`
+# (see bench/README.md).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./wsproto ./server
+	$(GO) test -run '^$$' -bench . -benchmem ./wsproto ./server ./broadcast ./bench

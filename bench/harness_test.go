@@ -174,7 +174,7 @@ func TestScenarios(t *testing.T) {
 		}
 	})
 	t.Run("throughput", func(t *testing.T) {
-		res := runBench(t, "throughput", "-n", "200", "--channels", "4", "--targets", "pushgate", "--rate", "20", "--max-steps", "2", "--duration", "500ms", "--p99", "5s", "--publishers", "8")
+		res := runBench(t, "throughput", "-n", "200", "--channels", "4", "--targets", "pushgate", "--rate", "20", "--max-steps", "2", "--step", "1.5", "--duration", "500ms", "--p99", "5s", "--publishers", "8")
 		r := res.Runs[0]
 		if len(r.Steps) != 2 || r.Throughput <= 0 {
 			t.Fatalf("steps %+v, throughput %v", r.Steps, r.Throughput)
@@ -389,4 +389,34 @@ func TestProcReadings(t *testing.T) {
 	if slab, used := meminfo(); slab <= 0 || used <= 0 {
 		t.Errorf("meminfo slab %d used %d", slab, used)
 	}
+}
+
+// streamConn is a net.Conn that reads a prepared byte stream.
+type streamConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c streamConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c streamConn) Write(p []byte) (int, error) { return len(p), nil }
+func (c streamConn) Close() error                { return nil }
+
+// BenchmarkClientRead is the harness's own cost per received message:
+// frame parsing, payload search and recording, as a worker does it. It
+// must stay far below a server's cost per delivery for the harness not to
+// be what is measured.
+func BenchmarkClientRead(b *testing.B) {
+	var stream bytes.Buffer
+	const frames = 1000
+	for i := range frames {
+		_ = ws.WriteFrame(&stream, ws.NewTextFrame([]byte(`{"type":"message","channel":"bench0","offset":1,"data":"`+payload(i, time.Now(), 100)+`"}`)))
+	}
+	rec := newRecorder()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		c := &client{conn: streamConn{r: bytes.NewReader(stream.Bytes())}, done: make(chan struct{}), ready: make(chan struct{})}
+		c.readLoop(nil, rec)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*frames), "ns/msg")
 }

@@ -38,6 +38,8 @@ func main() {
 			return
 		case "serve":
 			os.Exit(serveMain(os.Args[2:]))
+		case "report":
+			os.Exit(reportMain(os.Args[2:]))
 		}
 	}
 	os.Exit(run(os.Args[1:]))
@@ -52,6 +54,7 @@ scenarios:
   churn       connections opening and closing for a while: leak check
 
   go run ./bench serve hub|floor --addr 127.0.0.1:9000   runs a reference server
+  go run ./bench report results.json out.html            summary and report of a --json file
 
 Run 'go run ./bench <scenario> -h' for a scenario's flags.
 `
@@ -126,6 +129,7 @@ func newFlags(o *options) *flag.FlagSet {
 	fs.StringVar(&o.target.readyMarker, "ready-marker", "", "target url: text whose arrival means a connection is subscribed (default: ready at the upgrade)")
 	fs.StringVar(&o.target.metricsURL, "metrics-url", "", "target url: Prometheus endpoint for process_resident_memory_bytes and go_goroutines")
 	fs.IntVar(&o.target.pid, "pid", 0, "target url: the server's pid, for RSS and CPU from /proc")
+	fs.StringVar(&o.target.gcURL, "gc-url", "", "target url: URL whose GET makes the server collect garbage (a Go server's /debug/pprof/heap?gc=1), read before churn's readings")
 	fs.IntVar(&o.size, "size", 100, "bytes of each publication's data")
 
 	switch o.scenario {
@@ -142,18 +146,18 @@ func newFlags(o *options) *flag.FlagSet {
 	case "throughput":
 		fs.IntVar(&o.channels, "channels", 100, "channels; connection i subscribes to channel i mod channels")
 		fs.Float64Var(&o.rate, "rate", 200, "publishes per second of the first step")
-		fs.Float64Var(&o.step, "step", 1.5, "each step offers this times the rate of the one before")
-		fs.IntVar(&o.maxSteps, "max-steps", 10, "steps at most")
+		fs.Float64Var(&o.step, "step", 1.25, "each step offers this times the rate of the one before")
+		fs.IntVar(&o.maxSteps, "max-steps", 15, "steps at most")
 		fs.DurationVar(&o.duration, "duration", 5*time.Second, "length of each step")
-		fs.DurationVar(&o.p99, "p99", 500*time.Millisecond, "a step passes with every message delivered and p99 latency within this")
+		fs.DurationVar(&o.p99, "p99", time.Second, "a step passes with every message delivered and p99 latency within this")
 		fs.IntVar(&o.publishers, "publishers", 1024, "publish requests in flight at most (each an HTTP connection to the target)")
 	case "churn":
 		o.conns = 2000
 		fs.IntVar(&o.channels, "channels", 10, "channels; connection i subscribes to channel i mod channels")
 		fs.DurationVar(&o.duration, "duration", 30*time.Second, "length of the measured churn")
-		fs.DurationVar(&o.warm, "warmup", 10*time.Second, "churn before the reference reading, so pools and heap reach their working size")
+		fs.DurationVar(&o.warm, "warmup", 30*time.Second, "churn before the reference reading, so pools and heap reach their working size")
 		fs.DurationVar(&o.settle, "settle", 10*time.Second, "time after each churn phase before reading (connections close, GC runs)")
-		fs.Float64Var(&o.rate, "rate", 10, "publishes per second during churn")
+		fs.Float64Var(&o.rate, "rate", 100, "publishes per second during churn, spread over the channels; enough that channel history is full after the warm-up")
 	}
 	if o.scenario == "churn" {
 		fs.Lookup("n").Usage = "connections held open at once during churn"
@@ -248,6 +252,24 @@ func run(args []string) int {
 		}
 	}
 	if failed || ctx.Err() != nil {
+		return 1
+	}
+	return 0
+}
+
+// reportMain prints the summary of a --json file and writes its report.
+func reportMain(args []string) int {
+	if len(args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: go run ./bench report results.json out.html")
+		return 2
+	}
+	res, err := readJSON(args[0])
+	if err == nil {
+		printSummary(os.Stdout, res)
+		err = writeReport(args[1], res)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
 	return 0

@@ -17,8 +17,8 @@ import (
 var reportTitles = map[string][]string{
 	"idle":       {"Memory vs connections"},
 	"fanout":     {"Latency distribution", "Time-to-all per publish"},
-	"throughput": {"Latency distribution", "Throughput"},
-	"churn":      {"Memory vs connections", "Churn: RSS", "Churn: goroutines"},
+	"throughput": {"Latency distribution", "Throughput", "Throughput: p99 latency"},
+	"churn":      {"Memory vs connections", "Churn: RSS", "Churn: live heap", "Churn: goroutines"},
 }
 
 func TestWriteReport(t *testing.T) {
@@ -135,7 +135,7 @@ func TestWriteReportSparse(t *testing.T) {
 		AfterChurn: &Snapshot{RSS: -1, Goroutines: 3},
 	}
 	// Every plot but Churn: RSS, which has no known value.
-	const plots = 5
+	const plots = 7
 	for _, tt := range []struct {
 		r     *Results
 		plots int
@@ -331,12 +331,12 @@ func testRun(scenario, name string, run int, cost float64, rng *rand.Rand) Run {
 		r.Latency = testLatency(3*cost, r.Delivered, rng)
 	case "churn":
 		r.Churned = 50000
-		r.Baseline = &Snapshot{Conns: 0, RSS: r.RSSBase, Goroutines: r.GoroutinesBase, HeapInuse: 4 << 20}
-		r.AfterWarm = &Snapshot{Conns: conns, RSS: r.RSSLoaded, Goroutines: r.GoroutinesLoaded, HeapInuse: r.RSSLoaded / 2}
+		r.Baseline = &Snapshot{Conns: 0, RSS: r.RSSBase, Goroutines: r.GoroutinesBase, HeapLive: 4 << 20}
+		r.AfterWarm = &Snapshot{Conns: conns, RSS: r.RSSLoaded, Goroutines: r.GoroutinesLoaded, HeapLive: r.RSSLoaded / 2}
 		leak := 1.01 + 0.05*(cost-1)/3
 		r.AfterChurn = &Snapshot{
 			Conns: conns, RSS: int64(float64(r.RSSLoaded) * leak),
-			Goroutines: int64(float64(r.GoroutinesLoaded) * leak), HeapInuse: int64(float64(r.RSSLoaded/2) * leak),
+			Goroutines: int64(float64(r.GoroutinesLoaded) * leak), HeapLive: int64(float64(r.RSSLoaded/2) * leak),
 		}
 		r.Leak = &LeakCheck{RSSRatio: leak, GoroutinesRatio: leak, HeapRatio: leak, Passed: leak <= 1.05}
 	}

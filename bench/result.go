@@ -142,7 +142,7 @@ type Snapshot struct {
 	Conns      int64 `json:"conns"` // as the target reports them; -1 if unknown
 	RSS        int64 `json:"rss"`
 	Goroutines int64 `json:"goroutines"`
-	HeapInuse  int64 `json:"heap_inuse"`
+	HeapLive   int64 `json:"heap_live"` // Go heap after a forced GC; -1 if unknown
 }
 
 // LeakCheck compares after-churn with after-warm-up.
@@ -150,7 +150,7 @@ type LeakCheck struct {
 	RSSRatio        float64 `json:"rss_ratio"`
 	GoroutinesRatio float64 `json:"goroutines_ratio"`
 	HeapRatio       float64 `json:"heap_ratio"`
-	Passed          bool    `json:"passed"` // RSS and goroutines within 5%
+	Passed          bool    `json:"passed"` // live heap and goroutines within 5%
 }
 
 func writeJSON(path string, r *Results) error {

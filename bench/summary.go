@@ -61,7 +61,7 @@ var figures = map[string][]figure{
 	"churn": {
 		{"RSS ratio", "×", -1, func(r *Run) float64 { return leak(r).RSSRatio }, nil},
 		{"goroutines ratio", "×", -1, func(r *Run) float64 { return leak(r).GoroutinesRatio }, nil},
-		{"heap ratio", "×", -1, func(r *Run) float64 { return leak(r).HeapRatio }, nil},
+		{"live heap ratio", "×", -1, func(r *Run) float64 { return leak(r).HeapRatio }, nil},
 		{"churned", "", +1, func(r *Run) float64 { return float64(r.Churned) }, nil},
 	},
 }

@@ -35,6 +35,7 @@ type target struct {
 	readyMarker string
 	pid         int    // 0: not local, memory from metricsURL
 	metricsURL  string // Prometheus text endpoint, "" if none
+	gcURL       string // GET makes the target collect garbage, "" if none
 	host        string // the address every URL must point at
 
 	cmd     *exec.Cmd
@@ -49,8 +50,8 @@ type targetOptions struct {
 	tmp          string // directory for built binaries and logs
 
 	// the "url" target
-	wsURL, publishURL, publishBody, subscribe, readyMarker, metricsURL string
-	pid                                                                int
+	wsURL, publishURL, publishBody, subscribe, readyMarker, metricsURL, gcURL string
+	pid                                                                       int
 }
 
 var knownTargets = []string{"pushgate", "hub", "floor", "url"}
@@ -64,7 +65,7 @@ func startTarget(ctx context.Context, name string, o *targetOptions) (*target, e
 			return nil, errors.New("target url needs --ws-url and --publish-url")
 		}
 		t := &target{name: name, wsURL: o.wsURL, publishURL: o.publishURL, publishBody: o.publishBody,
-			subscribe: o.subscribe, readyMarker: o.readyMarker, pid: o.pid, metricsURL: o.metricsURL}
+			subscribe: o.subscribe, readyMarker: o.readyMarker, pid: o.pid, metricsURL: o.metricsURL, gcURL: o.gcURL}
 		u, err := url.Parse(strings.ReplaceAll(o.wsURL, "{channel}", "c"))
 		if err != nil {
 			return nil, fmt.Errorf("--ws-url: %w", err)
@@ -89,6 +90,7 @@ func startTarget(ctx context.Context, name string, o *targetOptions) (*target, e
 			publishBody: `{"channel":"{channel}","data":"{payload}"}`,
 			readyMarker: `"subscribed"`,
 			metricsURL:  "http://" + admin[0] + "/metrics",
+			gcURL:       "http://" + admin[0] + gcPath,
 			host:        o.addr,
 		}
 		return t, t.start(ctx, o, "http://"+admin[0]+"/readyz", bin, args...)
@@ -108,6 +110,7 @@ func startTarget(ctx context.Context, name string, o *targetOptions) (*target, e
 			publishURL:  base + "/publish?channel={channel}",
 			publishBody: "{payload}",
 			metricsURL:  base + "/metrics",
+			gcURL:       base + gcPath,
 			host:        o.addr,
 		}
 		return t, t.start(ctx, o, base+"/healthz", self, "serve", name, "--addr", addr[0])
@@ -118,7 +121,7 @@ func startTarget(ctx context.Context, name string, o *targetOptions) (*target, e
 // checkTargetHost keeps the harness on loopback: it never aims its load
 // anywhere but the machine it runs on.
 func checkTargetHost(t *target) error {
-	for _, raw := range []string{t.wsURL, t.publishURL, t.metricsURL} {
+	for _, raw := range []string{t.wsURL, t.publishURL, t.metricsURL, t.gcURL} {
 		if raw == "" {
 			continue
 		}
@@ -239,11 +242,31 @@ func freeAddrs(host string, n int) ([]string, []string, error) {
 	return a, b, nil
 }
 
+// gcPath is net/http/pprof's heap profile with gc=1: it runs a garbage
+// collection first, so the heap read next is the live heap.
+const gcPath = "/debug/pprof/heap?gc=1"
+
+// collectGarbage makes the target run two garbage collections (the
+// second empties what sync.Pools kept from the first), when it can.
+func (t *target) collectGarbage() {
+	if t.gcURL == "" {
+		return
+	}
+	for range 2 {
+		resp, err := http.Get(t.gcURL)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
+
 // footprint is what the harness reads of a target's process.
 type footprint struct {
 	RSS        int64 // bytes; -1 unknown
 	Goroutines int64 // -1 unknown
-	HeapInuse  int64 // -1 unknown
+	HeapAlloc  int64 // -1 unknown; live heap right after collectGarbage
 	Conns      int64 // -1 unknown
 	CPU        time.Duration
 	CPUKnown   bool
@@ -252,13 +275,13 @@ type footprint struct {
 // footprint reads RSS and CPU from /proc for a local pid, the rest (and
 // RSS otherwise) from the metrics endpoint.
 func (t *target) footprint() footprint {
-	f := footprint{RSS: -1, Goroutines: -1, HeapInuse: -1, Conns: -1}
+	f := footprint{RSS: -1, Goroutines: -1, HeapAlloc: -1, Conns: -1}
 	if t.metricsURL != "" {
 		if m, err := scrape(t.metricsURL); err == nil {
 			f.RSS = m.value("process_resident_memory_bytes", -1)
 			f.Goroutines = m.value("go_goroutines", -1)
-			f.HeapInuse = m.value("go_memstats_heap_inuse_bytes", -1)
-			f.Conns = m.value("pushgate_connections", -1)
+			f.HeapAlloc = m.value("go_memstats_heap_alloc_bytes", -1)
+			f.Conns = m.value("pushgate_connections", m.value("refserver_clients", -1))
 		}
 	}
 	if t.pid > 0 {

@@ -75,7 +75,7 @@ func (u *ui) timeBar(desc string, d time.Duration) progress {
 			}
 		}
 	}()
-	return &timedBar{b, stop}
+	return &timedBar{b, stop, start, d}
 }
 
 // wait holds for d, showing it.
@@ -117,10 +117,16 @@ func (b *lineBar) finish() {
 
 type timedBar struct {
 	progress
-	stop chan struct{}
+	stop  chan struct{}
+	start time.Time
+	d     time.Duration
 }
 
-func (b *timedBar) finish() { close(b.stop); b.progress.finish() }
+func (b *timedBar) finish() {
+	close(b.stop)
+	b.set(int64(min(time.Since(b.start), b.d) / time.Second))
+	b.progress.finish()
+}
 
 type nopBar struct{}
 

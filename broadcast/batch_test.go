@@ -3,8 +3,8 @@ package broadcast
 import (
 	"context"
 	"fmt"
-	"sync"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 )

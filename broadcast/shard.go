@@ -156,6 +156,10 @@ func (s *shard) do(o *op) {
 	case opReply:
 		_ = s.send(o.m, o.reply)
 	case opCall:
+		// What ran before is written first: flush (and tests) rely on it.
+		batching := s.batching
+		s.flush()
+		s.batching = batching
 		o.fn()
 	}
 }

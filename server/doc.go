@@ -13,6 +13,8 @@
 // poller. Writes never wait: Conn.Send writes at once if the socket takes
 // the frame, else queues it (bounded; overflow closes with 1013) and the
 // write poller drains the queue with writev when the socket is writable.
+// Conn.Queue and Conn.Flush let a delivery loop queue several frames and
+// write them with one writev.
 //
 // One heartbeat goroutine keeps a coarse clock and sweeps all connections:
 // pings for the silent, closes for the unanswering, and the end of closing

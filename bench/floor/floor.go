@@ -47,7 +47,12 @@ func New() *Floor {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 	)
-	return &Floor{metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}
+	f := &Floor{metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}
+	// The harness waits for this before publishing.
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "refserver_clients", Help: "Sockets the floor writes to.",
+	}, func() float64 { return float64(f.Clients()) }))
+	return f
 }
 
 // Handler serves /ws, /publish, /metrics and /healthz.

@@ -71,6 +71,11 @@ func New() *Hub {
 		stopped:    make(chan struct{}),
 		metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 	}
+	// The harness waits for this before publishing: a client's upgrade
+	// completes before the hub goroutine has registered it.
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "refserver_clients", Help: "Clients registered with the hub goroutine.",
+	}, func() float64 { return float64(h.Clients()) }))
 	go h.run()
 	return h
 }

@@ -232,7 +232,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /metrics: status %d, err %v", resp.StatusCode, err)
 	}
-	for _, name := range []string{"process_resident_memory_bytes", "go_goroutines"} {
+	for _, name := range []string{"process_resident_memory_bytes", "go_goroutines", "\nrefserver_clients 0\n"} {
 		if !bytes.Contains(body, []byte(name)) {
 			t.Errorf("/metrics lacks %s", name)
 		}
