@@ -12,8 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-
-	"github.com/pushgate/pushgate/internal/wstest"
+	"time"
 )
 
 // fleet is the worker processes of one run: the coordinator's handle on
@@ -27,7 +26,7 @@ type workerProc struct {
 	in     io.WriteCloser
 	enc    *json.Encoder
 	events chan event
-	stderr *wstest.SyncBuffer
+	stderr *tailBuffer
 	// sources are this worker's loopback source addresses.
 	sources []string
 }
@@ -49,7 +48,7 @@ func startFleet(n int, first net.IP) (*fleet, error) {
 	}
 	f := &fleet{}
 	for i := range n {
-		p := &workerProc{events: make(chan event, 64), stderr: &wstest.SyncBuffer{}}
+		p := &workerProc{events: make(chan event, 64), stderr: &tailBuffer{}}
 		for k := range sourcesPerWorker {
 			ip, err := addIP(base, i*sourcesPerWorker+k)
 			if err != nil {
@@ -153,7 +152,7 @@ func (f *fleet) each(ctx context.Context, cmd command) ([]event, error) {
 }
 
 // stop ends the workers: closing stdin makes each close its connections
-// and exit.
+// and exit; one that has not within 30 seconds is killed.
 func (f *fleet) stop() {
 	for _, p := range f.procs {
 		if p.in != nil {
@@ -161,8 +160,34 @@ func (f *fleet) stop() {
 		}
 	}
 	for _, p := range f.procs {
-		if p.cmd.Process != nil {
-			_ = p.cmd.Wait()
+		if p.cmd.Process == nil {
+			continue
 		}
+		kill := time.AfterFunc(30*time.Second, func() { _ = p.cmd.Process.Kill() })
+		_ = p.cmd.Wait()
+		kill.Stop()
 	}
+}
+
+// tailBuffer keeps the last 4 KiB a worker wrote to stderr, for error
+// messages; the worker writes while the coordinator may read.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > 4<<10 {
+		b.buf = append(b.buf[:0], b.buf[len(b.buf)-4<<10:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
 }

@@ -343,7 +343,6 @@ type env struct {
 // runOne starts the target and the workers, runs the scenario, and stops
 // them all, whatever happens.
 func runOne(ctx context.Context, o *options, scenario scenarioFunc, name string, ui *ui) (Run, error) {
-	defer ui.done()
 	t, err := startTarget(ctx, name, &o.target)
 	if err != nil {
 		return Run{}, err

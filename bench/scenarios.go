@@ -450,7 +450,7 @@ func (e *env) step(ctx context.Context, p *publisher, rate float64, subs []int64
 	bar.finish()
 	st.Published, st.Rejected, st.Expected = ok.Load(), rejected.Load()+skipped.Load(), expected.Load()
 	bar = e.ui.bar("delivering", st.Expected)
-	got, err := e.await(ctx, st.Expected, max(2*time.Second, 4*e.o.p99), bar)
+	_, err := e.await(ctx, st.Expected, max(2*time.Second, 4*e.o.p99), bar)
 	bar.finish()
 	end := time.Now()
 	if err != nil {
@@ -461,7 +461,6 @@ func (e *env) step(ctx context.Context, p *publisher, rate float64, subs []int64
 	if err != nil {
 		return st, err
 	}
-	_ = got
 	st.Delivered = c.received
 	st.PerSecond = float64(c.received) / end.Sub(start).Seconds()
 	st.P99 = Millis(float64(c.hist.ValueAtQuantile(99)) / 1000)

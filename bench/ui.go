@@ -31,8 +31,6 @@ func (u *ui) printf(format string, args ...any) {
 	}
 }
 
-func (u *ui) done() {}
-
 // progress is a phase's bar.
 type progress interface {
 	set(n int64)
