@@ -105,10 +105,12 @@ func TestShutdown(t *testing.T) {
 	}
 
 	const window = time.Second // the deadline minus CloseTimeout
+	// start precedes the deadline's clock: a test descheduled between the
+	// two would otherwise see a spread short by that pause.
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), window+500*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)
-	start := time.Now()
 	go func() { done <- srv.Shutdown(ctx) }()
 
 	wstest.Eventually(t, "readiness to turn false", func() bool { return status(t, admin.URL+"/readyz") == 503 })
