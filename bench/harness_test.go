@@ -362,8 +362,14 @@ func TestMedians(t *testing.T) {
 	old := &Results{Scenario: "fanout", Medians: []Run{{Target: "a", TimeToAll: 40, CPUPerMsg: 6}}}
 	out.Reset()
 	printCompare(&out, old, res)
-	if !strings.Contains(out.String(), "0.50× better") {
+	if !strings.Contains(out.String(), "0.50× better") || strings.Contains(out.String(), "differ") {
 		t.Errorf("compare:\n%s", out.String())
+	}
+	old.Params.Conns = 15000
+	out.Reset()
+	printCompare(&out, old, res)
+	if !strings.Contains(out.String(), "conns 15000 → 0") {
+		t.Errorf("compare of different runs without a note:\n%s", out.String())
 	}
 }
 

@@ -262,6 +262,10 @@ func printCompare(w io.Writer, old, now *Results) {
 		return
 	}
 	fmt.Fprintf(w, "\ncompared with %s (%s):\n", old.Date.Format("2006-01-02 15:04"), old.Command)
+	if a, b := old.Params, now.Params; a.Conns != b.Conns || a.Channels != b.Channels || a.Size != b.Size {
+		fmt.Fprintf(w, "note: the runs differ: conns %d → %d, channels %d → %d, size %d → %d\n",
+			a.Conns, b.Conns, a.Channels, b.Channels, a.Size, b.Size)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\tfigure\tthen\tnow\tnow/then\t")
 	for _, m := range now.Medians {
