@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -43,11 +42,7 @@ func serveMain(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	// Profiles, and the forced GC the churn scenario asks for.
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.Handle("/", h)
-	srv := &http.Server{Handler: mux}
+	srv := &http.Server{Handler: h}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {

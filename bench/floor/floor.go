@@ -2,7 +2,6 @@ package floor
 
 import (
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -10,14 +9,9 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/pushgate/pushgate/bench/refserver"
 	"golang.org/x/sys/unix"
 )
-
-// maxPublishBytes bounds a publish body; larger bodies get 413.
-const maxPublishBytes = 1 << 20
 
 // writeTimeout bounds one blocking write (SO_SNDTIMEO), so a client that
 // stops reading holds a publish for at most this long and is then dropped.
@@ -36,35 +30,15 @@ type Floor struct {
 	mu     sync.Mutex
 	fds    []int
 	closed bool
-
-	metrics http.Handler
 }
 
 // New returns a Floor with no sockets.
-func New() *Floor {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		collectors.NewGoCollector(),
-	)
-	f := &Floor{metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}
-	// The harness waits for this before publishing.
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "refserver_clients", Help: "Sockets the floor writes to.",
-	}, func() float64 { return float64(f.Clients()) }))
-	return f
-}
+func New() *Floor { return &Floor{} }
 
-// Handler serves /ws, /publish, /metrics and /healthz.
+// Handler serves /ws, /publish, /metrics, /healthz and /debug/pprof/.
+// refserver_clients counts the sockets a publish writes to.
 func (f *Floor) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ws", f.serveWS)
-	mux.HandleFunc("POST /publish", f.servePublish)
-	mux.Handle("GET /metrics", f.metrics)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "ok")
-	})
-	return mux
+	return refserver.Routes(f.serveWS, f.servePublish, f.Clients)
 }
 
 // Clients reports how many sockets are held.
@@ -149,14 +123,8 @@ func rawDescriptor(conn net.Conn) (int, error) {
 // servePublish answers 204 once the frame has been handed to the kernel for
 // every socket.
 func (f *Floor) servePublish(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPublishBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
-			return
-		}
-		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
+	body, ok := refserver.ReadPublish(w, r)
+	if !ok {
 		return
 	}
 	frame, err := ws.CompileFrame(ws.NewTextFrame(body))

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/pushgate/pushgate/bench/refserver"
 	"go.uber.org/goleak"
 )
 
@@ -156,7 +157,7 @@ func TestLargestPublish(t *testing.T) {
 	f, srv := startFloor(t)
 	cs := dialN(t, f, srv, 3)
 
-	big := bytes.Repeat([]byte("y"), maxPublishBytes)
+	big := bytes.Repeat([]byte("y"), refserver.MaxPublishBytes)
 	var wg sync.WaitGroup
 	errs := make([]error, len(cs))
 	for i, c := range cs {
@@ -176,7 +177,7 @@ func TestPublishRejects(t *testing.T) {
 	if code := post(t, srv, http.MethodGet, "/publish", nil); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /publish: status %d, want 405", code)
 	}
-	tooBig := make([]byte, maxPublishBytes+1)
+	tooBig := make([]byte, refserver.MaxPublishBytes+1)
 	if code := post(t, srv, http.MethodPost, "/publish", tooBig); code != http.StatusRequestEntityTooLarge {
 		t.Errorf("POST /publish with %d bytes: status %d, want 413", len(tooBig), code)
 	}

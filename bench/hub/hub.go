@@ -1,20 +1,13 @@
 package hub
 
 import (
-	"errors"
-	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
 
 	"github.com/gorilla/websocket"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/pushgate/pushgate/bench/refserver"
 )
-
-// maxPublishBytes bounds a publish body; larger bodies get 413.
-const maxPublishBytes = 1 << 20
 
 // defaultChannel is used when /ws or /publish names no channel.
 const defaultChannel = "bench"
@@ -52,44 +45,25 @@ type Hub struct {
 	mu     sync.Mutex
 	closed bool
 	pumps  sync.WaitGroup
-
-	metrics http.Handler
 }
 
 // New starts the hub goroutine; Close stops it.
 func New() *Hub {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		collectors.NewGoCollector(),
-	)
 	h := &Hub{
 		register:   make(chan *client),
 		unregister: make(chan *client),
 		broadcast:  make(chan publication),
 		done:       make(chan struct{}),
 		stopped:    make(chan struct{}),
-		metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 	}
-	// The harness waits for this before publishing: a client's upgrade
-	// completes before the hub goroutine has registered it.
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "refserver_clients", Help: "Clients registered with the hub goroutine.",
-	}, func() float64 { return float64(h.Clients()) }))
 	go h.run()
 	return h
 }
 
-// Handler serves /ws, /publish, /metrics and /healthz.
+// Handler serves /ws, /publish, /metrics, /healthz and /debug/pprof/.
+// refserver_clients counts the clients the hub goroutine has registered.
 func (h *Hub) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ws", h.serveWS)
-	mux.HandleFunc("POST /publish", h.servePublish)
-	mux.Handle("GET /metrics", h.metrics)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "ok")
-	})
-	return mux
+	return refserver.Routes(h.serveWS, h.servePublish, h.Clients)
 }
 
 // Clients reports how many clients are registered.
@@ -197,14 +171,8 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 // servePublish hands the body to the hub and answers without waiting for
 // delivery, as a fire-and-forget publish in the common design would.
 func (h *Hub) servePublish(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPublishBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
-			return
-		}
-		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
+	body, ok := refserver.ReadPublish(w, r)
+	if !ok {
 		return
 	}
 	select {

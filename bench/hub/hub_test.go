@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/pushgate/pushgate/bench/refserver"
 	"go.uber.org/goleak"
 )
 
@@ -153,7 +154,7 @@ func TestLargestPublish(t *testing.T) {
 	c := dial(t, srv, "/ws")
 	waitClients(t, h, 1)
 
-	big := bytes.Repeat([]byte("x"), maxPublishBytes)
+	big := bytes.Repeat([]byte("x"), refserver.MaxPublishBytes)
 	publish(t, srv, "/publish", big)
 	expect(t, c, big)
 }
@@ -163,7 +164,7 @@ func TestPublishRejects(t *testing.T) {
 	if code := post(t, srv, http.MethodGet, "/publish", nil); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /publish: status %d, want 405", code)
 	}
-	tooBig := make([]byte, maxPublishBytes+1)
+	tooBig := make([]byte, refserver.MaxPublishBytes+1)
 	if code := post(t, srv, http.MethodPost, "/publish", tooBig); code != http.StatusRequestEntityTooLarge {
 		t.Errorf("POST /publish with %d bytes: status %d, want 413", len(tooBig), code)
 	}
