@@ -12,20 +12,13 @@ import (
 	"github.com/pushgate/pushgate/wsproto"
 )
 
-// opened hands each opened connection to the test.
-type opened chan *server.Conn
-
-func (o opened) Open(c *server.Conn, _ wsproto.Handshake, _ []byte) { o <- c }
-func (opened) Message(*server.Conn, ws.OpCode, []byte)              {}
-func (opened) Closed(*server.Conn)                                  {}
-
 func text(s string) []byte { return wsproto.AppendFrame(nil, ws.OpText, []byte(s)) }
 
 // Frames kept by Queue leave at Flush, in order, followed by what Send
 // added meanwhile; Queue keeps the queue bound and refuses a closed
 // connection.
 func TestQueueFlush(t *testing.T) {
-	conns := make(opened, 1)
+	conns := make(capture, 1)
 	g := start(t, server.Config{Handler: conns, OutboundQueueBytes: 4 << 10})
 	client, _ := wstest.Dial(t, g.addr, "/ws")
 	c := <-conns
