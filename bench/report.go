@@ -180,8 +180,7 @@ func (t *reportTarget) medianOf(f func(*Run) float64) float64 {
 	if len(vs) == 0 {
 		return math.NaN()
 	}
-	slices.Sort(vs)
-	return (vs[(len(vs)-1)/2] + vs[len(vs)/2]) / 2
+	return median(vs)
 }
 
 // reportColumn is one figure of the summary table.

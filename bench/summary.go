@@ -55,7 +55,7 @@ var figures = map[string][]figure{
 	},
 	"throughput": {
 		{"delivered/s", "/s", +1, func(r *Run) float64 { return r.Throughput }, func(r *Run, v float64) { r.Throughput = v }},
-		{"p99 at best", "ms", -1, func(r *Run) float64 { return float64(bestStep(r).P99) }, nil},
+		{"p99 at best", "ms", -1, func(r *Run) float64 { s, _ := reportBestStep(r.Steps); return float64(s.P99) }, nil},
 		{"CPU/msg", "µs", -1, func(r *Run) float64 { return r.CPUPerMsg }, func(r *Run, v float64) { r.CPUPerMsg = v }},
 	},
 	"churn": {
@@ -73,15 +73,6 @@ func deliveredPct(r *Run) float64 {
 	return 100 * float64(r.Delivered) / float64(r.Expected)
 }
 
-func bestStep(r *Run) Step {
-	var best Step
-	for _, s := range r.Steps {
-		if s.Passed && s.PerSecond >= best.PerSecond {
-			best = s
-		}
-	}
-	return best
-}
 
 func leak(r *Run) LeakCheck {
 	if r.Leak == nil {
