@@ -73,7 +73,6 @@ func deliveredPct(r *Run) float64 {
 	return 100 * float64(r.Delivered) / float64(r.Expected)
 }
 
-
 func leak(r *Run) LeakCheck {
 	if r.Leak == nil {
 		return LeakCheck{}
