@@ -1,0 +1,10 @@
+// Package deploy holds what an operator deploys pushgate with, and the
+// tests that keep it true to the gateway:
+//
+//   - k8s/: a kustomize base (Deployment, Services, PodDisruptionBudget,
+//     HorizontalPodAutoscaler, ServiceMonitor, NetworkPolicy, settings);
+//   - prometheus/: alert rules, checked with promtool;
+//   - grafana/: a dashboard of the gateway's metrics.
+//
+// The package has no code of its own; its tests render and check them.
+package deploy
