@@ -29,13 +29,29 @@ type Gateway struct {
 	Evictions      prometheus.Counter
 	PollerEvents   prometheus.Counter
 
+	// Publications by source: accepted from the admin API or from clients
+	// on this node, or received from the cluster broker having been
+	// accepted by another node. Their sum over a node is what it fanned
+	// out; the api and client sums over the cluster are what was published.
+	PublishesAPI    prometheus.Counter
+	PublishesClient prometheus.Counter
+	PublishesBroker prometheus.Counter
+	// Publishes refused, by reason: overloaded (no publish slot) or
+	// unavailable (shutting down, or the broker cannot take it).
+	PublishesOverloaded  prometheus.Counter
+	PublishesUnavailable prometheus.Counter
+	// FanoutDuration is the time from a publication reaching this node's
+	// hub to its last frame handed to the kernel (or queued behind a full
+	// socket), observed once per publication.
+	FanoutDuration prometheus.Histogram
+
 	reg prometheus.Registerer
 }
 
 // New creates the gateway's collectors and registers them with reg.
 func New(reg prometheus.Registerer) *Gateway {
 	f := factory{reg}
-	return &Gateway{
+	g := &Gateway{
 		ConnectionsOpen: f.gauge("connections",
 			"WebSocket connections open."),
 		ConnectionsAccepted: f.counter("connections_accepted_total",
@@ -64,8 +80,21 @@ func New(reg prometheus.Registerer) *Gateway {
 			"Connections closed because they did not answer a ping."),
 		PollerEvents: f.counter("poller_events_total",
 			"Readiness events delivered by the epoll pollers."),
+		FanoutDuration: f.histogram("fanout_duration_seconds",
+			"Time from a publication reaching the hub to its last frame handed to the kernel.",
+			prometheus.ExponentialBuckets(50e-6, 2.5, 14)), // 50µs .. 7.5s
 		reg: reg,
 	}
+	publishes := f.counterVec("publishes_total",
+		"Publications by source: api and client are accepted on this node, broker come from other nodes.", "source")
+	g.PublishesAPI = publishes.WithLabelValues("api")
+	g.PublishesClient = publishes.WithLabelValues("client")
+	g.PublishesBroker = publishes.WithLabelValues("broker")
+	refused := f.counterVec("publishes_refused_total",
+		"Publishes refused, by reason: overloaded (too many in flight) or unavailable (shutting down, broker down).", "reason")
+	g.PublishesOverloaded = refused.WithLabelValues("overloaded")
+	g.PublishesUnavailable = refused.WithLabelValues("unavailable")
+	return g
 }
 
 // ConnectionsClosed returns the counter for one close reason. Resolve it
@@ -96,6 +125,66 @@ func (g *Gateway) ObserveHeld(queuedBytes, partial func() int) {
 	f.gaugeFunc("partial_messages", "Connections holding a partly received frame or message.", partial)
 }
 
+// ObserveHub exports the channel registry's sizes, read when scraped:
+// channels, subscriptions, messages held in history, and publications
+// being fanned out (publish slots in use).
+func (g *Gateway) ObserveHub(channels, subscriptions, historyEntries, inFlight func() int) {
+	f := factory{g.reg}
+	f.gaugeFunc("channels", "Channels with subscribers or history on this node.", channels)
+	f.gaugeFunc("subscriptions", "Subscriptions over all channels on this node.", subscriptions)
+	f.gaugeFunc("history_entries", "Messages held in channels' history for recovery.", historyEntries)
+	f.gaugeFunc("publishes_in_flight", "Publications being fanned out (publish slots in use).", inFlight)
+}
+
+// Broker holds the collectors of the cluster broker; they exist only when
+// a broker is configured, so that a single node has no broker_up to alert
+// on.
+type Broker struct {
+	// Up is 1 while the broker connection is up and its stream consumed, 0
+	// while it is down or catching up.
+	Up prometheus.Gauge
+	// Published counts publications the broker confirmed; PublishErrors
+	// those it could not take (each answered with an error).
+	Published     prometheus.Counter
+	PublishErrors prometheus.Counter
+	// PublishDuration is the time from handing a publication to the broker
+	// to its confirmation, retries included.
+	PublishDuration prometheus.Histogram
+	// Received counts publications received from the broker (from every
+	// node, this one included); Invalid those dropped as malformed.
+	Received prometheus.Counter
+	Invalid  prometheus.Counter
+	// Lag is how many publications the broker holds that this node has
+	// not received yet, as of the last one received.
+	Lag prometheus.Gauge
+	// Reconnects counts reconnections after the broker connection was lost.
+	Reconnects prometheus.Counter
+}
+
+// NewBroker creates the broker's collectors and registers them with reg.
+func NewBroker(reg prometheus.Registerer) *Broker {
+	f := factory{reg}
+	return &Broker{
+		Up: f.gauge("broker_up",
+			"1 while the broker (NATS) is connected and this node is caught up with its stream, else 0."),
+		Published: f.counter("broker_published_total",
+			"Publications the broker confirmed."),
+		PublishErrors: f.counter("broker_publish_errors_total",
+			"Publications the broker could not take; each was answered with an error."),
+		PublishDuration: f.histogram("broker_publish_duration_seconds",
+			"Time from handing a publication to the broker to its confirmation.",
+			prometheus.ExponentialBuckets(100e-6, 2.5, 12)), // 100µs .. 2.4s
+		Received: f.counter("broker_received_total",
+			"Publications received from the broker, from every node."),
+		Invalid: f.counter("broker_invalid_messages_total",
+			"Messages on the broker's stream that were not pushgate publications, dropped."),
+		Lag: f.gauge("broker_lag_messages",
+			"Publications on the broker's stream this node has not received yet."),
+		Reconnects: f.counter("broker_reconnects_total",
+			"Reconnections to the broker after the connection was lost."),
+	}
+}
+
 // NewRegistry returns a registry holding the Go runtime and process
 // collectors, for the gateway's collectors to join.
 func NewRegistry() *prometheus.Registry {
@@ -123,6 +212,12 @@ func (f factory) counterVec(name, help string, labels ...string) *prometheus.Cou
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
 	f.register(c)
 	return c
+}
+
+func (f factory) histogram(name, help string, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets})
+	f.register(h)
+	return h
 }
 
 func (f factory) gauge(name, help string) prometheus.Gauge {
