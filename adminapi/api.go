@@ -10,12 +10,18 @@ import (
 	"time"
 
 	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/metrics"
 )
 
 // Config configures the API handler.
 type Config struct {
-	// Hub is what the API publishes to and reads. Required.
+	// Hub is what the API reads (history, stats). Required.
 	Hub *broadcast.Hub
+	// Publisher is where publishes go: the cluster broker, or by default
+	// Hub.
+	Publisher broadcast.Publisher
+	// Metrics counts API publishes. Default: unregistered collectors.
+	Metrics *metrics.Gateway
 	// APIKey, when set, is required as "Authorization: Bearer <key>".
 	APIKey string
 	// MaxBodyBytes bounds a publish request body. Default 1 MiB.
@@ -28,6 +34,12 @@ type Config struct {
 func New(cfg Config) http.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.Publisher == nil {
+		cfg.Publisher = cfg.Hub
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(nil)
 	}
 	a := &api{cfg: cfg, key: []byte(cfg.APIKey)}
 	mux := http.NewServeMux()
@@ -134,12 +146,21 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", `"data" is required (any JSON value)`)
 		return
 	}
-	res, err := a.cfg.Hub.Publish(r.Context(), channel, compact(req.Data))
+	res, err := a.cfg.Publisher.Publish(r.Context(), channel, compact(req.Data))
 	switch {
+	case err == nil:
+		a.cfg.Metrics.PublishesAPI.Inc()
 	case errors.Is(err, broadcast.ErrClosed):
+		a.cfg.Metrics.PublishesUnavailable.Inc()
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the gateway is shutting down")
 		return
-	case err != nil: // the client went away while waiting for a slot
+	case errors.Is(err, broadcast.ErrUnavailable):
+		a.cfg.Metrics.PublishesUnavailable.Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "broker_unavailable", err.Error())
+		return
+	default: // the client went away while waiting for a slot
+		a.cfg.Metrics.PublishesUnavailable.Inc()
 		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
 	}

@@ -81,7 +81,7 @@ func TestBatchedDelivery(t *testing.T) {
 
 	release := h.blockShards()
 	for i := range 10 {
-		if _, err := h.TryPublish("a", fmt.Appendf(nil, "%d", i)); err != nil {
+		if err := h.TryPublish("a", fmt.Appendf(nil, "%d", i), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -122,7 +122,7 @@ func TestBatchFlushesEveryMaxQueued(t *testing.T) {
 	release := h.blockShards()
 	const n = 3*maxQueued + 5
 	for i := range n {
-		if _, err := h.TryPublish("a", fmt.Appendf(nil, "%d", i)); err != nil {
+		if err := h.TryPublish("a", fmt.Appendf(nil, "%d", i), nil); err != nil {
 			t.Fatal(err)
 		}
 	}

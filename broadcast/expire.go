@@ -34,7 +34,7 @@ func (h *Hub) expire(cutoff time.Time) {
 		t.mu.RLock()
 		for _, ch := range t.chans {
 			ch.mu.Lock()
-			ch.hist.expire(cutoff)
+			h.history.Add(-int64(ch.hist.expire(cutoff)))
 			if ch.subs == 0 && ch.hist.len() == 0 {
 				unused = append(unused, ch)
 			}

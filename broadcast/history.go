@@ -17,11 +17,12 @@ func (r *ring) at(i int) *publication {
 	return r.buf[(r.start+i)%len(r.buf)]
 }
 
-// push adds p, dropping the oldest entry beyond size entries.
-func (r *ring) push(p *publication, size int) {
+// push adds p, dropping the oldest entry beyond size entries. It returns
+// by how much the ring grew: 1, or 0 when full or disabled.
+func (r *ring) push(p *publication, size int) int {
 	switch {
 	case size <= 0:
-		return
+		return 0
 	case r.n < len(r.buf):
 		r.buf[(r.start+r.n)%len(r.buf)] = p
 		r.n++
@@ -35,7 +36,16 @@ func (r *ring) push(p *publication, size int) {
 	default:
 		r.buf[r.start] = p
 		r.start = (r.start + 1) % len(r.buf)
+		return 0
 	}
+	return 1
+}
+
+// clear empties the ring and returns how many entries it held.
+func (r *ring) clear() int {
+	n := r.n
+	r.buf, r.start, r.n = nil, 0, 0
+	return n
 }
 
 // expire drops entries published before cutoff and returns how many.

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Errors returned by the hub.
@@ -21,7 +23,24 @@ var (
 	ErrTooManyChannels   = errors.New("broadcast: too many channels on this connection")
 	ErrAlreadySubscribed = errors.New("broadcast: already subscribed")
 	ErrNotSubscribed     = errors.New("broadcast: not subscribed")
+	// ErrUnavailable is a publish the cluster broker could not take.
+	ErrUnavailable = errors.New("broadcast: the broker is unavailable")
 )
+
+// Publisher is where publications enter: the Hub on a single node, the
+// cluster broker (package broker) when nodes share one.
+type Publisher interface {
+	// Publish publishes data, valid JSON, to channel and waits until it has
+	// its offset and this node's subscribers were handed it. If ctx ends
+	// after the offset is known, that is reported without an error.
+	Publish(ctx context.Context, channel string, data []byte) (Result, error)
+	// TryPublish publishes without waiting. It fails at once with
+	// ErrOverloaded when too many publications are in flight; an error
+	// found later (the broker could not take it) is passed to failed.
+	TryPublish(channel string, data []byte, failed func(error)) error
+}
+
+var _ Publisher = (*Hub)(nil)
 
 // Config configures a Hub. Zero values take the defaults.
 type Config struct {
@@ -39,6 +58,15 @@ type Config struct {
 	// MaxPending bounds publications being fanned out at once; past it
 	// Publish waits and TryPublish fails with ErrOverloaded. Default 4096.
 	MaxPending int
+	// Clustered hubs take their publications, offsets and epochs from a
+	// cluster broker through Apply instead of numbering them: channels
+	// have no epoch until the broker's first message names it, and a
+	// subscriber that saw offsets on another node which this one has not
+	// applied yet waits for them (see Subscribe).
+	Clustered bool
+	// FanoutDuration, when set, observes each publication's time from
+	// reaching the hub to its last frame handed to a connection.
+	FanoutDuration prometheus.Observer
 }
 
 func (c Config) withDefaults() Config {
@@ -77,6 +105,7 @@ type Hub struct {
 	channels    atomic.Int64
 	subscribers atomic.Int64
 	members     atomic.Int64
+	history     atomic.Int64 // entries in all channels' rings
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -144,10 +173,9 @@ func (h *Hub) lockChannel(name string, create bool) (*chanTable, *channel) {
 		t.mu.RUnlock()
 		t.mu.Lock()
 		if ch = t.chans[name]; ch == nil {
-			ch = &channel{
-				name:   name,
-				epoch:  h.epoch + "-" + strconv.FormatUint(h.gen.Add(1), 36),
-				shards: make([]int32, len(h.shards)),
+			ch = &channel{name: name, shards: make([]int32, len(h.shards))}
+			if !h.cfg.Clustered { // else the broker's first message names it
+				ch.epoch = h.epoch + "-" + strconv.FormatUint(h.gen.Add(1), 36)
 			}
 			t.chans[name] = ch
 			h.channels.Add(1)
@@ -188,16 +216,22 @@ func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 		return ErrTooManyChannels
 	}
 	t, ch := h.lockChannel(name, true)
-	replay, recovered := ch.recover(pos)
+	o := op{kind: opSubscribe, ch: ch, m: m}
+	offset := ch.offset
+	if h.cfg.Clustered && pos != nil && ch.epoch != "" && pos.Epoch == ch.epoch && pos.Offset > ch.offset {
+		// The client saw, on another node, offsets this node has not
+		// applied yet. They are on their way in order: skip through
+		// pos.Offset rather than replaying or repeating them.
+		o.skip, offset = pos.Offset, pos.Offset
+		o.reply = appendSubscribed(nil, name, offset, ch.epoch, true)
+	} else {
+		var recovered bool
+		o.replay, recovered = ch.recover(pos)
+		o.reply = appendSubscribed(nil, name, offset, ch.epoch, recovered)
+	}
 	ch.subs++
 	ch.shards[m.shardIdx]++
-	ok := m.shard.push(op{
-		kind:   opSubscribe,
-		ch:     ch,
-		m:      m,
-		replay: replay,
-		reply:  appendSubscribed(nil, name, ch.offset, ch.epoch, recovered),
-	})
+	ok := m.shard.push(o)
 	if !ok {
 		ch.subs--
 		ch.shards[m.shardIdx]--
@@ -324,18 +358,16 @@ func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (Result,
 }
 
 // TryPublish publishes without waiting: it fails with ErrOverloaded when
-// MaxPending publications are in flight, and returns the offset at once.
-func (h *Hub) TryPublish(channel string, data []byte) (uint64, error) {
+// MaxPending publications are in flight. A hub finds every error at once,
+// so failed is never called.
+func (h *Hub) TryPublish(channel string, data []byte, failed func(error)) error {
 	select {
 	case h.slots <- struct{}{}:
 	default:
-		return 0, ErrOverloaded
+		return ErrOverloaded
 	}
-	p, err := h.publish(channel, data, false)
-	if err != nil {
-		return 0, err
-	}
-	return p.offset, nil
+	_, err := h.publish(channel, data, false)
+	return err
 }
 
 // publish runs with a publish slot held, which the publication frees when
@@ -349,11 +381,86 @@ func (h *Hub) publish(name string, data []byte, wait bool) (*publication, error)
 	t, ch := h.lockChannel(name, true)
 	ch.offset++
 	p := newPublication(name, ch.offset, data, now)
-	p.slots = h.slots
+	p.start = now
 	if wait {
 		p.done = make(chan struct{})
 	}
-	ch.hist.push(p, h.cfg.HistorySize)
+	h.fanout(t, ch, p)
+	return p, nil
+}
+
+// Message is a publication numbered by a cluster broker, for Apply.
+type Message struct {
+	Channel string
+	Epoch   string // the channel's epoch, chosen by the broker
+	Offset  uint64
+	Data    []byte // valid JSON
+	Time    time.Time
+}
+
+// Apply fans out a publication the cluster broker numbered, on a
+// Clustered hub. Messages of a channel must be applied in offset order; one
+// already applied (same epoch, offset not past the channel's) is skipped,
+// so a broker may deliver again after a reconnect. A new epoch restarts the
+// channel's history, as does a gap in offsets (history holds consecutive
+// offsets only). Apply waits for a publish slot; done, if set, is called
+// when the fan-out on this node ends.
+func (h *Hub) Apply(ctx context.Context, msg Message, done func(Result)) error {
+	select {
+	case h.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-h.quit:
+		return ErrClosed
+	}
+	if h.closed.Load() {
+		<-h.slots
+		return ErrClosed
+	}
+	now := time.Now()
+	t, ch := h.lockChannel(msg.Channel, true)
+	switch {
+	case ch.epoch == msg.Epoch && msg.Offset <= ch.offset:
+		unlockChannel(t, ch)
+		<-h.slots
+		if done != nil {
+			done(Result{Offset: msg.Offset})
+		}
+		return nil
+	case ch.epoch != msg.Epoch:
+		if ch.epoch != "" {
+			h.restart(ch)
+		}
+		ch.epoch = msg.Epoch
+	case msg.Offset != ch.offset+1:
+		h.history.Add(-int64(ch.hist.clear()))
+	}
+	ch.offset = msg.Offset
+	p := newPublication(msg.Channel, msg.Offset, msg.Data, msg.Time)
+	p.start = now
+	p.onDone = done
+	h.fanout(t, ch, p)
+	return nil
+}
+
+// restart empties ch for a new epoch and tells its shards to forget the
+// offsets their subscribers skip through, which belong to the old one.
+// ch.mu is held.
+func (h *Hub) restart(ch *channel) {
+	h.history.Add(-int64(ch.hist.clear()))
+	for i, c := range ch.shards {
+		if c > 0 {
+			h.shards[i].push(op{kind: opRestart, ch: ch})
+		}
+	}
+}
+
+// fanout records p in ch's history and queues it to the shards with
+// subscribers of ch, then unlocks ch. A publish slot is held for p.
+func (h *Hub) fanout(t *chanTable, ch *channel, p *publication) {
+	p.slots = h.slots
+	p.observe = h.cfg.FanoutDuration
+	h.history.Add(int64(ch.hist.push(p, h.cfg.HistorySize)))
 	n := int32(0)
 	for _, c := range ch.shards {
 		if c > 0 {
@@ -374,5 +481,4 @@ func (h *Hub) publish(name string, data []byte, wait bool) (*publication, error)
 	if unused {
 		h.dropIfUnused(ch)
 	}
-	return p, nil
 }

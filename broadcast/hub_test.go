@@ -169,7 +169,7 @@ func TestFanOutOrderedExactlyOnce(t *testing.T) {
 					if i%2 == 0 {
 						_, err = h.Publish(ctx, c, []byte(`{"p":1}`))
 					} else {
-						_, err = h.TryPublish(c, []byte(`{"p":2}`))
+						err = h.TryPublish(c, []byte(`{"p":2}`), nil)
 						for errors.Is(err, ErrOverloaded) {
 							_, err = h.Publish(ctx, c, []byte(`{"p":2}`))
 						}
@@ -439,7 +439,7 @@ func TestClosedHub(t *testing.T) {
 	if _, err := h.Publish(context.Background(), "a", []byte(`1`)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("publish: %v", err)
 	}
-	if _, err := h.TryPublish("a", []byte(`1`)); !errors.Is(err, ErrClosed) {
+	if err := h.TryPublish("a", []byte(`1`), nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("try publish: %v", err)
 	}
 	if err := h.Subscribe(m, "a", nil); !errors.Is(err, ErrClosed) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushgate/pushgate/wsproto"
 )
@@ -27,11 +28,14 @@ type publication struct {
 	deflateOnce sync.Once
 	deflated    []byte // compressed frame, built on first need
 
-	// Fan-out progress; done is nil when nobody waits.
+	// Fan-out progress; done and onDone are nil when nobody waits.
 	shards    atomic.Int32 // shards still delivering
 	delivered atomic.Int64 // connections handed the frame
 	done      chan struct{}
+	onDone    func(Result)
 	slots     chan struct{} // the hub's publish slots: one is freed when delivery ends
+	start     time.Time     // when the hub took it, for observe
+	observe   prometheus.Observer
 }
 
 // newPublication encodes the envelope
@@ -88,11 +92,17 @@ func (p *publication) shardDone(delivered int64) {
 }
 
 func (p *publication) finish() {
+	if p.observe != nil {
+		p.observe.Observe(time.Since(p.start).Seconds())
+	}
 	if p.slots != nil {
 		<-p.slots
 	}
 	if p.done != nil {
 		close(p.done)
+	}
+	if p.onDone != nil {
+		p.onDone(Result{Offset: p.offset, Delivered: p.delivered.Load()})
 	}
 }
 

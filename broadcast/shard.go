@@ -10,6 +10,7 @@ const (
 	opUnsubscribe        // remove m from ch, then send reply
 	opLeave              // remove m from chans
 	opReply              // send reply to m
+	opRestart            // ch started a new epoch: forget its skips
 	opCall               // run fn (tests, flush)
 )
 
@@ -25,7 +26,14 @@ type op struct {
 	replay []*publication
 	reply  []byte
 	chans  []*channel
+	skip   uint64 // opSubscribe: offsets up to this one are not sent to m
 	fn     func()
+}
+
+// skipKey is a subscription that skips the offsets it saw elsewhere.
+type skipKey struct {
+	ch *channel
+	m  *Member
 }
 
 // shard delivers to the connections assigned to it. Its goroutine owns
@@ -38,6 +46,10 @@ type shard struct {
 	wake    chan struct{} // one pending wake-up at most
 
 	subs map[*channel]map[*Member]struct{} // owned by run
+	// skip holds, for subscriptions made on a Clustered hub ahead of this
+	// node, the offset through which they are not sent messages; almost
+	// always empty (owned by run).
+	skip map[skipKey]uint64
 
 	// While a run of several ops is delivered, frames go to batching
 	// members' queues and are flushed when the run ends (owned by run).
@@ -122,6 +134,9 @@ func (s *shard) do(o *op) {
 	case opPublish:
 		var n int64
 		for m := range s.subs[o.ch] {
+			if len(s.skip) > 0 && s.skipped(o.ch, m, o.pub.offset) {
+				continue
+			}
 			if s.send(m, o.pub.frameFor(m)) == nil {
 				n++
 			}
@@ -138,6 +153,12 @@ func (s *shard) do(o *op) {
 			s.subs[o.ch] = set
 		}
 		set[o.m] = struct{}{}
+		if o.skip > 0 {
+			if s.skip == nil {
+				s.skip = make(map[skipKey]uint64)
+			}
+			s.skip[skipKey{o.ch, o.m}] = o.skip
+		}
 		if s.send(o.m, o.reply) != nil {
 			return
 		}
@@ -155,6 +176,12 @@ func (s *shard) do(o *op) {
 		}
 	case opReply:
 		_ = s.send(o.m, o.reply)
+	case opRestart:
+		for k := range s.skip {
+			if k.ch == o.ch {
+				delete(s.skip, k)
+			}
+		}
 	case opCall:
 		// What ran before is written first: flush (and tests) rely on it.
 		batching := s.batching
@@ -201,7 +228,25 @@ func (s *shard) flush() {
 	s.batching = false
 }
 
+// skipped reports whether m's subscription to ch skips offset, and forgets
+// the skip once past it.
+func (s *shard) skipped(ch *channel, m *Member, offset uint64) bool {
+	k := skipKey{ch, m}
+	through, ok := s.skip[k]
+	if !ok {
+		return false
+	}
+	if offset <= through {
+		return true
+	}
+	delete(s.skip, k)
+	return false
+}
+
 func (s *shard) remove(ch *channel, m *Member) {
+	if len(s.skip) > 0 {
+		delete(s.skip, skipKey{ch, m})
+	}
 	set := s.subs[ch]
 	delete(set, m)
 	if len(set) == 0 {

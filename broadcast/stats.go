@@ -5,6 +5,8 @@ type Stats struct {
 	Members     int64 `json:"members"`     // connections joined
 	Channels    int64 `json:"channels"`    // channels with subscribers or history
 	Subscribers int64 `json:"subscribers"` // subscriptions over all channels
+	History     int64 `json:"history"`     // messages held in history
+	InFlight    int   `json:"in_flight"`   // publications being fanned out
 }
 
 // Stats returns the current counts; they are kept as things change, so
@@ -14,6 +16,8 @@ func (h *Hub) Stats() Stats {
 		Members:     h.members.Load(),
 		Channels:    h.channels.Load(),
 		Subscribers: h.subscribers.Load(),
+		History:     h.history.Load(),
+		InFlight:    len(h.slots),
 	}
 }
 

@@ -28,6 +28,9 @@ type Config struct {
 	// Pages serves the public listener's plain HTTP requests other than
 	// /healthz and /readyz (default: 404).
 	Pages http.Handler
+	// ReadyCheck, when set, is asked by /readyz besides draining: an error
+	// makes it answer 503 with the error (a cluster broker that is down).
+	ReadyCheck func() error
 
 	// AllowedOrigins is the Origin allow-list for upgrades (default: any
 	// origin). See wsproto.OriginPolicy for the patterns.

@@ -39,13 +39,21 @@ func healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // readyz answers 200 while the server takes new connections and 503 once
-// it drains, so a load balancer stops sending clients.
+// it drains or while Config.ReadyCheck fails, so a load balancer stops
+// sending clients.
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if !s.Ready() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("draining\n"))
 		return
+	}
+	if s.cfg.ReadyCheck != nil {
+		if err := s.cfg.ReadyCheck(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready: " + err.Error() + "\n"))
+			return
+		}
 	}
 	_, _ = w.Write([]byte("ready\n"))
 }

@@ -15,7 +15,7 @@ const (
 	codeNotSubscribed     = "not_subscribed"     //
 	codeTooManyChannels   = "too_many_channels"  // the per-connection limit
 	codeOverloaded        = "overloaded"         // too many publications in flight
-	codeUnavailable       = "unavailable"        // shutting down
+	codeUnavailable       = "unavailable"        // shutting down, or the broker is down
 )
 
 const msgInvalidChannel = "channel names are 1-128 characters of A-Z a-z 0-9 _ - . : @ + =, or #<user>"

@@ -12,14 +12,20 @@ import (
 
 	"github.com/pushgate/pushgate/auth"
 	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/metrics"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/wsproto"
 )
 
 // Config configures the Handler.
 type Config struct {
-	// Hub is where connections subscribe and publish. Required.
+	// Hub is where connections subscribe. Required.
 	Hub *broadcast.Hub
+	// Publisher is where client publishes go: the cluster broker, or by
+	// default Hub.
+	Publisher broadcast.Publisher
+	// Metrics counts client publishes. Default: unregistered collectors.
+	Metrics *metrics.Gateway
 	// ClientPublish lists the channels any client may publish to (in
 	// addition to what a token grants). Default none.
 	ClientPublish broadcast.Patterns
@@ -29,9 +35,11 @@ type Config struct {
 
 // Handler is the server.Handler of pushgate.v1 connections.
 type Handler struct {
-	hub     *broadcast.Hub
-	publish broadcast.Patterns
-	log     *slog.Logger
+	hub       *broadcast.Hub
+	publisher broadcast.Publisher
+	publish   broadcast.Patterns
+	m         *metrics.Gateway
+	log       *slog.Logger
 }
 
 // New returns the Handler for cfg.
@@ -39,7 +47,13 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Handler{hub: cfg.Hub, publish: cfg.ClientPublish, log: cfg.Logger}
+	if cfg.Publisher == nil {
+		cfg.Publisher = cfg.Hub
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(nil)
+	}
+	return &Handler{hub: cfg.Hub, publisher: cfg.Publisher, publish: cfg.ClientPublish, m: cfg.Metrics, log: cfg.Logger}
 }
 
 // session is one connection's state, kept in its server.Conn.
@@ -167,10 +181,20 @@ func (h *Handler) clientPublish(s *session, name string, data json.RawMessage) {
 		h.reply(s, codeBadRequest, "publish needs data", name)
 		return
 	}
-	switch _, err := h.hub.TryPublish(name, data); {
+	switch err := h.publisher.TryPublish(name, data, func(error) {
+		h.m.PublishesUnavailable.Inc()
+		h.reply(s, codeUnavailable, "the broker could not take the publish, try again", name)
+	}); {
+	case err == nil:
+		h.m.PublishesClient.Inc()
 	case errors.Is(err, broadcast.ErrOverloaded):
+		h.m.PublishesOverloaded.Inc()
 		h.reply(s, codeOverloaded, "too many messages in flight, try again", name)
-	case err != nil:
+	case errors.Is(err, broadcast.ErrUnavailable):
+		h.m.PublishesUnavailable.Inc()
+		h.reply(s, codeUnavailable, "the broker is unavailable, try again", name)
+	default:
+		h.m.PublishesUnavailable.Inc()
 		h.reply(s, codeUnavailable, "the gateway is shutting down", name)
 	}
 }

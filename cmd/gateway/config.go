@@ -12,6 +12,7 @@ import (
 
 	"github.com/pushgate/pushgate/auth"
 	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/broker"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/wsproto"
 )
@@ -34,6 +35,7 @@ type config struct {
 	JWTPublicKey    string // path of a PEM file
 	JWTLeeway       time.Duration
 	ClientPublish   string
+	Broker          broker.Config
 	LogFormat       string
 	LogLevel        string
 
@@ -71,6 +73,11 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&h.HistoryTTL, "history-ttl", 5*time.Minute, "how long a message stays in a channel's history")
 	fs.IntVar(&h.MaxChannels, "max-channels", 128, "channels one connection may subscribe to")
 	fs.IntVar(&h.MaxPending, "max-pending-publishes", 4096, "publications fanned out at once; API publishes wait past it, client publishes get 'overloaded'")
+	b := &c.Broker
+	fs.StringVar(&b.URL, "broker", "", "NATS URL(s) of the cluster broker, e.g. nats://nats:4222 (JetStream enabled); empty: a single node with the in-memory broker")
+	fs.StringVar(&b.Stream, "broker-stream", "PUSHGATE", "JetStream stream the cluster's gateways share (and its subject prefix)")
+	fs.IntVar(&b.Replicas, "broker-replicas", 1, "replicas of the stream when the gateway creates it (3 on a NATS cluster)")
+	fs.DurationVar(&b.PublishTimeout, "broker-publish-timeout", 5*time.Second, "time a publish has for the broker to confirm it before it is answered with an error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.SetOutput(io.Discard)
@@ -115,6 +122,22 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.MaxPublishBytes <= 0 {
 		return c, errors.New("--max-publish-bytes must be positive")
+	}
+	if c.Broker.URL != "" {
+		for u := range strings.SplitSeq(c.Broker.URL, ",") {
+			if !strings.HasPrefix(strings.TrimSpace(u), "nats://") && !strings.HasPrefix(strings.TrimSpace(u), "tls://") {
+				return c, fmt.Errorf("invalid --broker %q: want nats://host:port (comma-separated for several)", c.Broker.URL)
+			}
+		}
+		if c.Broker.Replicas < 1 || c.Broker.Replicas > 5 {
+			return c, errors.New("--broker-replicas must be 1 to 5")
+		}
+		if c.Broker.PublishTimeout <= 0 {
+			return c, errors.New("--broker-publish-timeout must be positive")
+		}
+		c.Hub.Clustered = true
+		c.Broker.HistorySize, c.Broker.HistoryTTL = c.Hub.HistorySize, c.Hub.HistoryTTL
+		c.Broker.MaxPending = c.Hub.MaxPending
 	}
 	return c, nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pushgate/pushgate/adminapi"
 	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/broker"
 	"github.com/pushgate/pushgate/metrics"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/session"
@@ -48,14 +49,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 
-	hub := broadcast.New(cfg.Hub)
-	defer hub.Close()
 	reg := metrics.NewRegistry()
+	gm := metrics.New(reg)
+	hc := cfg.Hub
+	hc.FanoutDuration = gm.FanoutDuration
+	hub := broadcast.New(hc)
+	defer hub.Close()
+	gm.ObserveHub(
+		func() int { return int(hub.Stats().Channels) },
+		func() int { return int(hub.Stats().Subscribers) },
+		func() int { return int(hub.Stats().History) },
+		func() int { return hub.Stats().InFlight },
+	)
 	sc := cfg.Server
+	var publisher broadcast.Publisher = hub
+	if cfg.Broker.URL != "" {
+		bc := cfg.Broker
+		bc.Hub, bc.Metrics, bc.Gateway, bc.Logger = hub, metrics.NewBroker(reg), gm, log
+		b, err := broker.New(bc)
+		if err != nil {
+			fmt.Fprintf(stderr, "pushgate: %v\n", err)
+			return 1
+		}
+		defer b.Close()
+		publisher = b
+		sc.ReadyCheck = b.Ready
+	}
 	sc.Logger = log
-	sc.Metrics = metrics.New(reg)
+	sc.Metrics = gm
 	sc.Pages = web.Handler()
-	sc.Handler = session.New(session.Config{Hub: hub, ClientPublish: cfg.clientPublish, Logger: log})
+	sc.Handler = session.New(session.Config{Hub: hub, Publisher: publisher, Metrics: gm, ClientPublish: cfg.clientPublish, Logger: log})
 	if verifier != nil {
 		sc.Authorize = verifier.Authorize
 	}
@@ -66,7 +89,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	adminMux := srv.AdminMux(reg)
 	adminMux.Handle("/api/", adminapi.New(adminapi.Config{
-		Hub: hub, APIKey: cfg.APIKey, MaxBodyBytes: cfg.MaxPublishBytes, Connections: srv.Len,
+		Hub: hub, Publisher: publisher, Metrics: gm, APIKey: cfg.APIKey, MaxBodyBytes: cfg.MaxPublishBytes, Connections: srv.Len,
 	}))
 	public, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -85,7 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go func() { failed <- srv.Serve(public) }()
 	go func() { failed <- admin.Serve(adminLn) }()
 	log.Info("pushgate listening", "addr", public.Addr().String(), "admin_addr", adminLn.Addr().String(),
-		"echo", sc.Echo, "compression", sc.Compression, "client_publish", cfg.ClientPublish)
+		"echo", sc.Echo, "compression", sc.Compression, "client_publish", cfg.ClientPublish, "broker", cfg.Broker.URL)
 	if verifier == nil {
 		log.Warn("authentication is off (no --jwt-secret or --jwt-public-key): any client may connect and subscribe to any channel")
 	}

@@ -1,0 +1,241 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/metrics"
+)
+
+// Headers a publication carries on the stream, beside JetStream's own
+// Nats-Msg-Id.
+const (
+	hdrOffset = "Pushgate-Offset"
+	hdrEpoch  = "Pushgate-Epoch"
+	hdrNode   = "Pushgate-Node"
+)
+
+// Config configures a Broker. Zero values take the defaults.
+type Config struct {
+	// URL is the NATS server, or several comma-separated. Required.
+	URL string
+	// Stream is the JetStream stream's name, and its subjects' prefix.
+	// Gateways of one cluster share it. Default "PUSHGATE".
+	Stream string
+	// Replicas is the stream's replica count (1, or 3 on a NATS cluster).
+	Replicas int
+	// HistorySize and HistoryTTL bound the stream as the hub bounds its
+	// history: per channel, the latest HistorySize messages (at least one,
+	// which carries the channel's offset and epoch), each for HistoryTTL.
+	HistorySize int
+	HistoryTTL  time.Duration
+	// PublishTimeout bounds one publish, retries included. Default 5s.
+	PublishTimeout time.Duration
+	// MaxPending bounds publishes waiting for the broker; past it Publish
+	// waits and TryPublish fails with broadcast.ErrOverloaded. Default 4096.
+	MaxPending int
+	// Hub receives every publication of the stream. It must be Clustered.
+	Hub *broadcast.Hub
+	// Metrics and Gateway record what the broker does; default unregistered.
+	Metrics *metrics.Broker
+	Gateway *metrics.Gateway
+	// Logger receives the broker's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Node names this gateway in NATS and on its publications. Default the
+	// host name and a random suffix.
+	Node string
+}
+
+func (c Config) withDefaults() Config {
+	if c.Stream == "" {
+		c.Stream = "PUSHGATE"
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.HistorySize < 1 {
+		c.HistorySize = 1
+	}
+	if c.HistoryTTL <= 0 {
+		c.HistoryTTL = 5 * time.Minute
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 5 * time.Second
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = 4096
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewBroker(nil)
+	}
+	if c.Gateway == nil {
+		c.Gateway = metrics.New(nil)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Node == "" {
+		host, _ := os.Hostname()
+		c.Node = host + "-" + randomHex(3)
+	}
+	return c
+}
+
+// Broker is a gateway's link to the cluster: a broadcast.Publisher whose
+// publications reach every node's hub.
+type Broker struct {
+	cfg    Config
+	prefix string // subjects are prefix + channel token
+	log    *slog.Logger
+	m      *metrics.Broker
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream atomic.Pointer[jetstream.Stream] // once created or found
+
+	slots  chan struct{} // one per publish waiting for the broker
+	nextID atomic.Uint64
+
+	mu      sync.Mutex
+	chans   map[string]*chanState            // channels this node publishes to
+	waiters map[string]chan broadcast.Result // by message ID: publishers awaiting their local fan-out
+	nwait   atomic.Int32                     // len(waiters), read without the lock
+
+	applied    atomic.Uint64 // stream sequence of the last publication applied
+	target     atomic.Uint64 // the stream's last sequence when reading began
+	consuming  atomic.Bool
+	caughtUp   atomic.Bool
+	kick       chan struct{}
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup // supervisor and publishers
+	closeOnce  sync.Once
+	everUpOnce sync.Once
+}
+
+var _ broadcast.Publisher = (*Broker)(nil)
+
+// New connects to NATS and starts reading the stream into cfg.Hub. NATS
+// need not be up yet: the broker connects, creates the stream when it is
+// missing, and reconnects by itself; until then Ready reports why not.
+func New(cfg Config) (*Broker, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("broker: no NATS URL")
+	}
+	if cfg.Hub == nil {
+		return nil, errors.New("broker: no hub")
+	}
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Broker{
+		cfg:     cfg,
+		prefix:  cfg.Stream + ".",
+		log:     cfg.Logger.With("broker", cfg.URL),
+		m:       cfg.Metrics,
+		slots:   make(chan struct{}, cfg.MaxPending),
+		chans:   make(map[string]*chanState),
+		waiters: make(map[string]chan broadcast.Result),
+		kick:    make(chan struct{}, 1),
+		ctx:     ctx,
+		cancel:  cancel,
+	}
+	nc, err := nats.Connect(cfg.URL,
+		nats.Name("pushgate "+cfg.Node),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		// Publishing while disconnected fails at once rather than being
+		// buffered and sent later, after its caller was told it failed.
+		nats.ReconnectBufSize(-1),
+		nats.ConnectHandler(func(*nats.Conn) {
+			b.log.Info("broker connected")
+			b.poke()
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			b.log.Warn("broker disconnected; serving local subscribers, refusing publishes", "err", err)
+			b.m.Up.Set(0)
+			b.poke()
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			b.m.Reconnects.Inc()
+			b.log.Info("broker reconnected")
+			b.poke()
+		}),
+	)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	b.nc = nc
+	if b.js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		cancel()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	b.wg.Add(1)
+	go b.supervise()
+	return b, nil
+}
+
+// Close stops reading the stream, fails publishes still waiting, and
+// closes the NATS connection.
+func (b *Broker) Close() {
+	b.closeOnce.Do(func() {
+		b.cancel()
+		b.wg.Wait()
+		b.nc.Close()
+		b.m.Up.Set(0)
+	})
+}
+
+// Ready reports nil while the node is connected to NATS and has read the
+// stream up to where it stood when reading began; else why not.
+func (b *Broker) Ready() error {
+	switch {
+	case !b.nc.IsConnected():
+		return errors.New("broker: not connected to NATS")
+	case !b.consuming.Load():
+		return errors.New("broker: not reading the stream yet")
+	case !b.caughtUp.Load():
+		return fmt.Errorf("broker: reading the stream's history (%d of %d)", b.applied.Load(), b.target.Load())
+	}
+	return nil
+}
+
+func (b *Broker) poke() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Broker) updateUp() {
+	if b.Ready() == nil {
+		b.m.Up.Set(1)
+	} else {
+		b.m.Up.Set(0)
+	}
+}
+
+// unavailable is the error of a publish the broker could not take.
+func unavailable(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", broadcast.ErrUnavailable, fmt.Sprintf(format, args...))
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,155 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pushgate/pushgate/broadcast"
+)
+
+// supervise keeps the stream and its consumer in place: at start, and
+// after each reconnection, it creates the stream if NATS lost it and makes
+// sure the ordered consumer reads on from the last publication applied.
+func (b *Broker) supervise() {
+	defer b.wg.Done()
+	var cc jetstream.ConsumeContext
+	defer func() {
+		if cc != nil {
+			cc.Stop()
+		}
+	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	ok := false
+	for {
+		if b.nc.IsConnected() && (!ok || cc == nil) {
+			if err := b.setup(&cc); err != nil {
+				b.log.Warn("broker: cannot set up the stream; retrying", "err", err)
+			} else {
+				ok = true
+			}
+		}
+		b.updateUp()
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.kick:
+			ok = false // check again: the stream may be gone after a reconnection
+		case now := <-tick.C:
+			b.prune(now)
+		}
+	}
+}
+
+// setup creates or updates the stream and, unless one reads it already,
+// starts the ordered consumer after the last publication applied. A
+// stream found behind what was applied was recreated (NATS lost it): it is
+// read from its start.
+func (b *Broker) setup(cc *jetstream.ConsumeContext) error {
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	s, err := b.js.CreateOrUpdateStream(ctx, b.streamConfig())
+	if err != nil {
+		return err
+	}
+	b.stream.Store(&s)
+	last := s.CachedInfo().State.LastSeq
+	if *cc != nil {
+		if last >= b.applied.Load() {
+			return nil // the ordered consumer carries on by itself
+		}
+		b.log.Warn("broker: the stream is behind this node; it was recreated, reading it from its start",
+			"stream_last", last, "applied", b.applied.Load())
+		(*cc).Stop()
+		*cc = nil
+		b.consuming.Store(false)
+		b.applied.Store(0)
+	}
+	b.target.Store(last)
+	b.caughtUp.Store(b.applied.Load() >= last)
+	occ := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if a := b.applied.Load(); a > 0 {
+		occ = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: a + 1}
+	}
+	cons, err := s.OrderedConsumer(ctx, occ)
+	if err != nil {
+		return err
+	}
+	c, err := cons.Consume(b.apply, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		b.log.Debug("broker: consumer", "err", err)
+	}))
+	if err != nil {
+		return err
+	}
+	*cc = c
+	b.consuming.Store(true)
+	b.log.Info("broker: reading the stream", "stream", b.cfg.Stream, "from", b.applied.Load()+1, "history_to", last)
+	return nil
+}
+
+func (b *Broker) streamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              b.cfg.Stream,
+		Description:       "pushgate publications, one subject per channel",
+		Subjects:          []string{b.prefix + ">"},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardOld,
+		MaxMsgsPerSubject: int64(b.cfg.HistorySize),
+		MaxAge:            b.cfg.HistoryTTL,
+		Duplicates:        min(2*time.Minute, b.cfg.HistoryTTL),
+		Replicas:          b.cfg.Replicas,
+		AllowDirect:       true,
+	}
+}
+
+// apply hands one publication of the stream to the hub, in stream order.
+func (b *Broker) apply(msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		b.m.Invalid.Inc()
+		return
+	}
+	seq := meta.Sequence.Stream
+	defer b.advance(seq, meta.NumPending)
+	h := msg.Headers()
+	name, ok := channelOf(b.prefix, msg.Subject())
+	offset, err := strconv.ParseUint(h.Get(hdrOffset), 10, 64)
+	epoch, data := h.Get(hdrEpoch), msg.Data()
+	if !ok || !broadcast.ValidName(name) || err != nil || offset == 0 || epoch == "" || !json.Valid(data) {
+		b.m.Invalid.Inc()
+		b.log.Warn("broker: dropped a message that is not a pushgate publication", "subject", msg.Subject(), "seq", seq)
+		return
+	}
+	b.m.Received.Inc()
+	if h.Get(hdrNode) != b.cfg.Node {
+		b.cfg.Gateway.PublishesBroker.Inc()
+	}
+	var done func(broadcast.Result)
+	if b.nwait.Load() > 0 {
+		b.mu.Lock()
+		w := b.waiters[h.Get(jetstream.MsgIDHeader)]
+		b.mu.Unlock()
+		if w != nil {
+			done = func(r broadcast.Result) { w <- r }
+		}
+	}
+	m := broadcast.Message{Channel: name, Epoch: epoch, Offset: offset, Data: data, Time: meta.Timestamp}
+	if err := b.cfg.Hub.Apply(b.ctx, m, done); err != nil {
+		b.log.Debug("broker: not applied", "err", err) // closing
+	}
+}
+
+func (b *Broker) advance(seq, pending uint64) {
+	b.applied.Store(seq)
+	b.m.Lag.Set(float64(pending))
+	if !b.caughtUp.Load() && seq >= b.target.Load() {
+		b.caughtUp.Store(true)
+		b.log.Info("broker: caught up with the stream", "seq", seq)
+		b.updateUp()
+	}
+}

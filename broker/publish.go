@@ -1,0 +1,287 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pushgate/pushgate/broadcast"
+)
+
+// chanState is what this node knows of a channel it publishes to: the
+// channel's last message on the stream, which the next one is numbered
+// after, and the publishes waiting their turn. One goroutine at a time
+// publishes a channel's queue (running), and it alone uses the numbering
+// fields.
+type chanState struct {
+	subject string
+	queue   []*request // under Broker.mu
+	running bool       // under Broker.mu
+	used    time.Time  // under Broker.mu
+
+	known   bool   // lastSeq, offset and epoch are the stream's as far as this node knows
+	lastSeq uint64 // stream sequence of the channel's last message; 0 if none
+	offset  uint64
+	epoch   string
+}
+
+// request is one publish on its way to the stream.
+type request struct {
+	ctx    context.Context
+	data   []byte
+	id     string      // Nats-Msg-Id
+	result chan error  // Publish waits on it; nil for TryPublish
+	failed func(error) // TryPublish's error callback
+	offset uint64      // as numbered (planned)
+	epoch  string      // as numbered (planned)
+	plan   bool        // offset and epoch are chosen
+	waiter chan broadcast.Result
+}
+
+// Publish publishes data to channel through the stream and waits until
+// the broker confirmed it and this node's subscribers were handed it. When
+// NATS is unreachable, or does not confirm within Config.PublishTimeout, it
+// fails with broadcast.ErrUnavailable. A publication whose ctx ends before
+// it was handed to NATS is not published.
+func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (broadcast.Result, error) {
+	if !b.nc.IsConnected() {
+		return broadcast.Result{}, unavailable("not connected to NATS")
+	}
+	select {
+	case b.slots <- struct{}{}:
+	case <-ctx.Done():
+		return broadcast.Result{}, ctx.Err()
+	case <-b.ctx.Done():
+		return broadcast.Result{}, broadcast.ErrClosed
+	}
+	r := &request{ctx: ctx, data: data, id: b.msgID(), result: make(chan error, 1), waiter: make(chan broadcast.Result, 1)}
+	b.mu.Lock()
+	b.waiters[r.id] = r.waiter
+	b.nwait.Add(1)
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.waiters, r.id)
+		b.nwait.Add(-1)
+		b.mu.Unlock()
+	}()
+	b.enqueue(channel, r)
+	if err := <-r.result; err != nil {
+		return broadcast.Result{}, err
+	}
+	// Confirmed: wait for this node's fan-out, which follows through the
+	// stream, but report the offset whatever happens.
+	t := time.NewTimer(b.cfg.PublishTimeout)
+	defer t.Stop()
+	select {
+	case res := <-r.waiter:
+		return res, nil
+	case <-ctx.Done():
+	case <-t.C:
+	case <-b.ctx.Done():
+	}
+	return broadcast.Result{Offset: r.offset}, nil
+}
+
+// TryPublish queues a publish without waiting. It fails at once with
+// broadcast.ErrOverloaded when MaxPending publishes wait for the broker, or
+// broadcast.ErrUnavailable when NATS is unreachable; failed is called if
+// the broker does not confirm it later.
+func (b *Broker) TryPublish(channel string, data []byte, failed func(error)) error {
+	if !b.nc.IsConnected() {
+		return unavailable("not connected to NATS")
+	}
+	select {
+	case b.slots <- struct{}{}:
+	default:
+		return broadcast.ErrOverloaded
+	}
+	b.enqueue(channel, &request{ctx: b.ctx, data: data, id: b.msgID(), failed: failed})
+	return nil
+}
+
+func (b *Broker) msgID() string {
+	return b.cfg.Node + "-" + strconv.FormatUint(b.nextID.Add(1), 36)
+}
+
+// enqueue adds r to its channel's queue, starting the channel's publisher
+// if none runs.
+func (b *Broker) enqueue(channel string, r *request) {
+	b.mu.Lock()
+	cs := b.chans[channel]
+	if cs == nil {
+		cs = &chanState{subject: subjectFor(b.prefix, channel)}
+		b.chans[channel] = cs
+	}
+	cs.queue = append(cs.queue, r)
+	cs.used = time.Now()
+	start := !cs.running
+	cs.running = true
+	b.mu.Unlock()
+	if start {
+		b.wg.Add(1)
+		go b.drain(cs)
+	}
+}
+
+// drain publishes a channel's queue in order until it is empty.
+func (b *Broker) drain(cs *chanState) {
+	defer b.wg.Done()
+	for {
+		b.mu.Lock()
+		if len(cs.queue) == 0 {
+			cs.running = false
+			cs.queue = nil
+			b.mu.Unlock()
+			return
+		}
+		r := cs.queue[0]
+		cs.queue[0] = nil
+		cs.queue = cs.queue[1:]
+		b.mu.Unlock()
+		err := b.send(cs, r)
+		<-b.slots
+		if err != nil {
+			cs.known = false // the next one reads the channel's last message again
+			b.m.PublishErrors.Inc()
+			b.log.Debug("broker: publish failed", "subject", cs.subject, "err", err)
+		}
+		switch {
+		case r.result != nil:
+			r.result <- err
+		case err != nil && r.failed != nil:
+			r.failed(err)
+		}
+	}
+}
+
+// send writes r to the stream as the channel's next message, retrying
+// until Config.PublishTimeout: after a lost race it numbers again; after a
+// lost confirmation it sends the same message again, which JetStream
+// stores once (same message ID).
+func (b *Broker) send(cs *chanState, r *request) error {
+	start := time.Now()
+	deadline := start.Add(b.cfg.PublishTimeout)
+	if d, ok := r.ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	sent := false // an attempt may have reached NATS
+	for attempt := 0; ; attempt++ {
+		if err := r.ctx.Err(); err != nil && !sent {
+			return err
+		}
+		if !b.nc.IsConnected() {
+			if sent {
+				return unavailable("lost the connection to NATS before it confirmed the publish; it may or may not have been published")
+			}
+			return unavailable("not connected to NATS")
+		}
+		if !cs.known {
+			if err := b.readLast(cs); err != nil {
+				if time.Now().Add(50 * time.Millisecond).Before(deadline) {
+					sleep(b.ctx, backoff(attempt))
+					continue
+				}
+				return unavailable("cannot read the channel's last message: %v", err)
+			}
+		}
+		if !r.plan {
+			r.offset, r.epoch, r.plan = cs.offset+1, cs.epoch, true
+			if cs.lastSeq == 0 { // nothing on the stream: a new epoch
+				r.offset, r.epoch = 1, randomHex(8)
+			}
+		}
+		msg := nats.NewMsg(cs.subject)
+		msg.Data = r.data
+		msg.Header.Set(jetstream.MsgIDHeader, r.id)
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(cs.lastSeq, 10))
+		msg.Header.Set(hdrOffset, strconv.FormatUint(r.offset, 10))
+		msg.Header.Set(hdrEpoch, r.epoch)
+		msg.Header.Set(hdrNode, b.cfg.Node)
+		ctx, cancel := context.WithDeadline(b.ctx, minTime(deadline, time.Now().Add(2*time.Second)))
+		ack, err := b.js.PublishMsg(ctx, msg)
+		cancel()
+		sent = true
+		var apiErr *jetstream.APIError
+		switch {
+		case err == nil:
+			cs.lastSeq, cs.offset, cs.epoch, cs.known = ack.Sequence, r.offset, r.epoch, true
+			b.m.Published.Inc()
+			b.m.PublishDuration.Observe(time.Since(start).Seconds())
+			return nil
+		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
+			// Another node published to the channel first: number again.
+			cs.known, r.plan = false, false
+		case b.ctx.Err() != nil:
+			return broadcast.ErrClosed
+		case time.Now().Add(50 * time.Millisecond).Before(deadline):
+			sleep(b.ctx, backoff(attempt))
+		default:
+			return unavailable("NATS did not confirm the publish within %v (%v); it may or may not have been published",
+				b.cfg.PublishTimeout, err)
+		}
+	}
+}
+
+// readLast learns the channel's last message from the stream.
+func (b *Broker) readLast(cs *chanState) error {
+	sp := b.stream.Load()
+	if sp == nil {
+		return errors.New("the stream is not set up yet")
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+	defer cancel()
+	m, err := (*sp).GetLastMsgForSubject(ctx, cs.subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		cs.lastSeq, cs.offset, cs.epoch, cs.known = 0, 0, "", true
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	offset, err := strconv.ParseUint(m.Header.Get(hdrOffset), 10, 64)
+	if err != nil || m.Header.Get(hdrEpoch) == "" {
+		// Not ours (someone wrote to the subject by hand): start an epoch
+		// after it.
+		offset, m.Header = 0, nats.Header{hdrEpoch: {randomHex(8)}}
+	}
+	cs.lastSeq, cs.offset, cs.epoch, cs.known = m.Sequence, offset, m.Header.Get(hdrEpoch), true
+	return nil
+}
+
+// prune forgets channels this node has not published to for a history
+// TTL: their state would be read again anyway.
+func (b *Broker) prune(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for name, cs := range b.chans {
+		if !cs.running && now.Sub(cs.used) > b.cfg.HistoryTTL {
+			delete(b.chans, name)
+		}
+	}
+}
+
+func backoff(attempt int) time.Duration {
+	return min(25*time.Millisecond<<min(attempt, 4), 250*time.Millisecond)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
