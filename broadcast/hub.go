@@ -403,20 +403,21 @@ type Message struct {
 // already applied (same epoch, offset not past the channel's) is skipped,
 // so a broker may deliver again after a reconnect. A new epoch restarts the
 // channel's history, as does a gap in offsets (history holds consecutive
-// offsets only). Apply waits for a publish slot; done, if set, is called
-// when the fan-out on this node ends.
-func (h *Hub) Apply(ctx context.Context, msg Message, done func(Result)) error {
+// offsets only), and is reported. Apply waits for a publish slot; done, if
+// set, is called when the fan-out on this node ends.
+func (h *Hub) Apply(ctx context.Context, msg Message, done func(Result)) (Applied, error) {
 	select {
 	case h.slots <- struct{}{}:
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	case <-h.quit:
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	if h.closed.Load() {
 		<-h.slots
-		return ErrClosed
+		return 0, ErrClosed
 	}
+	how := AppliedInOrder
 	now := time.Now()
 	t, ch := h.lockChannel(msg.Channel, true)
 	switch {
@@ -426,7 +427,7 @@ func (h *Hub) Apply(ctx context.Context, msg Message, done func(Result)) error {
 		if done != nil {
 			done(Result{Offset: msg.Offset})
 		}
-		return nil
+		return AppliedBefore, nil
 	case ch.epoch != msg.Epoch:
 		if ch.epoch != "" {
 			h.restart(ch)
@@ -434,14 +435,27 @@ func (h *Hub) Apply(ctx context.Context, msg Message, done func(Result)) error {
 		ch.epoch = msg.Epoch
 	case msg.Offset != ch.offset+1:
 		h.history.Add(-int64(ch.hist.clear()))
+		if ch.offset > 0 { // else this node starts reading mid-channel
+			how = AppliedAfterGap
+		}
 	}
 	ch.offset = msg.Offset
 	p := newPublication(msg.Channel, msg.Offset, msg.Data, msg.Time)
 	p.start = now
 	p.onDone = done
 	h.fanout(t, ch, p)
-	return nil
+	return how, nil
 }
+
+// Applied says how Apply took a message.
+type Applied uint8
+
+// How Apply took a message.
+const (
+	AppliedInOrder  Applied = iota + 1 // the channel's next offset, or a new epoch
+	AppliedAfterGap                    // applied, but offsets before it never came
+	AppliedBefore                      // already applied: skipped
+)
 
 // restart empties ch for a new epoch and tells its shards to forget the
 // offsets their subscribers skip through, which belong to the old one.

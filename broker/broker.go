@@ -36,11 +36,11 @@ type Config struct {
 	Stream string
 	// Replicas is the stream's replica count (1, or 3 on a NATS cluster).
 	Replicas int
-	// HistorySize and HistoryTTL bound the stream as the hub bounds its
-	// history: per channel, the latest HistorySize messages (at least one,
-	// which carries the channel's offset and epoch), each for HistoryTTL.
-	HistorySize int
-	HistoryTTL  time.Duration
+	// HistoryTTL is how long the stream keeps each publication: the hub's
+	// history TTL. Every publication is kept that long, not only the last
+	// HistorySize of each channel, so that a node may fall that far behind
+	// (a pause, a slow start) without losing any. Default 5m.
+	HistoryTTL time.Duration
 	// PublishTimeout bounds one publish, retries included. Default 5s.
 	PublishTimeout time.Duration
 	// MaxPending bounds publishes waiting for the broker; past it Publish
@@ -64,9 +64,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Replicas <= 0 {
 		c.Replicas = 1
-	}
-	if c.HistorySize < 1 {
-		c.HistorySize = 1
 	}
 	if c.HistoryTTL <= 0 {
 		c.HistoryTTL = 5 * time.Minute
@@ -167,6 +164,9 @@ func New(cfg Config) (*Broker, error) {
 			b.log.Warn("broker disconnected; serving local subscribers, refusing publishes", "err", err)
 			b.m.Up.Set(0)
 			b.poke()
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			b.log.Warn("broker: NATS error", "err", err)
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) {
 			b.m.Reconnects.Inc()

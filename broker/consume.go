@@ -93,17 +93,16 @@ func (b *Broker) setup(cc *jetstream.ConsumeContext) error {
 
 func (b *Broker) streamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:              b.cfg.Stream,
-		Description:       "pushgate publications, one subject per channel",
-		Subjects:          []string{b.prefix + ">"},
-		Storage:           jetstream.FileStorage,
-		Retention:         jetstream.LimitsPolicy,
-		Discard:           jetstream.DiscardOld,
-		MaxMsgsPerSubject: int64(b.cfg.HistorySize),
-		MaxAge:            b.cfg.HistoryTTL,
-		Duplicates:        min(2*time.Minute, b.cfg.HistoryTTL),
-		Replicas:          b.cfg.Replicas,
-		AllowDirect:       true,
+		Name:        b.cfg.Stream,
+		Description: "pushgate publications, one subject per channel",
+		Subjects:    []string{b.prefix + ">"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      b.cfg.HistoryTTL,
+		Duplicates:  min(2*time.Minute, b.cfg.HistoryTTL),
+		Replicas:    b.cfg.Replicas,
+		AllowDirect: true,
 	}
 }
 
@@ -112,9 +111,13 @@ func (b *Broker) apply(msg jetstream.Msg) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		b.m.Invalid.Inc()
+		b.log.Warn("broker: dropped a message without JetStream metadata", "subject", msg.Subject(), "err", err)
 		return
 	}
 	seq := meta.Sequence.Stream
+	if seq <= b.applied.Load() {
+		return // read again after the consumer was recreated
+	}
 	defer b.advance(seq, meta.NumPending)
 	h := msg.Headers()
 	name, ok := channelOf(b.prefix, msg.Subject())
@@ -124,10 +127,6 @@ func (b *Broker) apply(msg jetstream.Msg) {
 		b.m.Invalid.Inc()
 		b.log.Warn("broker: dropped a message that is not a pushgate publication", "subject", msg.Subject(), "seq", seq)
 		return
-	}
-	b.m.Received.Inc()
-	if h.Get(hdrNode) != b.cfg.Node {
-		b.cfg.Gateway.PublishesBroker.Inc()
 	}
 	var done func(broadcast.Result)
 	if b.nwait.Load() > 0 {
@@ -139,8 +138,21 @@ func (b *Broker) apply(msg jetstream.Msg) {
 		}
 	}
 	m := broadcast.Message{Channel: name, Epoch: epoch, Offset: offset, Data: data, Time: meta.Timestamp}
-	if err := b.cfg.Hub.Apply(b.ctx, m, done); err != nil {
+	how, err := b.cfg.Hub.Apply(b.ctx, m, done)
+	switch {
+	case err != nil:
 		b.log.Debug("broker: not applied", "err", err) // closing
+		return
+	case how == broadcast.AppliedBefore: // read again after a consumer reset
+		return
+	case how == broadcast.AppliedAfterGap:
+		b.m.Gaps.Inc()
+		b.log.Warn("broker: publications of a channel were gone from the stream before this node read them",
+			"channel", name, "offset", offset)
+	}
+	b.m.Received.Inc()
+	if h.Get(hdrNode) != b.cfg.Node {
+		b.cfg.Gateway.PublishesBroker.Inc()
 	}
 }
 

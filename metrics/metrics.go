@@ -159,6 +159,9 @@ type Broker struct {
 	Lag prometheus.Gauge
 	// Reconnects counts reconnections after the broker connection was lost.
 	Reconnects prometheus.Counter
+	// Gaps counts jumps in a channel's offsets on this node: publications
+	// the stream no longer held when this node came to read them.
+	Gaps prometheus.Counter
 }
 
 // NewBroker creates the broker's collectors and registers them with reg.
@@ -182,6 +185,8 @@ func NewBroker(reg prometheus.Registerer) *Broker {
 			"Publications on the broker's stream this node has not received yet."),
 		Reconnects: f.counter("broker_reconnects_total",
 			"Reconnections to the broker after the connection was lost."),
+		Gaps: f.counter("broker_gaps_total",
+			"Jumps in a channel's offsets: publications gone from the stream before this node read them."),
 	}
 }
 

@@ -136,7 +136,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 			return c, errors.New("--broker-publish-timeout must be positive")
 		}
 		c.Hub.Clustered = true
-		c.Broker.HistorySize, c.Broker.HistoryTTL = c.Hub.HistorySize, c.Hub.HistoryTTL
+		c.Broker.HistoryTTL = c.Hub.HistoryTTL
 		c.Broker.MaxPending = c.Hub.MaxPending
 	}
 	return c, nil

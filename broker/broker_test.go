@@ -1,0 +1,551 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/metrics"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// natsServer is an embedded NATS server with JetStream, restartable on the
+// same port and store.
+type natsServer struct {
+	t    *testing.T
+	port int
+	dir  string
+	srv  *natsserver.Server
+}
+
+func startNATS(t *testing.T) *natsServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	n := &natsServer{t: t, port: port, dir: t.TempDir()}
+	n.start()
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *natsServer) url() string { return "nats://127.0.0.1:" + strconv.Itoa(n.port) }
+
+func (n *natsServer) start() {
+	n.t.Helper()
+	s, err := natsserver.NewServer(&natsserver.Options{
+		Host: "127.0.0.1", Port: n.port, JetStream: true, StoreDir: n.dir, NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		n.t.Fatal("NATS did not start")
+	}
+	n.srv = s
+}
+
+func (n *natsServer) stop() {
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+		n.srv = nil
+	}
+}
+
+// node is one gateway's hub and broker, without sockets.
+type node struct {
+	hub *broadcast.Hub
+	b   *Broker
+	m   *metrics.Broker
+	g   *metrics.Gateway
+}
+
+func startNode(t *testing.T, url string, cfg Config) *node {
+	return startNodeHistory(t, url, cfg, 0)
+}
+
+func startNodeHistory(t *testing.T, url string, cfg Config, historySize int) *node {
+	t.Helper()
+	n := &node{hub: broadcast.New(broadcast.Config{Shards: 2, Clustered: true, HistorySize: historySize}),
+		m: metrics.NewBroker(nil), g: metrics.New(nil)}
+	cfg.URL, cfg.Hub, cfg.Metrics, cfg.Gateway = url, n.hub, n.m, n.g
+	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if cfg.PublishTimeout == 0 {
+		cfg.PublishTimeout = 3 * time.Second
+	}
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.b = b
+	t.Cleanup(func() { b.Close(); n.hub.Close() })
+	waitFor(t, 10*time.Second, func() error { return b.Ready() })
+	if v := testutil.ToFloat64(n.m.Up); v != 1 {
+		t.Fatalf("broker_up %v once ready, want 1", v)
+	}
+	return n
+}
+
+// client is a connection as the hub sees it: it records the messages it
+// is sent, per channel, and the other replies.
+type client struct {
+	mu      sync.Mutex
+	offsets map[string][]uint64
+	data    map[string][]string
+	replies []map[string]any
+}
+
+func (n *node) client(t *testing.T, channel string, pos *broadcast.Position) *client {
+	t.Helper()
+	c := &client{offsets: map[string][]uint64{}, data: map[string][]string{}}
+	if err := n.hub.Subscribe(n.hub.Join(c), channel, pos); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (c *client) Compression() bool { return false }
+
+func (c *client) Send(frame []byte) error {
+	payload := frame[2:]
+	if frame[1] == 126 {
+		payload = frame[4:]
+	}
+	var v struct {
+		Type    string          `json:"type"`
+		Channel string          `json:"channel"`
+		Offset  uint64          `json:"offset"`
+		Data    json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(payload, &v); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v.Type == "message" {
+		c.offsets[v.Channel] = append(c.offsets[v.Channel], v.Offset)
+		c.data[v.Channel] = append(c.data[v.Channel], string(v.Data))
+		return nil
+	}
+	var m map[string]any
+	_ = json.Unmarshal(payload, &m)
+	c.replies = append(c.replies, m)
+	return nil
+}
+
+func (c *client) got(channel string) []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.offsets[channel])
+}
+
+func (c *client) reply(i int) map[string]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i >= len(c.replies) {
+		return nil
+	}
+	return c.replies[i]
+}
+
+// waitOffsets waits until c has exactly want on channel, in that order.
+func (c *client) waitOffsets(t *testing.T, channel string, want []uint64) {
+	t.Helper()
+	waitFor(t, 10*time.Second, func() error {
+		if got := c.got(channel); !slices.Equal(got, want) {
+			return fmt.Errorf("%s: got %d offsets, want %d: %s", channel, len(got), len(want), diff(got, want))
+		}
+		return nil
+	})
+}
+
+// diff describes how got differs from want: what is missing, repeated or
+// out of order.
+func diff(got, want []uint64) string {
+	seen := map[uint64]int{}
+	var dup, order []uint64
+	for i, o := range got {
+		if seen[o]++; seen[o] == 2 {
+			dup = append(dup, o)
+		}
+		if i > 0 && o <= got[i-1] {
+			order = append(order, o)
+		}
+	}
+	var missing []uint64
+	for _, o := range want {
+		if seen[o] == 0 {
+			missing = append(missing, o)
+		}
+	}
+	return fmt.Sprintf("missing %v, repeated %v, out of order %v", head(missing), head(dup), head(order))
+}
+
+func head(s []uint64) []uint64 {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
+func seq(from, to uint64) []uint64 {
+	var s []uint64
+	for o := from; o <= to; o++ {
+		s = append(s, o)
+	}
+	return s
+}
+
+func publish(t *testing.T, p broadcast.Publisher, channel string, i int) broadcast.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := p.Publish(ctx, channel, fmt.Appendf(nil, `{"i":%d}`, i))
+	if err != nil {
+		t.Fatalf("publish %d to %s: %v", i, channel, err)
+	}
+	return r
+}
+
+// Publishes through both nodes at once, to one channel, reach every
+// subscriber of both nodes once each, numbered 1..N without a gap, in the
+// same order everywhere.
+func TestClusterFanoutAndNumbering(t *testing.T) {
+	nats := startNATS(t)
+	a, b := startNode(t, nats.url(), Config{}), startNode(t, nats.url(), Config{})
+	var clients []*client
+	for range 3 {
+		clients = append(clients, a.client(t, "room.1", nil), b.client(t, "room.1", nil))
+	}
+	const perPublisher, publishers = 25, 4
+	offsets := make(chan uint64, perPublisher*publishers)
+	var wg sync.WaitGroup
+	for p := range publishers {
+		n := []*node{a, b}[p%2]
+		wg.Go(func() {
+			for i := range perPublisher {
+				r := publish(t, n.b, "room.1", p*1000+i)
+				offsets <- r.Offset
+			}
+		})
+	}
+	wg.Wait()
+	close(offsets)
+	var all []uint64
+	for o := range offsets {
+		all = append(all, o)
+	}
+	slices.Sort(all)
+	const total = perPublisher * publishers
+	if !slices.Equal(all, seq(1, total)) {
+		t.Fatalf("publish offsets %v..., want 1..%d each once", head(all), total)
+	}
+	for _, c := range clients {
+		c.waitOffsets(t, "room.1", seq(1, total))
+	}
+	// Same data at the same offset on every node.
+	for _, c := range clients[1:] {
+		c.mu.Lock()
+		clients[0].mu.Lock()
+		same := slices.Equal(c.data["room.1"], clients[0].data["room.1"])
+		clients[0].mu.Unlock()
+		c.mu.Unlock()
+		if !same {
+			t.Fatal("subscribers of different nodes got different data at the same offsets")
+		}
+	}
+	// Each publish on a node waited for that node's fan-out.
+	if r := publish(t, a.b, "room.1", 9999); r.Delivered != 3 || r.Offset != total+1 {
+		t.Fatalf("publish result %+v, want offset %d delivered to node a's 3 subscribers", r, total+1)
+	}
+	// Publishes by source: each node counts the other's as broker.
+	waitFor(t, 5*time.Second, func() error {
+		if got := testutil.ToFloat64(a.m.Received); got != total+1 {
+			return fmt.Errorf("node a received %v from the broker, want %d", got, total+1)
+		}
+		if got := testutil.ToFloat64(b.g.PublishesBroker); got != total/2+1 {
+			return fmt.Errorf("node b counted %v publishes from other nodes, want %d", got, total/2+1)
+		}
+		return nil
+	})
+	if got := testutil.ToFloat64(a.m.Published) + testutil.ToFloat64(b.m.Published); got != total+1 {
+		t.Fatalf("broker_published_total over nodes %v, want %d", got, total+1)
+	}
+}
+
+// A user's personal channel works across nodes, and a client that
+// reconnects to the other node recovers what it missed with since.
+func TestClusterUsersAndRecoveryOnOtherNode(t *testing.T) {
+	nats := startNATS(t)
+	a, b := startNode(t, nats.url(), Config{}), startNode(t, nats.url(), Config{})
+	alice := broadcast.PersonalChannel("alice")
+	onB := b.client(t, alice, nil)
+	bob := b.client(t, broadcast.PersonalChannel("bob"), nil)
+	publish(t, a.b, alice, 1)
+	onB.waitOffsets(t, alice, []uint64{1})
+
+	// A client on node a sees 1..10, then reconnects to node b with since.
+	onA := a.client(t, "news", nil)
+	for i := range 10 {
+		publish(t, a.b, "news", i)
+	}
+	onA.waitOffsets(t, "news", seq(1, 10))
+	epoch, _ := a.hub.History("news", 0).Epoch, 0
+	for i := 10; i < 15; i++ { // published while it reconnects
+		publish(t, b.b, "news", i)
+	}
+	again := b.client(t, "news", &broadcast.Position{Offset: 10, Epoch: epoch})
+	again.waitOffsets(t, "news", seq(11, 15))
+	if r := again.reply(0); r["recovered"] != true || r["epoch"] != epoch {
+		t.Fatalf("recovery on the other node: %v, want recovered in epoch %s", r, epoch)
+	}
+	if got := bob.got(broadcast.PersonalChannel("bob")); len(got) != 0 {
+		t.Fatalf("bob got alice's messages: %v", got)
+	}
+}
+
+// A node started later reads the history from the stream before it is
+// ready, and serves recovery from it.
+func TestClusterLateNodeReadsHistory(t *testing.T) {
+	nats := startNATS(t)
+	a := startNodeHistory(t, nats.url(), Config{}, 20)
+	for i := range 30 {
+		publish(t, a.b, "news", i)
+	}
+	c := startNodeHistory(t, nats.url(), Config{}, 20) // ready means caught up
+	h := c.hub.History("news", 0)
+	if h.Offset != 30 || len(h.Entries) != 20 || h.Entries[0].Offset != 11 {
+		t.Fatalf("late node's history: offset %d, %d entries from %d; want 30, 20 from 11",
+			h.Offset, len(h.Entries), h.Entries[0].Offset)
+	}
+	if h.Epoch != a.hub.History("news", 0).Epoch {
+		t.Fatal("late node's epoch differs from the first node's")
+	}
+	r := c.client(t, "news", &broadcast.Position{Offset: 25, Epoch: h.Epoch})
+	r.waitOffsets(t, "news", seq(26, 30))
+}
+
+// NATS goes away and comes back: the nodes keep serving their own
+// subscribers, refuse publishes with ErrUnavailable and report it, then
+// reconnect by themselves and deliver again, with no gap and no duplicate.
+func TestClusterSurvivesNATSRestart(t *testing.T) {
+	nats := startNATS(t)
+	a, b := startNode(t, nats.url(), Config{}), startNode(t, nats.url(), Config{})
+	onA, onB := a.client(t, "news", nil), b.client(t, "news", nil)
+	for i := range 5 {
+		publish(t, a.b, "news", i)
+	}
+	onB.waitOffsets(t, "news", seq(1, 5))
+
+	nats.stop()
+	waitFor(t, 10*time.Second, func() error {
+		if a.b.Ready() == nil {
+			return errors.New("node a still ready with NATS down")
+		}
+		if testutil.ToFloat64(a.m.Up) != 0 {
+			return errors.New("broker_up still 1 with NATS down")
+		}
+		return nil
+	})
+	start := time.Now()
+	_, err := a.b.Publish(context.Background(), "news", []byte(`{"lost":true}`))
+	if !errors.Is(err, broadcast.ErrUnavailable) {
+		t.Fatalf("publish with NATS down: %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("publish with NATS down took %v to fail; it should fail at once", d)
+	}
+	if err := a.b.TryPublish("news", []byte(`1`), nil); !errors.Is(err, broadcast.ErrUnavailable) {
+		t.Fatalf("client publish with NATS down: %v, want ErrUnavailable", err)
+	}
+	// Local work goes on: a new subscriber on a node is served.
+	local := a.client(t, "other", nil)
+	waitFor(t, 5*time.Second, func() error {
+		if local.reply(0)["type"] != "subscribed" {
+			return errors.New("no subscribed reply while NATS is down")
+		}
+		return nil
+	})
+
+	nats.start()
+	for _, n := range []*node{a, b} {
+		waitFor(t, 20*time.Second, func() error { return n.b.Ready() })
+	}
+	for i := 5; i < 10; i++ {
+		publish(t, []*node{a, b}[i%2].b, "news", i)
+	}
+	onA.waitOffsets(t, "news", seq(1, 10))
+	onB.waitOffsets(t, "news", seq(1, 10))
+	if got := testutil.ToFloat64(a.m.Reconnects); got < 1 {
+		t.Fatalf("broker_reconnects_total %v, want at least 1", got)
+	}
+	if got := testutil.ToFloat64(a.m.PublishErrors); got != 0 {
+		// Refused before queueing: counted as refused by the callers, not
+		// as a broker error.
+		t.Fatalf("broker_publish_errors_total %v, want 0", got)
+	}
+}
+
+// A publish still waiting when NATS dies is answered with an error, never
+// dropped silently; and once NATS is back, the broker's numbering is right.
+func TestClusterPublishInFlightWhenNATSDies(t *testing.T) {
+	nats := startNATS(t)
+	a := startNode(t, nats.url(), Config{PublishTimeout: time.Second})
+	sub := a.client(t, "news", nil)
+	errs := make(chan error, 200)
+	var wg sync.WaitGroup
+	for p := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				_, err := a.b.Publish(context.Background(), "news", fmt.Appendf(nil, `{"p":%d,"i":%d}`, p, i))
+				errs <- err
+			}
+		})
+	}
+	// Stop NATS while publishes are going.
+	waitFor(t, 10*time.Second, func() error {
+		if len(sub.got("news")) < 20 {
+			return errors.New("waiting for publishes to flow")
+		}
+		return nil
+	})
+	nats.stop()
+	wg.Wait()
+	close(errs)
+	ok, failed := 0, 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, broadcast.ErrUnavailable):
+			failed++
+		default:
+			t.Fatalf("unexpected error %v", err)
+		}
+	}
+	if failed == 0 {
+		t.Fatal("no publish failed although NATS stopped mid-way")
+	}
+	nats.start()
+	waitFor(t, 20*time.Second, func() error { return a.b.Ready() })
+	r := publish(t, a.b, "news", -1)
+	got := sub.got("news")
+	// Every confirmed publish was delivered; offsets are consecutive (a
+	// publish whose confirmation was lost may have been stored: it is
+	// then delivered, never twice).
+	sub.waitOffsets(t, "news", seq(1, r.Offset))
+	if len(got) < ok {
+		t.Fatalf("%d publishes confirmed but only %d delivered", ok, len(got))
+	}
+	if testutil.ToFloat64(a.m.PublishErrors) == 0 {
+		t.Fatal("broker_publish_errors_total is 0 after failed publishes")
+	}
+}
+
+// Something that is not a pushgate publication on the stream is counted
+// and dropped; publications after it are delivered.
+func TestClusterDropsForeignMessages(t *testing.T) {
+	nats := startNATS(t)
+	a := startNode(t, nats.url(), Config{})
+	sub := a.client(t, "news", nil)
+	nc, err := natsConnect(nats.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for _, m := range []*natsMsg{
+		{subject: "PUSHGATE.news", data: `{"x":1}`},                                                         // no headers
+		{subject: "PUSHGATE.news", data: `not json`, hdr: map[string]string{hdrOffset: "1", hdrEpoch: "e"}}, // bad data
+		{subject: "PUSHGATE.bad\"name", data: `1`, hdr: map[string]string{hdrOffset: "1", hdrEpoch: "e"}},   // bad channel
+	} {
+		if err := m.publish(nc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, func() error {
+		if got := testutil.ToFloat64(a.m.Invalid); got != 3 {
+			return fmt.Errorf("broker_invalid_messages_total %v, want 3", got)
+		}
+		return nil
+	})
+	r := publish(t, a.b, "news", 1)
+	sub.waitOffsets(t, "news", []uint64{r.Offset})
+}
+
+func TestSubjects(t *testing.T) {
+	for _, ch := range []string{"news", "a.b.c", "#alice", "chat:room-1"} {
+		s := subjectFor("P.", ch)
+		got, ok := channelOf("P.", s)
+		if !ok || got != ch {
+			t.Fatalf("%q -> %q -> %q %v", ch, s, got, ok)
+		}
+	}
+	for _, s := range []string{"P.", "Q.news", "P.a.b"} {
+		if _, ok := channelOf("P.", s); ok {
+			t.Fatalf("%q decoded as a channel", s)
+		}
+	}
+}
+
+// testWriter sends a node's log to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+type natsMsg struct {
+	subject, data string
+	hdr           map[string]string
+}
+
+func natsConnect(url string) (*nats.Conn, error) { return nats.Connect(url) }
+
+func (m *natsMsg) publish(nc *nats.Conn) error {
+	msg := nats.NewMsg(m.subject)
+	msg.Data = []byte(m.data)
+	for k, v := range m.hdr {
+		msg.Header.Set(k, v)
+	}
+	_, err := nc.RequestMsg(msg, 5*time.Second) // JetStream acknowledges
+	return err
+}
+
+// waitFor polls cond until it returns nil, failing with its last error
+// after d.
+func waitFor(t *testing.T, d time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", d, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
