@@ -1,0 +1,324 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// TestClusterBehindHAProxy runs the real topology as separate processes on
+// loopback: Debian's nats-server with JetStream, two gateways sharing it,
+// and HAProxy in front of them. Clients connect through HAProxy; a publish
+// to either gateway reaches all of them. One gateway is then stopped with
+// SIGTERM: it drains with 1001, its clients reconnect through HAProxy to
+// the other and recover with since, while publishing goes on. Every client
+// ends with every offset exactly once, in order.
+func TestClusterBehindHAProxy(t *testing.T) {
+	natsBin, haproxyBin := program(t, "nats-server"), program(t, "haproxy")
+	bin := gatewayBinary(t)
+
+	natsAddr, natsMon := freeAddr(t), freeAddr(t)
+	natsHost, natsPort, _ := net.SplitHostPort(natsAddr)
+	_, monPort, _ := net.SplitHostPort(natsMon)
+	nats := startProcess(t, natsBin, "-a", natsHost, "-p", natsPort, "-m", monPort, "-js", "-sd", t.TempDir())
+	waitHTTP(t, nats, "http://"+natsMon+"/healthz")
+
+	type gateway struct {
+		*process
+		addr, admin string
+	}
+	var gws []gateway
+	for range 2 {
+		g := gateway{addr: freeAddr(t), admin: freeAddr(t)}
+		g.process = startProcess(t, bin, "--addr", g.addr, "--admin-addr", g.admin, "--broker", "nats://"+natsAddr,
+			"--drain-timeout", "4s", "--close-timeout", "1s", "--log-format", "json")
+		gws = append(gws, g)
+	}
+	for _, g := range gws {
+		waitHTTP(t, g.process, "http://"+g.admin+"/readyz")
+	}
+
+	lb := freeAddr(t)
+	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(haproxyConfig(lb, [][2]string{{gws[0].addr, gws[0].admin}, {gws[1].addr, gws[1].admin}})), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hap := startProcess(t, haproxyBin, "-f", cfg, "-db")
+	waitHTTP(t, hap, "http://"+lb+"/healthz")
+
+	const clients = 300
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cs := make([]*clusterClient, clients)
+	var wg sync.WaitGroup
+	for i := range cs {
+		cs[i] = &clusterClient{}
+		wg.Go(func() { cs[i].run(ctx, "ws://"+lb) })
+	}
+	defer func() { cancel(); wg.Wait() }()
+	waitAll(t, cs, "every client subscribed", func(c *clusterClient) error {
+		if c.subscribed == 0 {
+			return errors.New("not subscribed")
+		}
+		return nil
+	})
+	// HAProxy spread them over both gateways.
+	per := [2]int{}
+	for i, g := range gws {
+		per[i] = gatewayConnections(t, g.admin)
+	}
+	if per[0]+per[1] != clients || per[0] < clients/4 || per[1] < clients/4 {
+		t.Fatalf("connections per gateway %v; want %d spread over both", per, clients)
+	}
+
+	// A publish to either node reaches every client.
+	offset := 0
+	publishTo := func(g gateway) {
+		t.Helper()
+		offset++
+		body := fmt.Sprintf(`{"channel":"news","data":{"n":%d}}`, offset)
+		resp, err := http.Post("http://"+g.admin+"/api/publish", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct{ Offset int }
+		err = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || r.Offset != offset {
+			t.Fatalf("publish %d to %s: status %d, offset %d, %v", offset, g.admin, resp.StatusCode, r.Offset, err)
+		}
+	}
+	for i := range 20 {
+		publishTo(gws[i%2])
+	}
+	waitOffsets(t, cs, offset)
+
+	// Stop the first gateway while publishing to the second goes on.
+	stopped := make(chan error, 1)
+	go func() { stopped <- gws[0].stop(t, syscall.SIGTERM, 15*time.Second) }()
+	for range 40 {
+		publishTo(gws[1])
+		time.Sleep(25 * time.Millisecond) // spread over the drain: load, not synchronisation
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("the drained gateway exited with %v", err)
+	}
+	for range 20 {
+		publishTo(gws[1])
+	}
+	waitOffsets(t, cs, offset)
+
+	moved := 0
+	for i, c := range cs {
+		c.mu.Lock()
+		closes, recovered := slices.Clone(c.closes), slices.Clone(c.recovered)
+		c.mu.Unlock()
+		if len(closes) == 0 {
+			continue
+		}
+		moved++
+		if len(closes) != 1 || closes[0] != websocket.StatusGoingAway {
+			t.Fatalf("client %d was closed with %v; want one 1001", i, closes)
+		}
+		if len(recovered) != 1 || !recovered[0] {
+			t.Fatalf("client %d resubscribed with recovered=%v; want true", i, recovered)
+		}
+	}
+	if moved != per[0] {
+		t.Fatalf("%d clients moved to the other gateway; the drained one held %d", moved, per[0])
+	}
+	if n := gatewayConnections(t, gws[1].admin); n != clients {
+		t.Fatalf("the remaining gateway holds %d connections; want all %d", n, clients)
+	}
+	if !strings.Contains(gws[0].logs.String(), `"msg":"draining"`) {
+		t.Fatalf("the stopped gateway did not log its drain:\n%s", gws[0].logs.String())
+	}
+}
+
+// haproxyConfig balances WebSockets over the gateways, checking each one's
+// /readyz on its admin port, so a draining gateway gets no new clients.
+func haproxyConfig(bind string, gateways [][2]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `global
+	maxconn 2000
+defaults
+	mode http
+	timeout connect 2s
+	timeout client 60s
+	timeout server 60s
+	timeout tunnel 1h
+	timeout client-fin 5s
+	retries 3
+	option redispatch 1
+frontend ws
+	bind %s
+	default_backend gateways
+backend gateways
+	balance roundrobin
+	option httpchk GET /readyz
+	http-check expect status 200
+`, bind)
+	for i, g := range gateways {
+		_, adminPort, _ := net.SplitHostPort(g[1])
+		fmt.Fprintf(&b, "\tserver g%d %s check port %s inter 200ms fall 1 rise 1\n", i+1, g[0], adminPort)
+	}
+	return b.String()
+}
+
+func gatewayConnections(t *testing.T, admin string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/api/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var s struct{ Connections int }
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s.Connections
+}
+
+// clusterClient is a pushgate.v1 client as an application writes one: it
+// subscribes to news, and when its connection ends it reconnects and
+// subscribes again from the last offset it saw.
+type clusterClient struct {
+	mu         sync.Mutex
+	offsets    []uint64
+	epoch      string
+	subscribed int
+	closes     []websocket.StatusCode
+	recovered  []bool // for each resubscription
+	err        error
+}
+
+func (c *clusterClient) run(ctx context.Context, base string) {
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		c.mu.Lock()
+		resume := c.subscribed > 0
+		since, epoch := uint64(0), c.epoch
+		if n := len(c.offsets); n > 0 {
+			since = c.offsets[n-1]
+		}
+		c.mu.Unlock()
+		url := base + "/ws?channels=news"
+		if resume {
+			url = base + "/ws"
+		}
+		conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{"pushgate.v1"}})
+		if err != nil {
+			time.Sleep(min(time.Duration(attempt+1)*20*time.Millisecond, 200*time.Millisecond)) // a client's backoff
+			continue
+		}
+		attempt = 0
+		if resume {
+			sub := fmt.Sprintf(`{"op":"subscribe","channel":"news","since":%d,"epoch":%q}`, since, epoch)
+			if err := conn.Write(ctx, websocket.MessageText, []byte(sub)); err != nil {
+				conn.CloseNow()
+				continue
+			}
+		}
+		err = c.read(ctx, conn, resume)
+		conn.CloseNow()
+		if code := websocket.CloseStatus(err); code != -1 {
+			c.mu.Lock()
+			c.closes = append(c.closes, code)
+			c.mu.Unlock()
+		}
+	}
+}
+
+func (c *clusterClient) read(ctx context.Context, conn *websocket.Conn, resume bool) error {
+	for {
+		_, data, err := conn.Read(ctx)
+		if err != nil {
+			return err
+		}
+		var m struct {
+			Type      string
+			Offset    uint64
+			Epoch     string
+			Recovered bool
+			Code      string
+		}
+		if err := json.Unmarshal(data, &m); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		switch m.Type {
+		case "subscribed":
+			c.subscribed++
+			if m.Epoch != "" {
+				c.epoch = m.Epoch
+			}
+			if resume {
+				c.recovered = append(c.recovered, m.Recovered)
+			}
+		case "message":
+			c.offsets = append(c.offsets, m.Offset)
+		default:
+			c.err = fmt.Errorf("unexpected %s", data)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// waitAll waits until cond holds for every client, reporting the first
+// client it fails for.
+func waitAll(t *testing.T, cs []*clusterClient, what string, cond func(*clusterClient) error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var bad error
+		for i, c := range cs {
+			c.mu.Lock()
+			err := cond(c)
+			if c.err != nil {
+				err = c.err
+			}
+			c.mu.Unlock()
+			if err != nil {
+				bad = fmt.Errorf("client %d: %w", i, err)
+				break
+			}
+		}
+		if bad == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, bad)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitOffsets waits until every client has offsets 1..n, each once, in
+// order.
+func waitOffsets(t *testing.T, cs []*clusterClient, n int) {
+	t.Helper()
+	waitAll(t, cs, "offsets 1.."+strconv.Itoa(n)+" at every client", func(c *clusterClient) error {
+		for i, o := range c.offsets {
+			if o != uint64(i+1) {
+				return fmt.Errorf("offset %d at position %d (of %d received)", o, i+1, len(c.offsets))
+			}
+		}
+		if len(c.offsets) != n {
+			return fmt.Errorf("%d of %d offsets", len(c.offsets), n)
+		}
+		return nil
+	})
+}
