@@ -34,7 +34,8 @@ func TestClusterBehindHAProxy(t *testing.T) {
 	natsAddr, natsMon := freeAddr(t), freeAddr(t)
 	natsHost, natsPort, _ := net.SplitHostPort(natsAddr)
 	_, monPort, _ := net.SplitHostPort(natsMon)
-	nats := startProcess(t, natsBin, "-a", natsHost, "-p", natsPort, "-m", monPort, "-js", "-sd", t.TempDir())
+	natsArgs := []string{"-a", natsHost, "-p", natsPort, "-m", monPort, "-js", "-sd", t.TempDir()}
+	nats := startProcess(t, natsBin, natsArgs...)
 	waitHTTP(t, nats, "http://"+natsMon+"/healthz")
 
 	type gateway struct {
@@ -146,6 +147,84 @@ func TestClusterBehindHAProxy(t *testing.T) {
 	}
 	if !strings.Contains(gws[0].logs.String(), `"msg":"draining"`) {
 		t.Fatalf("the stopped gateway did not log its drain:\n%s", gws[0].logs.String())
+	}
+	// The survivor published 70 of the 80 and received all of them, 10
+	// from the other node.
+	checked := map[string]bool{}
+	survivor := gws[1].admin
+	checkMetrics(t, survivor, checked,
+		expect{name: "pushgate_broker_up", want: 1},
+		expect{name: "pushgate_broker_published_total", want: 70},
+		expect{name: "pushgate_broker_publish_duration_seconds", want: 70},
+		expect{name: "pushgate_broker_received_total", want: 80},
+		expect{name: "pushgate_publishes_total", label: "source=broker", want: 10},
+		expect{name: "pushgate_publishes_total", label: "source=api", want: 70},
+		expect{name: "pushgate_fanout_duration_seconds", want: 80},
+		expect{name: "pushgate_broker_publish_errors_total", want: 0},
+		expect{name: "pushgate_broker_invalid_messages_total", want: 0},
+		expect{name: "pushgate_broker_gaps_total", want: 0},
+		expect{name: "pushgate_broker_lag_messages", want: 0},
+		expect{name: "pushgate_broker_reconnects_total", want: 0},
+	)
+
+	// NATS goes away: the gateway keeps its clients, says it is not ready,
+	// and refuses publishes with an error; NATS comes back and delivery
+	// resumes.
+	if err := nats.stop(t, syscall.SIGTERM, 15*time.Second); err != nil {
+		t.Logf("nats-server exited with %v", err)
+	}
+	waitStatus(t, "http://"+survivor+"/readyz", http.StatusServiceUnavailable)
+	resp, err := http.Post("http://"+survivor+"/api/publish", "application/json", strings.NewReader(`{"channel":"news","data":0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("publish with NATS down: %d, want 503", resp.StatusCode)
+	}
+	checkMetrics(t, survivor, checked,
+		expect{name: "pushgate_broker_up", want: 0},
+		expect{name: "pushgate_publishes_refused_total", label: "reason=unavailable", want: 1},
+		expect{name: "pushgate_connections", want: clients},
+	)
+	nats = startProcess(t, natsBin, natsArgs...)
+	waitHTTP(t, gws[1].process, "http://"+survivor+"/readyz")
+	publishTo(gws[1])
+	waitOffsets(t, cs, offset)
+	checkMetrics(t, survivor, checked,
+		expect{name: "pushgate_broker_up", want: 1},
+		expect{name: "pushgate_broker_reconnects_total", min: 1},
+	)
+	for _, name := range []string{"pushgate_broker_up", "pushgate_broker_published_total", "pushgate_broker_publish_errors_total",
+		"pushgate_broker_publish_duration_seconds", "pushgate_broker_received_total", "pushgate_broker_invalid_messages_total",
+		"pushgate_broker_lag_messages", "pushgate_broker_reconnects_total", "pushgate_broker_gaps_total"} {
+		if !checked[name] {
+			t.Errorf("%s not checked", name)
+		}
+	}
+	for name := range scrape(t, survivor) {
+		if strings.HasPrefix(name, "pushgate_broker_") && !checked[name] {
+			t.Errorf("%s is exported but not checked", name)
+		}
+	}
+}
+
+// waitStatus waits until url answers with status.
+func waitStatus(t *testing.T, url string, status int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == status {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer %d within 20s", url, status)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

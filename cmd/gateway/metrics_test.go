@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/golang-jwt/jwt/v5"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/pushgate/pushgate/internal/wstest"
+)
+
+// scrape reads the gateway's /metrics into families by name.
+func scrape(t *testing.T, admin string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fams
+}
+
+// value reads one series of a counter or gauge, or a histogram's count;
+// label is "name=value" or empty. A missing series reads as -1.
+func value(fams map[string]*dto.MetricFamily, name, label string) float64 {
+	f := fams[name]
+	if f == nil {
+		return -1
+	}
+	for _, m := range f.GetMetric() {
+		if label != "" {
+			k, v, _ := strings.Cut(label, "=")
+			found := false
+			for _, l := range m.GetLabel() {
+				found = found || (l.GetName() == k && l.GetValue() == v)
+			}
+			if !found {
+				continue
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return -1
+}
+
+// expect is a metric's expected value: exactly want, or at least min.
+type expect struct {
+	name, label string
+	want, min   float64
+}
+
+func checkMetrics(t *testing.T, admin string, checked map[string]bool, expects ...expect) {
+	t.Helper()
+	var last []string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fams := scrape(t, admin)
+		last = last[:0]
+		for _, e := range expects {
+			checked[e.name] = true
+			got := value(fams, e.name, e.label)
+			switch {
+			case e.min > 0 && got < e.min:
+				last = append(last, fmt.Sprintf("%s{%s} = %v, want at least %v", e.name, e.label, got, e.min))
+			case e.min == 0 && got != e.want:
+				last = append(last, fmt.Sprintf("%s{%s} = %v, want %v", e.name, e.label, got, e.want))
+			}
+		}
+		if len(last) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics:\n%s", strings.Join(last, "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestEveryMetric drives a running gateway through everything its metrics
+// count, and checks each value in its /metrics. Every pushgate_ metric the
+// gateway exports must be checked here; the broker's are checked by
+// TestClusterBehindHAProxy.
+func TestEveryMetric(t *testing.T) {
+	secret := strings.Repeat("k", 32)
+	g := runGateway(t, freeAddr(t), freeAddr(t), "--echo", "--jwt-secret", secret, "--client-publish", "chat:*",
+		"--allowed-origins", "https://ok.example", "--max-header-bytes", "2048", "--handshake-timeout", "500ms",
+		"--outbound-queue-bytes", "65536", "--history-size", "3")
+	checked := map[string]bool{}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice", "channels": []string{"news", "chat:*"}}).
+		SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := "Authorization: Bearer " + tok
+
+	// Handshakes: one of each refusal, and three that succeed.
+	for _, extra := range [][]string{
+		{"Upgrade:"},                           // bad_request
+		{"Sec-WebSocket-Version: 12", auth},    // bad_version
+		{},                                     // unauthorized
+		{"Origin: https://evil.example", auth}, // forbidden_origin
+		{"X-Pad: " + strings.Repeat("p", 4096), auth}, // too_large
+	} {
+		c := wstest.Connect(t, g.addr)
+		c.Write([]byte(wstest.UpgradeRequest("/ws", extra...)))
+		if resp := c.Response(); resp.StatusCode == http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade with %v succeeded", extra)
+		}
+		c.Conn.Close()
+	}
+	silent := wstest.Connect(t, g.addr) // sends half a request head, then times out
+	silent.Write([]byte("GET /ws HTTP/1.1\r\n"))
+	checkMetrics(t, g.admin, checked, expect{name: "pushgate_handshakes_in_flight", want: 1})
+	silent.ExpectEOF()
+	a, _ := wstest.Dial(t, g.addr, "/ws?channels=news", auth)
+	b, _ := wstest.Dial(t, g.addr, "/ws?channels=news,chat:room", auth)
+	quitter, _ := wstest.Dial(t, g.addr, "/ws", auth)
+	// Each is subscribed to its user's channel, #alice, and what it asked.
+	for _, c := range []*wstest.Client{a, a, b, b, b, quitter} {
+		c.ExpectMsg("subscribed", "")
+	}
+	quitter.Write(wstest.Frame(true, 0, ws.OpClose, wstest.ClosePayload(1000, "")))
+	quitter.ExpectClose(1000)
+
+	// Publishes: five from the API, one from a client.
+	for i := range 5 {
+		if code, body := g.post(t, "/api/publish", fmt.Sprintf(`{"channel":"news","data":%d}`, i), ""); code != http.StatusOK {
+			t.Fatalf("publish: %d %s", code, body)
+		}
+	}
+	b.Send(`{"op":"publish","channel":"chat:room","data":"hi"}`)
+	for range 5 {
+		a.ExpectMsg("message", "")
+		b.ExpectMsg("message", "")
+	}
+	b.ExpectMsg("message", "") // its own chat message
+
+	// A client holding half a frame.
+	half, _ := wstest.Dial(t, g.addr, "/ws", auth)
+	half.ExpectMsg("subscribed", "")
+	half.Write(wstest.Text(`{"op":"subscribe","channel":"news"}`)[:5])
+
+	checkMetrics(t, g.admin, checked,
+		expect{name: "pushgate_handshakes_total", label: "result=ok", want: 4},
+		expect{name: "pushgate_handshakes_total", label: "result=bad_request", want: 1},
+		expect{name: "pushgate_handshakes_total", label: "result=bad_version", want: 1},
+		expect{name: "pushgate_handshakes_total", label: "result=unauthorized", want: 1},
+		expect{name: "pushgate_handshakes_total", label: "result=forbidden_origin", want: 1},
+		expect{name: "pushgate_handshakes_total", label: "result=too_large", want: 1},
+		expect{name: "pushgate_handshakes_total", label: "result=timeout", want: 1},
+		expect{name: "pushgate_handshakes_in_flight", want: 0},
+		expect{name: "pushgate_connections", want: 3},
+		expect{name: "pushgate_connections_accepted_total", want: 4},
+		expect{name: "pushgate_connections_closed_total", label: "reason=client_close", want: 1},
+		expect{name: "pushgate_messages_received_total", want: 1},  // the chat publish
+		expect{name: "pushgate_received_bytes_total", min: 20},     // it and the close
+		expect{name: "pushgate_messages_sent_total", want: 7 + 11}, // replies and messages; control frames are not counted
+		expect{name: "pushgate_sent_bytes_total", min: 11 * 40},
+		expect{name: "pushgate_publishes_total", label: "source=api", want: 5},
+		expect{name: "pushgate_publishes_total", label: "source=client", want: 1},
+		expect{name: "pushgate_publishes_total", label: "source=broker", want: 0},
+		expect{name: "pushgate_publishes_refused_total", label: "reason=overloaded", want: 0},
+		expect{name: "pushgate_publishes_refused_total", label: "reason=unavailable", want: 0},
+		expect{name: "pushgate_fanout_duration_seconds", want: 6},
+		expect{name: "pushgate_channels", want: 3}, // news, chat:room, #alice
+		expect{name: "pushgate_subscriptions", want: 6},
+		expect{name: "pushgate_history_entries", want: 3 + 1}, // news keeps 3 of 5
+		expect{name: "pushgate_publishes_in_flight", want: 0},
+		expect{name: "pushgate_partial_messages", want: 1},
+		expect{name: "pushgate_poller_events_total", min: 3}, // reads of the publish, the close, the half frame
+		expect{name: "pushgate_workers_busy", want: 0},
+		expect{name: "pushgate_tasks_queued", want: 0},
+		expect{name: "pushgate_slow_consumers_total", want: 0},
+		expect{name: "pushgate_outbound_dropped_frames_total", want: 0},
+		expect{name: "pushgate_outbound_queued_bytes", want: 0},
+		expect{name: "pushgate_heartbeat_pings_total", want: 0},
+		expect{name: "pushgate_heartbeat_evictions_total", want: 0},
+		expect{name: "go_goroutines", min: 1},
+		expect{name: "process_open_fds", min: 1},
+	)
+
+	// A reader too slow for what it asks echoed is closed with 1013.
+	slow, _ := wstest.Dial(t, g.addr, "/echo")
+	frame := wstest.Frame(true, 0, ws.OpBinary, bytes.Repeat([]byte{'s'}, 32<<10))
+	for i := 0; value(scrape(t, g.admin), "pushgate_slow_consumers_total", "") < 1; i++ {
+		if i == 10000 {
+			t.Fatal("no slow-consumer close after 320 MiB")
+		}
+		if _, err := slow.Conn.Write(frame); err != nil {
+			break
+		}
+	}
+	slow.Conn.Close()
+	checkMetrics(t, g.admin, checked,
+		expect{name: "pushgate_slow_consumers_total", want: 1},
+		expect{name: "pushgate_outbound_dropped_frames_total", min: 1},
+		expect{name: "pushgate_connections_closed_total", label: "reason=slow_consumer", want: 1},
+	)
+
+	// Heartbeats, on a gateway that pings soon: a client that never
+	// answers is evicted.
+	h := runGateway(t, freeAddr(t), freeAddr(t), "--echo", "--ping-interval", "100ms", "--pong-timeout", "100ms")
+	mute, _ := wstest.Dial(t, h.addr, "/echo")
+	if hd, _ := mute.ReadFrame(); hd.OpCode != ws.OpPing {
+		t.Fatalf("got %v, want a ping", hd.OpCode)
+	}
+	mute.ExpectClose(1001)
+	checkMetrics(t, h.admin, map[string]bool{},
+		expect{name: "pushgate_heartbeat_pings_total", min: 1},
+		expect{name: "pushgate_heartbeat_evictions_total", want: 1},
+		expect{name: "pushgate_connections_closed_total", label: "reason=heartbeat_timeout", want: 1},
+	)
+
+	// Every pushgate metric the gateway exports was checked.
+	for name := range scrape(t, g.admin) {
+		if strings.HasPrefix(name, "pushgate_") && !checked[name] {
+			t.Errorf("%s is exported but this test does not check it", name)
+		}
+	}
+}
