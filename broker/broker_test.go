@@ -28,13 +28,13 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // natsServer is an embedded NATS server with JetStream, restartable on the
 // same port and store.
 type natsServer struct {
-	t    *testing.T
+	t    testing.TB
 	port int
 	dir  string
 	srv  *natsserver.Server
 }
 
-func startNATS(t *testing.T) *natsServer {
+func startNATS(t testing.TB) *natsServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -81,11 +81,11 @@ type node struct {
 	g   *metrics.Gateway
 }
 
-func startNode(t *testing.T, url string, cfg Config) *node {
+func startNode(t testing.TB, url string, cfg Config) *node {
 	return startNodeHistory(t, url, cfg, 0)
 }
 
-func startNodeHistory(t *testing.T, url string, cfg Config, historySize int) *node {
+func startNodeHistory(t testing.TB, url string, cfg Config, historySize int) *node {
 	t.Helper()
 	n := &node{hub: broadcast.New(broadcast.Config{Shards: 2, Clustered: true, HistorySize: historySize}),
 		m: metrics.NewBroker(nil), g: metrics.New(nil)}
@@ -509,7 +509,7 @@ func TestSubjects(t *testing.T) {
 }
 
 // testWriter sends a node's log to the test's log.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
@@ -535,7 +535,7 @@ func (m *natsMsg) publish(nc *nats.Conn) error {
 
 // waitFor polls cond until it returns nil, failing with its last error
 // after d.
-func waitFor(t *testing.T, d time.Duration, cond func() error) {
+func waitFor(t testing.TB, d time.Duration, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
