@@ -43,6 +43,14 @@
 // recovered:true, or, when history no longer reaches back or the epoch
 // differs, is replayed all the history holds and told recovered:false.
 //
+// # Clustered
+//
+// A single node numbers its own publications. In a cluster the broker
+// (package broker) numbers them and every node's hub takes them, in order,
+// through Apply; a Clustered hub's channels get their epoch from the
+// broker's first message. Publisher is what the API and client publishing
+// call: the Hub itself, or the broker.
+//
 // # Publish slots
 //
 // At most Config.MaxPending publications are fanned out at once: Publish

@@ -109,16 +109,15 @@ type Broker struct {
 	waiters map[string]chan broadcast.Result // by message ID: publishers awaiting their local fan-out
 	nwait   atomic.Int32                     // len(waiters), read without the lock
 
-	applied    atomic.Uint64 // stream sequence of the last publication applied
-	target     atomic.Uint64 // the stream's last sequence when reading began
-	consuming  atomic.Bool
-	caughtUp   atomic.Bool
-	kick       chan struct{}
-	ctx        context.Context
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup // supervisor and publishers
-	closeOnce  sync.Once
-	everUpOnce sync.Once
+	applied   atomic.Uint64 // stream sequence of the last publication applied
+	target    atomic.Uint64 // the stream's last sequence when reading began
+	consuming atomic.Bool
+	caughtUp  atomic.Bool
+	kick      chan struct{}
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // supervisor and publishers
+	closeOnce sync.Once
 }
 
 var _ broadcast.Publisher = (*Broker)(nil)

@@ -187,7 +187,7 @@ func TestClusterBehindHAProxy(t *testing.T) {
 		expect{name: "pushgate_publishes_refused_total", label: "reason=unavailable", want: 1},
 		expect{name: "pushgate_connections", want: clients},
 	)
-	nats = startProcess(t, natsBin, natsArgs...)
+	startProcess(t, natsBin, natsArgs...) // the same port and store: the stream is still there
 	waitHTTP(t, gws[1].process, "http://"+survivor+"/readyz")
 	publishTo(gws[1])
 	waitOffsets(t, cs, offset)

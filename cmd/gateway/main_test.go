@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"flag"
 	"net"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,6 +94,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"--jwt-public-key", "/nonexistent.pem"}, 2, "--jwt-public-key"},
 		{[]string{"--jwt-secret", strings.Repeat("k", 32), "--jwt-public-key", "k.pem"}, 2, "exclusive"},
 		{[]string{"--max-publish-bytes", "0"}, 2, "--max-publish-bytes"},
+		{[]string{"--broker", "http://nats:4222"}, 2, "invalid --broker"},
+		{[]string{"--broker", "nats://nats:4222", "--broker-replicas", "0"}, 2, "--broker-replicas"},
+		{[]string{"--broker", "nats://nats:4222", "--broker-publish-timeout", "0s"}, 2, "--broker-publish-timeout"},
 		{[]string{"--addr", busy.Addr().String()}, 1, "address already in use"},
 		{[]string{"--addr", "127.0.0.1:0", "--admin-addr", busy.Addr().String()}, 1, "admin listener"},
 	} {
@@ -122,57 +122,12 @@ func freeAddr(t *testing.T) string {
 // TestSIGTERM runs the built binary, holds a connection, sends SIGTERM and
 // checks the drain: the client gets 1001 and the process exits 0.
 func TestSIGTERM(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "pushgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	addr, admin := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "--addr", addr, "--admin-addr", admin, "--drain-timeout", "2s", "--close-timeout", "1s", "--log-format", "json")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Collect the log, and tell when the gateway says it listens.
-	var logs bytes.Buffer
-	listening := make(chan struct{})
-	logDone := make(chan struct{})
-	go func() {
-		defer close(logDone)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logs.Write(append(sc.Bytes(), '\n'))
-			if strings.Contains(sc.Text(), `"msg":"pushgate listening"`) {
-				close(listening)
-			}
-		}
-	}()
-	// Wait only once the log pipe is drained, as os/exec requires.
-	var waitErr error
-	exited := make(chan struct{})
-	go func() {
-		<-logDone
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	defer func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}()
-
-	select {
-	case <-listening:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the gateway did not log that it listens")
-	}
+	p := startProcess(t, gatewayBinary(t), "--addr", addr, "--admin-addr", admin,
+		"--drain-timeout", "2s", "--close-timeout", "1s", "--log-format", "json")
+	waitHTTP(t, p, "http://"+admin+"/readyz")
 	c, _ := wstest.Dial(t, addr, "/ws")
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if reason := c.ExpectClose(1001); reason != "server shutting down" {
@@ -180,13 +135,17 @@ func TestSIGTERM(t *testing.T) {
 	}
 	c.Write(wstest.Frame(true, 0, ws.OpClose, wstest.ClosePayload(1001, "")))
 	c.ExpectEOF()
-	<-exited
-	if waitErr != nil {
-		t.Fatalf("exit: %v\n%s", waitErr, logs.String())
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the gateway did not exit within 10s of SIGTERM")
+	}
+	if p.err != nil {
+		t.Fatalf("exit: %v\n%s", p.err, p.logs.String())
 	}
 	for _, want := range []string{`"msg":"pushgate listening"`, `"msg":"draining"`, `"msg":"stopped"`} {
-		if !strings.Contains(logs.String(), want) {
-			t.Errorf("log lacks %s:\n%s", want, logs.String())
+		if !strings.Contains(p.logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, p.logs.String())
 		}
 	}
 }

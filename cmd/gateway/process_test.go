@@ -107,7 +107,7 @@ func startProcess(t *testing.T, name string, args ...string) *process {
 	return p
 }
 
-// signal sends sig and waits, bounded, for the process to exit.
+// stop sends sig and waits, bounded, for the process to exit.
 func (p *process) stop(t *testing.T, sig syscall.Signal, within time.Duration) error {
 	t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
