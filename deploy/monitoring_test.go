@@ -6,7 +6,6 @@ package deploy
 // the other tests of the package.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,7 +21,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -476,28 +474,10 @@ func monFreeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// monLog collects a process's output for failure messages.
-type monLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *monLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *monLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // monProc is a program started for a test, killed when it ends.
 type monProc struct {
 	name   string
-	log    *monLog
+	log    *wstest.SyncBuffer
 	exited chan struct{}
 }
 
@@ -505,7 +485,7 @@ type monProc struct {
 // waited for, and its output is logged if the test failed.
 func monStart(t *testing.T, dir, name string, args ...string) *monProc {
 	t.Helper()
-	p := &monProc{name: filepath.Base(name), log: &monLog{}, exited: make(chan struct{})}
+	p := &monProc{name: filepath.Base(name), log: &wstest.SyncBuffer{}, exited: make(chan struct{})}
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = p.log, p.log
