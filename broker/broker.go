@@ -161,7 +161,6 @@ func New(cfg Config) (*Broker, error) {
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			b.log.Warn("broker disconnected; serving local subscribers, refusing publishes", "err", err)
-			b.m.Up.Set(0)
 			b.poke()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
@@ -178,6 +177,7 @@ func New(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b.nc = nc
+	b.m.Observe(func() bool { return b.Ready() == nil }, func() int { return len(b.slots) })
 	if b.js, err = jetstream.New(nc); err != nil {
 		nc.Close()
 		cancel()
@@ -195,7 +195,6 @@ func (b *Broker) Close() {
 		b.cancel()
 		b.wg.Wait()
 		b.nc.Close()
-		b.m.Up.Set(0)
 	})
 }
 
@@ -217,14 +216,6 @@ func (b *Broker) poke() {
 	select {
 	case b.kick <- struct{}{}:
 	default:
-	}
-}
-
-func (b *Broker) updateUp() {
-	if b.Ready() == nil {
-		b.m.Up.Set(1)
-	} else {
-		b.m.Up.Set(0)
 	}
 }
 

@@ -24,6 +24,7 @@ func (b *Broker) supervise() {
 	}()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	lastPrune := time.Now()
 	ok := false
 	for {
 		if b.nc.IsConnected() && (!ok || cc == nil) {
@@ -33,14 +34,16 @@ func (b *Broker) supervise() {
 				ok = true
 			}
 		}
-		b.updateUp()
 		select {
 		case <-b.ctx.Done():
 			return
 		case <-b.kick:
 			ok = false // check again: the stream may be gone after a reconnection
 		case now := <-tick.C:
-			b.prune(now)
+			if now.Sub(lastPrune) > b.cfg.HistoryTTL/4 {
+				b.prune(now)
+				lastPrune = now
+			}
 		}
 	}
 }
@@ -162,6 +165,5 @@ func (b *Broker) advance(seq, pending uint64) {
 	if !b.caughtUp.Load() && seq >= b.target.Load() {
 		b.caughtUp.Store(true)
 		b.log.Info("broker: caught up with the stream", "seq", seq)
-		b.updateUp()
 	}
 }

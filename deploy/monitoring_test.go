@@ -373,7 +373,7 @@ func (f monFamilies) monSeriesName(name string) bool {
 func monBrokerFamilies(t *testing.T) monFamilies {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	metrics.NewBroker(reg)
+	metrics.NewBroker(reg).Observe(func() bool { return true }, func() int { return 0 })
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -140,9 +140,10 @@ func (g *Gateway) ObserveHub(channels, subscriptions, historyEntries, inFlight f
 // a broker is configured, so that a single node has no broker_up to alert
 // on.
 type Broker struct {
-	// Up is 1 while the broker connection is up and its stream consumed, 0
-	// while it is down or catching up.
-	Up prometheus.Gauge
+	// Up is 1 while the broker connection is up and its stream read up to
+	// date, 0 while it is down or catching up; set by Observe, read when
+	// scraped.
+	Up prometheus.GaugeFunc
 	// Published counts publications the broker confirmed; PublishErrors
 	// those it could not take (each answered with an error).
 	Published     prometheus.Counter
@@ -162,14 +163,31 @@ type Broker struct {
 	// Gaps counts jumps in a channel's offsets on this node: publications
 	// the stream no longer held when this node came to read them.
 	Gaps prometheus.Counter
+
+	reg prometheus.Registerer
+}
+
+// Observe exports the broker's state, read when scraped: whether it is up
+// (connected, and caught up with the stream), and the publishes waiting for
+// its confirmation (bounded by --max-pending-publishes).
+func (b *Broker) Observe(up func() bool, pending func() int) {
+	f := factory{b.reg}
+	b.Up = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "broker_up",
+		Help: "1 while the broker (NATS) is connected and this node is caught up with its stream, else 0."},
+		func() float64 {
+			if up() {
+				return 1
+			}
+			return 0
+		})
+	f.register(b.Up)
+	f.gaugeFunc("broker_pending_publishes", "Publishes waiting for the broker to confirm them.", pending)
 }
 
 // NewBroker creates the broker's collectors and registers them with reg.
 func NewBroker(reg prometheus.Registerer) *Broker {
 	f := factory{reg}
 	return &Broker{
-		Up: f.gauge("broker_up",
-			"1 while the broker (NATS) is connected and this node is caught up with its stream, else 0."),
 		Published: f.counter("broker_published_total",
 			"Publications the broker confirmed."),
 		PublishErrors: f.counter("broker_publish_errors_total",
@@ -187,6 +205,7 @@ func NewBroker(reg prometheus.Registerer) *Broker {
 			"Reconnections to the broker after the connection was lost."),
 		Gaps: f.counter("broker_gaps_total",
 			"Jumps in a channel's offsets: publications gone from the stream before this node read them."),
+		reg: reg,
 	}
 }
 

@@ -165,6 +165,7 @@ func TestClusterBehindHAProxy(t *testing.T) {
 		expect{name: "pushgate_broker_gaps_total", want: 0},
 		expect{name: "pushgate_broker_lag_messages", want: 0},
 		expect{name: "pushgate_broker_reconnects_total", want: 0},
+		expect{name: "pushgate_broker_pending_publishes", want: 0},
 	)
 
 	// NATS goes away: the gateway keeps its clients, says it is not ready,
@@ -197,7 +198,8 @@ func TestClusterBehindHAProxy(t *testing.T) {
 	)
 	for _, name := range []string{"pushgate_broker_up", "pushgate_broker_published_total", "pushgate_broker_publish_errors_total",
 		"pushgate_broker_publish_duration_seconds", "pushgate_broker_received_total", "pushgate_broker_invalid_messages_total",
-		"pushgate_broker_lag_messages", "pushgate_broker_reconnects_total", "pushgate_broker_gaps_total"} {
+		"pushgate_broker_lag_messages", "pushgate_broker_reconnects_total", "pushgate_broker_gaps_total",
+		"pushgate_broker_pending_publishes"} {
 		if !checked[name] {
 			t.Errorf("%s not checked", name)
 		}
