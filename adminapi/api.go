@@ -147,20 +147,20 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := a.cfg.Publisher.Publish(r.Context(), channel, compact(req.Data))
+	if err != nil {
+		a.cfg.Metrics.PublishesUnavailable.Inc()
+	}
 	switch {
 	case err == nil:
 		a.cfg.Metrics.PublishesAPI.Inc()
 	case errors.Is(err, broadcast.ErrClosed):
-		a.cfg.Metrics.PublishesUnavailable.Inc()
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the gateway is shutting down")
 		return
 	case errors.Is(err, broadcast.ErrUnavailable):
-		a.cfg.Metrics.PublishesUnavailable.Inc()
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "broker_unavailable", err.Error())
 		return
 	default: // the client went away while waiting for a slot
-		a.cfg.Metrics.PublishesUnavailable.Inc()
 		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
 	}
