@@ -109,6 +109,7 @@ type Broker struct {
 	waiters map[string]chan broadcast.Result // by message ID: publishers awaiting their local fan-out
 	nwait   atomic.Int32                     // len(waiters), read without the lock
 
+	applyMu   sync.Mutex    // one apply at a time, across consumers
 	applied   atomic.Uint64 // stream sequence of the last publication applied
 	target    atomic.Uint64 // the stream's last sequence when reading began
 	consuming atomic.Bool

@@ -12,8 +12,8 @@ import (
 )
 
 // supervise keeps the stream and its consumer in place: at start, and
-// after each reconnection, it creates the stream if NATS lost it and makes
-// sure the ordered consumer reads on from the last publication applied.
+// after each reconnection, it creates the stream if NATS lost it and
+// starts a consumer that reads on from the last publication applied.
 func (b *Broker) supervise() {
 	defer b.wg.Done()
 	var cc jetstream.ConsumeContext
@@ -30,6 +30,7 @@ func (b *Broker) supervise() {
 		if b.nc.IsConnected() && (!ok || cc == nil) {
 			if err := b.setup(&cc); err != nil {
 				b.log.Warn("broker: cannot set up the stream; retrying", "err", err)
+				b.consuming.Store(cc != nil)
 			} else {
 				ok = true
 			}
@@ -48,10 +49,12 @@ func (b *Broker) supervise() {
 	}
 }
 
-// setup creates or updates the stream and, unless one reads it already,
-// starts the ordered consumer after the last publication applied. A
-// stream found behind what was applied was recreated (NATS lost it): it is
-// read from its start.
+// setup creates or updates the stream and starts a new ordered consumer
+// after the last publication applied, stopping the one before. It runs at
+// start and after every (re)connection: a fresh consumer resumes at once,
+// where the old one would wait to notice the lost server. A stream found
+// behind what was applied was recreated (NATS lost it): it is read from
+// its start.
 func (b *Broker) setup(cc *jetstream.ConsumeContext) error {
 	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	defer cancel()
@@ -60,16 +63,22 @@ func (b *Broker) setup(cc *jetstream.ConsumeContext) error {
 		return err
 	}
 	b.stream.Store(&s)
-	last := s.CachedInfo().State.LastSeq
-	if *cc != nil {
-		if last >= b.applied.Load() {
-			return nil // the ordered consumer carries on by itself
-		}
-		b.log.Warn("broker: the stream is behind this node; it was recreated, reading it from its start",
-			"stream_last", last, "applied", b.applied.Load())
+	if *cc != nil { // replaced below; ready stays as it is meanwhile
 		(*cc).Stop()
 		*cc = nil
-		b.consuming.Store(false)
+	}
+	// With no apply in flight, the stream's last sequence is comparable
+	// with what was applied.
+	b.applyMu.Lock()
+	defer b.applyMu.Unlock()
+	info, err := s.Info(ctx)
+	if err != nil {
+		return err
+	}
+	last := info.State.LastSeq
+	if last < b.applied.Load() {
+		b.log.Warn("broker: the stream is behind this node; it was recreated, reading it from its start",
+			"stream_last", last, "applied", b.applied.Load())
 		b.applied.Store(0)
 	}
 	b.target.Store(last)
@@ -82,9 +91,13 @@ func (b *Broker) setup(cc *jetstream.ConsumeContext) error {
 	if err != nil {
 		return err
 	}
-	c, err := cons.Consume(b.apply, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		b.log.Debug("broker: consumer", "err", err)
-	}))
+	c, err := cons.Consume(b.apply,
+		// Heartbeats every 2s: a consumer that stops hearing them resets
+		// within seconds rather than the default half minute.
+		jetstream.PullHeartbeat(2*time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			b.log.Debug("broker: consumer", "err", err)
+		}))
 	if err != nil {
 		return err
 	}
@@ -110,7 +123,12 @@ func (b *Broker) streamConfig() jetstream.StreamConfig {
 }
 
 // apply hands one publication of the stream to the hub, in stream order.
+// A consumer stopped for a new one may still be in apply: applyMu keeps
+// the two from interleaving, and what the old one read is skipped by
+// sequence.
 func (b *Broker) apply(msg jetstream.Msg) {
+	b.applyMu.Lock()
+	defer b.applyMu.Unlock()
 	meta, err := msg.Metadata()
 	if err != nil {
 		b.m.Invalid.Inc()
