@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pushgate/pushgate/internal/proctest"
 	"github.com/pushgate/pushgate/internal/wstest"
 	"github.com/pushgate/pushgate/metrics"
 )
@@ -38,21 +38,6 @@ const (
 	// monWait bounds every wait on a process or on Prometheus.
 	monWait = 30 * time.Second
 )
-
-// monTool returns the path of an external program the test needs. Missing,
-// it fails the test under CI=true and skips it otherwise.
-func monTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not on PATH (make deps installs it): %v", name, err)
-	}
-	t.Skipf("%s is not on PATH; make deps installs it (with CI=true this test fails)", name)
-	return ""
-}
 
 // monRun runs a program to completion, bounded, and returns its exit code
 // and combined output.
@@ -71,7 +56,7 @@ func monRun(t *testing.T, dir string, name string, args ...string) (int, string)
 
 // TestMonitoringRulesCheck: promtool accepts the rule file.
 func TestMonitoringRulesCheck(t *testing.T) {
-	promtool := monTool(t, "promtool")
+	promtool := proctest.Program(t, "promtool")
 	code, out := monRun(t, ".", promtool, "check", "rules", "--lint-fatal", monRulesFile)
 	if code != 0 || !strings.Contains(out, "SUCCESS") {
 		t.Fatalf("promtool check rules: exit %d\n%s", code, out)
@@ -85,7 +70,7 @@ func TestMonitoringRulesCheck(t *testing.T) {
 // TestMonitoringRulesUnitTests runs the rules' unit tests, and checks that
 // every alert has a case where it fires and one where it must not.
 func TestMonitoringRulesUnitTests(t *testing.T) {
-	promtool := monTool(t, "promtool")
+	promtool := proctest.Program(t, "promtool")
 	code, out := monRun(t, filepath.Dir(monRulesTestFile), promtool, "test", "rules", filepath.Base(monRulesTestFile))
 	if code != 0 || !strings.Contains(out, "SUCCESS") {
 		t.Fatalf("promtool test rules: exit %d\n%s", code, out)
@@ -393,7 +378,7 @@ func monBrokerFamilies(t *testing.T) monFamilies {
 // /metrics; the broker's from metrics.NewBroker), and that the dashboard
 // shows every pushgate metric.
 func TestMonitoringMetricNames(t *testing.T) {
-	gw := monStartGateway(t, monBuildGateway(t))
+	gw := monStartGateway(t, proctest.Gateway(t))
 	families := gw.families(t)
 	for name := range families {
 		if strings.HasPrefix(name, "pushgate_broker_") {
@@ -452,66 +437,11 @@ func TestMonitoringMetricNames(t *testing.T) {
 	}
 }
 
-// monBuildGateway builds the gateway binary from the repository root.
-func monBuildGateway(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "gateway")
-	code, out := monRun(t, "..", "go", "build", "-o", bin, "./cmd/gateway")
-	if code != 0 {
-		t.Fatalf("go build ./cmd/gateway: exit %d\n%s", code, out)
-	}
-	return bin
-}
-
-// monFreeAddr returns a loopback address whose port was free a moment ago.
-func monFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// monProc is a program started for a test, killed when it ends.
-type monProc struct {
-	name   string
-	log    *wstest.SyncBuffer
-	exited chan struct{}
-}
-
-// monStart starts a program; at the test's end it is killed by its pid and
-// waited for, and its output is logged if the test failed.
-func monStart(t *testing.T, dir, name string, args ...string) *monProc {
-	t.Helper()
-	p := &monProc{name: filepath.Base(name), log: &wstest.SyncBuffer{}, exited: make(chan struct{})}
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = p.log, p.log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { _ = cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-p.exited:
-		case <-time.After(monWait):
-			t.Errorf("%s (pid %d) still running %v after SIGKILL", p.name, cmd.Process.Pid, monWait)
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", p.name, p.log.String())
-		}
-	})
-	return p
-}
-
 var monHTTP = &http.Client{Timeout: 5 * time.Second}
 
 // monPoll calls cond every 200ms until it holds, failing the test after
 // timeout with what cond last said was missing.
-func monPoll(t *testing.T, p *monProc, what string, timeout time.Duration, cond func() (bool, string)) {
+func monPoll(t *testing.T, p *proctest.Process, what string, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -520,8 +450,8 @@ func monPoll(t *testing.T, p *monProc, what string, timeout time.Duration, cond 
 			return
 		}
 		select {
-		case <-p.exited:
-			t.Fatalf("%s exited while waiting for %s (%s)", p.name, what, status)
+		case <-p.Exited:
+			t.Fatalf("%s exited while waiting for %s (%s)", p.Name, what, status)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -544,7 +474,7 @@ func monGet(u string) (int, []byte, error) {
 
 // monGateway is a running gateway binary.
 type monGateway struct {
-	*monProc
+	*proctest.Process
 	addr, admin string
 }
 
@@ -552,10 +482,10 @@ type monGateway struct {
 // its admin listener says it is ready.
 func monStartGateway(t *testing.T, bin string, args ...string) *monGateway {
 	t.Helper()
-	g := &monGateway{addr: monFreeAddr(t), admin: monFreeAddr(t)}
+	g := &monGateway{addr: proctest.FreeAddr(t), admin: proctest.FreeAddr(t)}
 	args = append([]string{"--addr", g.addr, "--admin-addr", g.admin}, args...)
-	g.monProc = monStart(t, filepath.Dir(bin), bin, args...)
-	monPoll(t, g.monProc, "ready gateway", monWait, func() (bool, string) {
+	g.Process = proctest.Start(t, filepath.Dir(bin), bin, args...)
+	monPoll(t, g.Process, "ready gateway", monWait, func() (bool, string) {
 		code, _, err := monGet("http://" + g.admin + "/readyz")
 		return code == http.StatusOK, fmt.Sprintf("/readyz: %d %v", code, err)
 	})
@@ -594,7 +524,7 @@ func (g *monGateway) publish(t *testing.T, body string) {
 
 // monProm is a Prometheus server under test.
 type monProm struct {
-	*monProc
+	*proctest.Process
 	base string
 }
 
@@ -621,18 +551,18 @@ scrape_configs:
   - job_name: pushgate-gone
     static_configs:
       - targets: [%q]
-`, rules, gatewayAdmin, monFreeAddr(t))
+`, rules, gatewayAdmin, proctest.FreeAddr(t))
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := monFreeAddr(t)
+	addr := proctest.FreeAddr(t)
 	p := &monProm{base: "http://" + addr}
-	p.monProc = monStart(t, dir, bin,
+	p.Process = proctest.Start(t, dir, bin,
 		"--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr,
 		"--log.level=warn")
-	monPoll(t, p.monProc, "ready Prometheus", monWait, func() (bool, string) {
+	monPoll(t, p.Process, "ready Prometheus", monWait, func() (bool, string) {
 		code, _, err := monGet(p.base + "/-/ready")
 		return code == http.StatusOK, fmt.Sprintf("/-/ready: %d %v", code, err)
 	})
@@ -699,8 +629,8 @@ func (p *monProm) query(q string) ([]monSample, error) {
 // queries valid and answered, and no alert but the one for the target
 // that is down.
 func TestMonitoringPrometheusEndToEnd(t *testing.T) {
-	promBin := monTool(t, "prometheus")
-	gw := monStartGateway(t, monBuildGateway(t))
+	promBin := proctest.Program(t, "prometheus")
+	gw := monStartGateway(t, proctest.Gateway(t))
 	prom := monStartPrometheus(t, promBin, gw.admin)
 
 	const (
@@ -750,7 +680,7 @@ func TestMonitoringPrometheusEndToEnd(t *testing.T) {
 		{`go_goroutines{job="pushgate"}`, ">", 0},
 		{`process_open_fds{job="pushgate"}`, ">", 0},
 	}
-	monPoll(t, prom.monProc, "expected values in Prometheus", monWait, func() (bool, string) {
+	monPoll(t, prom.Process, "expected values in Prometheus", monWait, func() (bool, string) {
 		var wrong []string
 		for _, e := range expects {
 			got, err := prom.query(e.query)
@@ -796,7 +726,7 @@ func monCheckRules(t *testing.T, prom *monProm) {
 		} `json:"groups"`
 	}
 	var rules []rule
-	monPoll(t, prom.monProc, "every rule evaluated", monWait, func() (bool, string) {
+	monPoll(t, prom.Process, "every rule evaluated", monWait, func() (bool, string) {
 		if err := prom.api("/api/v1/rules", &data); err != nil {
 			return false, err.Error()
 		}
@@ -863,7 +793,7 @@ func monCheckDashboardQueries(t *testing.T, prom *monProm) {
 	if t.Failed() {
 		return
 	}
-	monPoll(t, prom.monProc, "data for every dashboard query", monWait, func() (bool, string) {
+	monPoll(t, prom.Process, "data for every dashboard query", monWait, func() (bool, string) {
 		var bad []string
 		for _, q := range queries {
 			got, err := prom.query(q)
@@ -881,7 +811,7 @@ func monCheckDashboardQueries(t *testing.T, prom *monProm) {
 // nobody listens on, which shows that the rules are evaluated against what
 // is scraped.
 func monCheckAlerts(t *testing.T, prom *monProm, since time.Time) {
-	monPoll(t, prom.monProc, "every rule evaluated after "+since.Format(time.RFC3339Nano), monWait, func() (bool, string) {
+	monPoll(t, prom.Process, "every rule evaluated after "+since.Format(time.RFC3339Nano), monWait, func() (bool, string) {
 		var rules struct {
 			Groups []struct {
 				Rules []struct {
@@ -909,7 +839,7 @@ func monCheckAlerts(t *testing.T, prom *monProm, since time.Time) {
 	var data struct {
 		Alerts []alert `json:"alerts"`
 	}
-	monPoll(t, prom.monProc, "PushgateTargetDown pending for job pushgate-gone", monWait, func() (bool, string) {
+	monPoll(t, prom.Process, "PushgateTargetDown pending for job pushgate-gone", monWait, func() (bool, string) {
 		if err := prom.api("/api/v1/alerts", &data); err != nil {
 			return false, err.Error()
 		}

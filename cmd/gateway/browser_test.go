@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/pushgate/pushgate/internal/proctest"
 )
 
 // chromium finds Debian's Chromium. Under CI its absence fails the test:
@@ -98,7 +99,7 @@ func countText(text string) string {
 // themselves and show what was published meanwhile, each message once.
 func TestChatInBrowser(t *testing.T) {
 	newTab := browser(t)
-	addr, admin := freeAddr(t), freeAddr(t)
+	addr, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	args := []string{"--client-publish", "chat:*"}
 	g := runGateway(t, addr, admin, args...)
 

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/pushgate/pushgate/internal/proctest"
+	"github.com/pushgate/pushgate/internal/wstest"
 )
 
 // TestClusterBehindHAProxy runs the real topology as separate processes on
@@ -28,38 +30,38 @@ import (
 // the other and recover with since, while publishing goes on. Every client
 // ends with every offset exactly once, in order.
 func TestClusterBehindHAProxy(t *testing.T) {
-	natsBin, haproxyBin := program(t, "nats-server"), program(t, "haproxy")
-	bin := gatewayBinary(t)
+	natsBin, haproxyBin := proctest.Program(t, "nats-server"), proctest.Program(t, "haproxy")
+	bin := proctest.Gateway(t)
 
-	natsAddr, natsMon := freeAddr(t), freeAddr(t)
+	natsAddr, natsMon := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	natsHost, natsPort, _ := net.SplitHostPort(natsAddr)
 	_, monPort, _ := net.SplitHostPort(natsMon)
 	natsArgs := []string{"-a", natsHost, "-p", natsPort, "-m", monPort, "-js", "-sd", t.TempDir()}
-	nats := startProcess(t, natsBin, natsArgs...)
-	waitHTTP(t, nats, "http://"+natsMon+"/healthz")
+	nats := proctest.Start(t, "", natsBin, natsArgs...)
+	nats.WaitHTTP(t, "http://"+natsMon+"/healthz", http.StatusOK)
 
 	type gateway struct {
-		*process
+		*proctest.Process
 		addr, admin string
 	}
 	var gws []gateway
 	for range 2 {
-		g := gateway{addr: freeAddr(t), admin: freeAddr(t)}
-		g.process = startProcess(t, bin, "--addr", g.addr, "--admin-addr", g.admin, "--broker", "nats://"+natsAddr,
+		g := gateway{addr: proctest.FreeAddr(t), admin: proctest.FreeAddr(t)}
+		g.Process = proctest.Start(t, "", bin, "--addr", g.addr, "--admin-addr", g.admin, "--broker", "nats://"+natsAddr,
 			"--drain-timeout", "4s", "--close-timeout", "1s", "--log-format", "json")
 		gws = append(gws, g)
 	}
 	for _, g := range gws {
-		waitHTTP(t, g.process, "http://"+g.admin+"/readyz")
+		g.Process.WaitHTTP(t, "http://"+g.admin+"/readyz", http.StatusOK)
 	}
 
-	lb := freeAddr(t)
+	lb := proctest.FreeAddr(t)
 	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte(haproxyConfig(lb, [][2]string{{gws[0].addr, gws[0].admin}, {gws[1].addr, gws[1].admin}})), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	hap := startProcess(t, haproxyBin, "-f", cfg, "-db")
-	waitHTTP(t, hap, "http://"+lb+"/healthz")
+	hap := proctest.Start(t, "", haproxyBin, "-f", cfg, "-db")
+	hap.WaitHTTP(t, "http://"+lb+"/healthz", http.StatusOK)
 
 	const clients = 300
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -110,7 +112,7 @@ func TestClusterBehindHAProxy(t *testing.T) {
 
 	// Stop the first gateway while publishing to the second goes on.
 	stopped := make(chan error, 1)
-	go func() { stopped <- gws[0].stop(t, syscall.SIGTERM, 15*time.Second) }()
+	go func() { stopped <- gws[0].Stop(t, syscall.SIGTERM, 15*time.Second) }()
 	for range 40 {
 		publishTo(gws[1])
 		time.Sleep(25 * time.Millisecond) // spread over the drain: load, not synchronisation
@@ -145,8 +147,8 @@ func TestClusterBehindHAProxy(t *testing.T) {
 	if n := gatewayConnections(t, gws[1].admin); n != clients {
 		t.Fatalf("the remaining gateway holds %d connections; want all %d", n, clients)
 	}
-	if !strings.Contains(gws[0].logs.String(), `"msg":"draining"`) {
-		t.Fatalf("the stopped gateway did not log its drain:\n%s", gws[0].logs.String())
+	if !strings.Contains(gws[0].Logs.String(), `"msg":"draining"`) {
+		t.Fatalf("the stopped gateway did not log its drain:\n%s", gws[0].Logs.String())
 	}
 	// The survivor published 70 of the 80 and received all of them, 10
 	// from the other node.
@@ -171,10 +173,10 @@ func TestClusterBehindHAProxy(t *testing.T) {
 	// NATS goes away: the gateway keeps its clients, says it is not ready,
 	// and refuses publishes with an error; NATS comes back and delivery
 	// resumes.
-	if err := nats.stop(t, syscall.SIGTERM, 15*time.Second); err != nil {
+	if err := nats.Stop(t, syscall.SIGTERM, 15*time.Second); err != nil {
 		t.Logf("nats-server exited with %v", err)
 	}
-	waitStatus(t, "http://"+survivor+"/readyz", http.StatusServiceUnavailable)
+	gws[1].WaitHTTP(t, "http://"+survivor+"/readyz", http.StatusServiceUnavailable)
 	resp, err := http.Post("http://"+survivor+"/api/publish", "application/json", strings.NewReader(`{"channel":"news","data":0}`))
 	if err != nil {
 		t.Fatal(err)
@@ -188,8 +190,8 @@ func TestClusterBehindHAProxy(t *testing.T) {
 		expect{name: "pushgate_publishes_refused_total", label: "reason=unavailable", want: 1},
 		expect{name: "pushgate_connections", want: clients},
 	)
-	startProcess(t, natsBin, natsArgs...) // the same port and store: the stream is still there
-	waitHTTP(t, gws[1].process, "http://"+survivor+"/readyz")
+	proctest.Start(t, "", natsBin, natsArgs...) // the same port and store: the stream is still there
+	gws[1].WaitHTTP(t, "http://"+survivor+"/readyz", http.StatusOK)
 	publishTo(gws[1])
 	waitOffsets(t, cs, offset)
 	checkMetrics(t, survivor, checked,
@@ -208,25 +210,6 @@ func TestClusterBehindHAProxy(t *testing.T) {
 		if strings.HasPrefix(name, "pushgate_broker_") && !checked[name] {
 			t.Errorf("%s is exported but not checked", name)
 		}
-	}
-}
-
-// waitStatus waits until url answers with status.
-func waitStatus(t *testing.T, url string, status int) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == status {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer %d within 20s", url, status)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -362,9 +345,7 @@ func (c *clusterClient) read(ctx context.Context, conn *websocket.Conn, resume b
 // client it fails for.
 func waitAll(t *testing.T, cs []*clusterClient, what string, cond func(*clusterClient) error) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var bad error
+	wstest.Until(t, 30*time.Second, func() error {
 		for i, c := range cs {
 			c.mu.Lock()
 			err := cond(c)
@@ -373,18 +354,11 @@ func waitAll(t *testing.T, cs []*clusterClient, what string, cond func(*clusterC
 			}
 			c.mu.Unlock()
 			if err != nil {
-				bad = fmt.Errorf("client %d: %w", i, err)
-				break
+				return fmt.Errorf("waiting for %s: client %d: %w", what, i, err)
 			}
 		}
-		if bad == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, bad)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // waitOffsets waits until every client has offsets 1..n, each once, in

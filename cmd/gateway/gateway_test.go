@@ -10,6 +10,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/pushgate/pushgate/internal/proctest"
 	"github.com/pushgate/pushgate/internal/wstest"
 )
 
@@ -70,7 +71,7 @@ func (r *running) post(t *testing.T, path, body, key string) (int, string) {
 // The whole path as wired by main: a publish through the admin API reaches
 // a subscriber on /ws, and a client publishes to a chat channel.
 func TestPublishEndToEnd(t *testing.T) {
-	g := runGateway(t, freeAddr(t), freeAddr(t), "--api-key", "k3y", "--client-publish", "chat:*")
+	g := runGateway(t, proctest.FreeAddr(t), proctest.FreeAddr(t), "--api-key", "k3y", "--client-publish", "chat:*")
 	c, resp := wstest.Dial(t, g.addr, "/ws?channels=news,chat:lobby", "Sec-WebSocket-Protocol: pushgate.v1")
 	if p := resp.Header.Get("Sec-WebSocket-Protocol"); p != "pushgate.v1" {
 		t.Fatalf("subprotocol %q", p)
@@ -99,7 +100,7 @@ func TestPublishEndToEnd(t *testing.T) {
 }
 
 func TestAuthEndToEnd(t *testing.T) {
-	g := runGateway(t, freeAddr(t), freeAddr(t), "--jwt-secret", strings.Repeat("s", 32))
+	g := runGateway(t, proctest.FreeAddr(t), proctest.FreeAddr(t), "--jwt-secret", strings.Repeat("s", 32))
 	c := wstest.Connect(t, g.addr)
 	c.Write([]byte(wstest.UpgradeRequest("/ws")))
 	if resp := c.Response(); resp.StatusCode != http.StatusUnauthorized {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"net"
+	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/pushgate/pushgate/internal/proctest"
 	"github.com/pushgate/pushgate/internal/wstest"
 )
 
@@ -108,26 +110,15 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
-// freeAddr returns a loopback address with a port that was free a moment
-// ago.
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // TestSIGTERM runs the built binary, holds a connection, sends SIGTERM and
 // checks the drain: the client gets 1001 and the process exits 0.
 func TestSIGTERM(t *testing.T) {
-	addr, admin := freeAddr(t), freeAddr(t)
-	p := startProcess(t, gatewayBinary(t), "--addr", addr, "--admin-addr", admin,
+	addr, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
+	p := proctest.Start(t, "", proctest.Gateway(t), "--addr", addr, "--admin-addr", admin,
 		"--drain-timeout", "2s", "--close-timeout", "1s", "--log-format", "json")
-	waitHTTP(t, p, "http://"+admin+"/readyz")
+	p.WaitHTTP(t, "http://"+admin+"/readyz", http.StatusOK)
 	c, _ := wstest.Dial(t, addr, "/ws")
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if reason := c.ExpectClose(1001); reason != "server shutting down" {
@@ -136,16 +127,16 @@ func TestSIGTERM(t *testing.T) {
 	c.Write(wstest.Frame(true, 0, ws.OpClose, wstest.ClosePayload(1001, "")))
 	c.ExpectEOF()
 	select {
-	case <-p.exited:
+	case <-p.Exited:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the gateway did not exit within 10s of SIGTERM")
 	}
-	if p.err != nil {
-		t.Fatalf("exit: %v\n%s", p.err, p.logs.String())
+	if p.Err != nil {
+		t.Fatalf("exit: %v\n%s", p.Err, p.Logs.String())
 	}
 	for _, want := range []string{`"msg":"pushgate listening"`, `"msg":"draining"`, `"msg":"stopped"`} {
-		if !strings.Contains(p.logs.String(), want) {
-			t.Errorf("log lacks %s:\n%s", want, p.logs.String())
+		if !strings.Contains(p.Logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, p.Logs.String())
 		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/pushgate/pushgate/internal/proctest"
 	"github.com/pushgate/pushgate/internal/wstest"
 )
 
@@ -71,29 +73,24 @@ type expect struct {
 
 func checkMetrics(t *testing.T, admin string, checked map[string]bool, expects ...expect) {
 	t.Helper()
-	var last []string
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	wstest.Until(t, 10*time.Second, func() error {
 		fams := scrape(t, admin)
-		last = last[:0]
+		var wrong []string
 		for _, e := range expects {
 			checked[e.name] = true
 			got := value(fams, e.name, e.label)
 			switch {
 			case e.min > 0 && got < e.min:
-				last = append(last, fmt.Sprintf("%s{%s} = %v, want at least %v", e.name, e.label, got, e.min))
+				wrong = append(wrong, fmt.Sprintf("%s{%s} = %v, want at least %v", e.name, e.label, got, e.min))
 			case e.min == 0 && got != e.want:
-				last = append(last, fmt.Sprintf("%s{%s} = %v, want %v", e.name, e.label, got, e.want))
+				wrong = append(wrong, fmt.Sprintf("%s{%s} = %v, want %v", e.name, e.label, got, e.want))
 			}
 		}
-		if len(last) == 0 {
-			return
+		if len(wrong) > 0 {
+			return errors.New("metrics:\n" + strings.Join(wrong, "\n"))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics:\n%s", strings.Join(last, "\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestEveryMetric drives a running gateway through everything its metrics
@@ -102,7 +99,7 @@ func checkMetrics(t *testing.T, admin string, checked map[string]bool, expects .
 // TestClusterBehindHAProxy.
 func TestEveryMetric(t *testing.T) {
 	secret := strings.Repeat("k", 32)
-	g := runGateway(t, freeAddr(t), freeAddr(t), "--echo", "--jwt-secret", secret, "--client-publish", "chat:*",
+	g := runGateway(t, proctest.FreeAddr(t), proctest.FreeAddr(t), "--echo", "--jwt-secret", secret, "--client-publish", "chat:*",
 		"--allowed-origins", "https://ok.example", "--max-header-bytes", "2048", "--handshake-timeout", "500ms",
 		"--outbound-queue-bytes", "65536", "--history-size", "3")
 	checked := map[string]bool{}
@@ -219,7 +216,7 @@ func TestEveryMetric(t *testing.T) {
 
 	// Heartbeats, on a gateway that pings soon: a client that never
 	// answers is evicted.
-	h := runGateway(t, freeAddr(t), freeAddr(t), "--echo", "--ping-interval", "100ms", "--pong-timeout", "100ms")
+	h := runGateway(t, proctest.FreeAddr(t), proctest.FreeAddr(t), "--echo", "--ping-interval", "100ms", "--pong-timeout", "100ms")
 	mute, _ := wstest.Dial(t, h.addr, "/echo")
 	if hd, _ := mute.ReadFrame(); hd.OpCode != ws.OpPing {
 		t.Fatalf("got %v, want a ping", hd.OpCode)
