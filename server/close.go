@@ -142,6 +142,9 @@ func (c *Conn) finalize(fallback CloseReason) {
 	if writeReg {
 		_ = s.writePoller.Remove(fd)
 	}
+	// Out of the table before the number goes back to the kernel, which
+	// may give it to the next accepted connection at once.
+	s.conns.remove(fd, c)
 	_ = unix.Close(fd)
 	if c.rs != nil {
 		c.releaseReader(c.rs)
@@ -149,5 +152,5 @@ func (c *Conn) finalize(fallback CloseReason) {
 	s.m.ConnectionsOpen.Dec()
 	s.closedBy[reason].Inc()
 	s.handlers[c.ep].Closed(c)
-	s.conns.remove(fd, c)
+	s.conns.signalIfEmpty()
 }

@@ -19,31 +19,43 @@ func newConnTable() *connTable {
 	return &connTable{empty: make(chan struct{}, 1)}
 }
 
+// put records c under its descriptor. n counts the slots in use, so it can
+// never count one descriptor twice. A connection leaves the table (remove)
+// before its descriptor is closed, so a slot in use is never handed to a
+// new connection; if it ever were, the new one replaces it.
 func (t *connTable) put(fd int, c *Conn) {
 	t.mu.Lock()
 	if fd >= len(t.slots) {
 		t.slots = append(t.slots, make([]*Conn, fd+1-len(t.slots)+len(t.slots)/2)...)
 	}
+	if t.slots[fd] == nil {
+		t.n++
+	}
 	t.slots[fd] = c
-	t.n++
 	t.mu.Unlock()
 }
 
-// remove clears fd's slot if it still holds c (the kernel may already have
-// given the number to a new connection).
+// remove clears fd's slot if it holds c.
 func (t *connTable) remove(fd int, c *Conn) {
 	t.mu.Lock()
 	if fd < len(t.slots) && t.slots[fd] == c {
 		t.slots[fd] = nil
 		t.n--
-		if t.n == 0 {
-			select {
-			case t.empty <- struct{}{}:
-			default:
-			}
-		}
 	}
 	t.mu.Unlock()
+}
+
+// signalIfEmpty wakes a drain waiting for the table to empty. It runs once
+// a connection is wholly released, so a drain that wakes finds it gone
+// from the metrics too.
+func (t *connTable) signalIfEmpty() {
+	if t.len() > 0 {
+		return
+	}
+	select {
+	case t.empty <- struct{}{}:
+	default:
+	}
 }
 
 func (t *connTable) len() int {
