@@ -1,14 +1,19 @@
 package broadcast
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
 	"go.uber.org/goleak"
 )
 
@@ -38,13 +43,7 @@ func (r *recorder) Send(frame []byte) error {
 	if r.closed {
 		return errors.New("closed")
 	}
-	payload := frame[2:]
-	switch frame[1] {
-	case 126:
-		payload = frame[4:]
-	case 127:
-		payload = frame[10:]
-	}
+	payload := decodeFrame(frame)
 	var v struct {
 		Type    string          `json:"type"`
 		Channel string          `json:"channel"`
@@ -52,7 +51,7 @@ func (r *recorder) Send(frame []byte) error {
 		Data    json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(payload, &v); err != nil {
-		panic(fmt.Sprintf("bad frame %q: %v", payload, err))
+		panic(fmt.Sprintf("bad frame %.200q: %v", payload, err))
 	}
 	if v.Type == "message" {
 		r.msgs[v.Channel] = append(r.msgs[v.Channel], v.Offset)
@@ -481,8 +480,70 @@ func (f *frameSaver) Send(frame []byte) error {
 	f.recorder.mu.Lock()
 	*f.frames = append(*f.frames, frame)
 	f.recorder.mu.Unlock()
-	if frame[0]&0x40 != 0 {
-		return nil
-	}
 	return f.recorder.Send(frame)
+}
+
+// decodeFrame returns the payload of a whole server frame as a client
+// reads it: the header parsed, and inflated when RSV1 marks it compressed
+// (permessage-deflate, RFC 7692 section 7.2.2). It panics on anything a
+// client could not read.
+func decodeFrame(frame []byte) []byte {
+	r := bytes.NewReader(frame)
+	h, err := ws.ReadHeader(r)
+	if err != nil || !h.Fin || h.Masked || int64(r.Len()) != h.Length {
+		panic(fmt.Sprintf("bad frame header %+v (%v) with %d bytes after it", h, err, r.Len()))
+	}
+	payload := frame[len(frame)-r.Len():]
+	if h.Rsv1() {
+		tail := []byte{0x00, 0x00, 0xff, 0xff}
+		inflated, err := io.ReadAll(flate.NewReader(io.MultiReader(bytes.NewReader(payload), bytes.NewReader(tail))))
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+			panic(fmt.Sprintf("compressed frame does not inflate: %v", err))
+		}
+		payload = inflated
+	}
+	return payload
+}
+
+// TestCompressedEnvelopeSizes publishes envelopes of every size around the
+// frame header's length boundaries (125/126 and 65535/65536 bytes) and
+// checks that a subscriber with permessage-deflate inflates each to the
+// exact envelope a plain subscriber gets.
+func TestCompressedEnvelopeSizes(t *testing.T) {
+	h := New(Config{})
+	defer h.Close()
+	plain, deflate := newRecorder(), newRecorder()
+	deflate.compress = true
+	var frames [2][][]byte
+	for i, r := range []*recorder{plain, deflate} {
+		_ = h.Subscribe(h.Join(&frameSaver{r, &frames[i]}), "sizes", nil)
+	}
+	// The envelope is {"type":"message","channel":"sizes","offset":N,"data":"..."}.
+	overhead := len(`{"type":"message","channel":"sizes","offset":1,"data":""}`)
+	sizes := []int{125, 126, 511, 512, 513, 65533, 65534, 65535, 65536, 65537}
+	for i, size := range sizes {
+		if i+1 >= 10 {
+			size-- // offset 10 takes one more digit
+		}
+		data := `"` + strings.Repeat("x", size-overhead) + `"`
+		if _, err := h.Publish(context.Background(), "sizes", []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.flush()
+	for i, size := range sizes {
+		want := decodeFrame(frames[0][i+1])
+		if len(want) != size {
+			t.Fatalf("plain envelope %d is %d bytes, want %d", i, len(want), size)
+		}
+		if got := decodeFrame(frames[1][i+1]); !bytes.Equal(got, want) {
+			t.Errorf("%d-byte envelope: the compressed frame inflates to %d bytes that differ from the plain one", size, len(got))
+		}
+		if size >= compressMin && frames[1][i+1][0]&0x40 == 0 {
+			t.Errorf("%d-byte envelope sent uncompressed", size)
+		}
+	}
+	if got := deflate.offsets("sizes"); len(got) != len(sizes) {
+		t.Fatalf("deflate subscriber decoded %d messages, want %d", len(got), len(sizes))
+	}
 }

@@ -23,6 +23,7 @@ type publication struct {
 	offset uint64
 	at     time.Time
 	frame  []byte // text frame carrying the envelope
+	body   []byte // the envelope: frame without its header
 	data   []byte // the data field, a slice of frame
 
 	deflateOnce sync.Once
@@ -54,6 +55,7 @@ func newPublication(channel string, offset uint64, data []byte, at time.Time) *p
 	n := len(a) + len(channel) + len(b) + len(off) + len(c) + len(data) + len(d)
 	f := make([]byte, 0, wsproto.HeaderSize(n)+n)
 	f = wsproto.AppendHeader(f, ws.OpText, false, n)
+	body := len(f)
 	f = append(f, a...)
 	f = append(f, channel...)
 	f = append(f, b...)
@@ -63,12 +65,7 @@ func newPublication(channel string, offset uint64, data []byte, at time.Time) *p
 	f = append(f, data...)
 	end := len(f)
 	f = append(f, d...)
-	return &publication{offset: offset, at: at, frame: f, data: f[start:end:end]}
-}
-
-// payload is the envelope without the frame header.
-func (p *publication) payload() []byte {
-	return p.frame[wsproto.HeaderSize(len(p.frame)-2):]
+	return &publication{offset: offset, at: at, frame: f, body: f[body:], data: f[start:end:end]}
 }
 
 // frameFor returns the frame for a subscriber: compressed when it
@@ -78,7 +75,7 @@ func (p *publication) frameFor(m *Member) []byte {
 		return p.frame
 	}
 	p.deflateOnce.Do(func() {
-		p.deflated = wsproto.AppendCompressedFrame(nil, ws.OpText, p.payload())
+		p.deflated = wsproto.AppendCompressedFrame(nil, ws.OpText, p.body)
 	})
 	return p.deflated
 }

@@ -29,6 +29,7 @@ type options struct {
 	publish  string         // client-publish patterns
 	verifier *auth.Verifier // nil: open mode
 	queue    int            // outbound queue bytes
+	compress bool           // negotiate permessage-deflate
 }
 
 func start(t testing.TB, o options) *gateway {
@@ -41,6 +42,7 @@ func start(t testing.TB, o options) *gateway {
 	cfg := server.Config{
 		Handler:            session.New(session.Config{Hub: hub, ClientPublish: patterns}),
 		OutboundQueueBytes: o.queue,
+		Compression:        o.compress,
 	}
 	if o.verifier != nil {
 		cfg.Authorize = o.verifier.Authorize
