@@ -103,6 +103,7 @@ type publishRequest struct {
 
 type publishResponse struct {
 	Offset    uint64 `json:"offset"`
+	Epoch     string `json:"epoch"`
 	Delivered int64  `json:"delivered"`
 }
 
@@ -164,7 +165,7 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, publishResponse{Offset: res.Offset, Delivered: res.Delivered})
+	writeJSON(w, http.StatusOK, publishResponse{Offset: res.Offset, Epoch: res.Epoch, Delivered: res.Delivered})
 }
 
 // compact removes insignificant whitespace, so that a pretty-printed body

@@ -65,6 +65,11 @@ func TestPublish(t *testing.T) {
 	if len(h.Entries) != 1 || string(h.Entries[0].Data) != `{"a":[1,2]}` {
 		t.Fatalf("history %+v", h)
 	}
+	// The offset counts in the channel's epoch, which the answer names:
+	// after a channel restarts, offsets repeat in a new epoch.
+	if _, v, _ = do(t, "POST", srv.URL+"/api/publish", `{"channel":"news","data":2}`, ""); v["epoch"] != h.Epoch || h.Epoch == "" {
+		t.Fatalf("publish answered epoch %v, want the channel's %q", v["epoch"], h.Epoch)
+	}
 	if h := hub.History("#alice", 0); len(h.Entries) != 1 {
 		t.Fatalf("user history %+v", h)
 	}

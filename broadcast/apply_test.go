@@ -2,6 +2,8 @@ package broadcast
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -54,6 +56,12 @@ func TestApplyKeepsBrokerNumbering(t *testing.T) {
 	if gaps := apply(t, h, "news", "e1", 1, 2, 3); gaps != 0 {
 		t.Fatalf("%d gaps in 1 2 3", gaps)
 	}
+	h.flush()
+	// The broker named the epoch: the subscriber learns it before offset 1,
+	// and missed nothing.
+	if got := r.reply(1); got["type"] != "subscribed" || got["epoch"] != "e1" || got["offset"] != 0.0 || got["recovered"] != true {
+		t.Fatalf("when the channel got its epoch the subscriber was sent %v, want subscribed e1 at 0, recovered", got)
+	}
 	apply(t, h, "news", "e1", 2, 3) // delivered again after a reconnect: skipped
 	h.flush()
 	if got := r.offsets("news"); !slices.Equal(got, seq(1, 3)) {
@@ -83,6 +91,44 @@ func TestApplyKeepsBrokerNumbering(t *testing.T) {
 	h.flush()
 	if got := r.offsets("news"); !slices.Equal(got, []uint64{1, 2, 3, 7, 1}) {
 		t.Fatalf("live subscriber got %v, want 1 2 3 7 1", got)
+	}
+	// ... and is told, before offset 1 of e2, that the epoch changed and
+	// what it had is gone: it must resync.
+	if got := r.reply(2); got["type"] != "subscribed" || got["epoch"] != "e2" || got["offset"] != 0.0 || got["recovered"] != false {
+		t.Fatalf("on the new epoch the subscriber was sent %v, want subscribed e2 at 0, not recovered", got)
+	}
+	if r.reply(3) != nil {
+		t.Fatalf("one more reply than expected: %v", r.reply(3))
+	}
+}
+
+// The order a live subscriber sees: the new epoch's subscribed reply
+// comes after the old epoch's last message and before the new one's first.
+func TestApplyEpochChangeOrder(t *testing.T) {
+	h := New(Config{Shards: 1, Clustered: true})
+	defer h.Close()
+	r := newRecorder()
+	var frames [][]byte
+	if err := h.Subscribe(h.Join(&frameSaver{r, &frames}), "news", nil); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, h, "news", "e1", 1, 2)
+	apply(t, h, "news", "e2", 1)
+	h.flush()
+	var got []string
+	for _, f := range frames {
+		var v struct {
+			Type, Epoch string
+			Offset      uint64
+		}
+		if err := json.Unmarshal(decodeFrame(f), &v); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s %s %d", v.Type, v.Epoch, v.Offset))
+	}
+	want := []string{"subscribed  0", "subscribed e1 0", "message  1", "message  2", "subscribed e2 0", "message  1"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("frames %q, want %q", got, want)
 	}
 }
 
@@ -126,6 +172,9 @@ func TestApplySubscriberAheadOfNode(t *testing.T) {
 	h.flush()
 	if got := late.offsets("news"); !slices.Equal(got, seq(1, 2)) {
 		t.Fatalf("after a new epoch the skipping subscriber got %v, want 1 2", got)
+	}
+	if got := late.reply(1); got["epoch"] != "e2" || got["recovered"] != false {
+		t.Fatalf("the skipping subscriber was told %v of the new epoch, want e2, not recovered", got)
 	}
 }
 

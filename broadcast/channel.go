@@ -19,7 +19,8 @@ type channel struct {
 }
 
 // Position is where a client's copy of a channel stands: the last offset it
-// saw, in which epoch. An empty Epoch matches any epoch.
+// saw, in which epoch. An empty or unknown Epoch matches no epoch: offsets
+// of different epochs are different messages.
 type Position struct {
 	Offset uint64
 	Epoch  string
@@ -40,7 +41,7 @@ func (ch *channel) recover(pos *Position) (replay []*publication, recovered bool
 	if pos == nil {
 		return nil, false
 	}
-	sameEpoch := pos.Epoch == "" || pos.Epoch == ch.epoch
+	sameEpoch := pos.Epoch != "" && pos.Epoch == ch.epoch
 	switch {
 	case !sameEpoch || pos.Offset > ch.offset:
 		return ch.hist.after(0), false

@@ -329,6 +329,7 @@ func (h *Hub) dropLocked(t *chanTable, ch *channel) {
 // Result is the outcome of a publish.
 type Result struct {
 	Offset    uint64 // the publication's offset in its channel
+	Epoch     string // the channel's epoch the offset counts in
 	Delivered int64  // connections on this node handed the message
 }
 
@@ -350,10 +351,10 @@ func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (Result,
 	}
 	select {
 	case <-p.done:
-		return Result{Offset: p.offset, Delivered: p.delivered.Load()}, nil
+		return p.result(), nil
 	case <-ctx.Done():
 		// Accepted and on its way: report the offset, not an error.
-		return Result{Offset: p.offset, Delivered: p.delivered.Load()}, nil
+		return p.result(), nil
 	}
 }
 
@@ -381,6 +382,7 @@ func (h *Hub) publish(name string, data []byte, wait bool) (*publication, error)
 	t, ch := h.lockChannel(name, true)
 	ch.offset++
 	p := newPublication(name, ch.offset, data, now)
+	p.epoch = ch.epoch
 	p.start = now
 	if wait {
 		p.done = make(chan struct{})
@@ -425,14 +427,11 @@ func (h *Hub) Apply(ctx context.Context, msg Message, done func(Result)) (Applie
 		unlockChannel(t, ch)
 		<-h.slots
 		if done != nil {
-			done(Result{Offset: msg.Offset})
+			done(Result{Offset: msg.Offset, Epoch: msg.Epoch})
 		}
 		return AppliedBefore, nil
 	case ch.epoch != msg.Epoch:
-		if ch.epoch != "" {
-			h.restart(ch)
-		}
-		ch.epoch = msg.Epoch
+		h.newEpoch(ch, msg.Epoch, msg.Offset)
 	case msg.Offset != ch.offset+1:
 		h.history.Add(-int64(ch.hist.clear()))
 		if ch.offset > 0 { // else this node starts reading mid-channel
@@ -441,6 +440,7 @@ func (h *Hub) Apply(ctx context.Context, msg Message, done func(Result)) (Applie
 	}
 	ch.offset = msg.Offset
 	p := newPublication(msg.Channel, msg.Offset, msg.Data, msg.Time)
+	p.epoch = msg.Epoch
 	p.start = now
 	p.onDone = done
 	h.fanout(t, ch, p)
@@ -457,14 +457,23 @@ const (
 	AppliedBefore                      // already applied: skipped
 )
 
-// restart empties ch for a new epoch and tells its shards to forget the
-// offsets their subscribers skip through, which belong to the old one.
-// ch.mu is held.
-func (h *Hub) restart(ch *channel) {
+// newEpoch restarts ch in epoch, whose first message is at offset first.
+// Its live subscribers are told before that message, with a "subscribed"
+// reply in the new epoch: recovered when nothing was lost (the broker
+// named the epoch of a channel this node had no message of, starting at
+// 1), else not, so that they resync. Their shards forget the offsets their
+// subscribers skip through, which belong to the old epoch. ch.mu is held.
+func (h *Hub) newEpoch(ch *channel, epoch string, first uint64) {
+	continuous := ch.epoch == "" && ch.offset == 0 && first == 1
 	h.history.Add(-int64(ch.hist.clear()))
+	ch.epoch = epoch
+	if ch.subs == 0 {
+		return
+	}
+	reply := appendSubscribed(nil, ch.name, first-1, epoch, continuous)
 	for i, c := range ch.shards {
 		if c > 0 {
-			h.shards[i].push(op{kind: opRestart, ch: ch})
+			h.shards[i].push(op{kind: opEpoch, ch: ch, reply: reply})
 		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"go.uber.org/goleak"
+
+	"github.com/pushgate/pushgate/internal/wstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -334,7 +336,7 @@ func TestRecoveryFails(t *testing.T) {
 		{"in range", Position{17, ep}, true, 18},
 		{"oldest kept", Position{15, ep}, true, 16},
 		{"up to date", Position{20, ep}, true, 0},
-		{"no epoch", Position{18, ""}, true, 19},
+		{"no epoch", Position{18, ""}, false, 16},
 		{"too far back", Position{14, ep}, false, 16},
 		{"other epoch", Position{18, "old"}, false, 16},
 		{"in the future", Position{21, ep}, false, 16},
@@ -546,4 +548,43 @@ func TestCompressedEnvelopeSizes(t *testing.T) {
 	if got := deflate.offsets("sizes"); len(got) != len(sizes) {
 		t.Fatalf("deflate subscriber decoded %d messages, want %d", len(got), len(sizes))
 	}
+}
+
+// A single node's channel dropped when unused (no subscriber, history
+// expired) and published to again starts a new epoch: a client coming
+// back with the old epoch is told it did not recover and is replayed what
+// the new epoch holds, never the old offsets' numbers as if they matched.
+func TestEpochAfterChannelDropped(t *testing.T) {
+	h := New(Config{HistoryTTL: 50 * time.Millisecond})
+	defer h.Close()
+	ctx := context.Background()
+	r := newRecorder()
+	m := h.Join(r)
+	if err := h.Subscribe(m, "news", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := h.Publish(ctx, "news", []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.flush()
+	old := r.reply(0)["epoch"].(string)
+	h.Leave(m)
+	wstest.Eventually(t, "the unused channel to be dropped", func() bool { return h.Stats().Channels == 0 })
+	for i := range 2 {
+		if _, err := h.Publish(ctx, "news", []byte(fmt.Sprint(10+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	back := newRecorder()
+	if err := h.Subscribe(h.Join(back), "news", &Position{Offset: 3, Epoch: old}); err != nil {
+		t.Fatal(err)
+	}
+	h.flush()
+	got := back.reply(0)
+	if got["epoch"] == old || got["recovered"] != false || got["offset"] != 2.0 {
+		t.Fatalf("coming back to a recreated channel: %v, want a new epoch at offset 2, not recovered", got)
+	}
+	contiguous(t, back.offsets("news"), 1, 2)
 }

@@ -21,6 +21,7 @@ const compressMin = 512
 // WebSocket frame every subscriber is sent, shared and never modified.
 type publication struct {
 	offset uint64
+	epoch  string // the channel's epoch when published
 	at     time.Time
 	frame  []byte // text frame carrying the envelope
 	body   []byte // the envelope: frame without its header
@@ -99,8 +100,12 @@ func (p *publication) finish() {
 		close(p.done)
 	}
 	if p.onDone != nil {
-		p.onDone(Result{Offset: p.offset, Delivered: p.delivered.Load()})
+		p.onDone(p.result())
 	}
+}
+
+func (p *publication) result() Result {
+	return Result{Offset: p.offset, Epoch: p.epoch, Delivered: p.delivered.Load()}
 }
 
 // appendSubscribed encodes

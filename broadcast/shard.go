@@ -10,7 +10,7 @@ const (
 	opUnsubscribe        // remove m from ch, then send reply
 	opLeave              // remove m from chans
 	opReply              // send reply to m
-	opRestart            // ch started a new epoch: forget its skips
+	opEpoch              // ch started a new epoch: forget its skips, send reply to its subscribers
 	opCall               // run fn (tests, flush)
 )
 
@@ -176,11 +176,14 @@ func (s *shard) do(o *op) {
 		}
 	case opReply:
 		_ = s.send(o.m, o.reply)
-	case opRestart:
+	case opEpoch:
 		for k := range s.skip {
 			if k.ch == o.ch {
 				delete(s.skip, k)
 			}
+		}
+		for m := range s.subs[o.ch] {
+			_ = s.send(m, o.reply)
 		}
 	case opCall:
 		// What ran before is written first: flush (and tests) rely on it.
