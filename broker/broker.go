@@ -27,6 +27,13 @@ const (
 	hdrNode   = "Pushgate-Node"
 )
 
+// How often the broker pings NATS, and how many unanswered pings make the
+// connection stale (then it reconnects and the node is not ready).
+const (
+	pingInterval = time.Second
+	maxPingsOut  = 2
+)
+
 // Config configures a Broker. Zero values take the defaults.
 type Config struct {
 	// URL is the NATS server, or several comma-separated. Required.
@@ -109,16 +116,17 @@ type Broker struct {
 	waiters map[string]chan broadcast.Result // by message ID: publishers awaiting their local fan-out
 	nwait   atomic.Int32                     // len(waiters), read without the lock
 
-	applyMu   sync.Mutex    // one apply at a time, across consumers
-	applied   atomic.Uint64 // stream sequence of the last publication applied
-	target    atomic.Uint64 // the stream's last sequence when reading began
-	consuming atomic.Bool
-	caughtUp  atomic.Bool
-	kick      chan struct{}
-	ctx       context.Context
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup // supervisor and publishers
-	closeOnce sync.Once
+	applyMu       sync.Mutex    // one apply at a time, across consumers
+	streamCreated time.Time     // creation time of the stream read; under applyMu
+	applied       atomic.Uint64 // stream sequence of the last publication applied
+	target        atomic.Uint64 // the stream's last sequence when reading began
+	consuming     atomic.Bool
+	caughtUp      atomic.Bool
+	kick          chan struct{}
+	ctx           context.Context
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup // supervisor and publishers
+	closeOnce     sync.Once
 }
 
 var _ broadcast.Publisher = (*Broker)(nil)
@@ -156,6 +164,13 @@ func New(cfg Config) (*Broker, error) {
 		// Publishing while disconnected fails at once rather than being
 		// buffered and sent later, after its caller was told it failed.
 		nats.ReconnectBufSize(-1),
+		// A NATS that hangs (stopped, swapping, a dead route) keeps its
+		// TCP connection open: only unanswered pings tell. With the
+		// defaults (2 minutes, 2 pings) a node would stay "ready" and
+		// let every publish time out for minutes; this way it notices
+		// within pingInterval × (maxPingsOut+1), about 3 seconds.
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOut),
 		nats.ConnectHandler(func(*nats.Conn) {
 			b.log.Info("broker connected")
 			b.poke()

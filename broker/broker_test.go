@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -532,4 +534,165 @@ func (m *natsMsg) publish(nc *nats.Conn) error {
 	}
 	_, err := nc.RequestMsg(msg, 5*time.Second) // JetStream acknowledges
 	return err
+}
+
+// A channel left idle past the history TTL is gone from the stream; its
+// next publication starts a new epoch at offset 1. A subscriber that
+// stayed connected through it is told, on every node, before offset 1,
+// and nothing of the new epoch is taken for a duplicate.
+func TestClusterEpochChangeReachesLiveSubscribers(t *testing.T) {
+	nats := startNATS(t)
+	cfg := Config{HistoryTTL: time.Second}
+	a, b := startNode(t, nats.url(), cfg), startNode(t, nats.url(), cfg)
+	onA, onB := a.client(t, "tick", nil), b.client(t, "tick", nil)
+	first := publish(t, a.b, "tick", 1)
+	publish(t, a.b, "tick", 2)
+	onA.waitOffsets(t, "tick", seq(1, 2))
+	onB.waitOffsets(t, "tick", seq(1, 2))
+	// Wait for the stream to forget the channel.
+	stream := *a.b.stream.Load()
+	wstest.Until(t, 10*time.Second, func() error {
+		_, err := stream.GetLastMsgForSubject(context.Background(), subjectFor(a.b.prefix, "tick"))
+		if err == nil {
+			return errors.New("the stream still holds the channel")
+		}
+		return nil
+	})
+	again := publish(t, b.b, "tick", 3)
+	if again.Offset != 1 || again.Epoch == first.Epoch || again.Epoch == "" {
+		t.Fatalf("first publish %+v, after the TTL %+v: want offset 1 in a new epoch", first, again)
+	}
+	for _, c := range []*client{onA, onB} {
+		c.waitOffsets(t, "tick", []uint64{1, 2, 1})
+		// replies: subscribed (no epoch yet), the first epoch, the new one.
+		if got := c.reply(1); got["epoch"] != first.Epoch || got["recovered"] != true {
+			t.Fatalf("when the channel got its first epoch: %v", got)
+		}
+		if got := c.reply(2); got["type"] != "subscribed" || got["epoch"] != again.Epoch || got["offset"] != 0.0 || got["recovered"] != false {
+			t.Fatalf("on the new epoch the live subscriber was sent %v, want subscribed %s at 0, not recovered", got, again.Epoch)
+		}
+	}
+}
+
+// NATS loses its store (restarted empty) and other nodes publish into the
+// new stream before this node looks at it, past the sequence this node had
+// applied: the node must still read the new stream from its start, not
+// resume at its old position and skip what came first.
+func TestClusterStreamRecreatedWhileAway(t *testing.T) {
+	nats := startNATS(t)
+	a, b := startNode(t, nats.url(), Config{}), startNode(t, nats.url(), Config{})
+	onA := a.client(t, "news", nil)
+	for i := range 5 {
+		publish(t, b.b, "news", i)
+	}
+	onA.waitOffsets(t, "news", seq(1, 5))
+	before := onA.reply(1)["epoch"]
+
+	a.b.applyMu.Lock() // node a cannot look at the new stream yet
+	locked := true
+	defer func() {
+		if locked {
+			a.b.applyMu.Unlock()
+		}
+	}()
+	nats.stop()
+	if err := os.RemoveAll(nats.dir); err != nil {
+		t.Fatal(err)
+	}
+	nats.start()
+	wstest.Until(t, 20*time.Second, func() error { return b.b.Ready() })
+	var last broadcast.Result
+	for i := range 8 {
+		last = publish(t, b.b, "news", 10+i)
+	}
+	if last.Offset != 8 || last.Epoch == before {
+		t.Fatalf("after the store was lost: %+v, want offset 8 in a new epoch", last)
+	}
+	a.b.applyMu.Unlock()
+	locked = false
+	wstest.Until(t, 20*time.Second, func() error { return a.b.Ready() })
+	onA.waitOffsets(t, "news", append(seq(1, 5), seq(1, 8)...))
+	if got := onA.reply(2); got["epoch"] != last.Epoch || got["recovered"] != false {
+		t.Fatalf("node a's subscriber was told %v of the new epoch", got)
+	}
+	if h := a.hub.History("news", 0); h.Epoch != last.Epoch || len(h.Entries) != 8 || !h.Complete {
+		t.Fatalf("node a's history: epoch %s, %d entries, complete %v; want the new stream's 8", h.Epoch, len(h.Entries), h.Complete)
+	}
+}
+
+// A NATS that hangs (SIGSTOP: its TCP connections stay open, nothing
+// answers) is noticed within seconds: the node stops being ready,
+// broker_up turns 0, and publishes fail within the publish timeout
+// instead of hanging. When NATS resumes, so does the node.
+func TestClusterNoticesHungNATS(t *testing.T) {
+	bin := proctest.Program(t, "nats-server")
+	addr := proctest.FreeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	ns := proctest.Start(t, "", bin, "-js", "-a", host, "-p", port, "-sd", t.TempDir())
+	url := "nats://" + addr
+	wstest.Until(t, 10*time.Second, func() error {
+		nc, err := natsConnect(url)
+		if err == nil {
+			nc.Close()
+		}
+		return err
+	})
+	a := startNode(t, url, Config{PublishTimeout: 2 * time.Second})
+	sub := a.client(t, "news", nil)
+	publish(t, a.b, "news", 1)
+	sub.waitOffsets(t, "news", seq(1, 1))
+
+	if err := ns.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	wstest.Until(t, 5*time.Second, func() error {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", ns.Cmd.Process.Pid))
+		if err != nil {
+			return err
+		}
+		if _, rest, _ := strings.Cut(string(stat), ") "); !strings.HasPrefix(rest, "T") {
+			return fmt.Errorf("nats-server not stopped yet: %.40s", rest)
+		}
+		return nil
+	})
+	defer func() {
+		if stopped {
+			_ = ns.Cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	// A publish made as NATS hangs fails; it does not wait for ever.
+	_, err := a.b.Publish(context.Background(), "news", []byte(`{"hung":true}`))
+	if !errors.Is(err, broadcast.ErrUnavailable) {
+		t.Fatalf("publish to a hung NATS: %v, want ErrUnavailable", err)
+	}
+	wstest.Until(t, 10*time.Second, func() error {
+		if a.b.Ready() == nil || testutil.ToFloat64(a.m.Up) != 0 {
+			return errors.New("node still ready with NATS hung")
+		}
+		return nil
+	})
+	if err := ns.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	wstest.Until(t, 20*time.Second, func() error { return a.b.Ready() })
+	r := publish(t, a.b, "news", 2)
+	sub.waitOffsets(t, "news", seq(1, r.Offset))
+}
+
+// A publish's timeout runs from when it was queued, not from when its
+// channel's turn came: one stuck behind others for longer than the publish
+// timeout is refused, and never written to the stream.
+func TestPublishTimeoutCountsTheQueue(t *testing.T) {
+	nats := startNATS(t)
+	a := startNode(t, nats.url(), Config{PublishTimeout: time.Second})
+	cs := &chanState{subject: subjectFor(a.b.prefix, "late")}
+	r := &request{ctx: context.Background(), queued: time.Now().Add(-2 * time.Second), data: []byte(`1`), id: a.b.msgID()}
+	if err := a.b.send(cs, r); !errors.Is(err, broadcast.ErrUnavailable) {
+		t.Fatalf("a publish queued for twice its timeout: %v, want ErrUnavailable", err)
+	}
+	if _, err := (*a.b.stream.Load()).GetLastMsgForSubject(context.Background(), cs.subject); err == nil {
+		t.Fatal("the expired publish was written to the stream")
+	}
 }

@@ -76,11 +76,17 @@ func (b *Broker) setup(cc *jetstream.ConsumeContext) error {
 		return err
 	}
 	last := info.State.LastSeq
-	if last < b.applied.Load() {
-		b.log.Warn("broker: the stream is behind this node; it was recreated, reading it from its start",
-			"stream_last", last, "applied", b.applied.Load())
+	// A stream NATS lost and recreated has a new creation time. Its
+	// sequence may already be past what this node applied of the old one
+	// (other nodes published into it first), so comparing sequences alone
+	// would skip its start.
+	recreated := !b.streamCreated.IsZero() && !info.Created.Equal(b.streamCreated)
+	if recreated || last < b.applied.Load() {
+		b.log.Warn("broker: the stream was recreated (NATS lost it); reading it from its start",
+			"stream_last", last, "applied", b.applied.Load(), "created", info.Created)
 		b.applied.Store(0)
 	}
+	b.streamCreated = info.Created
 	b.target.Store(last)
 	b.caughtUp.Store(b.applied.Load() >= last)
 	occ := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}

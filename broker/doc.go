@@ -15,10 +15,18 @@
 // (Nats-Expected-Last-Subject-Sequence): it succeeds only if the message
 // it numbered after is still the channel's last. A node that lost the race
 // reads the channel's last message and numbers again. The stream keeps
-// HistorySize messages per channel for HistoryTTL, so a node started later
-// reads the history first (and is not ready until it has), and a client
-// that reconnects to another node recovers with `since` as on one node.
-// A channel whose history expired entirely starts a new epoch.
+// every publication for HistoryTTL (by age, not a count per channel), so a
+// node started later reads the history first (and is not ready until it
+// has), and a client that reconnects to another node recovers with
+// `since` as on one node.
+//
+// A channel whose history expired entirely, or whose stream NATS lost,
+// starts a new epoch at offset 1. Every node's hub tells the channel's
+// live subscribers before that message (a "subscribed" reply in the new
+// epoch, recovered false), so clients resync rather than take the new
+// offsets for ones they already have. What a node learned of a channel's
+// last message is forgotten at every reconnection, and a stream with a new
+// creation time is read from its start: NATS may have lost the old one.
 //
 // Publishes of one channel through one node go out one at a time, in the
 // order they came; channels go out in parallel. Each carries a message ID,
@@ -27,8 +35,12 @@
 //
 // # Failure
 //
-// While NATS is unreachable the node keeps serving its own subscribers,
-// reports broker_up 0 and /readyz 503, and answers each publish with
-// broadcast.ErrUnavailable; nothing is buffered to be sent later. It
-// reconnects by itself and resumes reading the stream where it stopped.
+// The broker pings NATS every second, so a NATS that hangs with its TCP
+// connections open is noticed within about three seconds, like one that
+// went away. While NATS is unreachable the node keeps serving its own
+// subscribers, reports broker_up 0 and /readyz 503, and answers each
+// publish with broadcast.ErrUnavailable; nothing is buffered to be sent
+// later. A publish's PublishTimeout runs from when it was queued, so one
+// stuck behind a slow channel fails in time too. The node reconnects by
+// itself and resumes reading the stream where it stopped.
 package broker

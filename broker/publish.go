@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -24,6 +25,7 @@ type chanState struct {
 	used    time.Time  // under Broker.mu
 
 	known   bool   // lastSeq, offset and epoch are the stream's as far as this node knows
+	conn    uint64 // the NATS connection (count of reconnections) they were learned on
 	lastSeq uint64 // stream sequence of the channel's last message; 0 if none
 	offset  uint64
 	epoch   string
@@ -32,6 +34,7 @@ type chanState struct {
 // request is one publish on its way to the stream.
 type request struct {
 	ctx    context.Context
+	queued time.Time // when it was queued: its PublishTimeout runs from here
 	data   []byte
 	id     string      // Nats-Msg-Id
 	result chan error  // Publish waits on it; nil for TryPublish
@@ -58,7 +61,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (broa
 	case <-b.ctx.Done():
 		return broadcast.Result{}, broadcast.ErrClosed
 	}
-	r := &request{ctx: ctx, data: data, id: b.msgID(), result: make(chan error, 1), waiter: make(chan broadcast.Result, 1)}
+	r := &request{ctx: ctx, queued: time.Now(), data: data, id: b.msgID(), result: make(chan error, 1), waiter: make(chan broadcast.Result, 1)}
 	b.mu.Lock()
 	b.waiters[r.id] = r.waiter
 	b.nwait.Add(1)
@@ -84,7 +87,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (broa
 	case <-t.C:
 	case <-b.ctx.Done():
 	}
-	return broadcast.Result{Offset: r.offset}, nil
+	return broadcast.Result{Offset: r.offset, Epoch: r.epoch}, nil
 }
 
 // TryPublish queues a publish without waiting. It fails at once with
@@ -100,7 +103,7 @@ func (b *Broker) TryPublish(channel string, data []byte, failed func(error)) err
 	default:
 		return broadcast.ErrOverloaded
 	}
-	b.enqueue(channel, &request{ctx: b.ctx, data: data, id: b.msgID(), failed: failed})
+	b.enqueue(channel, &request{ctx: b.ctx, queued: time.Now(), data: data, id: b.msgID(), failed: failed})
 	return nil
 }
 
@@ -148,7 +151,7 @@ func (b *Broker) drain(cs *chanState) {
 		if err != nil {
 			cs.known = false // the next one reads the channel's last message again
 			b.m.PublishErrors.Inc()
-			b.log.Debug("broker: publish failed", "subject", cs.subject, "err", err)
+			b.log.Warn("broker: publish failed", "subject", cs.subject, "err", err)
 		}
 		switch {
 		case r.result != nil:
@@ -160,12 +163,12 @@ func (b *Broker) drain(cs *chanState) {
 }
 
 // send writes r to the stream as the channel's next message, retrying
-// until Config.PublishTimeout: after a lost race it numbers again; after a
-// lost confirmation it sends the same message again, which JetStream
-// stores once (same message ID).
+// until Config.PublishTimeout after r was queued: after a lost race it
+// numbers again; after a lost confirmation it sends the same message
+// again, which JetStream stores once (same message ID).
 func (b *Broker) send(cs *chanState, r *request) error {
 	start := time.Now()
-	deadline := start.Add(b.cfg.PublishTimeout)
+	deadline := r.queued.Add(b.cfg.PublishTimeout)
 	if d, ok := r.ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -174,11 +177,20 @@ func (b *Broker) send(cs *chanState, r *request) error {
 		if err := r.ctx.Err(); err != nil && !sent {
 			return err
 		}
+		if !sent && !time.Now().Before(deadline) {
+			return unavailable("the publish waited %v in this node's queue for the channel; NATS is too slow", time.Since(r.queued).Round(time.Millisecond))
+		}
 		if !b.nc.IsConnected() {
 			if sent {
 				return unavailable("lost the connection to NATS before it confirmed the publish; it may or may not have been published")
 			}
 			return unavailable("not connected to NATS")
+		}
+		if cs.known && cs.conn != b.connection() {
+			// Learned before a reconnection: NATS may have lost the
+			// stream meanwhile, and a new stream's sequences mean
+			// nothing of the old one's.
+			cs.known, r.plan = false, false
 		}
 		if !cs.known {
 			if err := b.readLast(cs); err != nil {
@@ -208,6 +220,15 @@ func (b *Broker) send(cs *chanState, r *request) error {
 		sent = true
 		var apiErr *jetstream.APIError
 		switch {
+		case err == nil && ack.Duplicate:
+			// An earlier attempt was stored after all, perhaps numbered
+			// otherwise: the stored message says how.
+			if err := b.learnStored(cs, r, ack.Sequence); err != nil {
+				return unavailable("NATS stored the publish but its numbering cannot be read: %v", err)
+			}
+			b.m.Published.Inc()
+			b.m.PublishDuration.Observe(time.Since(start).Seconds())
+			return nil
 		case err == nil:
 			cs.lastSeq, cs.offset, cs.epoch, cs.known = ack.Sequence, r.offset, r.epoch, true
 			b.m.Published.Inc()
@@ -228,8 +249,38 @@ func (b *Broker) send(cs *chanState, r *request) error {
 	}
 }
 
+// connection identifies the NATS connection: it changes with every
+// reconnection, and does so before anything can be published on the new one.
+func (b *Broker) connection() uint64 { return b.nc.Stats().Reconnects }
+
+// learnStored reads the message stored at seq, r's, and takes its numbering
+// for r and as the channel's last.
+func (b *Broker) learnStored(cs *chanState, r *request, seq uint64) error {
+	sp := b.stream.Load()
+	if sp == nil {
+		return errors.New("the stream is not set up yet")
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+	defer cancel()
+	m, err := (*sp).GetMsg(ctx, seq)
+	if err != nil {
+		cs.known = false
+		return err
+	}
+	offset, err := strconv.ParseUint(m.Header.Get(hdrOffset), 10, 64)
+	if err != nil || m.Header.Get(jetstream.MsgIDHeader) != r.id {
+		cs.known = false
+		return fmt.Errorf("message %d is not this publish", seq)
+	}
+	r.offset, r.epoch = offset, m.Header.Get(hdrEpoch)
+	// Later messages of the channel may follow it: read the last again.
+	cs.known = false
+	return nil
+}
+
 // readLast learns the channel's last message from the stream.
 func (b *Broker) readLast(cs *chanState) error {
+	cs.conn = b.connection()
 	sp := b.stream.Load()
 	if sp == nil {
 		return errors.New("the stream is not set up yet")
