@@ -34,8 +34,8 @@
 //   - "publish", optional, is an array of patterns naming the channels the
 //     connection may publish to. Without it the connection only listens.
 //   - "exp" is optional; when present the token is refused after it, and
-//     Claims.ExpiresAt carries it so that a connection can be closed when
-//     its token runs out. "nbf", when present, is enforced too. Both allow
+//     Claims.ExpiresAt carries it, and Claims.Deadline exp plus the leeway,
+//     so that a connection can be closed when its token runs out. "nbf", when present, is enforced too. Both allow
 //     Config.Leeway of clock skew. "iat" is not checked: an issuer's clock
 //     running slightly ahead must not refuse fresh tokens.
 //

@@ -40,6 +40,7 @@ type Config struct {
 type Verifier struct {
 	key    any // []byte, *rsa.PublicKey or *ecdsa.PublicKey
 	parser *jwt.Parser
+	leeway time.Duration
 }
 
 // NewVerifier checks cfg and builds a Verifier.
@@ -66,7 +67,8 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		}
 	}
 	return &Verifier{
-		key: key,
+		key:    key,
+		leeway: cfg.Leeway,
 		// One algorithm, the key's: a token cannot choose how it is checked.
 		parser: jwt.NewParser(jwt.WithValidMethods([]string{alg}), jwt.WithLeeway(cfg.Leeway)),
 	}, nil

@@ -15,6 +15,10 @@ type Claims struct {
 	Channels  broadcast.Patterns // "channels": patterns the connection may subscribe to
 	Publish   broadcast.Patterns // "publish": patterns it may publish to (optional claim)
 	ExpiresAt time.Time          // zero if the token has no exp
+	// Deadline is when the token stops being accepted: exp plus the
+	// verifier's leeway (zero without exp). A connection it opened is
+	// closed then, unless refreshed with a later token.
+	Deadline time.Time
 }
 
 // tokenClaims is the payload as decoded. A claim of the wrong JSON type
@@ -47,6 +51,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	c := &Claims{User: tc.Subject, Channels: tc.Channels, Publish: tc.Publish}
 	if tc.ExpiresAt != nil {
 		c.ExpiresAt = tc.ExpiresAt.Time
+		c.Deadline = c.ExpiresAt.Add(v.leeway)
 	}
 	return c, nil
 }

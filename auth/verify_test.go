@@ -34,7 +34,7 @@ func TestVerify(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	exp := now.Add(time.Hour)
 	full := jwt.MapClaims{"sub": "alice", "channels": []string{"news", "chat:*"}, "publish": []string{"chat:*"}, "exp": exp.Unix()}
-	fullClaims := &auth.Claims{User: "alice", Channels: broadcast.Patterns{"news", "chat:*"}, Publish: broadcast.Patterns{"chat:*"}, ExpiresAt: exp}
+	fullClaims := &auth.Claims{User: "alice", Channels: broadcast.Patterns{"news", "chat:*"}, Publish: broadcast.Patterns{"chat:*"}, ExpiresAt: exp, Deadline: exp}
 	hsToken := func(c jwt.MapClaims) string { return sign(t, jwt.SigningMethodHS256, secret, c) }
 	noneToken := sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, full)
 	valid := hsToken(full)
@@ -73,7 +73,7 @@ func TestVerify(t *testing.T) {
 
 		{"expired", hs, hsToken(jwt.MapClaims{"exp": now.Add(-time.Hour).Unix()}), nil, auth.ErrExpired},
 		{"expired within leeway", hsLeeway, hsToken(jwt.MapClaims{"exp": now.Add(-10 * time.Second).Unix()}),
-			&auth.Claims{ExpiresAt: now.Add(-10 * time.Second)}, nil},
+			&auth.Claims{ExpiresAt: now.Add(-10 * time.Second), Deadline: now.Add(20 * time.Second)}, nil}, // exp plus the 30s leeway
 		{"expired beyond leeway", hsLeeway, hsToken(jwt.MapClaims{"exp": now.Add(-time.Minute).Unix()}), nil, auth.ErrExpired},
 		{"nbf in the future", hs, hsToken(jwt.MapClaims{"nbf": now.Add(time.Hour).Unix()}), nil, auth.ErrNotYetValid},
 		{"nbf within leeway", hsLeeway, hsToken(jwt.MapClaims{"nbf": now.Add(10 * time.Second).Unix()}), &auth.Claims{}, nil},

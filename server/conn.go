@@ -5,6 +5,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
@@ -51,9 +52,10 @@ type Conn struct {
 	readDead bool            // the frame reader failed; input is discarded
 	rs       *wsproto.Reader // partial frame or message; nil when idle
 
-	seen   atomic.Uint32 // clock when bytes last arrived
-	pingAt atomic.Uint32 // clock when the unanswered ping went out, or 0
-	state  atomic.Uint32 // written under mu
+	seen    atomic.Uint32 // clock when bytes last arrived
+	pingAt  atomic.Uint32 // clock when the unanswered ping went out, or 0
+	expires atomic.Uint32 // Unix second at which it is closed (4001), or 0
+	state   atomic.Uint32 // written under mu
 
 	mu          sync.Mutex
 	out         *outQueue // bytes the socket has not taken yet; nil if none
@@ -80,6 +82,17 @@ func (c *Conn) SetData(v any) { c.data = v }
 
 // Data returns what SetData stored.
 func (c *Conn) Data() any { return c.data }
+
+// SetExpiry makes the heartbeat close the connection with 4001 "token
+// expired" once t has passed (within a heartbeat tick); the zero time
+// clears it. It may be called again, to refresh.
+func (c *Conn) SetExpiry(t time.Time) {
+	var sec uint32
+	if !t.IsZero() {
+		sec = uint32(max(t.Unix(), 1)) // 0 means "none"; Unix seconds fit until 2106
+	}
+	c.expires.Store(sec)
+}
 
 // readTask is the pool task that serves a readable connection.
 type readTask Conn

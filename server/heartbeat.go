@@ -14,7 +14,8 @@ import (
 //   - a connection silent for PingInterval gets a ping;
 //   - one still silent PongTimeout after its ping is closed (1001) and
 //     kicked: a dead peer or a half-open TCP connection;
-//   - one whose closing handshake outlived CloseTimeout is kicked.
+//   - one whose closing handshake outlived CloseTimeout is kicked;
+//   - one whose token expired (SetExpiry) is closed with 4001.
 
 // now is the coarse clock.
 func (s *Server) now() uint32 { return s.clock.Load() }
@@ -43,18 +44,22 @@ func (s *Server) runHeartbeat() {
 				now = 1 // 0 means "never" in pingAt
 			}
 			s.clock.Store(now)
-			s.conns.each(func(c *Conn) { c.heartbeat(now) })
+			wall := uint32(time.Now().Unix())
+			s.conns.each(func(c *Conn) { c.heartbeat(now, wall) })
 		}
 	}
 }
 
-func (c *Conn) heartbeat(now uint32) {
+func (c *Conn) heartbeat(now, wall uint32) {
 	s := c.srv
+	expired := false
 	switch c.state.Load() {
 	case stateClosed:
 		return
 	case stateOpen:
-		if now-c.seen.Load() < s.pingMs && c.pingAt.Load() == 0 {
+		exp := c.expires.Load()
+		expired = exp != 0 && wall >= exp
+		if !expired && now-c.seen.Load() < s.pingMs && c.pingAt.Load() == 0 {
 			return // the common case, without a lock
 		}
 	}
@@ -62,6 +67,10 @@ func (c *Conn) heartbeat(now uint32) {
 	defer c.mu.Unlock()
 	switch c.state.Load() {
 	case stateOpen:
+		if expired {
+			c.startCloseLocked(ReasonTokenExpired, "token expired")
+			return
+		}
 		if now-c.seen.Load() < s.pingMs {
 			c.pingAt.Store(0)
 			return

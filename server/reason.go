@@ -21,6 +21,7 @@ const (
 	ReasonSlowConsumer                    // 1013: the outbound queue overflowed
 	ReasonHeartbeat                       // 1001: no answer to a ping
 	ReasonShutdown                        // 1001: the server is draining
+	ReasonTokenExpired                    // 4001: the connection's token expired
 	numReasons
 )
 
@@ -38,6 +39,7 @@ var reasonInfo = [numReasons]struct {
 	ReasonSlowConsumer: {"slow_consumer", wsproto.CloseTryAgainLater},
 	ReasonHeartbeat:    {"heartbeat_timeout", wsproto.CloseGoingAway},
 	ReasonShutdown:     {"shutdown", wsproto.CloseGoingAway},
+	ReasonTokenExpired: {"token_expired", wsproto.CloseTokenExpired},
 }
 
 // String is the reason's metric label.

@@ -1,6 +1,7 @@
 package session_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -153,4 +154,79 @@ func TestMalformedQuery(t *testing.T) {
 	if m := c.ExpectMsg("subscribed", ""); m.Channel != "news" {
 		t.Fatalf("got %s", m.Raw)
 	}
+}
+
+// A connection whose token expires is closed with 4001 "token expired"
+// soon after exp, without a timer of its own; until then it works.
+func TestTokenExpiryCloses(t *testing.T) {
+	g := startAuth(t, "")
+	exp := time.Now().Add(1500 * time.Millisecond).Unix()
+	c := g.dial(t, "?token="+token(t, secret, jwt.MapClaims{"sub": "alice", "channels": []string{"news"}, "exp": exp}))
+	c.ExpectMsg("subscribed", "")
+	c.Send(`{"op":"subscribe","channel":"news"}`)
+	c.ExpectMsg("subscribed", "")
+	if reason := c.ExpectClose(4001); reason != "token expired" {
+		t.Fatalf("close reason %q", reason)
+	}
+	if now := time.Now().Unix(); now < exp {
+		t.Fatalf("closed at %d, before the token's exp %d", now, exp)
+	}
+}
+
+// refresh replaces the connection's token with a fresh one for the same
+// user: the connection outlives the first token's exp. A token for
+// another user, an expired or badly signed one, is refused with an error
+// and changes nothing. Without authentication there is nothing to refresh.
+func TestTokenRefresh(t *testing.T) {
+	g := startAuth(t, "")
+	short := func(user string) string {
+		return token(t, secret, jwt.MapClaims{"sub": user, "channels": []string{"news"}, "exp": time.Now().Add(1500 * time.Millisecond).Unix()})
+	}
+	refreshed := g.dial(t, "?token="+short("alice"))
+	refused := g.dial(t, "?token="+short("alice"))
+	control := g.dial(t, "?token="+short("alice"))
+	for _, c := range []*wstest.Client{refreshed, refused, control} {
+		c.ExpectMsg("subscribed", "")
+	}
+
+	later := time.Now().Add(time.Hour).Unix()
+	refreshed.Send(`{"op":"refresh","token":"` + token(t, secret, jwt.MapClaims{"sub": "alice", "channels": []string{"news"}, "exp": later}) + `"}`)
+	var got struct {
+		Type    string `json:"type"`
+		Expires int64  `json:"expires"`
+	}
+	m := refreshed.ReadMsg()
+	if err := json.Unmarshal(m.Raw, &got); err != nil || got.Type != "refreshed" || got.Expires != later {
+		t.Fatalf("refresh answered %s, want refreshed with expires %d", m.Raw, later)
+	}
+
+	for _, tc := range []struct{ name, token, code string }{
+		{"another user", token(t, secret, jwt.MapClaims{"sub": "bob", "exp": later}), "forbidden"},
+		{"expired", token(t, secret, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(-time.Minute).Unix()}), "invalid_token"},
+		{"bad signature", token(t, []byte("another-secret-another-secret-xx"), jwt.MapClaims{"sub": "alice", "exp": later}), "invalid_token"},
+		{"not a token", "garbage", "invalid_token"},
+		{"missing", "", "invalid_token"},
+	} {
+		refused.Send(`{"op":"refresh","token":"` + tc.token + `"}`)
+		if m := refused.ExpectMsg("error", tc.code); m.Message == "" {
+			t.Errorf("%s: error without a message", tc.name)
+		}
+	}
+	// The refused refreshes changed nothing: that connection goes at the
+	// first token's exp, with the control that never refreshed.
+	refused.ExpectClose(4001)
+	control.ExpectClose(4001)
+	// One more sweep after theirs: a connection whose token expires a
+	// second later is closed too...
+	last := g.dial(t, "?token="+token(t, secret, jwt.MapClaims{"sub": "carol", "exp": time.Now().Add(time.Second).Unix()}))
+	last.ExpectMsg("subscribed", "")
+	last.ExpectClose(4001)
+	// ... and the refreshed one was passed over: it still works.
+	refreshed.Send(`{"op":"subscribe","channel":"news"}`)
+	refreshed.ExpectMsg("subscribed", "")
+
+	open := start(t, options{})
+	c := open.dial(t, "")
+	c.Send(`{"op":"refresh","token":"x"}`)
+	c.ExpectMsg("error", "bad_request")
 }

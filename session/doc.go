@@ -8,6 +8,7 @@
 //	{"op":"subscribe","channel":"news","since":42,"epoch":"..."}
 //	{"op":"unsubscribe","channel":"news"}
 //	{"op":"publish","channel":"chat:lobby","data":<any JSON>}
+//	{"op":"refresh","token":"<JWT>"}
 //
 // Server to client:
 //
@@ -15,6 +16,7 @@
 //	{"type":"subscribed","channel":"news","offset":43,"epoch":"...","recovered":true}
 //	{"type":"unsubscribed","channel":"news"}
 //	{"type":"error","code":"forbidden","message":"...","channel":"news"}
+//	{"type":"refreshed","expires":<unix seconds>}
 //
 // The upgrade query may subscribe at connect (channels=a,b). A connection
 // whose token names a user (sub) is subscribed at connect to its personal
@@ -26,5 +28,10 @@
 // publishing is allowed on channels matching Config.ClientPublish or the
 // token's publish patterns, never on personal channels. A refused op gets
 // an error reply; the connection stays open. Replies (subscribed,
-// unsubscribed, error) arrive in the order of the ops they answer.
+// unsubscribed, refreshed, error) arrive in the order of the ops they answer.
+//
+// Expiry: a connection opened with a token that has exp is closed with
+// 4001 once exp plus the verifier's leeway has passed (server.Conn's
+// SetExpiry, checked by the heartbeat), unless a refresh op brought a
+// valid token for the same user first.
 package session

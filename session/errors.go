@@ -1,6 +1,8 @@
 package session
 
 import (
+	"strconv"
+
 	"github.com/gobwas/ws"
 
 	"github.com/pushgate/pushgate/wsproto"
@@ -16,9 +18,18 @@ const (
 	codeTooManyChannels   = "too_many_channels"  // the per-connection limit
 	codeOverloaded        = "overloaded"         // too many publications in flight
 	codeUnavailable       = "unavailable"        // shutting down, or the broker is down
+	codeInvalidToken      = "invalid_token"      // a refresh token that does not verify
 )
 
 const msgInvalidChannel = "channel names are 1-128 characters of A-Z a-z 0-9 _ - . : @ + =, or #<user>"
+
+// appendRefreshed encodes {"type":"refreshed","expires":<unix seconds>}
+// (0: the token does not expire) as a frame.
+func appendRefreshed(expires int64) []byte {
+	p := strconv.AppendInt([]byte(`{"type":"refreshed","expires":`), expires, 10)
+	p = append(p, '}')
+	return wsproto.AppendFrame(make([]byte, 0, wsproto.HeaderSize(len(p))+len(p)), ws.OpText, p)
+}
 
 // reply sends an error reply, in order with the hub's replies. code and message are constants and channel a
 // valid name, so none needs JSON escaping.

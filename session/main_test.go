@@ -40,7 +40,7 @@ func start(t testing.TB, o options) *gateway {
 		t.Fatal(err)
 	}
 	cfg := server.Config{
-		Handler:            session.New(session.Config{Hub: hub, ClientPublish: patterns}),
+		Handler:            session.New(session.Config{Hub: hub, ClientPublish: patterns, Verifier: o.verifier}),
 		OutboundQueueBytes: o.queue,
 		Compression:        o.compress,
 	}

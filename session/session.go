@@ -31,6 +31,9 @@ type Config struct {
 	ClientPublish broadcast.Patterns
 	// Logger receives debug lines about refused ops. Default slog.Default().
 	Logger *slog.Logger
+	// Verifier checks the tokens of refresh ops; nil when authentication
+	// is off (refresh is then refused).
+	Verifier *auth.Verifier
 }
 
 // Handler is the server.Handler of pushgate.v1 connections.
@@ -40,6 +43,7 @@ type Handler struct {
 	publish   broadcast.Patterns
 	m         *metrics.Gateway
 	log       *slog.Logger
+	verifier  *auth.Verifier
 }
 
 // New returns the Handler for cfg.
@@ -53,7 +57,7 @@ func New(cfg Config) *Handler {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(nil)
 	}
-	return &Handler{hub: cfg.Hub, publisher: cfg.Publisher, publish: cfg.ClientPublish, m: cfg.Metrics, log: cfg.Logger}
+	return &Handler{hub: cfg.Hub, publisher: cfg.Publisher, publish: cfg.ClientPublish, m: cfg.Metrics, log: cfg.Logger, verifier: cfg.Verifier}
 }
 
 // session is one connection's state, kept in its server.Conn.
@@ -70,6 +74,9 @@ func (h *Handler) Open(c *server.Conn, hs wsproto.Handshake, query []byte) {
 	s := &session{m: h.hub.Join(c)}
 	s.claims, _ = hs.State.(*auth.Claims)
 	c.SetData(s)
+	if s.claims != nil {
+		c.SetExpiry(s.claims.Deadline)
+	}
 	q, err := url.ParseQuery(string(query)) // keeps the well-formed pairs
 	if err != nil {
 		h.reply(s, codeBadRequest, "malformed query", "")
@@ -109,6 +116,7 @@ type command struct {
 	Since   *uint64         `json:"since"`
 	Epoch   string          `json:"epoch"`
 	Data    json.RawMessage `json:"data"`
+	Token   string          `json:"token"`
 }
 
 // Message runs one client op.
@@ -134,6 +142,8 @@ func (h *Handler) Message(c *server.Conn, op ws.OpCode, payload []byte) {
 		h.unsubscribe(s, cmd.Channel)
 	case "publish":
 		h.clientPublish(s, cmd.Channel, cmd.Data)
+	case "refresh":
+		h.refresh(s, c, cmd.Token)
 	default:
 		h.reply(s, codeBadRequest, "unknown op", "")
 	}
@@ -197,6 +207,32 @@ func (h *Handler) clientPublish(s *session, name string, data json.RawMessage) {
 		h.m.PublishesUnavailable.Inc()
 		h.reply(s, codeUnavailable, "the gateway is shutting down", name)
 	}
+}
+
+// refresh replaces the connection's token with a fresh one for the same
+// user, before the old one expires. The new claims govern later ops;
+// subscriptions already made stay.
+func (h *Handler) refresh(s *session, c *server.Conn, token string) {
+	if h.verifier == nil || s.claims == nil {
+		h.reply(s, codeBadRequest, "authentication is off: there is no token to refresh", "")
+		return
+	}
+	claims, err := h.verifier.Verify(token)
+	if err != nil {
+		h.reply(s, codeInvalidToken, auth.Reason(err), "")
+		return
+	}
+	if claims.User != s.claims.User {
+		h.reply(s, codeForbidden, "the token is for another user", "")
+		return
+	}
+	s.claims = claims
+	c.SetExpiry(claims.Deadline)
+	var expires int64
+	if !claims.ExpiresAt.IsZero() {
+		expires = claims.ExpiresAt.Unix()
+	}
+	h.hub.Reply(s.m, appendRefreshed(expires))
 }
 
 func (s *session) maySubscribe(name string) bool {

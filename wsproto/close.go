@@ -18,6 +18,8 @@ const (
 	CloseTooBig        ws.StatusCode = 1009
 	CloseInternal      ws.StatusCode = 1011
 	CloseTryAgainLater ws.StatusCode = 1013
+	// Private-use codes (4000-4999) of the pushgate.v1 protocol.
+	CloseTokenExpired ws.StatusCode = 4001 // reconnect with a new token
 )
 
 // CloseError is a reason to close a WebSocket connection: the close code and

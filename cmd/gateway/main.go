@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sc.Logger = log
 	sc.Metrics = gm
 	sc.Pages = web.Handler()
-	sc.Handler = session.New(session.Config{Hub: hub, Publisher: publisher, Metrics: gm, ClientPublish: cfg.clientPublish, Logger: log})
+	sc.Handler = session.New(session.Config{Hub: hub, Publisher: publisher, Metrics: gm, ClientPublish: cfg.clientPublish, Logger: log, Verifier: verifier})
 	if verifier != nil {
 		sc.Authorize = verifier.Authorize
 	}

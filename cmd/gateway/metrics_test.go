@@ -101,7 +101,7 @@ func TestEveryMetric(t *testing.T) {
 	secret := strings.Repeat("k", 32)
 	g := runGateway(t, proctest.FreeAddr(t), proctest.FreeAddr(t), "--echo", "--jwt-secret", secret, "--client-publish", "chat:*",
 		"--allowed-origins", "https://ok.example", "--max-header-bytes", "2048", "--handshake-timeout", "500ms",
-		"--outbound-queue-bytes", "65536", "--history-size", "3")
+		"--outbound-queue-bytes", "65536", "--history-size", "3", "--jwt-leeway", "0s")
 	checked := map[string]bool{}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice", "channels": []string{"news", "chat:*"}}).
 		SignedString([]byte(secret))
@@ -212,6 +212,19 @@ func TestEveryMetric(t *testing.T) {
 		expect{name: "pushgate_slow_consumers_total", want: 1},
 		expect{name: "pushgate_outbound_dropped_frames_total", min: 1},
 		expect{name: "pushgate_connections_closed_total", label: "reason=slow_consumer", want: 1},
+	)
+
+	// A connection whose token expires is closed with 4001.
+	shortTok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "bob", "exp": time.Now().Add(time.Second).Unix()}).
+		SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiring, _ := wstest.Dial(t, g.addr, "/ws", "Authorization: Bearer "+shortTok)
+	expiring.ExpectMsg("subscribed", "")
+	expiring.ExpectClose(4001)
+	checkMetrics(t, g.admin, checked,
+		expect{name: "pushgate_connections_closed_total", label: "reason=token_expired", want: 1},
 	)
 
 	// Heartbeats, on a gateway that pings soon: a client that never

@@ -3,8 +3,10 @@
  * protocol; <script src="/pushgate.js"></script> defines window.Pushgate.
  * It reconnects with exponential backoff and full jitter and resubscribes
  * each channel from the {epoch, offset} it last saw, so the server replays
- * what was missed. A gap it cannot fill is a "resync" event; no message is
- * delivered twice within an epoch.
+ * what was missed. A gap it cannot fill, or a channel restarted in a new
+ * epoch under a live subscription, is a "resync" event; no message is
+ * delivered twice within an epoch. Given the token as a function, it
+ * refreshes the connection's token before it expires.
  */
 (function (global) {
   "use strict";
@@ -12,7 +14,9 @@
   /**
    * @typedef {Object} Options
    * @property {string|function(): (string|Promise<string>)} [token] JWT sent
-   *   as ?token=; a function is called before each (re)connect.
+   *   as ?token=; a function is called before each (re)connect, and again
+   *   before the token in use expires (its "exp"), to send the server a
+   *   fresh one ({"op":"refresh"}) on the open connection.
    * @property {number} [minBackoff=250] first reconnect delay cap, in ms.
    * @property {number} [maxBackoff=10000] largest reconnect delay cap, in ms.
    * @property {number} [outboxSize=100] publishes kept while disconnected.
@@ -38,6 +42,8 @@
       this._ws = null;
       this._gen = 0; // bumped by every connect/close; stale work checks it
       this._timer = null;
+      this._refreshTimer = null;
+      this._expires = 0; // "exp" of the token the connection was opened with
       this._attempt = 0; // consecutive failed connections
       this._closed = true;
     }
@@ -56,6 +62,7 @@
       this._closed = true;
       this._gen++;
       clearTimeout(this._timer);
+      clearTimeout(this._refreshTimer);
       const ws = this._ws;
       this._ws = null;
       if (ws) ws.close(1000);
@@ -111,9 +118,11 @@
     /**
      * Adds an event listener. Events: "state" (the new state), "message"
      * ({channel, offset, epoch, data}), "subscribed" (the server's reply),
-     * "resync" ({channel, epoch, reason: "recovery"|"gap"}: messages may be
-     * missing), "error" ({code, message, channel}: a server error reply, or
-     * code "outbox_full" or "connect" from the client), "close" ({code,
+     * "resync" ({channel, epoch, reason: "recovery"|"gap"|"epoch"}: messages
+     * may be missing; "epoch": the channel restarted under a live
+     * subscription), "refreshed" ({expires}: the server took a fresh token),
+     * "error" ({code, message, channel}: a server error reply, or code
+     * "outbox_full", "connect" or "refresh" from the client), "close" ({code,
      * reason} of each closed connection).
      * @returns {function(): void} removes the listener.
      */
@@ -166,6 +175,7 @@
           u.searchParams.set("user_epoch", p.epoch);
         }
         ws = new WebSocket(u.toString(), "pushgate.v1");
+        this._expires = tokenExpiry(token);
       } catch (e) {
         if (gen !== this._gen) return;
         this._emit("error", { code: "connect", message: String((e && e.message) || e) });
@@ -178,6 +188,7 @@
         if (this._ws !== ws) return;
         openedAt = Date.now();
         this._setState("connected");
+        this._scheduleRefresh(gen, this._expires);
         for (const [channel, sub] of this._subs) if (channel[0] !== "#") this._sendSubscribe(channel, sub);
         while (this._outbox.length > 0 && this._send(this._outbox[0])) this._outbox.shift();
       };
@@ -197,16 +208,47 @@
       };
     }
 
+    /**
+     * Schedules a token refresh at about three quarters of the time left
+     * before expires (Unix seconds; 0 or null: the token does not expire,
+     * or cannot be refreshed because opts.token is not a function).
+     */
+    _scheduleRefresh(gen, expires) {
+      clearTimeout(this._refreshTimer);
+      if (!expires || typeof this.opts.token !== "function") return;
+      const left = expires * 1000 - Date.now();
+      this._refreshTimer = setTimeout(() => this._refresh(gen), Math.max(0, left * 0.75));
+    }
+
+    async _refresh(gen) {
+      if (gen !== this._gen) return;
+      let token;
+      try {
+        token = await this.opts.token();
+      } catch (e) {
+        // The server closes the connection with 4001 when the old token
+        // expires; the reconnect asks for a token again.
+        if (gen === this._gen) this._emit("error", { code: "refresh", message: String((e && e.message) || e) });
+        return;
+      }
+      if (gen !== this._gen || !token) return;
+      this._send({ op: "refresh", token });
+    }
+
     /** Schedules the next connection attempt after a close with code. */
     _retry(code, healthy) {
-      for (const sub of this._subs.values()) sub.pending = sub.recovering = false;
+      clearTimeout(this._refreshTimer);
+      for (const sub of this._subs.values()) sub.pending = sub.recovering = sub.live = false;
       this._setState("disconnected");
       if (this._closed) return;
       // A healthy connection resets the backoff, except when the server
       // closed it for overload (1013): then keep backing off.
       if (healthy && code !== 1013) this._attempt = 0;
       const o = this.opts;
-      const cap = code === 1001 ? o.minBackoff : Math.min(o.maxBackoff, o.minBackoff * 2 ** this._attempt);
+      // 1001 (the server drains) and 4001 (the token expired: the token
+      // function is asked again) reconnect at once, plus jitter.
+      const soon = code === 1001 || code === 4001;
+      const cap = soon ? o.minBackoff : Math.min(o.maxBackoff, o.minBackoff * 2 ** this._attempt);
       this._attempt = Math.min(this._attempt + 1, 30);
       const gen = this._gen;
       this._timer = setTimeout(() => gen === this._gen && !this._closed && this._open(), Math.random() * cap);
@@ -218,6 +260,9 @@
         case "subscribed": return this._subscribed(f, sub);
         case "message": return this._message(f, sub);
         case "error": return this._emit("error", { code: f.code, message: f.message, channel: f.channel });
+        case "refreshed":
+          this._scheduleRefresh(this._gen, f.expires);
+          return this._emit("refreshed", { expires: f.expires });
       }
     }
 
@@ -227,6 +272,8 @@
         this._subs.set(f.channel, (sub = newSub()));
       }
       if (!sub) return; // unsubscribed since
+      if (sub.live) return this._epochChanged(f, sub);
+      sub.live = true;
       if (f.channel[0] === "#" && this._personal !== f.channel) {
         const old = this._subs.get(this._personal);
         if (old && old.handlers.size === 0) this._subs.delete(this._personal);
@@ -239,6 +286,18 @@
       sub.pending = sub.recovering = false;
       this._emit("subscribed", { channel: f.channel, offset: f.offset, epoch: f.epoch, recovered: !!f.recovered });
       if (resync) this._emit("resync", { channel: f.channel, epoch: f.epoch, reason: "recovery" });
+    }
+
+    /**
+     * A "subscribed" for a subscription already live on this connection:
+     * the server restarted the channel in a new epoch. Offsets start again
+     * after f.offset; unless f.recovered, what came before is gone.
+     */
+    _epochChanged(f, sub) {
+      sub.offset = f.offset;
+      sub.epoch = f.epoch;
+      this._emit("subscribed", { channel: f.channel, offset: f.offset, epoch: f.epoch, recovered: !!f.recovered });
+      if (!f.recovered) this._emit("resync", { channel: f.channel, epoch: f.epoch, reason: "epoch" });
     }
 
     _message(f, sub) {
@@ -258,7 +317,19 @@
   /** newSub is a channel's state: handlers, and the position (epoch,
    * offset) of its last message; offset is null until the server gives one. */
   function newSub() {
-    return { handlers: new Set(), epoch: null, offset: null, pending: false, recovering: false };
+    return { handlers: new Set(), epoch: null, offset: null, pending: false, recovering: false, live: false };
+  }
+
+  /** tokenExpiry returns a JWT's "exp" (Unix seconds), or 0 when it has
+   * none or is not a JWT. Reading it needs no key: the server verifies. */
+  function tokenExpiry(token) {
+    try {
+      const part = String(token).split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const exp = JSON.parse(atob(part + "===".slice((part.length + 3) % 4))).exp;
+      return typeof exp === "number" ? exp : 0;
+    } catch {
+      return 0;
+    }
   }
 
   /** Calls an app callback; its exception is rethrown outside the client. */

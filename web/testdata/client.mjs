@@ -43,6 +43,7 @@ function load() {
   const ctx = {
     WebSocket: FakeWebSocket,
     URL,
+    atob,
     setTimeout: (fn, ms = 0) => env.timers.push({ fn, ms }),
     clearTimeout: () => {},
   };
@@ -62,9 +63,14 @@ function load() {
 
 const tick = () => new Promise((r) => setImmediate(r));
 
+// jwt makes an unsigned token with the given claims: the client only reads
+// "exp" from it.
+const jwt = (claims) =>
+  ["e30", Buffer.from(JSON.stringify(claims)).toString("base64url"), "sig"].join(".");
+
 // record collects a client's events.
 function record(pg) {
-  const ev = { state: [], error: [], resync: [], message: [], subscribed: [], close: [] };
+  const ev = { state: [], error: [], resync: [], message: [], subscribed: [], close: [], refreshed: [] };
   // Objects made in the client's context are copied into this one, so
   // that deepStrictEqual sees the same prototypes.
   for (const name of Object.keys(ev)) pg.on(name, (x) => ev[name].push(JSON.parse(JSON.stringify(x))));
@@ -126,6 +132,75 @@ const checks = {
     env.fire();
     env.last().open();
     assert.deepEqual(env.last().sent, [{ op: "subscribe", channel: "news", since: 2, epoch: "e2" }]);
+  },
+
+  "a new epoch under a live subscription is a resync, and its offsets are new"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws");
+    const ev = record(pg);
+    const got = [];
+    pg.subscribe("tick", (d, meta) => got.push([d, meta.offset, meta.epoch]));
+    pg.connect();
+    let ws = env.last();
+    ws.open();
+    // A cluster channel without messages yet has no epoch; its first
+    // message names one, and the subscriber missed nothing.
+    ws.recv({ type: "subscribed", channel: "tick", offset: 0, epoch: "", recovered: false });
+    ws.recv({ type: "subscribed", channel: "tick", offset: 0, epoch: "e1", recovered: true });
+    ws.recv({ type: "message", channel: "tick", offset: 1, data: "a" });
+    ws.recv({ type: "message", channel: "tick", offset: 2, data: "b" });
+    assert.deepEqual(ev.resync, [], "naming the first epoch loses nothing");
+    // The channel restarts (idle past the history TTL): offsets from 1 again.
+    ws.recv({ type: "subscribed", channel: "tick", offset: 0, epoch: "e2", recovered: false });
+    ws.recv({ type: "message", channel: "tick", offset: 1, data: "c" });
+    assert.deepEqual(ev.resync, [{ channel: "tick", epoch: "e2", reason: "epoch" }]);
+    assert.deepEqual(got, [["a", 1, "e1"], ["b", 2, "e1"], ["c", 1, "e2"]]);
+    ws.drop(1006);
+    env.fire();
+    ws = env.last();
+    ws.open();
+    assert.deepEqual(ws.sent, [{ op: "subscribe", channel: "tick", since: 1, epoch: "e2" }]);
+  },
+
+  async "the token is refreshed before it expires; 4001 reconnects at once with a fresh one"() {
+    const env = load();
+    env.now = 1_000_000_000; // ms
+    let n = 0;
+    const issued = [];
+    const token = async () => {
+      const t = jwt({ sub: "alice", exp: env.now / 1000 + 100, n: ++n });
+      issued.push(t);
+      return t;
+    };
+    const pg = new env.Pushgate("ws://gw.test/ws", { token, minBackoff: 100 });
+    const ev = record(pg);
+    pg.connect();
+    await tick();
+    let ws = env.last();
+    assert.equal(ws.url.searchParams.get("token"), issued[0]);
+    assert.equal(env.timers.length, 0, "no refresh before the connection opens");
+    ws.open();
+    assert.deepEqual(env.timers.map((t) => t.ms), [75_000], "refresh at 3/4 of the 100 s left");
+    env.now += 75_000;
+    env.fire();
+    await tick();
+    assert.deepEqual(ws.sent, [{ op: "refresh", token: issued[1] }]);
+    ws.recv({ type: "refreshed", expires: env.now / 1000 + 100 });
+    assert.deepEqual(ev.refreshed, [{ expires: env.now / 1000 + 100 }]);
+    assert.deepEqual(env.timers.map((t) => t.ms), [75_000], "the next refresh is scheduled from the new exp");
+    // The server closed it anyway (the refresh came too late): reconnect
+    // at once with a fresh token.
+    env.timers.length = 0;
+    ws.drop(4001);
+    assert.deepEqual(env.fire().map(Math.round), [100]);
+    await tick();
+    assert.equal(env.last().url.searchParams.get("token"), issued[2]);
+    // A static token cannot be refreshed: no timer.
+    const fixed = new env.Pushgate("ws://gw.test/ws", { token: jwt({ exp: env.now / 1000 + 10 }) });
+    env.timers.length = 0;
+    fixed.connect();
+    env.last().open();
+    assert.equal(env.timers.length, 0);
   },
 
   "a live gap is reported"() {

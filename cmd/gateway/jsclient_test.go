@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushgate/pushgate/internal/proctest"
+)
+
+// TestJSClientEndToEnd runs web/testdata/e2e.test.mjs with Node's test
+// runner: pushgate.js itself, against two gateway processes in cluster
+// mode on Debian's nats-server. It sees a channel restart in a new epoch
+// under a live subscription, and refreshes its token on the open
+// connection (and reconnects after 4001 when a refresh is refused).
+func TestJSClientEndToEnd(t *testing.T) {
+	node, natsBin := proctest.Program(t, "node"), proctest.Program(t, "nats-server")
+	modules, err := filepath.Abs("../../server/testdata/nodews/node_modules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(modules, "ws")); err != nil {
+		t.Fatalf("the ws package is not installed (make deps installs it): %v", err)
+	}
+	bin := proctest.Gateway(t)
+	natsAddr, natsMon := proctest.FreeAddr(t), proctest.FreeAddr(t)
+	host, port, _ := net.SplitHostPort(natsAddr)
+	_, monPort, _ := net.SplitHostPort(natsMon)
+	nats := proctest.Start(t, "", natsBin, "-a", host, "-p", port, "-m", monPort, "-js", "-sd", t.TempDir())
+	nats.WaitHTTP(t, "http://"+natsMon+"/healthz", http.StatusOK)
+
+	secret := strings.Repeat("e2e-secret-", 4)
+	env := append(os.Environ(), "PG_SECRET="+secret, "PG_NODE_MODULES="+modules)
+	for _, name := range []string{"A", "B"} {
+		addr, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
+		g := proctest.Start(t, "", bin, "--addr", addr, "--admin-addr", admin, "--broker", "nats://"+natsAddr,
+			"--history-ttl", "1s", "--jwt-secret", secret, "--jwt-leeway", "0s")
+		g.WaitHTTP(t, "http://"+admin+"/readyz", http.StatusOK)
+		env = append(env, "PG_WS_"+name+"=ws://"+addr, "PG_ADMIN_"+name+"=http://"+admin)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-timeout", "60000", filepath.Join("..", "..", "web", "testdata", "e2e.test.mjs"))
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node --test: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}
