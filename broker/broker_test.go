@@ -625,18 +625,7 @@ func TestClusterStreamRecreatedWhileAway(t *testing.T) {
 // broker_up turns 0, and publishes fail within the publish timeout
 // instead of hanging. When NATS resumes, so does the node.
 func TestClusterNoticesHungNATS(t *testing.T) {
-	bin := proctest.Program(t, "nats-server")
-	addr := proctest.FreeAddr(t)
-	host, port, _ := net.SplitHostPort(addr)
-	ns := proctest.Start(t, "", bin, "-js", "-a", host, "-p", port, "-sd", t.TempDir())
-	url := "nats://" + addr
-	wstest.Until(t, 10*time.Second, func() error {
-		nc, err := natsConnect(url)
-		if err == nil {
-			nc.Close()
-		}
-		return err
-	})
+	ns, url := proctest.NATS(t)
 	a := startNode(t, url, Config{PublishTimeout: 2 * time.Second})
 	sub := a.client(t, "news", nil)
 	publish(t, a.b, "news", 1)

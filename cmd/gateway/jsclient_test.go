@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,7 +19,7 @@ import (
 // under a live subscription, and refreshes its token on the open
 // connection (and reconnects after 4001 when a refresh is refused).
 func TestJSClientEndToEnd(t *testing.T) {
-	node, natsBin := proctest.Program(t, "node"), proctest.Program(t, "nats-server")
+	node := proctest.Program(t, "node")
 	modules, err := filepath.Abs("../../server/testdata/nodews/node_modules")
 	if err != nil {
 		t.Fatal(err)
@@ -29,17 +28,13 @@ func TestJSClientEndToEnd(t *testing.T) {
 		t.Fatalf("the ws package is not installed (make deps installs it): %v", err)
 	}
 	bin := proctest.Gateway(t)
-	natsAddr, natsMon := proctest.FreeAddr(t), proctest.FreeAddr(t)
-	host, port, _ := net.SplitHostPort(natsAddr)
-	_, monPort, _ := net.SplitHostPort(natsMon)
-	nats := proctest.Start(t, "", natsBin, "-a", host, "-p", port, "-m", monPort, "-js", "-sd", t.TempDir())
-	nats.WaitHTTP(t, "http://"+natsMon+"/healthz", http.StatusOK)
+	_, natsURL := proctest.NATS(t)
 
 	secret := strings.Repeat("e2e-secret-", 4)
 	env := append(os.Environ(), "PG_SECRET="+secret, "PG_NODE_MODULES="+modules)
 	for _, name := range []string{"A", "B"} {
 		addr, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
-		g := proctest.Start(t, "", bin, "--addr", addr, "--admin-addr", admin, "--broker", "nats://"+natsAddr,
+		g := proctest.Start(t, "", bin, "--addr", addr, "--admin-addr", admin, "--broker", natsURL,
 			"--history-ttl", "1s", "--jwt-secret", secret, "--jwt-leeway", "0s")
 		g.WaitHTTP(t, "http://"+admin+"/readyz", http.StatusOK)
 		env = append(env, "PG_WS_"+name+"=ws://"+addr, "PG_ADMIN_"+name+"=http://"+admin)

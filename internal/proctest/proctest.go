@@ -183,3 +183,17 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// NATS starts Debian's nats-server with JetStream on loopback, its store in
+// a temporary directory, and waits until it is healthy. It returns the
+// process and the client URL (nats://host:port).
+func NATS(t testing.TB) (*Process, string) {
+	t.Helper()
+	bin := Program(t, "nats-server")
+	addr, mon := FreeAddr(t), FreeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	_, monPort, _ := net.SplitHostPort(mon)
+	p := Start(t, "", bin, "-a", host, "-p", port, "-m", monPort, "-js", "-sd", t.TempDir())
+	p.WaitHTTP(t, "http://"+mon+"/healthz", http.StatusOK)
+	return p, "nats://" + addr
+}
