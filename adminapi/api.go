@@ -147,6 +147,10 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", `"data" is required (any JSON value)`)
 		return
 	}
+	if !broadcast.ValidData(req.Data) {
+		writeError(w, http.StatusBadRequest, "bad_request", `"data" is not valid UTF-8: subscribers get it in a text frame`)
+		return
+	}
 	res, err := a.cfg.Publisher.Publish(r.Context(), channel, compact(req.Data))
 	if err != nil {
 		a.cfg.Metrics.PublishesUnavailable.Inc()

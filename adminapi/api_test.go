@@ -85,6 +85,9 @@ func TestPublishErrors(t *testing.T) {
 	}{
 		{"malformed JSON", "POST", "/api/publish", `{"channel":"news",`, 400, "bad_request"},
 		{"data not JSON", "POST", "/api/publish", `{"channel":"news","data":nope}`, 400, "bad_request"},
+		{"data not UTF-8", "POST", "/api/publish", "{\"channel\":\"news\",\"data\":\"\xff\"}", 400, "bad_request"},
+		{"data not UTF-8, nested", "POST", "/api/publish", "{\"channel\":\"news\",\"data\":{\"a\":[\"ok\",\"\xc3\x28\"]}}", 400, "bad_request"},
+		{"user not UTF-8", "POST", "/api/publish", "{\"user\":\"\xff\",\"data\":1}", 400, "invalid_user"},
 		{"no data", "POST", "/api/publish", `{"channel":"news"}`, 400, "bad_request"},
 		{"no channel", "POST", "/api/publish", `{"data":1}`, 400, "bad_request"},
 		{"channel and user", "POST", "/api/publish", `{"channel":"news","user":"a","data":1}`, 400, "bad_request"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"hash/maphash"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -25,10 +27,22 @@ var (
 	ErrNotSubscribed     = errors.New("broadcast: not subscribed")
 	// ErrUnavailable is a publish the cluster broker could not take.
 	ErrUnavailable = errors.New("broadcast: the broker is unavailable")
+	// ErrInvalidData is a publish whose data is not valid JSON in UTF-8.
+	ErrInvalidData = errors.New("broadcast: data is not valid JSON in UTF-8")
 )
 
+// ValidData reports whether data can be published: one JSON value, in
+// UTF-8. encoding/json accepts any byte inside a string, but every
+// subscriber gets data in a text frame, which must be UTF-8: browsers fail
+// the connection on anything else, and history would replay it to every
+// client that recovers.
+func ValidData(data []byte) bool {
+	return len(data) > 0 && utf8.Valid(data) && json.Valid(data)
+}
+
 // Publisher is where publications enter: the Hub on a single node, the
-// cluster broker (package broker) when nodes share one.
+// cluster broker (package broker) when nodes share one. Both refuse data
+// that fails ValidData with ErrInvalidData.
 type Publisher interface {
 	// Publish publishes data, valid JSON, to channel and waits until it has
 	// its offset and this node's subscribers were handed it. If ctx ends
@@ -338,6 +352,9 @@ type Result struct {
 // been handed the frame. It waits for a publish slot if MaxPending
 // publications are in flight.
 func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (Result, error) {
+	if !ValidData(data) {
+		return Result{}, ErrInvalidData
+	}
 	select {
 	case h.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -362,6 +379,9 @@ func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (Result,
 // MaxPending publications are in flight. A hub finds every error at once,
 // so failed is never called.
 func (h *Hub) TryPublish(channel string, data []byte, failed func(error)) error {
+	if !ValidData(data) {
+		return ErrInvalidData
+	}
 	select {
 	case h.slots <- struct{}{}:
 	default:

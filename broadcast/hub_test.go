@@ -588,3 +588,32 @@ func TestEpochAfterChannelDropped(t *testing.T) {
 	}
 	contiguous(t, back.offsets("news"), 1, 2)
 }
+
+// Data that is not JSON, or JSON whose strings are not UTF-8 (which
+// browsers refuse as a text frame, failing the connection), is refused at
+// the hub whatever the entry: nothing is published or kept in history.
+func TestPublishRefusesInvalidData(t *testing.T) {
+	h := New(Config{})
+	defer h.Close()
+	r := newRecorder()
+	if err := h.Subscribe(h.Join(r), "news", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, data := range []string{"\"\xff\"", "{\"a\":\"\xc3\x28\"}", "nope", ""} {
+		if _, err := h.Publish(context.Background(), "news", []byte(data)); !errors.Is(err, ErrInvalidData) {
+			t.Errorf("Publish(%q): %v, want ErrInvalidData", data, err)
+		}
+		if err := h.TryPublish("news", []byte(data), nil); !errors.Is(err, ErrInvalidData) {
+			t.Errorf("TryPublish(%q): %v, want ErrInvalidData", data, err)
+		}
+	}
+	if _, err := h.Publish(context.Background(), "news", []byte(`"ok é"`)); err != nil {
+		t.Fatal(err)
+	}
+	if hist := h.History("news", 0); len(hist.Entries) != 1 || hist.Offset != 1 {
+		t.Fatalf("history %+v, want only the valid publish", hist)
+	}
+	if s := h.Stats(); s.InFlight != 0 {
+		t.Fatalf("refused publishes hold %d publish slots", s.InFlight)
+	}
+}

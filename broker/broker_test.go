@@ -481,14 +481,15 @@ func TestClusterDropsForeignMessages(t *testing.T) {
 		{subject: "PUSHGATE.news", data: `{"x":1}`},                                                         // no headers
 		{subject: "PUSHGATE.news", data: `not json`, hdr: map[string]string{hdrOffset: "1", hdrEpoch: "e"}}, // bad data
 		{subject: "PUSHGATE.bad\"name", data: `1`, hdr: map[string]string{hdrOffset: "1", hdrEpoch: "e"}},   // bad channel
+		{subject: "PUSHGATE.news", data: "\"\xff\"", hdr: map[string]string{hdrOffset: "1", hdrEpoch: "e"}},     // not UTF-8
 	} {
 		if err := m.publish(nc); err != nil {
 			t.Fatal(err)
 		}
 	}
 	wstest.Until(t, 5*time.Second, func() error {
-		if got := testutil.ToFloat64(a.m.Invalid); got != 3 {
-			return fmt.Errorf("broker_invalid_messages_total %v, want 3", got)
+		if got := testutil.ToFloat64(a.m.Invalid); got != 4 {
+			return fmt.Errorf("broker_invalid_messages_total %v, want 4", got)
 		}
 		return nil
 	})

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 	"time"
 
@@ -150,7 +149,7 @@ func (b *Broker) apply(msg jetstream.Msg) {
 	name, ok := channelOf(b.prefix, msg.Subject())
 	offset, err := strconv.ParseUint(h.Get(hdrOffset), 10, 64)
 	epoch, data := h.Get(hdrEpoch), msg.Data()
-	if !ok || !broadcast.ValidName(name) || err != nil || offset == 0 || epoch == "" || !json.Valid(data) {
+	if !ok || !broadcast.ValidName(name) || err != nil || offset == 0 || epoch == "" || !broadcast.ValidData(data) {
 		b.m.Invalid.Inc()
 		b.log.Warn("broker: dropped a message that is not a pushgate publication", "subject", msg.Subject(), "seq", seq)
 		return

@@ -51,6 +51,9 @@ type request struct {
 // fails with broadcast.ErrUnavailable. A publication whose ctx ends before
 // it was handed to NATS is not published.
 func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (broadcast.Result, error) {
+	if !broadcast.ValidData(data) {
+		return broadcast.Result{}, broadcast.ErrInvalidData
+	}
 	if !b.nc.IsConnected() {
 		return broadcast.Result{}, unavailable("not connected to NATS")
 	}
@@ -95,6 +98,9 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (broa
 // broadcast.ErrUnavailable when NATS is unreachable; failed is called if
 // the broker does not confirm it later.
 func (b *Broker) TryPublish(channel string, data []byte, failed func(error)) error {
+	if !broadcast.ValidData(data) {
+		return broadcast.ErrInvalidData
+	}
 	if !b.nc.IsConnected() {
 		return unavailable("not connected to NATS")
 	}

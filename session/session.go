@@ -200,6 +200,8 @@ func (h *Handler) clientPublish(s *session, name string, data json.RawMessage) {
 	case errors.Is(err, broadcast.ErrOverloaded):
 		h.m.PublishesOverloaded.Inc()
 		h.reply(s, codeOverloaded, "too many messages in flight, try again", name)
+	case errors.Is(err, broadcast.ErrInvalidData):
+		h.reply(s, codeBadRequest, "publish data must be valid JSON", name)
 	case errors.Is(err, broadcast.ErrUnavailable):
 		h.m.PublishesUnavailable.Inc()
 		h.reply(s, codeUnavailable, "the broker is unavailable, try again", name)

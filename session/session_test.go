@@ -234,3 +234,17 @@ func TestSlowSubscriber(t *testing.T) {
 		t.Fatalf("close reason %q", reason)
 	}
 }
+
+// A client cannot publish text that is not UTF-8: the frame itself is
+// invalid (RFC 6455 section 8.1), so the connection is closed with 1007
+// and nothing reaches the channel.
+func TestClientPublishInvalidUTF8(t *testing.T) {
+	g := start(t, options{publish: "chat:*"})
+	c := g.dial(t, "?channels=chat:x")
+	c.ExpectMsg("subscribed", "")
+	c.Write(wstest.Text("{\"op\":\"publish\",\"channel\":\"chat:x\",\"data\":\"\xff\"}"))
+	c.ExpectClose(1007)
+	if h := g.hub.History("chat:x", 0); len(h.Entries) != 0 {
+		t.Fatalf("published %d entries", len(h.Entries))
+	}
+}
