@@ -481,7 +481,7 @@ func TestClusterDropsForeignMessages(t *testing.T) {
 		{subject: "PUSHGATE.news", data: `{"x":1}`},                                                         // no headers
 		{subject: "PUSHGATE.news", data: `not json`, hdr: map[string]string{hdrOffset: "1", hdrEpoch: "e"}}, // bad data
 		{subject: "PUSHGATE.bad\"name", data: `1`, hdr: map[string]string{hdrOffset: "1", hdrEpoch: "e"}},   // bad channel
-		{subject: "PUSHGATE.news", data: "\"\xff\"", hdr: map[string]string{hdrOffset: "1", hdrEpoch: "e"}},     // not UTF-8
+		{subject: "PUSHGATE.news", data: "\"\xff\"", hdr: map[string]string{hdrOffset: "1", hdrEpoch: "e"}}, // not UTF-8
 	} {
 		if err := m.publish(nc); err != nil {
 			t.Fatal(err)
