@@ -212,6 +212,9 @@ func (h *Hub) Join(sub Subscriber) *Member {
 	i := int(h.next.Add(1) % uint32(len(h.shards)))
 	m := &Member{sub: sub, shard: h.shards[i], shardIdx: i, compress: sub.Compression()}
 	m.batch, _ = sub.(Batcher)
+	if m.batch != nil {
+		m.pacer, _ = sub.(Pacer)
+	}
 	return m
 }
 

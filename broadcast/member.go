@@ -20,6 +20,16 @@ type Batcher interface {
 	Flush()
 }
 
+// Pacer is a Batcher that takes the frames of a replay to be written as
+// its socket drains: they are not counted against its outbound bound, so a
+// subscriber that reads is never closed for recovering a large history.
+// server.Conn is one.
+type Pacer interface {
+	// Pace keeps frame, after everything queued, to be written by Flush
+	// and as the socket drains.
+	Pace(frame []byte) error
+}
+
 // Member is a connection joined to the hub: its subscriptions and the shard
 // that delivers to it. A Member's methods on the hub (Subscribe,
 // Unsubscribe, Leave) must not be called concurrently, which holds for the
@@ -27,6 +37,7 @@ type Batcher interface {
 type Member struct {
 	sub      Subscriber
 	batch    Batcher // sub, when it batches; nil otherwise
+	pacer    Pacer   // sub, when it batches and paces replays; nil otherwise
 	queued   int     // frames batch holds that the shard has yet to flush
 	shard    *shard
 	shardIdx int

@@ -163,9 +163,12 @@ func (s *shard) do(o *op) {
 			return
 		}
 		for _, p := range o.replay {
-			if s.send(o.m, p.frameFor(o.m)) != nil {
+			if s.pace(o.m, p.frameFor(o.m)) != nil {
 				return
 			}
+		}
+		if len(o.replay) > 0 && !s.batching && o.m.queued > 0 {
+			s.flush()
 		}
 	case opUnsubscribe:
 		s.remove(o.ch, o.m)
@@ -212,6 +215,20 @@ func (s *shard) send(m *Member, frame []byte) error {
 		m.queued = 1 // still listed; one more Flush is harmless
 	}
 	return nil
+}
+
+// pace hands m a frame of a replay, which a Pacer writes as its socket
+// drains (see Pacer); it is flushed with the run's frames, or at once
+// outside a run.
+func (s *shard) pace(m *Member, frame []byte) error {
+	if m.pacer == nil {
+		return s.send(m, frame)
+	}
+	if m.queued == 0 {
+		s.queued = append(s.queued, m)
+	}
+	m.queued++
+	return m.pacer.Pace(frame)
 }
 
 // flush writes what the run queued, then completes its publications: a

@@ -60,7 +60,7 @@ func (c *Conn) beginClosingLocked(reason CloseReason) {
 func (c *Conn) queueCloseLocked(frame []byte) {
 	c.closeQueued = true
 	if c.out != nil {
-		c.out.push(frame)
+		c.out.push(frame, false)
 		return
 	}
 	c.writeLocked(frame)

@@ -11,10 +11,12 @@
 // connection's frame reader (which exists only while a frame or message is
 // partial), hands messages to the endpoint's Handler, and re-arms the
 // poller. Writes never wait: Conn.Send writes at once if the socket takes
-// the frame, else queues it (bounded; overflow closes with 1013) and the
-// write poller drains the queue with writev when the socket is writable.
-// Conn.Queue and Conn.Flush let a delivery loop queue several frames and
-// write them with one writev.
+// the frame, else queues it and the write poller drains the queue with
+// writev when the socket is writable. Conn.Queue and Conn.Flush let a
+// delivery loop queue several frames and write them with one writev;
+// Conn.Pace queues the frames of a history replay, written as the socket
+// drains. The bound (overflow closes with 1013) counts only what the
+// socket refused, not the frame being written nor paced frames.
 //
 // One heartbeat goroutine keeps a coarse clock and sweeps all connections:
 // pings for the silent, closes for the unanswering, and the end of closing

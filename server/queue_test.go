@@ -39,27 +39,82 @@ func TestQueueFlush(t *testing.T) {
 	client.ExpectMessage(ws.OpText, []byte("sent"))
 	c.Flush() // nothing queued: a no-op
 
-	// Past the bound, Queue closes the connection like Send.
+	// Frames Queue keeps are judged only once the socket has refused
+	// them: a batch far over the bound reaches a client that reads.
 	big := text(string(make([]byte, 1<<10)))
+	for range 64 {
+		if err := c.Queue(big); err != nil {
+			t.Fatalf("Queue of a batch 16 times the bound: %v", err)
+		}
+	}
+	c.Flush()
+	for range 64 {
+		client.ExpectMessage(ws.OpText, make([]byte, 1<<10))
+	}
+
+	// A client that stops reading: what its socket refuses counts, and
+	// past the bound the connection is closed.
 	var err error
 	for i := 0; err == nil; i++ {
-		if i > 10 {
-			t.Fatal("no slow-consumer close past the bound")
+		if i > 100<<10 {
+			t.Fatal("no slow-consumer close after 100 MiB")
 		}
-		err = c.Queue(big)
+		if err = c.Queue(big); i%16 == 15 {
+			c.Flush()
+		}
 	}
-	if !errors.Is(err, server.ErrSlowConsumer) {
+	if !errors.Is(err, server.ErrSlowConsumer) && !errors.Is(err, server.ErrClosed) {
 		t.Fatalf("Queue past the bound: %v", err)
 	}
 	c.Flush()
 	if err := c.Queue(text("late")); !errors.Is(err, server.ErrClosed) {
 		t.Errorf("Queue on a closing connection: %v", err)
 	}
-	// Unstarted frames were dropped; the client gets 1013.
-	if reason := client.ExpectClose(1013); reason != "slow consumer" {
-		t.Errorf("close reason %q", reason)
-	}
 	if n := count(g.m.SlowConsumers); n != 1 {
+		t.Errorf("%v slow consumers counted", n)
+	}
+	// Reading at last, the client finds what the kernel held, then 1013.
+	if code := readToClose(t, client); code != 1013 {
+		t.Errorf("close code %d, want 1013", code)
+	}
+}
+
+// readToClose reads data frames until a close frame and returns its code.
+func readToClose(t *testing.T, c *wstest.Client) int {
+	t.Helper()
+	for {
+		h, p := c.ReadFrame()
+		if h.OpCode == ws.OpClose {
+			return int(p[0])<<8 | int(p[1])
+		}
+	}
+}
+
+// Frames handed over with Pace (a replay) never count against the bound:
+// a replay many times the bound and the kernel's buffers waits for the
+// socket, and a client that reads gets all of it, in order with what
+// follows.
+func TestPaceIsNotCounted(t *testing.T) {
+	conns := make(capture, 1)
+	g := start(t, server.Config{Handler: conns, OutboundQueueBytes: 4 << 10})
+	client, _ := wstest.Dial(t, g.addr, "/ws")
+	c := <-conns
+	const frames = 16 << 10 // 16 MiB of 1 KiB frames
+	big := text(string(make([]byte, 1<<10)))
+	for i := range frames {
+		if err := c.Pace(big); err != nil {
+			t.Fatalf("Pace %d: %v", i, err)
+		}
+	}
+	c.Flush()
+	if err := c.Send(text("after the replay")); err != nil {
+		t.Fatal(err)
+	}
+	for range frames {
+		client.ExpectMessage(ws.OpText, make([]byte, 1<<10))
+	}
+	client.ExpectMessage(ws.OpText, []byte("after the replay"))
+	if n := count(g.m.SlowConsumers); n != 0 {
 		t.Errorf("%v slow consumers counted", n)
 	}
 }

@@ -107,7 +107,7 @@ func New(cfg Config) (*Server, error) {
 	s.readBufs.New = func() any { b := make([]byte, readBufferSize); return &b }
 	s.headBufs.New = func() any { b := make([]byte, cfg.MaxHeaderBytes); return &b }
 	s.queues.New = func() any {
-		return &outQueue{frames: make([][]byte, 0, 16), iov: make([][]byte, 0, maxIovecs), total: &s.queuedBytes}
+		return &outQueue{frames: make([]outFrame, 0, 16), iov: make([][]byte, 0, maxIovecs), total: &s.queuedBytes}
 	}
 
 	onWaitErr := func(err error) { s.log.Error("poller wait failed", "err", err) }

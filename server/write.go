@@ -20,26 +20,42 @@ var (
 // maxIovecs bounds the frames one writev carries.
 const maxIovecs = 64
 
-// outQueue holds frames the socket has not taken yet. Frames are whole
-// encoded frames, shared and never modified, so one broadcast frame can sit
-// in many queues. A queue exists only while a connection is behind.
-type outQueue struct {
-	frames [][]byte
-	head   int // frames[:head] are written
-	off    int // bytes of frames[head] already written
-	size   int // bytes not yet written
-	iov    [][]byte
-	total  *atomic.Int64 // bytes queued on all connections, for metrics
+// flushEarly is how many bytes Queue lets pile up untried before it tries
+// the socket: the frames of a batch leave in few writev calls, and what a
+// connection holds before the kernel was asked stays small.
+const flushEarly = 64 << 10
+
+// outFrame is a frame in an outbound queue.
+type outFrame struct {
+	b     []byte
+	paced bool // part of a replay (Pace): not counted against the bound
 }
 
-func (q *outQueue) push(frame []byte) {
+// outQueue holds frames the socket has not taken yet. Frames are whole
+// encoded frames, shared and never modified, so one broadcast frame can sit
+// in many queues. A queue exists only while a connection is behind or a
+// delivery batch is being queued.
+type outQueue struct {
+	frames  []outFrame
+	head    int // frames[:head] are written
+	off     int // bytes of frames[head] already written
+	size    int // bytes not yet written
+	counted int // bytes not yet written of frames that are not paced
+	iov     [][]byte
+	total   *atomic.Int64 // bytes queued on all connections, for metrics
+}
+
+func (q *outQueue) push(frame []byte, paced bool) {
 	if q.head > 0 && len(q.frames) == cap(q.frames) {
 		n := copy(q.frames, q.frames[q.head:])
 		clear(q.frames[n:])
 		q.frames, q.head = q.frames[:n], 0
 	}
-	q.frames = append(q.frames, frame)
+	q.frames = append(q.frames, outFrame{frame, paced})
 	q.size += len(frame)
+	if !paced {
+		q.counted += len(frame)
+	}
 	q.total.Add(int64(len(frame)))
 }
 
@@ -47,7 +63,7 @@ func (q *outQueue) push(frame []byte) {
 func (q *outQueue) vec() [][]byte {
 	q.iov = q.iov[:0]
 	for i := q.head; i < len(q.frames) && len(q.iov) < maxIovecs; i++ {
-		q.iov = append(q.iov, q.frames[i])
+		q.iov = append(q.iov, q.frames[i].b)
 	}
 	q.iov[0] = q.iov[0][q.off:]
 	return q.iov
@@ -58,16 +74,32 @@ func (q *outQueue) advance(n int) {
 	q.size -= n
 	q.total.Add(-int64(n))
 	for n > 0 {
-		rest := len(q.frames[q.head]) - q.off
-		if n < rest {
-			q.off += n
+		f := &q.frames[q.head]
+		done := min(n, len(f.b)-q.off)
+		if !f.paced {
+			q.counted -= done
+		}
+		n -= done
+		if q.off += done; q.off < len(f.b) {
 			return
 		}
-		n -= rest
-		q.frames[q.head] = nil
+		*f = outFrame{}
 		q.head++
 		q.off = 0
 	}
+}
+
+// waiting is what counts against the queue bound: the bytes the socket
+// refused of frames that are not part of a replay, but for the frame at
+// the head, which is being written and will be finished whatever comes
+// after it. So a reader that keeps up is never judged by the size of one
+// message, nor by a replay paced by its socket.
+func (q *outQueue) waiting() int {
+	w := q.counted
+	if f := q.frames[q.head:]; len(f) > 0 && !f[0].paced {
+		w -= len(f[0].b) - q.off
+	}
+	return w
 }
 
 // dropUnstarted discards the frames not begun yet and returns how many.
@@ -79,7 +111,10 @@ func (q *outQueue) dropUnstarted() int {
 	}
 	dropped, bytes := len(q.frames)-keep, 0
 	for _, f := range q.frames[keep:] {
-		bytes += len(f)
+		bytes += len(f.b)
+		if !f.paced {
+			q.counted -= len(f.b)
+		}
 	}
 	q.size -= bytes
 	q.total.Add(-int64(bytes))
@@ -118,25 +153,27 @@ func (c *Conn) SendMessage(op ws.OpCode, payload []byte) error {
 	return c.Send(frame)
 }
 
-// Queue appends frame to the connection's outbound queue without writing
-// it; Flush writes what is queued. A delivery loop queues each
-// connection's frames of many messages and flushes once, so they leave in
-// one writev instead of one write each. Frames queued by Queue stay until
-// Flush: every Queue must be followed by a Flush. The queue bound and
-// ErrSlowConsumer apply as for Send.
+// Queue appends frame to the connection's outbound queue; Flush writes
+// what is queued. A delivery loop queues each connection's frames of many
+// messages and flushes once, so they leave in one writev instead of one
+// write each. Queue itself tries the socket once about 64 KiB wait, and
+// every Queue must be followed by a Flush. Frames count against the bound
+// (ErrSlowConsumer, as for Send) only once the socket has refused them.
 func (c *Conn) Queue(frame []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state.Load() != stateOpen {
-		return ErrClosed
-	}
-	if c.out == nil {
-		c.srv.m.MessagesSent.Inc()
-		c.out = c.srv.queues.Get().(*outQueue)
-		c.out.push(frame)
-		return nil
-	}
-	return c.sendLocked(frame)
+	return c.queueLocked(frame, false)
+}
+
+// Pace is Queue for the frames of a replay (history a subscriber recovers):
+// they are written as the socket drains, in order with everything else,
+// and never count against the queue bound, so a client that reads is not
+// closed for recovering more history than the bound. They cost the queue
+// a reference each: replay frames are history's, shared.
+func (c *Conn) Pace(frame []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queueLocked(frame, true)
 }
 
 // Flush writes the frames Queue left, unless a writability event is
@@ -149,6 +186,25 @@ func (c *Conn) Flush() {
 	}
 }
 
+func (c *Conn) queueLocked(frame []byte, paced bool) error {
+	if c.state.Load() != stateOpen {
+		return ErrClosed
+	}
+	s := c.srv
+	s.m.MessagesSent.Inc()
+	if c.out == nil {
+		c.out = s.queues.Get().(*outQueue)
+	} else if c.writeArmed && !paced && c.out.waiting()+len(frame) > s.cfg.OutboundQueueBytes {
+		return c.slowLocked(1)
+	}
+	c.out.push(frame, paced)
+	if !c.writeArmed && c.out.size >= flushEarly {
+		c.flushLocked()
+		return c.sendErr()
+	}
+	return nil
+}
+
 func (c *Conn) sendLocked(frame []byte) error {
 	if c.state.Load() != stateOpen {
 		return ErrClosed
@@ -159,14 +215,36 @@ func (c *Conn) sendLocked(frame []byte) error {
 		c.writeLocked(frame)
 		return nil
 	}
-	if c.out.size+len(frame) > s.cfg.OutboundQueueBytes {
-		s.m.SlowConsumers.Inc()
-		s.m.DroppedFrames.Add(float64(c.out.dropUnstarted() + 1))
-		c.startCloseLocked(ReasonSlowConsumer, "slow consumer")
+	// Queued behind frames the socket refused (a writability event is
+	// awaited), or behind a batch about to be flushed.
+	if c.writeArmed && c.out.waiting()+len(frame) > s.cfg.OutboundQueueBytes {
+		return c.slowLocked(1)
+	}
+	c.out.push(frame, false)
+	return nil
+}
+
+// slowLocked closes a connection whose socket refused more than the bound:
+// its unstarted frames and refused more (the frames being handed to it)
+// are dropped and counted.
+func (c *Conn) slowLocked(refused int) error {
+	s := c.srv
+	s.m.SlowConsumers.Inc()
+	s.m.DroppedFrames.Add(float64(c.out.dropUnstarted() + refused))
+	c.startCloseLocked(ReasonSlowConsumer, "slow consumer")
+	return ErrSlowConsumer
+}
+
+// sendErr is what a frame handed to the connection meets once it is no
+// longer open.
+func (c *Conn) sendErr() error {
+	switch {
+	case c.state.Load() == stateOpen:
+		return nil
+	case c.reason == ReasonSlowConsumer:
 		return ErrSlowConsumer
 	}
-	c.out.push(frame)
-	return nil
+	return ErrClosed
 }
 
 // writeLocked writes frame to the socket, which has nothing queued, and
@@ -188,7 +266,7 @@ func (c *Conn) writeLocked(frame []byte) {
 		}
 	case err == nil || err == unix.EAGAIN:
 		c.out = c.srv.queues.Get().(*outQueue)
-		c.out.push(frame)
+		c.out.push(frame, false)
 		c.out.advance(n)
 		c.armWriteLocked()
 	default:
@@ -214,6 +292,9 @@ func (c *Conn) flushLocked() {
 		case err == unix.EINTR || err == nil:
 		case err == unix.EAGAIN:
 			c.armWriteLocked()
+			if c.out != nil && c.state.Load() == stateOpen && c.out.waiting() > c.srv.cfg.OutboundQueueBytes {
+				_ = c.slowLocked(0)
+			}
 			return
 		default:
 			c.brokenLocked()

@@ -11,6 +11,7 @@ import (
 	"github.com/pushgate/pushgate/auth"
 	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/internal/wstest"
+	"github.com/pushgate/pushgate/metrics"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/session"
 )
@@ -21,6 +22,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type gateway struct {
 	srv  *server.Server
 	hub  *broadcast.Hub
+	m    *metrics.Gateway
 	addr string
 }
 
@@ -39,8 +41,10 @@ func start(t testing.TB, o options) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m := metrics.New(nil)
 	cfg := server.Config{
-		Handler:            session.New(session.Config{Hub: hub, ClientPublish: patterns, Verifier: o.verifier}),
+		Metrics:            m,
+		Handler:            session.New(session.Config{Hub: hub, ClientPublish: patterns, Verifier: o.verifier, Metrics: m}),
 		OutboundQueueBytes: o.queue,
 		Compression:        o.compress,
 	}
@@ -64,7 +68,7 @@ func start(t testing.TB, o options) *gateway {
 		<-served
 		hub.Close()
 	})
-	return &gateway{srv: srv, hub: hub, addr: ln.Addr().String()}
+	return &gateway{srv: srv, hub: hub, m: m, addr: ln.Addr().String()}
 }
 
 // dial upgrades to /ws with the query and extra header lines.

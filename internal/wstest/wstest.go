@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -251,16 +252,29 @@ type Msg struct {
 // ReadMsg reads a text frame and decodes it as a pushgate.v1 message.
 func (c *Client) ReadMsg() Msg {
 	c.t.Helper()
-	h, p := c.ReadFrame()
+	m, err := c.TryReadMsg()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return m
+}
+
+// TryReadMsg is ReadMsg returning the error, for goroutines other than
+// the test's.
+func (c *Client) TryReadMsg() (Msg, error) {
+	h, p, err := c.TryReadFrame()
+	if err != nil {
+		return Msg{}, fmt.Errorf("read frame: %w", err)
+	}
 	if h.OpCode != ws.OpText || !h.Fin {
-		c.t.Fatalf("got frame op=%v fin=%v %.60q, want a text message", h.OpCode, h.Fin, p)
+		return Msg{}, fmt.Errorf("got frame op=%v fin=%v %.60q, want a text message", h.OpCode, h.Fin, p)
 	}
 	var m Msg
 	if err := json.Unmarshal(p, &m); err != nil {
-		c.t.Fatalf("server sent invalid JSON %q: %v", p, err)
+		return Msg{}, fmt.Errorf("server sent invalid JSON %.200q: %v", p, err)
 	}
 	m.Raw = p
-	return m
+	return m, nil
 }
 
 // ExpectMsg reads a message and checks its type (and code, for errors).
