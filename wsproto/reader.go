@@ -15,7 +15,8 @@ const DefaultMaxMessageSize = 1 << 20
 type Options struct {
 	// MaxMessageSize bounds a message, reassembled from its fragments and,
 	// when compressed, after decompression (its compressed form may exceed
-	// it by deflate's worst-case growth). Default 1 MiB.
+	// it by 1/16, which deflate's growth of incompressible data stays
+	// under whatever the encoder's settings). Default 1 MiB.
 	MaxMessageSize int
 	// Compression reports that permessage-deflate was negotiated, which
 	// gives RSV1 its meaning on the first frame of a message.
