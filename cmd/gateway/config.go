@@ -30,8 +30,10 @@ type config struct {
 	AdminAddr       string
 	AllowedOrigins  string
 	APIKey          string
+	APIKeyFile      string // path; its content is APIKey
 	MaxPublishBytes int64
 	JWTSecret       string
+	JWTSecretFile   string // path; its content is JWTSecret
 	JWTPublicKey    string // path of a PEM file
 	JWTLeeway       time.Duration
 	ClientPublish   string
@@ -62,8 +64,10 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&s.CloseTimeout, "close-timeout", 3*time.Second, "time the peer has to answer a close frame")
 	fs.DurationVar(&s.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM: close frames are spread over this minus --close-timeout; the process exits within it")
 	fs.StringVar(&c.APIKey, "api-key", "", "key the admin API requires as Authorization: Bearer; empty leaves /api/ open (a warning is logged)")
+	fs.StringVar(&c.APIKeyFile, "api-key-file", "", "file holding --api-key (a trailing newline is ignored); exclusive with --api-key")
 	fs.Int64Var(&c.MaxPublishBytes, "max-publish-bytes", 1<<20, "largest POST /api/publish body; larger ones get 413")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "HS256 secret (32+ bytes) that signs client tokens; enables authentication on /ws")
+	fs.StringVar(&c.JWTSecretFile, "jwt-secret-file", "", "file holding --jwt-secret (a trailing newline is ignored); exclusive with --jwt-secret")
 	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", "", "PEM file with the RS256 or ES256 (P-256) public key of client tokens; enables authentication on /ws")
 	fs.DurationVar(&c.JWTLeeway, "jwt-leeway", 30*time.Second, "clock skew allowed when checking a token's exp and nbf")
 	fs.StringVar(&c.ClientPublish, "client-publish", "", "channel patterns any client may publish to, e.g. 'chat:*' (tokens may grant more)")
@@ -88,17 +92,8 @@ func newFlagSet(c *config) *flag.FlagSet {
 func parseConfig(args []string, getenv func(string) string) (config, error) {
 	var c config
 	fs := newFlagSet(&c)
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
-		if v := getenv(name); v != "" && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("invalid value %q for %s: %v", v, name, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return c, envErr
+	if err := setFromEnv(fs, getenv, nil); err != nil {
+		return c, err
 	}
 	err := fs.Parse(args)
 	if err != nil {
@@ -116,6 +111,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	c.Server.AllowedOrigins = splitList(c.AllowedOrigins)
 	if c.clientPublish, err = broadcast.ParsePatterns(c.ClientPublish); err != nil {
 		return c, fmt.Errorf("invalid --client-publish %q: %v", c.ClientPublish, err)
+	}
+	if err := c.readSecretFiles(); err != nil {
+		return c, err
 	}
 	if c.JWTSecret != "" && c.JWTPublicKey != "" {
 		return c, errors.New("--jwt-secret and --jwt-public-key are exclusive: give one")
@@ -163,6 +161,21 @@ func (c config) verifier() (*auth.Verifier, error) {
 
 func envName(flagName string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// setFromEnv sets the flags of fs whose environment twin is set, all of
+// them or those only allows (when not nil). Flags parsed afterwards win.
+func setFromEnv(fs *flag.FlagSet, getenv func(string) string, only func(name string) bool) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		if v := getenv(name); v != "" && err == nil && (only == nil || only(f.Name)) {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("invalid value %q for %s: %v", v, name, e)
+			}
+		}
+	})
+	return err
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.
