@@ -81,7 +81,8 @@ func startTarget(ctx context.Context, name string, o *targetOptions) (*target, e
 		if err != nil {
 			return nil, err
 		}
-		args := []string{"--addr", pub[0], "--admin-addr", admin[0], "--log-level", "warn"}
+		// --pprof: churn makes the gateway collect garbage through gcPath.
+		args := []string{"--addr", pub[0], "--admin-addr", admin[0], "--log-level", "warn", "--pprof"}
 		args = append(args, strings.Fields(o.gatewayFlags)...)
 		t := &target{
 			name:        name,

@@ -87,10 +87,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "pushgate: %v\n", err)
 		return 2
 	}
-	adminMux := srv.AdminMux(reg)
-	adminMux.Handle("/api/", adminapi.New(adminapi.Config{
+	api := adminapi.New(adminapi.Config{
 		Hub: hub, Publisher: publisher, Metrics: gm, APIKey: cfg.APIKey, MaxBodyBytes: cfg.MaxPublishBytes, Connections: srv.Len,
-	}))
+	})
 	public, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushgate: public listener: %v\n", err)
@@ -102,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "pushgate: admin listener: %v\n", err)
 		return 1
 	}
-	admin := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
+	admin := &http.Server{Handler: adminHandler(srv, reg, cfg, api), ReadHeaderTimeout: 10 * time.Second}
 
 	failed := make(chan error, 2)
 	go func() { failed <- srv.Serve(public) }()
