@@ -49,7 +49,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("pushgate", flag.ContinueOnError)
 	s := &c.Server
 	fs.StringVar(&c.Addr, "addr", ":8080", "public listener: WebSocket (/ws, /echo) and HTTP (/, /healthz, /readyz)")
-	fs.StringVar(&c.AdminAddr, "admin-addr", ":9090", "admin listener: publish API, /metrics, /healthz, /readyz")
+	fs.StringVar(&c.AdminAddr, "admin-addr", "127.0.0.1:9090", "admin listener: publish API, /metrics, /healthz, /readyz; loopback unless set (e.g. :9090, with --api-key-file)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on the admin listener (behind --api-key when set)")
 	fs.BoolVar(&s.Echo, "echo", false, "serve the RFC 6455 echo endpoint on /echo")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated Origin allow-list (https://app.example.com, https://*.example.com); empty allows any")
