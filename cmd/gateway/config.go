@@ -212,13 +212,26 @@ func (c config) logger(w io.Writer) *slog.Logger {
 func usage(w io.Writer) {
 	var c config
 	fs := newFlagSet(&c)
-	fmt.Fprintf(w, "Usage: pushgate [flags]\n\npushgate is a WebSocket push gateway. Every flag has an environment twin.\n\nFlags:\n")
+	fmt.Fprintf(w, "Usage: pushgate [flags]\n       pushgate token [flags]   (prints a client token: pushgate token --help)\n\n"+
+		"pushgate is a WebSocket push gateway. Every flag has an environment twin.\n\nFlags:\n")
+	printFlags(w, fs, nil)
+}
+
+// printFlags prints the flags of fs with their defaults and, for all of
+// them or those twin allows (when not nil), their environment twins.
+func printFlags(w io.Writer, fs *flag.FlagSet, twin func(name string) bool) {
 	fs.VisitAll(func(f *flag.Flag) {
 		typ, help := flag.UnquoteUsage(f)
-		fmt.Fprintf(w, "  --%s\n        %s\n        env %s", strings.TrimSpace(f.Name+" "+typ), help, envName(f.Name))
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
-			fmt.Fprintf(w, ", default %s", f.DefValue)
+		fmt.Fprintf(w, "  --%s\n        %s\n", strings.TrimSpace(f.Name+" "+typ), help)
+		var more []string
+		if twin == nil || twin(f.Name) {
+			more = append(more, "env "+envName(f.Name))
 		}
-		fmt.Fprintln(w)
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
+			more = append(more, "default "+f.DefValue)
+		}
+		if len(more) > 0 {
+			fmt.Fprintf(w, "        %s\n", strings.Join(more, ", "))
+		}
 	})
 }

@@ -1,6 +1,8 @@
-// Command gateway runs pushgate, a WebSocket push gateway.
+// Command gateway runs pushgate, a WebSocket push gateway, and mints
+// client tokens for it.
 //
 //	go run ./cmd/gateway --help
+//	go run ./cmd/gateway token --help
 package main
 
 import (
@@ -31,8 +33,12 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
-// run is the whole gateway: it returns the process exit code.
+// run is the whole gateway, or its token command: it returns the process
+// exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(args[1:], getenv, stdout, stderr)
+	}
 	cfg, err := parseConfig(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		usage(stdout)
