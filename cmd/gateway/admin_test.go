@@ -86,6 +86,10 @@ func TestPprofSecrets(t *testing.T) {
 			if err := p.Stop(t, syscall.SIGTERM, 10*time.Second); err != nil {
 				t.Errorf("exit: %v", err)
 			}
+			open := strings.Contains(p.Logs.String(), "the profiler is open")
+			if want := tc.anon == http.StatusOK; open != want {
+				t.Errorf("warned of an open profiler: %v, want %v:\n%s", open, want, p.Logs.String())
+			}
 		})
 	}
 }

@@ -119,6 +119,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if cfg.APIKey == "" {
 		log.Warn("the admin API is open (no --api-key): anyone who reaches the admin listener may publish")
+		if cfg.Pprof {
+			log.Warn("the profiler is open (--pprof without --api-key): anyone who reaches the admin listener may profile the gateway")
+		}
 	}
 
 	code := 0
