@@ -19,6 +19,8 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/pushgate /pushgate
 USER 65532:65532
 # ws (public: /ws, /echo, the demo page) and admin (publish API, /metrics,
-# probes, pprof): the --addr and --admin-addr defaults.
+# probes): the --addr and --admin-addr default ports. The admin listener
+# binds loopback unless PUSHGATE_ADMIN_ADDR says otherwise (the k8s base
+# sets :9090, with the API key from a file).
 EXPOSE 8080 9090
 ENTRYPOINT ["/pushgate"]

@@ -3,6 +3,12 @@
 
 GO        ?= go
 NODEWS    := server/testdata/nodews
+# Debian's own Python: python3-websockets (the README's Python example and
+# its test) is installed for it, not for a pyenv or venv python3 that may
+# come first on PATH.
+PYTHON3   ?= /usr/bin/python3
+# apt-get needs root; as another user it runs through sudo.
+SUDO      ?= $(if $(filter 0,$(shell id -u)),,sudo)
 FUZZTIME  ?= 300000x
 STATICCHECK_VERSION := v0.8.2
 
@@ -16,18 +22,20 @@ test: deps lint
 	$(MAKE) fuzz
 
 # deps installs the test tools that are missing: Node.js with npm (Debian
-# packages) for the ws interop client and the JS client's tests, Chromium
-# (Debian) for the chat page's browser test, Prometheus (with promtool),
-# nats-server and HAProxy (Debian) for the monitoring and cluster tests, the
-# ws npm package, and staticcheck.
+# packages) for the ws interop client, the JS client's tests and the
+# README's Node example, Chromium (Debian) for the chat page's browser test,
+# Prometheus (with promtool), nats-server and HAProxy (Debian) for the
+# monitoring and cluster tests, python3-websockets (Debian) for the README's
+# Python example, the ws npm package, and staticcheck.
 APT_PKGS = $(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm) \
 	$(if $(shell command -v chromium),,chromium fonts-liberation) \
 	$(if $(shell command -v prometheus),,prometheus) \
 	$(if $(shell command -v nats-server),,nats-server) \
-	$(if $(shell command -v haproxy),,haproxy)
+	$(if $(shell command -v haproxy),,haproxy) \
+	$(if $(shell $(PYTHON3) -c 'import websockets' 2>/dev/null && echo ok),,python3-websockets)
 deps:
 	@test -z "$(strip $(APT_PKGS))" || \
-		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PKGS))
+		($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PKGS))
 	@test -d $(NODEWS)/node_modules/ws || (cd $(NODEWS) && npm ci --no-audit --no-fund)
 	@command -v staticcheck >/dev/null || test -x "$$($(GO) env GOPATH)/bin/staticcheck" || \
 		$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

@@ -481,8 +481,12 @@ func (e *env) step(ctx context.Context, p *publisher, rate float64, subs []int64
 // target's footprint after the second round must match the first.
 func churnScenario(ctx context.Context, e *env) (Run, error) {
 	r := Run{Conns: e.o.conns}
+	gcFailed := false
 	snap := func() *Snapshot {
-		e.t.collectGarbage()
+		if err := e.t.collectGarbage(); err != nil && !gcFailed {
+			gcFailed = true
+			r.Errors = append(r.Errors, "live heap read without a garbage collection: "+err.Error())
+		}
 		f := e.t.footprint()
 		return &Snapshot{Conns: f.Conns, RSS: f.RSS, Goroutines: f.Goroutines, HeapLive: f.HeapAlloc}
 	}

@@ -81,7 +81,8 @@ func startTarget(ctx context.Context, name string, o *targetOptions) (*target, e
 		if err != nil {
 			return nil, err
 		}
-		args := []string{"--addr", pub[0], "--admin-addr", admin[0], "--log-level", "warn"}
+		// --pprof: churn makes the gateway collect garbage through gcPath.
+		args := []string{"--addr", pub[0], "--admin-addr", admin[0], "--log-level", "warn", "--pprof"}
 		args = append(args, strings.Fields(o.gatewayFlags)...)
 		t := &target{
 			name:        name,
@@ -247,19 +248,24 @@ func freeAddrs(host string, n int) ([]string, []string, error) {
 const gcPath = "/debug/pprof/heap?gc=1"
 
 // collectGarbage makes the target run two garbage collections (the
-// second empties what sync.Pools kept from the first), when it can.
-func (t *target) collectGarbage() {
+// second empties what sync.Pools kept from the first), when it has a gc
+// URL; it says why when the URL did not answer 200.
+func (t *target) collectGarbage() error {
 	if t.gcURL == "" {
-		return
+		return nil
 	}
 	for range 2 {
 		resp, err := http.Get(t.gcURL)
 		if err != nil {
-			return
+			return err
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", t.gcURL, resp.Status)
+		}
 	}
+	return nil
 }
 
 // footprint is what the harness reads of a target's process.

@@ -190,10 +190,9 @@ func TestAdminMux(t *testing.T) {
 	admin := httptest.NewServer(g.AdminMux(reg))
 	defer admin.Close()
 	for path, want := range map[string]string{
-		"/metrics":      "pushgate_connections 0",
-		"/healthz":      "ok",
-		"/readyz":       "ready",
-		"/debug/pprof/": "goroutine",
+		"/metrics": "pushgate_connections 0",
+		"/healthz": "ok",
+		"/readyz":  "ready",
 	} {
 		resp, err := http.Get(admin.URL + path)
 		if err != nil {
@@ -204,5 +203,14 @@ func TestAdminMux(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
 			t.Errorf("GET %s: %s, body lacks %q", path, resp.Status, want)
 		}
+	}
+	// The profiler is the gateway's to add, behind its API key.
+	resp, err := http.Get(admin.URL + "/debug/pprof/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/cmdline: %s, want 404", resp.Status)
 	}
 }

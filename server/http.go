@@ -2,7 +2,6 @@ package server
 
 import (
 	"net/http"
-	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -17,18 +16,14 @@ func (s *Server) publicMux() http.Handler {
 	return mux
 }
 
-// AdminMux returns the admin listener's routes: /metrics from g, /healthz,
-// /readyz and /debug/pprof/. Callers may add their own.
+// AdminMux returns the admin listener's routes: /metrics from g, /healthz
+// and /readyz. Callers add their own (the gateway: its API and, when asked,
+// the profiler behind the API key).
 func (s *Server) AdminMux(g prometheus.Gatherer) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: slogPrinter{s}}))
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

@@ -30,14 +30,17 @@ type config struct {
 	AdminAddr       string
 	AllowedOrigins  string
 	APIKey          string
+	APIKeyFile      string // path; its content is APIKey
 	MaxPublishBytes int64
 	JWTSecret       string
+	JWTSecretFile   string // path; its content is JWTSecret
 	JWTPublicKey    string // path of a PEM file
 	JWTLeeway       time.Duration
 	ClientPublish   string
 	Broker          broker.Config
 	LogFormat       string
 	LogLevel        string
+	Pprof           bool // serve /debug/pprof/ on the admin listener
 
 	clientPublish broadcast.Patterns // ClientPublish, parsed
 }
@@ -46,7 +49,8 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("pushgate", flag.ContinueOnError)
 	s := &c.Server
 	fs.StringVar(&c.Addr, "addr", ":8080", "public listener: WebSocket (/ws, /echo) and HTTP (/, /healthz, /readyz)")
-	fs.StringVar(&c.AdminAddr, "admin-addr", ":9090", "admin listener: /metrics, /healthz, /readyz, /debug/pprof/")
+	fs.StringVar(&c.AdminAddr, "admin-addr", "127.0.0.1:9090", "admin listener: publish API, /metrics, /healthz, /readyz; loopback unless set (e.g. :9090, with --api-key-file)")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on the admin listener (behind --api-key when set)")
 	fs.BoolVar(&s.Echo, "echo", false, "serve the RFC 6455 echo endpoint on /echo")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated Origin allow-list (https://app.example.com, https://*.example.com); empty allows any")
 	fs.BoolVar(&s.Compression, "compression", false, "negotiate permessage-deflate (no context takeover)")
@@ -62,8 +66,10 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&s.CloseTimeout, "close-timeout", 3*time.Second, "time the peer has to answer a close frame")
 	fs.DurationVar(&s.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM: close frames are spread over this minus --close-timeout; the process exits within it")
 	fs.StringVar(&c.APIKey, "api-key", "", "key the admin API requires as Authorization: Bearer; empty leaves /api/ open (a warning is logged)")
+	fs.StringVar(&c.APIKeyFile, "api-key-file", "", "file holding --api-key (a trailing newline is ignored); exclusive with --api-key")
 	fs.Int64Var(&c.MaxPublishBytes, "max-publish-bytes", 1<<20, "largest POST /api/publish body; larger ones get 413")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "HS256 secret (32+ bytes) that signs client tokens; enables authentication on /ws")
+	fs.StringVar(&c.JWTSecretFile, "jwt-secret-file", "", "file holding --jwt-secret (a trailing newline is ignored); exclusive with --jwt-secret")
 	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", "", "PEM file with the RS256 or ES256 (P-256) public key of client tokens; enables authentication on /ws")
 	fs.DurationVar(&c.JWTLeeway, "jwt-leeway", 30*time.Second, "clock skew allowed when checking a token's exp and nbf")
 	fs.StringVar(&c.ClientPublish, "client-publish", "", "channel patterns any client may publish to, e.g. 'chat:*' (tokens may grant more)")
@@ -88,17 +94,8 @@ func newFlagSet(c *config) *flag.FlagSet {
 func parseConfig(args []string, getenv func(string) string) (config, error) {
 	var c config
 	fs := newFlagSet(&c)
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
-		if v := getenv(name); v != "" && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("invalid value %q for %s: %v", v, name, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return c, envErr
+	if err := setFromEnv(fs, getenv, nil); err != nil {
+		return c, err
 	}
 	err := fs.Parse(args)
 	if err != nil {
@@ -116,6 +113,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	c.Server.AllowedOrigins = splitList(c.AllowedOrigins)
 	if c.clientPublish, err = broadcast.ParsePatterns(c.ClientPublish); err != nil {
 		return c, fmt.Errorf("invalid --client-publish %q: %v", c.ClientPublish, err)
+	}
+	if err := c.readSecretFiles(); err != nil {
+		return c, err
 	}
 	if c.JWTSecret != "" && c.JWTPublicKey != "" {
 		return c, errors.New("--jwt-secret and --jwt-public-key are exclusive: give one")
@@ -165,6 +165,21 @@ func envName(flagName string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// setFromEnv sets the flags of fs whose environment twin is set, all of
+// them or those only allows (when not nil). Flags parsed afterwards win.
+func setFromEnv(fs *flag.FlagSet, getenv func(string) string, only func(name string) bool) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		if v := getenv(name); v != "" && err == nil && (only == nil || only(f.Name)) {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("invalid value %q for %s: %v", v, name, e)
+			}
+		}
+	})
+	return err
+}
+
 // splitList splits a comma-separated flag value, dropping empty items.
 func splitList(v string) []string {
 	var out []string
@@ -197,13 +212,26 @@ func (c config) logger(w io.Writer) *slog.Logger {
 func usage(w io.Writer) {
 	var c config
 	fs := newFlagSet(&c)
-	fmt.Fprintf(w, "Usage: pushgate [flags]\n\npushgate is a WebSocket push gateway. Every flag has an environment twin.\n\nFlags:\n")
+	fmt.Fprintf(w, "Usage: pushgate [flags]\n       pushgate token [flags]   (prints a client token: pushgate token --help)\n\n"+
+		"pushgate is a WebSocket push gateway. Every flag has an environment twin.\n\nFlags:\n")
+	printFlags(w, fs, nil)
+}
+
+// printFlags prints the flags of fs with their defaults and, for all of
+// them or those twin allows (when not nil), their environment twins.
+func printFlags(w io.Writer, fs *flag.FlagSet, twin func(name string) bool) {
 	fs.VisitAll(func(f *flag.Flag) {
 		typ, help := flag.UnquoteUsage(f)
-		fmt.Fprintf(w, "  --%s\n        %s\n        env %s", strings.TrimSpace(f.Name+" "+typ), help, envName(f.Name))
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
-			fmt.Fprintf(w, ", default %s", f.DefValue)
+		fmt.Fprintf(w, "  --%s\n        %s\n", strings.TrimSpace(f.Name+" "+typ), help)
+		var more []string
+		if twin == nil || twin(f.Name) {
+			more = append(more, "env "+envName(f.Name))
 		}
-		fmt.Fprintln(w)
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
+			more = append(more, "default "+f.DefValue)
+		}
+		if len(more) > 0 {
+			fmt.Fprintf(w, "        %s\n", strings.Join(more, ", "))
+		}
 	})
 }

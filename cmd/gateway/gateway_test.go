@@ -56,17 +56,7 @@ func runGateway(t *testing.T, addr, admin string, args ...string) *running {
 
 func (r *running) post(t *testing.T, path, body, key string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", "http://"+r.admin+path, strings.NewReader(body))
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return call(t, "POST", "http://"+r.admin+path, body, key)
 }
 
 // The whole path as wired by main: a publish through the admin API reaches

@@ -1,6 +1,8 @@
-// Command gateway runs pushgate, a WebSocket push gateway.
+// Command gateway runs pushgate, a WebSocket push gateway, and mints
+// client tokens for it.
 //
 //	go run ./cmd/gateway --help
+//	go run ./cmd/gateway token --help
 package main
 
 import (
@@ -31,8 +33,12 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
-// run is the whole gateway: it returns the process exit code.
+// run is the whole gateway, or its token command: it returns the process
+// exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(args[1:], getenv, stdout, stderr)
+	}
 	cfg, err := parseConfig(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		usage(stdout)
@@ -87,10 +93,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "pushgate: %v\n", err)
 		return 2
 	}
-	adminMux := srv.AdminMux(reg)
-	adminMux.Handle("/api/", adminapi.New(adminapi.Config{
+	api := adminapi.New(adminapi.Config{
 		Hub: hub, Publisher: publisher, Metrics: gm, APIKey: cfg.APIKey, MaxBodyBytes: cfg.MaxPublishBytes, Connections: srv.Len,
-	}))
+	})
 	public, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushgate: public listener: %v\n", err)
@@ -102,7 +107,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "pushgate: admin listener: %v\n", err)
 		return 1
 	}
-	admin := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
+	admin := &http.Server{Handler: adminHandler(srv, reg, cfg, api), ReadHeaderTimeout: 10 * time.Second}
 
 	failed := make(chan error, 2)
 	go func() { failed <- srv.Serve(public) }()
@@ -114,6 +119,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if cfg.APIKey == "" {
 		log.Warn("the admin API is open (no --api-key): anyone who reaches the admin listener may publish")
+		if cfg.Pprof {
+			log.Warn("the profiler is open (--pprof without --api-key): anyone who reaches the admin listener may profile the gateway")
+		}
 	}
 
 	code := 0

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -97,8 +98,23 @@ type Process struct {
 // Start starts name with args in dir ("" for the test's own).
 func Start(t testing.TB, dir, name string, args ...string) *Process {
 	t.Helper()
+	return start(t, dir, nil, name, args...)
+}
+
+// StartEnv starts name with args and only the environment env
+// ("KEY=value" items), in the test's directory.
+func StartEnv(t testing.TB, env []string, name string, args ...string) *Process {
+	t.Helper()
+	return start(t, "", slices.Clip(env), name, args...)
+}
+
+func start(t testing.TB, dir string, env []string, name string, args ...string) *Process {
+	t.Helper()
 	p := &Process{Name: filepath.Base(name), Cmd: exec.Command(name, args...), Logs: &wstest.SyncBuffer{}, Exited: make(chan struct{})}
 	p.Cmd.Dir = dir
+	if env != nil {
+		p.Cmd.Env = env
+	}
 	p.Cmd.Stdout = p.Logs
 	stderr, err := p.Cmd.StderrPipe()
 	if err != nil {
