@@ -20,6 +20,25 @@ import (
 // Subprotocol is the WebSocket subprotocol /ws negotiates when offered.
 const Subprotocol = "pushgate.v1"
 
+// What a browser shows when someone opens /ws or /echo as a page (with the
+// status 426 and Upgrade: websocket, which clients and proxies read).
+const (
+	wsPage = `This is the pushgate WebSocket endpoint: it speaks WebSocket, not pages.
+
+Connect a WebSocket client to this URL with the subprotocol pushgate.v1,
+from a page for instance:
+
+    const ws = new WebSocket("wss://" + location.host + "/ws", "pushgate.v1");
+
+(ws:// where the page itself is served over plain http://), or load the
+JavaScript client from /pushgate.js on this server. The gateway's chat demo,
+at /, uses it.
+`
+	echoPage = `This is pushgate's RFC 6455 echo endpoint: connect a WebSocket client, e.g.
+new WebSocket("ws://" + location.host + "/echo"), and every message comes back.
+`
+)
+
 // readBufferSize is the size of the pooled buffer a read task reads into.
 const readBufferSize = 16 << 10
 
@@ -95,8 +114,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.handlers[endpointWS] = cfg.Handler
 	s.handlers[endpointEcho] = echoHandler{}
-	s.upgraders[endpointWS] = &wsproto.Upgrader{Protocol: Subprotocol, Origins: origins, Compression: cfg.Compression, Authorize: cfg.Authorize}
-	s.upgraders[endpointEcho] = &wsproto.Upgrader{Origins: origins, Compression: cfg.Compression}
+	s.upgraders[endpointWS] = &wsproto.Upgrader{Protocol: Subprotocol, Origins: origins, Compression: cfg.Compression, Authorize: cfg.Authorize, Page: wsPage}
+	s.upgraders[endpointEcho] = &wsproto.Upgrader{Origins: origins, Compression: cfg.Compression, Page: echoPage}
 	for r := range numReasons {
 		s.closedBy[r] = s.m.ConnectionsClosed(r.String())
 	}
