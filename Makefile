@@ -18,13 +18,15 @@ test: deps lint
 # deps installs the test tools that are missing: Node.js with npm (Debian
 # packages) for the ws interop client and the JS client's tests, Chromium
 # (Debian) for the chat page's browser test, Prometheus (with promtool),
-# nats-server and HAProxy (Debian) for the monitoring and cluster tests, the
-# ws npm package, and staticcheck.
+# nats-server and HAProxy (Debian) for the monitoring and cluster tests,
+# nginx (Debian) with HAProxy for the TLS test, the ws npm package, and
+# staticcheck.
 APT_PKGS = $(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm) \
 	$(if $(shell command -v chromium),,chromium fonts-liberation) \
 	$(if $(shell command -v prometheus),,prometheus) \
 	$(if $(shell command -v nats-server),,nats-server) \
-	$(if $(shell command -v haproxy),,haproxy)
+	$(if $(shell command -v haproxy),,haproxy) \
+	$(if $(shell command -v nginx),,nginx)
 deps:
 	@test -z "$(strip $(APT_PKGS))" || \
 		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PKGS))

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pushgate/pushgate/netpoll"
 	"github.com/pushgate/pushgate/wsproto"
@@ -48,18 +51,35 @@ func (s *Server) handshake(nc net.Conn) {
 		return
 	}
 
+	// The descriptor is taken before the 101 is written: a connection the
+	// server could not hold afterwards is refused instead.
+	fd, err := netpoll.Dup(nc)
+	if err != nil {
+		s.log.Error("cannot hold a WebSocket connection", "remote", nc.RemoteAddr(), "err", err)
+		s.refuse(nc, wsproto.WriteRefusal(nc, cannotHold(err)))
+		return
+	}
 	hs, err := s.upgraders[ep].Upgrade(nc, buf[:headLen])
 	if err != nil {
+		unix.Close(fd)
 		s.refuse(nc, err)
 		return
 	}
-	fd, err := netpoll.Detach(nc)
-	if err != nil {
-		s.log.Error("detaching upgraded connection", "err", err)
-		return
-	}
+	// Closing nc takes the socket out of the Go runtime's poller; the
+	// duplicate keeps it open.
+	nc.Close()
 	s.hsResults[wsproto.ResultOK].Inc()
 	s.open(fd, ep, hs, query, buf[headLen:n])
+}
+
+// cannotHold is the answer to an upgrade whose descriptor the server could
+// not take: 500 for a listener that has none, 503 for a transient failure
+// (out of descriptors).
+func cannotHold(err error) *wsproto.HandshakeError {
+	if errors.Is(err, netpoll.ErrNoDescriptor) {
+		return &wsproto.HandshakeError{Status: http.StatusInternalServerError, Reason: "this listener cannot hold WebSocket connections"}
+	}
+	return &wsproto.HandshakeError{Status: http.StatusServiceUnavailable, Reason: "the server cannot take more connections now"}
 }
 
 // headFailed handles a connection that ended or stalled before sending a
@@ -101,10 +121,9 @@ func (s *Server) refuse(nc net.Conn, err error) {
 // it. So: half-close, drain what the client still sends (bounded by the
 // handshake deadline already set and by 64 KiB), then close.
 func lingerClose(nc net.Conn) {
-	if tc, ok := nc.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
+	if hc, ok := nc.(interface{ CloseWrite() error }); ok && hc.CloseWrite() == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
 	nc.Close()
 }
 

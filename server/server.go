@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -175,7 +176,18 @@ func (s *Server) Ready() bool { return !s.draining.Load() }
 // Serve accepts connections on ln until ln fails or Shutdown closes it,
 // which makes Serve return nil. Plain HTTP requests go to the public
 // handlers; upgrades to /ws and /echo become parked WebSocket connections.
+//
+// A WebSocket connection is parked as its raw descriptor, so ln must hand
+// out connections that have one: a *net.TCPListener or *net.UnixListener,
+// or a listener that, like them, implements syscall.Conn. Any other (a
+// crypto/tls listener above all) is refused at once with an error wrapping
+// netpoll.ErrNoDescriptor, and ln is left open: terminate TLS in front of
+// pushgate, at the load balancer.
 func (s *Server) Serve(ln net.Listener) error {
+	if _, ok := ln.(syscall.Conn); !ok {
+		return fmt.Errorf("server: a %T cannot serve WebSockets: %w (terminate TLS at the load balancer and listen on plain TCP)",
+			ln, netpoll.ErrNoDescriptor)
+	}
 	if !s.track(ln) {
 		ln.Close()
 		return nil

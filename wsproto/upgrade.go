@@ -70,6 +70,8 @@ func (e *HandshakeError) Result() HandshakeResult {
 		return ResultForbiddenOrigin
 	case http.StatusRequestHeaderFieldsTooLarge:
 		return ResultTooLarge
+	case http.StatusInternalServerError, http.StatusServiceUnavailable:
+		return ResultInternal
 	}
 	return ResultBadRequest
 }
@@ -87,11 +89,12 @@ const (
 	ResultForbiddenOrigin                 // 403
 	ResultTooLarge                        // 431
 	ResultTimeout                         // no complete handshake in time
+	ResultInternal                        // 500, 503: the server could not take it
 	NumHandshakeResults
 )
 
 var handshakeResultLabels = [NumHandshakeResults]string{
-	"ok", "bad_request", "bad_version", "unauthorized", "forbidden_origin", "too_large", "timeout",
+	"ok", "bad_request", "bad_version", "unauthorized", "forbidden_origin", "too_large", "timeout", "internal_error",
 }
 
 func (r HandshakeResult) String() string { return handshakeResultLabels[r] }
