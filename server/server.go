@@ -76,7 +76,7 @@ type Server struct {
 	http   *http.Server // plain HTTP requests on the public listeners
 	httpLn *connQueue
 
-	hsSlots    chan struct{} // bounds handshakes in progress
+	adm        *admission // bounds handshakes and plain HTTP requests
 	draining   atomic.Bool
 	quit       chan struct{}
 	wg         sync.WaitGroup // heartbeat, HTTP server, handshakes
@@ -107,7 +107,7 @@ func New(cfg Config) (*Server, error) {
 		pingMs:    ms(cfg.PingInterval),
 		pongMs:    ms(cfg.PongTimeout),
 		closeMs:   ms(cfg.CloseTimeout),
-		hsSlots:   make(chan struct{}, cfg.MaxHandshakes),
+		adm:       newAdmission(cfg),
 		quit:      make(chan struct{}),
 		listeners: make(map[net.Listener]struct{}),
 		reading:   make(map[net.Conn]struct{}),
@@ -147,10 +147,18 @@ func New(cfg Config) (*Server, error) {
 	s.m.ObserveHeld(func() int { return int(s.queuedBytes.Load()) }, func() int { return int(s.partial.Load()) })
 
 	s.httpLn = newConnQueue()
+	// A plain request reaches net/http with its whole head already read
+	// (within MaxHeaderBytes and the handshake deadline) and holding its
+	// admission slot, which it gives back when net/http closes it. The
+	// body and the response get HandshakeTimeout each.
 	s.http = &http.Server{
 		Handler:           s.publicMux(),
 		ReadHeaderTimeout: cfg.HandshakeTimeout,
-		IdleTimeout:       30 * time.Second,
+		ReadTimeout:       cfg.HandshakeTimeout,
+		WriteTimeout:      cfg.HandshakeTimeout,
+		IdleTimeout:       cfg.HandshakeTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ConnState:         s.httpConnState,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	// One request per TCP connection: every request then starts at the
@@ -210,18 +218,16 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 		}
 		delay = 0
-		select {
-		case s.hsSlots <- struct{}{}:
-		case <-s.quit:
+		pc := s.adm.admit(nc, s.quit)
+		if pc == nil {
+			return nil
+		}
+		if !s.startHandshake(pc) {
+			s.adm.release(pc)
 			nc.Close()
 			return nil
 		}
-		if !s.startHandshake(nc) {
-			<-s.hsSlots
-			nc.Close()
-			return nil
-		}
-		go s.handshake(nc)
+		go s.handshake(pc)
 	}
 }
 
@@ -258,10 +264,9 @@ func (s *Server) headRead(nc net.Conn) {
 	s.mu.Unlock()
 }
 
-// endHandshake releases nc's handshake slot.
+// endHandshake ends nc's handshake goroutine.
 func (s *Server) endHandshake(nc net.Conn) {
 	s.headRead(nc)
-	<-s.hsSlots
 	s.handshakes.Done()
 	s.wg.Done()
 }
