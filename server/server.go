@@ -150,7 +150,9 @@ func New(cfg Config) (*Server, error) {
 	// A plain request reaches net/http with its whole head already read
 	// (within MaxHeaderBytes and the handshake deadline) and holding its
 	// admission slot, which it gives back when net/http closes it. The
-	// body and the response get HandshakeTimeout each.
+	// body and the response get HandshakeTimeout each. (A long-lived HTTP
+	// transport, Server-Sent Events say, will have to give its slot back
+	// and lift its deadlines with http.ResponseController.)
 	s.http = &http.Server{
 		Handler:           s.publicMux(),
 		ReadHeaderTimeout: cfg.HandshakeTimeout,
