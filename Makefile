@@ -25,14 +25,16 @@ test: deps lint
 # packages) for the ws interop client, the JS client's tests and the
 # README's Node example, Chromium (Debian) for the chat page's browser test,
 # Prometheus (with promtool), nats-server and HAProxy (Debian) for the
-# monitoring and cluster tests, python3-websockets (Debian) for the README's
-# Python example, the ws npm package, and staticcheck.
+# monitoring and cluster tests, nginx (Debian) with HAProxy for the TLS
+# test, python3-websockets (Debian) for the README's Python example, the ws
+# npm package, and staticcheck.
 APT_PKGS = $(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm) \
 	$(if $(shell command -v chromium),,chromium fonts-liberation) \
 	$(if $(shell command -v prometheus),,prometheus) \
 	$(if $(shell command -v nats-server),,nats-server) \
 	$(if $(shell command -v haproxy),,haproxy) \
-	$(if $(shell $(PYTHON3) -c 'import websockets' 2>/dev/null && echo ok),,python3-websockets)
+	$(if $(shell $(PYTHON3) -c 'import websockets' 2>/dev/null && echo ok),,python3-websockets) \
+	$(if $(shell command -v nginx),,nginx)
 deps:
 	@test -z "$(strip $(APT_PKGS))" || \
 		($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PKGS))

@@ -17,6 +17,7 @@ type Gateway struct {
 
 	handshakes         *prometheus.CounterVec
 	HandshakesInFlight prometheus.Gauge
+	handshakesShed     *prometheus.CounterVec
 
 	MessagesReceived prometheus.Counter
 	BytesReceived    prometheus.Counter
@@ -59,9 +60,11 @@ func New(reg prometheus.Registerer) *Gateway {
 		connectionsClosed: f.counterVec("connections_closed_total",
 			"WebSocket connections closed, by reason.", "reason"),
 		handshakes: f.counterVec("handshakes_total",
-			"WebSocket handshakes, by result: ok, or why it was refused (wsproto.HandshakeResult).", "result"),
+			"WebSocket handshakes, by result: ok, or why it was refused (wsproto.HandshakeResult). Plain HTTP requests on the public listener count here when their head is too large or too slow.", "result"),
 		HandshakesInFlight: f.gauge("handshakes_in_flight",
-			"Connections accepted whose handshake has not finished."),
+			"Handshake slots held: connections on the public listener not (yet) WebSocket connections, plain HTTP requests included."),
+		handshakesShed: f.counterVec("handshakes_shed_total",
+			"Stalled handshakes (or plain HTTP requests) closed to make room, by reason: full (every slot held) or per_source (one address over its share).", "reason"),
 		MessagesReceived: f.counter("messages_received_total",
 			"Data messages received from clients."),
 		BytesReceived: f.counter("received_bytes_total",
@@ -106,6 +109,11 @@ func (g *Gateway) ConnectionsClosed(reason string) prometheus.Counter {
 // Handshakes returns the counter for one handshake result.
 func (g *Gateway) Handshakes(result string) prometheus.Counter {
 	return g.handshakes.WithLabelValues(result)
+}
+
+// HandshakesShed returns the counter of shed handshakes for one reason.
+func (g *Gateway) HandshakesShed(reason string) prometheus.Counter {
+	return g.handshakesShed.WithLabelValues(reason)
 }
 
 // ObservePool exports a worker pool's busy workers and queued tasks, read

@@ -17,6 +17,22 @@ var ErrNoDescriptor = errors.New("netpoll: connection has no file descriptor")
 // descriptor and both address objects (about 1 KiB). The socket itself stays
 // open and keeps its options (keep-alive, no-delay).
 func Detach(conn net.Conn) (int, error) {
+	fd, err := Dup(conn)
+	if errors.Is(err, ErrNoDescriptor) {
+		return -1, err
+	}
+	// Closing conn takes its descriptor out of the Go runtime's own epoll
+	// set before closing it; the duplicate keeps the socket alive.
+	conn.Close()
+	return fd, err
+}
+
+// Dup returns a raw, non-blocking, close-on-exec duplicate of conn's
+// socket, owned by the caller; conn stays open and usable. Closing conn
+// later, as Detach does, leaves the socket to the duplicate. A caller that
+// must not commit to a connection it cannot hold (a WebSocket upgrade)
+// takes the duplicate first.
+func Dup(conn net.Conn) (int, error) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return -1, ErrNoDescriptor
@@ -33,9 +49,6 @@ func Detach(conn net.Conn) (int, error) {
 	if err == nil {
 		err = dupErr
 	}
-	// Closing conn takes its descriptor out of the Go runtime's own epoll
-	// set before closing it; the duplicate keeps the socket alive.
-	conn.Close()
 	if err != nil {
 		return -1, err
 	}

@@ -1,6 +1,7 @@
 package netpoll_test
 
 import (
+	"errors"
 	"net"
 	"os"
 	"sync"
@@ -123,21 +124,30 @@ func openFiles(t *testing.T) int {
 	return len(entries)
 }
 
-func TestDetach(t *testing.T) {
+// tcpPair returns both ends of a loopback TCP connection, closed when the
+// test ends.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
+	client, err = net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer client.Close()
-	conn, err := ln.Accept()
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { server.Close() })
+	return client, server
+}
+
+func TestDetach(t *testing.T) {
+	client, conn := tcpPair(t)
 	before := openFiles(t)
 	fd, err := netpoll.Detach(conn)
 	if err != nil {
@@ -160,6 +170,38 @@ func TestDetach(t *testing.T) {
 	client.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if n, err := client.Read(buf); err != nil || string(buf[:n]) != "ping" {
 		t.Fatalf("client read %q, %v", buf[:n], err)
+	}
+}
+
+// TestDup: the duplicate and the net.Conn share the socket until the
+// net.Conn is closed, after which the duplicate alone holds it; a conn
+// without a descriptor is refused.
+func TestDup(t *testing.T) {
+	client, conn := tcpPair(t)
+	fd, err := netpoll.Dup(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := conn.Write([]byte("one,")); err != nil {
+		t.Fatalf("the net.Conn no longer works after Dup: %v", err)
+	}
+	conn.Close()
+	if _, err := unix.Write(fd, []byte("two")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := ""
+	for got != "one,two" {
+		n, err := client.Read(buf)
+		if err != nil {
+			t.Fatalf("client read %q, then %v", got, err)
+		}
+		got += string(buf[:n])
+	}
+	if _, err := netpoll.Dup(struct{ net.Conn }{client}); !errors.Is(err, netpoll.ErrNoDescriptor) {
+		t.Fatalf("Dup of a conn without a descriptor: %v", err)
 	}
 }
 

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pushgate/pushgate/netpoll"
 	"github.com/pushgate/pushgate/wsproto"
@@ -15,51 +18,85 @@ import (
 
 // handshake reads the request head of a new connection and routes it:
 // upgrades to /ws and /echo are answered here, on the raw connection,
-// without net/http; anything else goes to the HTTP server with the bytes
-// already read put back in front. It runs on its own goroutine, bounded by
-// MaxHandshakes and HandshakeTimeout.
-func (s *Server) handshake(nc net.Conn) {
-	defer s.endHandshake(nc)
-	s.m.HandshakesInFlight.Inc()
-	defer s.m.HandshakesInFlight.Dec()
-	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+// without net/http; any other request goes to the HTTP server with the
+// bytes already read put back in front. A head over MaxHeaderBytes is a
+// 431 whatever it asks for. It runs on its own goroutine, holding pc's
+// admission slot, which it gives back unless net/http takes it over.
+func (s *Server) handshake(pc *pendingConn) {
+	defer s.endHandshake(pc)
+	toHTTP := false
+	defer func() {
+		if !toHTTP {
+			s.adm.release(pc)
+		}
+	}()
 
 	bufp := s.headBufs.Get().(*[]byte)
 	defer s.headBufs.Put(bufp)
 	buf := *bufp
-	n, headLen, err := wsproto.ReadHead(nc, buf)
-	s.headRead(nc)
+	n, headLen, err := wsproto.ReadHead(pc, buf)
+	s.headRead(pc)
 	_, target, _ := wsproto.RequestTarget(buf[:n])
 	path, query := wsproto.SplitTarget(target)
 	ep, upgrade := s.route(path)
 
 	switch {
-	case err != nil && !errors.Is(err, wsproto.ErrHeadTooLarge):
-		s.headFailed(nc, n, err)
-		return
-	case !upgrade:
-		_ = nc.SetDeadline(time.Time{})
-		if !s.httpLn.push(&prefixConn{Conn: nc, prefix: bytes.Clone(buf[:n])}) {
-			nc.Close()
-		}
+	case pc.shed.Load():
+		return // closed and counted when it was shed
+	case errors.Is(err, wsproto.ErrHeadTooLarge):
+		s.refuse(pc, wsproto.WriteRefusal(pc, wsproto.ErrHeadersTooLarge))
 		return
 	case err != nil:
-		s.refuse(nc, wsproto.WriteRefusal(nc, wsproto.ErrHeadersTooLarge))
+		s.headFailed(pc, n, err)
+		return
+	case !upgrade:
+		pc.prefix = bytes.Clone(buf[:n])
+		_ = pc.SetDeadline(time.Time{}) // net/http sets its own
+		if toHTTP = s.httpLn.push(pc); !toHTTP {
+			pc.Close()
+		}
 		return
 	}
+	if !s.adm.pin(pc) {
+		return // shed just now
+	}
+	s.upgrade(pc, ep, buf[:headLen], query, buf[headLen:n])
+}
 
-	hs, err := s.upgraders[ep].Upgrade(nc, buf[:headLen])
+// upgrade answers a WebSocket handshake whose head is complete and, if it
+// is accepted, parks the connection. pc is pinned: not to be shed.
+func (s *Server) upgrade(pc *pendingConn, ep endpoint, head, query, pending []byte) {
+	// The descriptor is taken before the 101 is written: a connection the
+	// server could not hold afterwards is refused instead.
+	fd, err := netpoll.Dup(pc.Conn)
 	if err != nil {
-		s.refuse(nc, err)
+		s.log.Error("cannot hold a WebSocket connection", "remote", pc.RemoteAddr(), "err", err)
+		s.adm.unpin(pc)
+		s.refuse(pc, wsproto.WriteRefusal(pc, cannotHold(err)))
 		return
 	}
-	fd, err := netpoll.Detach(nc)
+	hs, err := s.upgraders[ep].Upgrade(pc, head)
 	if err != nil {
-		s.log.Error("detaching upgraded connection", "err", err)
+		unix.Close(fd)
+		s.adm.unpin(pc)
+		s.refuse(pc, err)
 		return
 	}
+	// Closing the net.Conn takes the socket out of the Go runtime's
+	// poller; the duplicate keeps it open.
+	pc.Close()
 	s.hsResults[wsproto.ResultOK].Inc()
-	s.open(fd, ep, hs, query, buf[headLen:n])
+	s.open(fd, ep, hs, query, pending)
+}
+
+// cannotHold is the answer to an upgrade whose descriptor the server could
+// not take: 500 for a listener that has none, 503 for a transient failure
+// (out of descriptors).
+func cannotHold(err error) *wsproto.HandshakeError {
+	if errors.Is(err, netpoll.ErrNoDescriptor) {
+		return &wsproto.HandshakeError{Status: http.StatusInternalServerError, Reason: "this listener cannot hold WebSocket connections"}
+	}
+	return &wsproto.HandshakeError{Status: http.StatusServiceUnavailable, Reason: "the server cannot take more connections now"}
 }
 
 // headFailed handles a connection that ended or stalled before sending a
@@ -101,10 +138,9 @@ func (s *Server) refuse(nc net.Conn, err error) {
 // it. So: half-close, drain what the client still sends (bounded by the
 // handshake deadline already set and by 64 KiB), then close.
 func lingerClose(nc net.Conn) {
-	if tc, ok := nc.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
+	if hc, ok := nc.(interface{ CloseWrite() error }); ok && hc.CloseWrite() == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
 	nc.Close()
 }
 
@@ -128,22 +164,6 @@ func (s *Server) open(fd int, ep endpoint, hs wsproto.Handshake, query, pending 
 		}
 		return true
 	})
-}
-
-// prefixConn is a connection whose first bytes were already read; Read
-// returns them first.
-type prefixConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (c *prefixConn) Read(p []byte) (int, error) {
-	if len(c.prefix) > 0 {
-		n := copy(p, c.prefix)
-		c.prefix = c.prefix[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
 }
 
 // connQueue is a net.Listener fed by the public listeners with the

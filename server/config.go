@@ -43,15 +43,27 @@ type Config struct {
 	// MaxMessageSize bounds a client message (default 1 MiB); larger ones
 	// close the connection with 1009.
 	MaxMessageSize int
-	// MaxHeaderBytes bounds an upgrade request's head (default 8 KiB);
-	// larger ones get 431.
+	// MaxHeaderBytes bounds a request head on the public listener,
+	// upgrade or plain HTTP (default 8 KiB); larger ones get 431.
 	MaxHeaderBytes int
 	// HandshakeTimeout bounds the time from accept to a complete upgrade
-	// (default 5s).
+	// (default 5s). A plain HTTP request has it to send its head and body,
+	// and again to take its response.
 	HandshakeTimeout time.Duration
-	// MaxHandshakes bounds the handshakes in progress at once (default
-	// 1024); past it the server stops accepting until one finishes.
+	// MaxHandshakes bounds the connections on the public listener that are
+	// not WebSocket connections: handshakes in progress and plain HTTP
+	// requests (default 1024). Past it a new connection sheds the oldest
+	// stalled one; while none is stalled, accepting pauses.
 	MaxHandshakes int
+	// MaxHandshakesPerSource is one client address's share of
+	// MaxHandshakes (default 64; an IPv6 address counts by its /64): an
+	// address holding that many sheds its own oldest stalled handshake for
+	// each new connection it opens. Its quick handshakes are never refused,
+	// so all the clients behind one load balancer get in.
+	MaxHandshakesPerSource int
+	// RequestLineTimeout bounds the time a new connection has to send its
+	// request line, within HandshakeTimeout (default 2s).
+	RequestLineTimeout time.Duration
 
 	// Workers is the size of the worker pool that reads and writes ready
 	// sockets (default 8 × GOMAXPROCS).
@@ -96,6 +108,8 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.MaxHeaderBytes, 8<<10)
 	setDefault(&c.HandshakeTimeout, 5*time.Second)
 	setDefault(&c.MaxHandshakes, 1024)
+	setDefault(&c.MaxHandshakesPerSource, 64)
+	setDefault(&c.RequestLineTimeout, 2*time.Second)
 	setDefault(&c.OutboundQueueBytes, 1<<20)
 	setDefault(&c.PingInterval, 25*time.Second)
 	setDefault(&c.PongTimeout, 10*time.Second)
@@ -106,6 +120,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("server: MaxHeaderBytes below 512")
 	case c.MaxMessageSize < 0, c.Workers < 0, c.TaskQueue < 0, c.OutboundQueueBytes < 0, c.MaxHandshakes < 0:
 		return c, errors.New("server: negative size")
+	case c.MaxHandshakesPerSource < 0:
+		return c, errors.New("server: negative MaxHandshakesPerSource")
+	case c.RequestLineTimeout < 0:
+		return c, errors.New("server: negative RequestLineTimeout")
 	case c.HandshakeTimeout < 0, c.PingInterval < 0, c.PongTimeout < 0, c.CloseTimeout < 0, c.DrainTimeout < 0:
 		return c, errors.New("server: negative duration")
 	}

@@ -1,11 +1,17 @@
 // Package server runs pushgate's listeners and connections.
 //
-// A listener's accepted connection gets a handshake goroutine (bounded in
-// number and time) that reads the request head: upgrades to /ws and /echo
-// are answered on the raw connection by wsproto, and anything else goes to
-// a net/http server with the bytes already read put back. An upgraded
+// A listener's accepted connection takes a slot from the admission
+// (admit.go) and gets a handshake goroutine that reads the request head,
+// within MaxHeaderBytes and two deadlines (the request line's, then the
+// whole head's): upgrades to /ws and /echo are answered on the raw
+// connection by wsproto, and any other request goes to a net/http server
+// with the bytes already read put back, keeping its slot until net/http
+// closes it. When the slots run out, or one address holds its share, the
+// oldest stalled connection (one the server waits on that sends nothing)
+// is shed, so a slowloris cannot keep real clients out. An upgraded
 // connection is detached from the net package and parked in the read
-// poller as a Conn: its descriptor, its state and nothing else.
+// poller as a Conn: its descriptor, its state and nothing else; Serve
+// refuses listeners whose connections have no descriptor (crypto/tls).
 //
 // When the socket is readable, a worker reads what arrived, feeds it to the
 // connection's frame reader (which exists only while a frame or message is

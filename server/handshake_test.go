@@ -214,3 +214,42 @@ func TestAdminMux(t *testing.T) {
 		t.Errorf("GET /debug/pprof/cmdline: %s, want 404", resp.Status)
 	}
 }
+
+// TestBrowserOpensWS checks what a person gets who opens /ws in a browser:
+// still 426 with Upgrade: websocket, but a body that says what the
+// endpoint is and how to connect.
+func TestBrowserOpensWS(t *testing.T) {
+	g := start(t, echo())
+	for path, want := range map[string][]string{
+		"/ws":   {"pushgate WebSocket endpoint", `new WebSocket("wss://" + location.host + "/ws", "pushgate.v1")`, "/pushgate.js", "chat demo"},
+		"/echo": {"echo endpoint", "new WebSocket("},
+	} {
+		c := wstest.Connect(t, g.addr)
+		c.Write([]byte("GET " + path + " HTTP/1.1\r\nHost: localhost:8080\r\nAccept: text/html,application/xhtml+xml\r\n" +
+			"User-Agent: Mozilla/5.0\r\n\r\n"))
+		resp := c.Response()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusUpgradeRequired || resp.Header.Get("Upgrade") != "websocket" ||
+			resp.Header.Get("Sec-WebSocket-Version") != "13" {
+			t.Errorf("GET %s: %s, Upgrade %q, Sec-WebSocket-Version %q; want 426 with websocket and 13", path, resp.Status,
+				resp.Header.Get("Upgrade"), resp.Header.Get("Sec-WebSocket-Version"))
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "text/plain; charset=utf-8" {
+			t.Errorf("GET %s: Content-Type %q", path, ct)
+		}
+		for _, w := range want {
+			if !strings.Contains(string(body), w) {
+				t.Errorf("GET %s: the body lacks %q:\n%s", path, w, body)
+			}
+		}
+		c.ExpectEOF()
+	}
+	// A request that is an upgrade without a version is still told only
+	// what it lacks.
+	c := wstest.Connect(t, g.addr)
+	c.Write([]byte(wstest.UpgradeRequest("/ws", "Sec-WebSocket-Version:")))
+	resp := c.Response()
+	if body, _ := io.ReadAll(resp.Body); resp.StatusCode != 426 || strings.Contains(string(body), "endpoint") {
+		t.Errorf("upgrade without a version: %s %q", resp.Status, body)
+	}
+}

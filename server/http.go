@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,17 @@ func (s *Server) publicMux() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("/", s.cfg.Pages)
 	return mux
+}
+
+// httpConnState gives a plain HTTP connection's admission slot back when
+// net/http is done with it.
+func (s *Server) httpConnState(c net.Conn, state http.ConnState) {
+	if state != http.StateClosed && state != http.StateHijacked {
+		return
+	}
+	if pc, ok := c.(*pendingConn); ok {
+		s.adm.release(pc)
+	}
 }
 
 // AdminMux returns the admin listener's routes: /metrics from g, /healthz

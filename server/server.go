@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +20,25 @@ import (
 
 // Subprotocol is the WebSocket subprotocol /ws negotiates when offered.
 const Subprotocol = "pushgate.v1"
+
+// What a browser shows when someone opens /ws or /echo as a page (with the
+// status 426 and Upgrade: websocket, which clients and proxies read).
+const (
+	wsPage = `This is the pushgate WebSocket endpoint: it speaks WebSocket, not pages.
+
+Connect a WebSocket client to this URL with the subprotocol pushgate.v1,
+from a page for instance:
+
+    const ws = new WebSocket("wss://" + location.host + "/ws", "pushgate.v1");
+
+(ws:// where the page itself is served over plain http://), or load the
+JavaScript client from /pushgate.js on this server. The gateway's chat demo,
+at /, uses it.
+`
+	echoPage = `This is pushgate's RFC 6455 echo endpoint: connect a WebSocket client, e.g.
+new WebSocket("ws://" + location.host + "/echo"), and every message comes back.
+`
+)
 
 // readBufferSize is the size of the pooled buffer a read task reads into.
 const readBufferSize = 16 << 10
@@ -56,7 +76,7 @@ type Server struct {
 	http   *http.Server // plain HTTP requests on the public listeners
 	httpLn *connQueue
 
-	hsSlots    chan struct{} // bounds handshakes in progress
+	adm        *admission // bounds handshakes and plain HTTP requests
 	draining   atomic.Bool
 	quit       chan struct{}
 	wg         sync.WaitGroup // heartbeat, HTTP server, handshakes
@@ -87,7 +107,7 @@ func New(cfg Config) (*Server, error) {
 		pingMs:    ms(cfg.PingInterval),
 		pongMs:    ms(cfg.PongTimeout),
 		closeMs:   ms(cfg.CloseTimeout),
-		hsSlots:   make(chan struct{}, cfg.MaxHandshakes),
+		adm:       newAdmission(cfg),
 		quit:      make(chan struct{}),
 		listeners: make(map[net.Listener]struct{}),
 		reading:   make(map[net.Conn]struct{}),
@@ -95,8 +115,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.handlers[endpointWS] = cfg.Handler
 	s.handlers[endpointEcho] = echoHandler{}
-	s.upgraders[endpointWS] = &wsproto.Upgrader{Protocol: Subprotocol, Origins: origins, Compression: cfg.Compression, Authorize: cfg.Authorize}
-	s.upgraders[endpointEcho] = &wsproto.Upgrader{Origins: origins, Compression: cfg.Compression}
+	s.upgraders[endpointWS] = &wsproto.Upgrader{Protocol: Subprotocol, Origins: origins, Compression: cfg.Compression, Authorize: cfg.Authorize, Page: wsPage}
+	s.upgraders[endpointEcho] = &wsproto.Upgrader{Origins: origins, Compression: cfg.Compression, Page: echoPage}
 	for r := range numReasons {
 		s.closedBy[r] = s.m.ConnectionsClosed(r.String())
 	}
@@ -127,10 +147,20 @@ func New(cfg Config) (*Server, error) {
 	s.m.ObserveHeld(func() int { return int(s.queuedBytes.Load()) }, func() int { return int(s.partial.Load()) })
 
 	s.httpLn = newConnQueue()
+	// A plain request reaches net/http with its whole head already read
+	// (within MaxHeaderBytes and the handshake deadline) and holding its
+	// admission slot, which it gives back when net/http closes it. The
+	// body and the response get HandshakeTimeout each. (A long-lived HTTP
+	// transport, Server-Sent Events say, will have to give its slot back
+	// and lift its deadlines with http.ResponseController.)
 	s.http = &http.Server{
 		Handler:           s.publicMux(),
 		ReadHeaderTimeout: cfg.HandshakeTimeout,
-		IdleTimeout:       30 * time.Second,
+		ReadTimeout:       cfg.HandshakeTimeout,
+		WriteTimeout:      cfg.HandshakeTimeout,
+		IdleTimeout:       cfg.HandshakeTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ConnState:         s.httpConnState,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	// One request per TCP connection: every request then starts at the
@@ -156,7 +186,18 @@ func (s *Server) Ready() bool { return !s.draining.Load() }
 // Serve accepts connections on ln until ln fails or Shutdown closes it,
 // which makes Serve return nil. Plain HTTP requests go to the public
 // handlers; upgrades to /ws and /echo become parked WebSocket connections.
+//
+// A WebSocket connection is parked as its raw descriptor, so ln must hand
+// out connections that have one: a *net.TCPListener or *net.UnixListener,
+// or a listener that, like them, implements syscall.Conn. Any other (a
+// crypto/tls listener above all) is refused at once with an error wrapping
+// netpoll.ErrNoDescriptor, and ln is left open: terminate TLS in front of
+// pushgate, at the load balancer.
 func (s *Server) Serve(ln net.Listener) error {
+	if _, ok := ln.(syscall.Conn); !ok {
+		return fmt.Errorf("server: a %T cannot serve WebSockets: %w (terminate TLS at the load balancer and listen on plain TCP)",
+			ln, netpoll.ErrNoDescriptor)
+	}
 	if !s.track(ln) {
 		ln.Close()
 		return nil
@@ -179,18 +220,16 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 		}
 		delay = 0
-		select {
-		case s.hsSlots <- struct{}{}:
-		case <-s.quit:
+		pc := s.adm.admit(nc, s.quit)
+		if pc == nil {
+			return nil
+		}
+		if !s.startHandshake(pc) {
+			s.adm.release(pc)
 			nc.Close()
 			return nil
 		}
-		if !s.startHandshake(nc) {
-			<-s.hsSlots
-			nc.Close()
-			return nil
-		}
-		go s.handshake(nc)
+		go s.handshake(pc)
 	}
 }
 
@@ -227,10 +266,9 @@ func (s *Server) headRead(nc net.Conn) {
 	s.mu.Unlock()
 }
 
-// endHandshake releases nc's handshake slot.
+// endHandshake ends nc's handshake goroutine.
 func (s *Server) endHandshake(nc net.Conn) {
 	s.headRead(nc)
-	<-s.hsSlots
 	s.handshakes.Done()
 	s.wg.Done()
 }

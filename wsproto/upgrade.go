@@ -32,6 +32,11 @@ type Upgrader struct {
 	// passed and may refuse the upgrade with a *HandshakeError. Whatever it
 	// returns as state is handed back in Handshake.State.
 	Authorize func(head []byte) (state any, err error)
+	// Page is the body of the answer to a GET without an Upgrade header:
+	// a browser opening the endpoint's URL as a page. The answer is still
+	// 426 with Upgrade: websocket; Page tells the person reading it what
+	// the endpoint is and how to connect. Empty: a one-line reason.
+	Page string
 }
 
 // Handshake is what an accepted handshake negotiated.
@@ -47,6 +52,7 @@ type HandshakeError struct {
 	Status int
 	Reason string
 	header string // extra response header lines, each ending in CRLF
+	body   string // the response body, if not Reason
 }
 
 func (e *HandshakeError) Error() string {
@@ -64,6 +70,8 @@ func (e *HandshakeError) Result() HandshakeResult {
 		return ResultForbiddenOrigin
 	case http.StatusRequestHeaderFieldsTooLarge:
 		return ResultTooLarge
+	case http.StatusInternalServerError, http.StatusServiceUnavailable:
+		return ResultInternal
 	}
 	return ResultBadRequest
 }
@@ -81,11 +89,12 @@ const (
 	ResultForbiddenOrigin                 // 403
 	ResultTooLarge                        // 431
 	ResultTimeout                         // no complete handshake in time
+	ResultInternal                        // 500, 503: the server could not take it
 	NumHandshakeResults
 )
 
 var handshakeResultLabels = [NumHandshakeResults]string{
-	"ok", "bad_request", "bad_version", "unauthorized", "forbidden_origin", "too_large", "timeout",
+	"ok", "bad_request", "bad_version", "unauthorized", "forbidden_origin", "too_large", "timeout", "internal_error",
 }
 
 func (r HandshakeResult) String() string { return handshakeResultLabels[r] }
@@ -119,10 +128,14 @@ func Unauthorized(reason string) *HandshakeError {
 // failure to write.
 func (u *Upgrader) Upgrade(w io.Writer, head []byte) (Handshake, error) {
 	// gobwas/ws returns without a response for a malformed request line.
-	if _, _, ok := RequestTarget(head); !ok {
+	method, _, ok := RequestTarget(head)
+	if !ok {
 		return Handshake{}, WriteRefusal(w, ErrBadRequestLine)
 	}
 	if _, ok := HeaderValue(head, "Sec-WebSocket-Version"); !ok {
+		if _, ok := HeaderValue(head, "Upgrade"); !ok && string(method) == http.MethodGet {
+			return Handshake{}, WriteRefusal(w, u.notWebSocket()) // a browser's page request
+		}
 		return Handshake{}, WriteRefusal(w, ErrMissingVersion)
 	}
 	var (
@@ -167,6 +180,21 @@ func (u *Upgrader) Upgrade(w io.Writer, head []byte) (Handshake, error) {
 	return hs, nil
 }
 
+// notWebSocket is the answer to a plain GET: 426 (RFC 9110 §15.5.22 wants
+// the Upgrade header with it) and Page.
+func (u *Upgrader) notWebSocket() *HandshakeError {
+	body := u.Page
+	if body != "" && !strings.HasSuffix(body, "\n") {
+		body += "\n"
+	}
+	return &HandshakeError{
+		Status: http.StatusUpgradeRequired,
+		Reason: "not a WebSocket handshake (no Upgrade header)",
+		header: "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+		body:   body,
+	}
+}
+
 // check makes the checks gobwas/ws does not.
 func (u *Upgrader) check(head []byte) *HandshakeError {
 	key, _ := HeaderValue(head, "Sec-WebSocket-Key")
@@ -196,7 +224,10 @@ func rejection(err error) error {
 // WriteRefusal writes e as a complete HTTP response to w and returns e, or
 // the write error.
 func WriteRefusal(w io.Writer, e *HandshakeError) error {
-	body := e.Reason + "\n"
+	body := e.body
+	if body == "" {
+		body = e.Reason + "\n"
+	}
 	resp := "HTTP/1.1 " + strconv.Itoa(e.Status) + " " + http.StatusText(e.Status) + "\r\n" +
 		e.header +
 		"Content-Type: text/plain; charset=utf-8\r\n" +

@@ -61,6 +61,7 @@ func TestUpgradeResponses(t *testing.T) {
 			"Sec-WebSocket-Extensions: permessage-deflate;server_no_context_takeover;client_no_context_takeover"},
 		{"malformed deflate offer is declined", wstest.UpgradeRequest("/ws", "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=99"), 101,
 			"Sec-WebSocket-Extensions: "},
+		{"a browser's GET", "GET /ws HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n\r\n", 426, "Upgrade: websocket"},
 		{"authorize refuses", wstest.UpgradeRequest("/ws", "Authorization: Bearer nope"), 401, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

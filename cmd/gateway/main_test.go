@@ -90,6 +90,8 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{[]string{"--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"--max-header-bytes", "10"}, 2, "MaxHeaderBytes"},
+		{[]string{"--max-handshakes-per-source", "-1"}, 2, "MaxHandshakesPerSource"},
+		{[]string{"--request-line-timeout", "-1s"}, 2, "RequestLineTimeout"},
 		{[]string{"--allowed-origins", "example.com"}, 2, "bad origin"},
 		{[]string{"--client-publish", "chat rooms"}, 2, "invalid --client-publish"},
 		{[]string{"--jwt-secret", "short"}, 2, "at least 32"},

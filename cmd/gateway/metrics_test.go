@@ -241,6 +241,28 @@ func TestEveryMetric(t *testing.T) {
 		expect{name: "pushgate_connections_closed_total", label: "reason=heartbeat_timeout", want: 1},
 	)
 
+	// Shedding, on a gateway with two handshake slots and a share of one
+	// per address: an address that keeps opening stalled connections sheds
+	// its own oldest (per_source), and a client that finds every slot held
+	// by stalled ones sheds the oldest (full) and gets in.
+	sh := runGateway(t, proctest.FreeAddr(t), proctest.FreeAddr(t), "--echo", "--max-handshakes", "2",
+		"--max-handshakes-per-source", "1", "--handshake-timeout", "1m", "--request-line-timeout", "1m")
+	wstest.Until(t, 10*time.Second, func() error {
+		if value(scrape(t, sh.admin), "pushgate_handshakes_shed_total", "reason=per_source") >= 1 {
+			return nil
+		}
+		wstest.ConnectFrom(t, "127.0.0.2", sh.addr).Write([]byte("GET /echo HTTP/1.1\r\n"))
+		return errors.New("no handshake shed per source yet")
+	})
+	wstest.ConnectFrom(t, "127.0.0.3", sh.addr).Write([]byte("GET /echo HTTP/1.1\r\n"))
+	in, _ := wstest.Dial(t, sh.addr, "/echo")
+	in.Send("in")
+	in.ExpectMessage(ws.OpText, []byte("in"))
+	checkMetrics(t, sh.admin, checked,
+		expect{name: "pushgate_handshakes_shed_total", label: "reason=per_source", min: 1},
+		expect{name: "pushgate_handshakes_shed_total", label: "reason=full", min: 1},
+	)
+
 	// Every pushgate metric the gateway exports was checked.
 	for name := range scrape(t, g.admin) {
 		if strings.HasPrefix(name, "pushgate_") && !checked[name] {

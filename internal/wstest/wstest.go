@@ -327,3 +327,16 @@ func Until(t testing.TB, d time.Duration, cond func() error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// ConnectFrom opens a TCP connection to addr from the loopback address
+// from (127.0.0.2, say), so that a test can play several clients' hosts.
+func ConnectFrom(t testing.TB, from, addr string) *Client {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, from, err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &Client{t: t, Conn: nc, R: bufio.NewReader(nc)}
+}
