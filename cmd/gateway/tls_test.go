@@ -38,7 +38,7 @@ func TestTLSAtTheLoadBalancer(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, dir)
 	bundle := filepath.Join(dir, "bundle.pem") // HAProxy's crt: chain, then key
-	writeFile(t, bundle, readFile(t, certFile)+readFile(t, keyFile))
+	writeFileAt(t, bundle, readFile(t, certFile)+readFile(t, keyFile))
 
 	gwAddr, gwAdmin := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	gw := proctest.Start(t, "", proctest.Gateway(t), "--addr", gwAddr, "--admin-addr", gwAdmin)
@@ -55,7 +55,7 @@ func TestTLSAtTheLoadBalancer(t *testing.T) {
 			"10.0.0.12:8080", gwAddr,
 			"port 9090", "port "+adminPort)
 		file := filepath.Join(t.TempDir(), "haproxy.cfg")
-		writeFile(t, file, cfg)
+		writeFileAt(t, file, cfg)
 		p := proctest.Start(t, "", haproxyBin, "-f", file, "-db")
 		checkThroughTLS(t, p, client, lb, gwAdmin)
 	})
@@ -87,7 +87,7 @@ http {
 }
 `, prefix, block)
 		file := filepath.Join(prefix, "nginx.conf")
-		writeFile(t, file, cfg)
+		writeFileAt(t, file, cfg)
 		p := proctest.Start(t, "", nginxBin, "-p", prefix, "-c", file, "-e", "stderr")
 		checkThroughTLS(t, p, client, lb, gwAdmin)
 	})
@@ -228,8 +228,8 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 		t.Fatal(err)
 	}
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writeFile(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-	writeFile(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})))
+	writeFileAt(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	writeFileAt(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})))
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +248,8 @@ func readFile(t *testing.T, name string) string {
 	return string(b)
 }
 
-func writeFile(t *testing.T, name, content string) {
+// writeFileAt writes content to the path name (writeFile picks a temporary one).
+func writeFileAt(t *testing.T, name, content string) {
 	t.Helper()
 	if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
