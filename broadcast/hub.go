@@ -269,6 +269,15 @@ func (h *Hub) Reply(m *Member, frame []byte) {
 	}
 }
 
+// After runs fn on m's shard once everything already queued for m has been
+// handed to it, so that, say, closing the connection follows its replies.
+// fn must not block.
+func (h *Hub) After(m *Member, fn func()) {
+	if !m.shard.push(op{kind: opCall, fn: fn}) {
+		fn()
+	}
+}
+
 // Unsubscribe ends m's subscription to channel; the subscriber is sent an
 // "unsubscribed" reply after which no message of the channel follows.
 func (h *Hub) Unsubscribe(m *Member, name string) error {

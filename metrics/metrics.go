@@ -24,6 +24,12 @@ type Gateway struct {
 	MessagesSent     prometheus.Counter
 	BytesSent        prometheus.Counter
 
+	// RateLimited counts client messages refused for their connection's
+	// message rate; ReadThrottles the times a connection's reading paused
+	// for its byte rate.
+	RateLimited   prometheus.Counter
+	ReadThrottles prometheus.Counter
+
 	SlowConsumers  prometheus.Counter
 	DroppedFrames  prometheus.Counter
 	HeartbeatPings prometheus.Counter
@@ -73,6 +79,10 @@ func New(reg prometheus.Registerer) *Gateway {
 			"Frames handed to WebSocket connections (written or queued)."),
 		BytesSent: f.counter("sent_bytes_total",
 			"Bytes written to WebSocket connections."),
+		RateLimited: f.counter("rate_limited_messages_total",
+			"Client messages refused (rate_limited error, then 1008) because their connection passed --client-message-rate."),
+		ReadThrottles: f.counter("read_throttles_total",
+			"Times a connection's reading paused because it passed --client-bytes-rate (it resumes as the budget refills)."),
 		SlowConsumers: f.counter("slow_consumers_total",
 			"Connections closed with 1013 because their outbound queue overflowed."),
 		DroppedFrames: f.counter("outbound_dropped_frames_total",
@@ -125,12 +135,14 @@ func (g *Gateway) ObservePool(busy, queued func() int) {
 }
 
 // ObserveHeld exports what connections hold beyond their parked state,
-// read when scraped: bytes waiting in outbound queues, and connections
-// holding a partial frame or message.
-func (g *Gateway) ObserveHeld(queuedBytes, partial func() int) {
+// read when scraped: bytes waiting in outbound queues, connections holding
+// a partial frame or message, and the bytes those partial messages hold
+// (bounded node-wide by --max-partial-bytes).
+func (g *Gateway) ObserveHeld(queuedBytes, partial, partialBytes func() int) {
 	f := factory{g.reg}
 	f.gaugeFunc("outbound_queued_bytes", "Bytes waiting in connections' outbound queues for their sockets.", queuedBytes)
 	f.gaugeFunc("partial_messages", "Connections holding a partly received frame or message.", partial)
+	f.gaugeFunc("partial_message_bytes", "Bytes held by partly received messages, on all connections (bounded by --max-partial-bytes).", partialBytes)
 }
 
 // ObserveHub exports the channel registry's sizes, read when scraped:

@@ -147,7 +147,10 @@ func lingerClose(nc net.Conn) {
 // open registers an upgraded connection and serves what it already sent.
 func (s *Server) open(fd int, ep endpoint, hs wsproto.Handshake, query, pending []byte) {
 	c := &Conn{srv: s, fd: int32(fd), ep: ep, compression: hs.Compression}
-	c.seen.Store(s.now())
+	now := s.now()
+	c.seen.Store(now)
+	c.msgs.fill(s.msgRate, now)
+	c.bytesIn.fill(s.byteRate, now)
 	c.reading.Store(true) // this goroutine serves the first read
 	s.conns.put(fd, c)
 	s.m.ConnectionsOpen.Inc()

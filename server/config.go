@@ -40,9 +40,31 @@ type Config struct {
 	// Authorize, when set, checks each /ws handshake (see
 	// wsproto.Upgrader.Authorize).
 	Authorize func(head []byte) (any, error)
-	// MaxMessageSize bounds a client message (default 1 MiB); larger ones
-	// close the connection with 1009.
+	// MaxMessageSize bounds a client message, after decompression
+	// (default 64 KiB); larger ones close the connection with 1009.
 	MaxMessageSize int
+	// MaxPartialBytes bounds, node-wide, the bytes held by messages that
+	// have begun to arrive and are not complete (default 64 MiB); the
+	// connection whose message would pass it is closed with 1013.
+	MaxPartialBytes int
+	// MessageTimeout is the time a client has to finish a message once it
+	// began it (default 10s); past it the connection is closed with 1008.
+	MessageTimeout time.Duration
+	// ClientMessageRate bounds the messages per second a /ws connection
+	// may send (default 100), with bursts of ClientMessageBurst (default
+	// 256); over it a message is refused (see RateLimitHandler), and after
+	// 10 in a row the connection is closed with 1008. Negative: no limit.
+	ClientMessageRate  int
+	ClientMessageBurst int
+	// ClientBytesRate bounds the message bytes per second (after
+	// decompression) a /ws connection may send (default 1 MiB), with
+	// bursts of twice MaxMessageSize; over it the connection is not read
+	// until the budget refills. Negative: no limit.
+	ClientBytesRate int
+	// MaxInflateRatio bounds how many times its compressed size a /ws
+	// message may inflate to, for messages over 16 KiB inflated (default
+	// 128); past it the connection is closed with 1008. Negative: no limit.
+	MaxInflateRatio int
 	// MaxHeaderBytes bounds a request head on the public listener,
 	// upgrade or plain HTTP (default 8 KiB); larger ones get 431.
 	MaxHeaderBytes int
@@ -105,6 +127,12 @@ func (c Config) withDefaults() (Config, error) {
 		c.Pages = http.NotFoundHandler()
 	}
 	setDefault(&c.MaxMessageSize, wsproto.DefaultMaxMessageSize)
+	setDefault(&c.MaxPartialBytes, 64<<20)
+	setDefault(&c.MessageTimeout, 10*time.Second)
+	setDefault(&c.ClientMessageRate, 100)
+	setDefault(&c.ClientMessageBurst, 256)
+	setDefault(&c.ClientBytesRate, 1<<20)
+	setDefault(&c.MaxInflateRatio, 128)
 	setDefault(&c.MaxHeaderBytes, 8<<10)
 	setDefault(&c.HandshakeTimeout, 5*time.Second)
 	setDefault(&c.MaxHandshakes, 1024)
@@ -118,8 +146,11 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case c.MaxHeaderBytes < 512:
 		return c, errors.New("server: MaxHeaderBytes below 512")
-	case c.MaxMessageSize < 0, c.Workers < 0, c.TaskQueue < 0, c.OutboundQueueBytes < 0, c.MaxHandshakes < 0:
+	case c.MaxMessageSize < 0, c.Workers < 0, c.TaskQueue < 0, c.OutboundQueueBytes < 0, c.MaxHandshakes < 0,
+		c.MaxPartialBytes < 0, c.ClientMessageBurst < 0:
 		return c, errors.New("server: negative size")
+	case c.MessageTimeout < 0:
+		return c, errors.New("server: negative MessageTimeout")
 	case c.MaxHandshakesPerSource < 0:
 		return c, errors.New("server: negative MaxHandshakesPerSource")
 	case c.RequestLineTimeout < 0:

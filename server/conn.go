@@ -52,6 +52,17 @@ type Conn struct {
 	readDead bool            // the frame reader failed; input is discarded
 	rs       *wsproto.Reader // partial frame or message; nil when idle
 
+	// Read-side limits (limits.go); the read task owns them, but for the
+	// atomics and, while throttled (no read task), bytesIn.
+	held      uint32        // bytes rs holds, counted in the server's partial budget
+	work      int           // message bytes this read task handled
+	msgs      bucket        // message rate (/ws)
+	bytesIn   bucket        // byte rate (/ws)
+	strikes   uint8         // messages in a row refused for the message rate
+	throttle  bool          // this read went over the byte rate: stop reading after it
+	throttled atomic.Bool   // reading paused for the byte rate; the heartbeat resumes it
+	partialAt atomic.Uint32 // clock when rs began holding a partial message, or 0
+
 	seen    atomic.Uint32 // clock when bytes last arrived
 	pingAt  atomic.Uint32 // clock when the unanswered ping went out, or 0
 	expires atomic.Uint32 // Unix second at which it is closed (4001), or 0
@@ -142,14 +153,15 @@ func (c *Conn) serveRead(pending []byte) {
 	bufp := s.readBufs.Get().(*[]byte)
 	buf := *bufp
 	ended := false
+	c.work = 0
 	for range maxReadsPerTask {
 		n, err := unix.Read(int(c.fd), buf)
 		if n > 0 {
 			c.seen.Store(s.now())
 			s.m.BytesReceived.Add(float64(n))
 			c.consume(buf[:n])
-			if n < len(buf) {
-				break // drained; a new arrival re-fires after Rearm
+			if n < len(buf) || c.throttle || c.work >= maxWorkPerTask {
+				break // drained (a new arrival re-fires after Rearm), paused or yielding
 			}
 			continue
 		}
@@ -164,6 +176,14 @@ func (c *Conn) serveRead(pending []byte) {
 		c.finalize(ReasonPeerGone)
 		return
 	}
+	if c.throttle {
+		// Over the byte rate: not read (reading stays held, the poller
+		// unarmed) until the heartbeat finds the debt paid.
+		c.throttle = false
+		s.m.ReadThrottles.Inc()
+		c.throttled.Store(true)
+		return
+	}
 	c.reading.Store(false)
 	// A failure here means the poller is closed: Shutdown closes the rest.
 	_ = s.readPoller.Rearm(int(c.fd), netpoll.Read)
@@ -176,16 +196,30 @@ func (c *Conn) consume(p []byte) {
 		return
 	}
 	s := c.srv
+	if c.rs != nil && c.rs.Held() > 0 && c.state.Load() != stateOpen {
+		// Closing: the message in progress will never be handled. Drop it
+		// and what follows rather than hold it through the closing
+		// handshake (which then ends at the close timeout).
+		c.readDead = true
+		c.releaseReader(c.rs)
+		return
+	}
 	r := c.rs
 	if r == nil {
 		r = s.readers.Get().(*wsproto.Reader)
 	}
-	err := r.Feed(p, wsproto.Options{MaxMessageSize: s.cfg.MaxMessageSize, Compression: c.compression}, (*frameSink)(c))
+	opts := wsproto.Options{MaxMessageSize: s.cfg.MaxMessageSize, Compression: c.compression}
+	if c.ep == endpointWS {
+		opts.MaxInflateRatio = s.cfg.MaxInflateRatio
+	}
+	err := r.Feed(p, opts, (*frameSink)(c))
 	if err == nil && !r.Idle() {
 		if c.rs == nil {
 			s.partial.Add(1)
+			c.partialAt.Store(max(s.now(), 1))
 		}
 		c.rs = r
+		c.holdPartial()
 		return
 	}
 	c.releaseReader(r)
@@ -211,6 +245,8 @@ func (c *Conn) releaseReader(r *wsproto.Reader) {
 	if c.rs != nil {
 		c.srv.partial.Add(-1)
 		c.rs = nil
+		c.partialAt.Store(0)
+		c.releaseHeld()
 	}
 	r.Reset()
 	c.srv.readers.Put(r)
@@ -236,7 +272,9 @@ func (f *frameSink) HandleMessage(op ws.OpCode, payload []byte) error {
 		return nil // after our close frame, data is discarded
 	}
 	c.srv.m.MessagesReceived.Inc()
-	c.srv.handlers[c.ep].Message(c, op, payload)
+	if c.admitMessage(len(payload)) {
+		c.srv.handlers[c.ep].Message(c, op, payload)
+	}
 	return nil
 }
 

@@ -15,7 +15,11 @@ import (
 //   - one still silent PongTimeout after its ping is closed (1001) and
 //     kicked: a dead peer or a half-open TCP connection;
 //   - one whose closing handshake outlived CloseTimeout is kicked;
-//   - one whose token expired (SetExpiry) is closed with 4001.
+//   - one whose token expired (SetExpiry) is closed with 4001;
+//   - one that began a message MessageTimeout ago and has not finished it
+//     is closed with 1008;
+//   - one whose reading paused for its byte rate is resumed once its debt
+//     is paid (limits.go).
 
 // now is the coarse clock.
 func (s *Server) now() uint32 { return s.clock.Load() }
@@ -52,14 +56,19 @@ func (s *Server) runHeartbeat() {
 
 func (c *Conn) heartbeat(now, wall uint32) {
 	s := c.srv
-	expired := false
+	if c.throttled.Load() {
+		c.resumeIfPaid(now)
+	}
+	expired, overdue := false, false
 	switch c.state.Load() {
 	case stateClosed:
 		return
 	case stateOpen:
 		exp := c.expires.Load()
 		expired = exp != 0 && wall >= exp
-		if !expired && now-c.seen.Load() < s.pingMs && c.pingAt.Load() == 0 {
+		pa := c.partialAt.Load()
+		overdue = pa != 0 && now-pa >= s.msgTimeoutMs
+		if !expired && !overdue && now-c.seen.Load() < s.pingMs && c.pingAt.Load() == 0 {
 			return // the common case, without a lock
 		}
 	}
@@ -69,6 +78,12 @@ func (c *Conn) heartbeat(now, wall uint32) {
 	case stateOpen:
 		if expired {
 			c.startCloseLocked(ReasonTokenExpired, "token expired")
+			return
+		}
+		if overdue {
+			// Its reader is dropped by the next read, or when the close
+			// timeout kicks the socket.
+			c.startCloseLocked(ReasonMessageTimeout, "message not completed in time")
 			return
 		}
 		if now-c.seen.Load() < s.pingMs {

@@ -25,7 +25,8 @@ var interopSizes = []int{0, 125, 126, 65535, 65536, 1 << 20}
 // TestInteropCoder exchanges text and binary messages of every size with
 // github.com/coder/websocket, with and without permessage-deflate.
 func TestInteropCoder(t *testing.T) {
-	g := start(t, server.Config{Echo: true, Compression: true})
+	// 1 MiB messages: over the default client message size.
+	g := start(t, server.Config{Echo: true, Compression: true, MaxMessageSize: 1 << 20})
 	for _, mode := range []websocket.CompressionMode{websocket.CompressionDisabled, websocket.CompressionNoContextTakeover, websocket.CompressionContextTakeover} {
 		t.Run(fmt.Sprintf("compression %d", mode), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

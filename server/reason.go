@@ -11,17 +11,20 @@ type CloseReason uint8
 
 // Close reasons.
 const (
-	ReasonPeerClosed   CloseReason = iota // the client sent a close frame
-	ReasonPeerGone                        // the TCP connection ended without one
-	ReasonProtocol                        // 1002: a protocol violation
-	ReasonInvalidData                     // 1007: text that is not UTF-8, bad compressed data
-	ReasonPolicy                          // 1008: refused by policy
-	ReasonTooBig                          // 1009: a message over the limit
-	ReasonInternal                        // 1011: a failure of the server
-	ReasonSlowConsumer                    // 1013: the outbound queue overflowed
-	ReasonHeartbeat                       // 1001: no answer to a ping
-	ReasonShutdown                        // 1001: the server is draining
-	ReasonTokenExpired                    // 4001: the connection's token expired
+	ReasonPeerClosed     CloseReason = iota // the client sent a close frame
+	ReasonPeerGone                          // the TCP connection ended without one
+	ReasonProtocol                          // 1002: a protocol violation
+	ReasonInvalidData                       // 1007: text that is not UTF-8, bad compressed data
+	ReasonPolicy                            // 1008: refused by policy
+	ReasonTooBig                            // 1009: a message over the limit
+	ReasonInternal                          // 1011: a failure of the server
+	ReasonSlowConsumer                      // 1013: the outbound queue overflowed
+	ReasonHeartbeat                         // 1001: no answer to a ping
+	ReasonShutdown                          // 1001: the server is draining
+	ReasonTokenExpired                      // 4001: the connection's token expired
+	ReasonRateLimited                       // 1008: messages over the message rate, again and again
+	ReasonMessageTimeout                    // 1008: a message begun and not finished in time
+	ReasonPartialBudget                     // 1013: partial messages hold the node's whole budget
 	numReasons
 )
 
@@ -29,17 +32,20 @@ var reasonInfo = [numReasons]struct {
 	label string
 	code  ws.StatusCode
 }{
-	ReasonPeerClosed:   {"client_close", wsproto.CloseNormal},
-	ReasonPeerGone:     {"peer_gone", 0},
-	ReasonProtocol:     {"protocol_error", wsproto.CloseProtocolError},
-	ReasonInvalidData:  {"invalid_data", wsproto.CloseInvalidData},
-	ReasonPolicy:       {"policy", wsproto.ClosePolicy},
-	ReasonTooBig:       {"too_big", wsproto.CloseTooBig},
-	ReasonInternal:     {"internal_error", wsproto.CloseInternal},
-	ReasonSlowConsumer: {"slow_consumer", wsproto.CloseTryAgainLater},
-	ReasonHeartbeat:    {"heartbeat_timeout", wsproto.CloseGoingAway},
-	ReasonShutdown:     {"shutdown", wsproto.CloseGoingAway},
-	ReasonTokenExpired: {"token_expired", wsproto.CloseTokenExpired},
+	ReasonPeerClosed:     {"client_close", wsproto.CloseNormal},
+	ReasonPeerGone:       {"peer_gone", 0},
+	ReasonProtocol:       {"protocol_error", wsproto.CloseProtocolError},
+	ReasonInvalidData:    {"invalid_data", wsproto.CloseInvalidData},
+	ReasonPolicy:         {"policy", wsproto.ClosePolicy},
+	ReasonTooBig:         {"too_big", wsproto.CloseTooBig},
+	ReasonInternal:       {"internal_error", wsproto.CloseInternal},
+	ReasonSlowConsumer:   {"slow_consumer", wsproto.CloseTryAgainLater},
+	ReasonHeartbeat:      {"heartbeat_timeout", wsproto.CloseGoingAway},
+	ReasonShutdown:       {"shutdown", wsproto.CloseGoingAway},
+	ReasonTokenExpired:   {"token_expired", wsproto.CloseTokenExpired},
+	ReasonRateLimited:    {"rate_limited", wsproto.ClosePolicy},
+	ReasonMessageTimeout: {"message_timeout", wsproto.ClosePolicy},
+	ReasonPartialBudget:  {"partial_budget", wsproto.CloseTryAgainLater},
 }
 
 // String is the reason's metric label.

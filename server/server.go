@@ -65,8 +65,12 @@ type Server struct {
 	closedBy  [numReasons]prometheus.Counter
 	hsResults [wsproto.NumHandshakeResults]prometheus.Counter
 
-	queuedBytes atomic.Int64 // in every outbound queue
-	partial     atomic.Int64 // connections holding a frame reader
+	queuedBytes  atomic.Int64 // in every outbound queue
+	partial      atomic.Int64 // connections holding a frame reader
+	partialBytes atomic.Int64 // bytes those readers hold for messages in progress
+	msgRate      rate         // ClientMessageRate, off when not positive
+	byteRate     rate         // ClientBytesRate, off when not positive
+	msgTimeoutMs uint32
 
 	readers  sync.Pool // *wsproto.Reader
 	readBufs sync.Pool // *[]byte, readBufferSize
@@ -100,18 +104,22 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		m:         cfg.Metrics,
-		conns:     newConnTable(),
-		pingMs:    ms(cfg.PingInterval),
-		pongMs:    ms(cfg.PongTimeout),
-		closeMs:   ms(cfg.CloseTimeout),
-		adm:       newAdmission(cfg),
-		quit:      make(chan struct{}),
-		listeners: make(map[net.Listener]struct{}),
-		reading:   make(map[net.Conn]struct{}),
-		shutdown:  make(chan struct{}),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		m:       cfg.Metrics,
+		conns:   newConnTable(),
+		pingMs:  ms(cfg.PingInterval),
+		pongMs:  ms(cfg.PongTimeout),
+		closeMs: ms(cfg.CloseTimeout),
+
+		msgTimeoutMs: ms(cfg.MessageTimeout),
+		msgRate:      rate{int64(cfg.ClientMessageRate), int32(min(cfg.ClientMessageBurst, 1<<30))},
+		byteRate:     rate{int64(cfg.ClientBytesRate), int32(min(max(cfg.ClientBytesRate, 2*cfg.MaxMessageSize), 1<<30))},
+		adm:          newAdmission(cfg),
+		quit:         make(chan struct{}),
+		listeners:    make(map[net.Listener]struct{}),
+		reading:      make(map[net.Conn]struct{}),
+		shutdown:     make(chan struct{}),
 	}
 	s.handlers[endpointWS] = cfg.Handler
 	s.handlers[endpointEcho] = echoHandler{}
@@ -144,7 +152,8 @@ func New(cfg Config) (*Server, error) {
 		OnPanic: func(v any) { s.log.Error("task panicked", "panic", v) },
 	})
 	s.m.ObservePool(s.pool.Busy, s.pool.Queued)
-	s.m.ObserveHeld(func() int { return int(s.queuedBytes.Load()) }, func() int { return int(s.partial.Load()) })
+	s.m.ObserveHeld(func() int { return int(s.queuedBytes.Load()) }, func() int { return int(s.partial.Load()) },
+		func() int { return int(s.partialBytes.Load()) })
 
 	s.httpLn = newConnQueue()
 	// A plain request reaches net/http with its whole head already read

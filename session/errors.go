@@ -19,6 +19,7 @@ const (
 	codeOverloaded        = "overloaded"         // too many publications in flight
 	codeUnavailable       = "unavailable"        // shutting down, or the broker is down
 	codeInvalidToken      = "invalid_token"      // a refresh token that does not verify
+	codeRateLimited       = "rate_limited"       // a message over the connection's message rate, dropped
 )
 
 const msgInvalidChannel = "channel names are 1-128 characters of A-Z a-z 0-9 _ - . : @ + =, or #<user>"

@@ -32,6 +32,7 @@ type options struct {
 	verifier *auth.Verifier // nil: open mode
 	queue    int            // outbound queue bytes
 	compress bool           // negotiate permessage-deflate
+	tune     func(*server.Config)
 }
 
 func start(t testing.TB, o options) *gateway {
@@ -50,6 +51,9 @@ func start(t testing.TB, o options) *gateway {
 	}
 	if o.verifier != nil {
 		cfg.Authorize = o.verifier.Authorize
+	}
+	if o.tune != nil {
+		o.tune(&cfg)
 	}
 	srv, err := server.New(cfg)
 	if err != nil {

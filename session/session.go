@@ -66,7 +66,10 @@ type session struct {
 	claims *auth.Claims // nil when authentication is off
 }
 
-var _ server.Handler = (*Handler)(nil)
+var (
+	_ server.Handler          = (*Handler)(nil)
+	_ server.RateLimitHandler = (*Handler)(nil)
+)
 
 // Open joins the connection to the hub and makes the subscriptions its
 // upgrade asked for.
@@ -100,6 +103,22 @@ func (h *Handler) Open(c *server.Conn, hs wsproto.Handshake, query []byte) {
 			}
 		}
 	}
+}
+
+// RateLimited answers a message the connection sent over its message rate
+// (server.Config.ClientMessageRate): the op was not run. Past
+// server.MaxRateStrikes in a row it closes the connection with 1008, after
+// the replies already queued.
+func (h *Handler) RateLimited(c *server.Conn, strikes int) {
+	s, ok := c.Data().(*session)
+	if !ok {
+		return
+	}
+	if strikes > server.MaxRateStrikes {
+		h.hub.After(s.m, func() { c.Close(server.ReasonRateLimited, "rate limit exceeded") })
+		return
+	}
+	h.reply(s, codeRateLimited, "too many messages: this one was dropped; slow down or the connection is closed (1008)", "")
 }
 
 // Closed removes the connection from the hub.

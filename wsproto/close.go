@@ -53,6 +53,7 @@ var (
 	ErrInvalidUTF8        = &CloseError{Code: CloseInvalidData, Reason: "text message is not UTF-8"}
 	ErrTooBig             = &CloseError{Code: CloseTooBig, Reason: "message too big"}
 	ErrBadCompression     = &CloseError{Code: CloseInvalidData, Reason: "invalid compressed data"}
+	ErrInflateRatio       = &CloseError{Code: ClosePolicy, Reason: "compressed message inflates too much"}
 )
 
 // ValidCloseCode reports whether a peer may send code in a close frame:

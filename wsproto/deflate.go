@@ -70,8 +70,16 @@ func deflateBound(n int64) int64 {
 	return n + n>>4 + 64
 }
 
-// decompressMessage inflates a compressed message and hands it to h.
-func decompressMessage(op ws.OpCode, p []byte, limit int64, h Handler) error {
+// decompressMessage inflates a compressed message and hands it to h. It
+// stops inflating as soon as the message passes the size limit or the
+// inflate ratio, so a bomb costs no more than the bound it breaks.
+func decompressMessage(op ws.OpCode, p []byte, o Options, h Handler) error {
+	limit, ratioErr := o.limit(), error(nil)
+	if o.MaxInflateRatio > 0 {
+		if r := max(InflateRatioFloor, int64(o.MaxInflateRatio)*int64(len(p))); r < limit {
+			limit, ratioErr = r, ErrInflateRatio
+		}
+	}
 	fr := inflaters.Get().(*wsflate.Reader)
 	defer inflaters.Put(fr)
 	buf := inflateBufs.Get().(*bytes.Buffer)
@@ -87,6 +95,9 @@ func decompressMessage(op ws.OpCode, p []byte, limit int64, h Handler) error {
 		return ErrBadCompression
 	}
 	if n > limit {
+		if ratioErr != nil {
+			return ratioErr
+		}
 		return ErrTooBig
 	}
 	out := buf.Bytes()

@@ -7,8 +7,10 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// DefaultMaxMessageSize is the message size limit when Options leave it 0.
-const DefaultMaxMessageSize = 1 << 20
+// DefaultMaxMessageSize is the message size limit when Options leave it 0:
+// a push gateway's clients send little (ops, chat lines), so a larger
+// message is more likely an attack on memory than a need.
+const DefaultMaxMessageSize = 64 << 10
 
 // Options are the facts of one connection that its frames are checked
 // against.
@@ -16,12 +18,21 @@ type Options struct {
 	// MaxMessageSize bounds a message, reassembled from its fragments and,
 	// when compressed, after decompression (its compressed form may exceed
 	// it by 1/16, which deflate's growth of incompressible data stays
-	// under whatever the encoder's settings). Default 1 MiB.
+	// under whatever the encoder's settings). Default 64 KiB.
 	MaxMessageSize int
 	// Compression reports that permessage-deflate was negotiated, which
 	// gives RSV1 its meaning on the first frame of a message.
 	Compression bool
+	// MaxInflateRatio, when positive, bounds how many times larger than
+	// its compressed form a message may inflate, once it inflates past
+	// InflateRatioFloor: a compression bomb is refused (1008) as soon as
+	// it passes the ratio, before it is inflated whole.
+	MaxInflateRatio int
 }
+
+// InflateRatioFloor is the inflated size below which MaxInflateRatio does
+// not apply: small messages compress far (a run of spaces) and cost little.
+const InflateRatioFloor = 16 << 10
 
 func (o Options) limit() int64 {
 	if o.MaxMessageSize <= 0 {
@@ -77,6 +88,10 @@ type Reader struct {
 func (r *Reader) Idle() bool {
 	return !r.inFrame && r.nhdr == 0 && r.msgOp == 0
 }
+
+// Held is the memory the Reader holds for a message in progress: its
+// message buffer's capacity, which Reset keeps when small.
+func (r *Reader) Held() int { return cap(r.msg) }
 
 // Reset returns the Reader to its zero state. It keeps a small message
 // buffer for reuse and drops a large one.
@@ -285,7 +300,7 @@ func (r *Reader) endFrame(direct []byte, o Options, h Handler) error {
 	r.msgOp = 0
 	r.msg = r.msg[:0]
 	if compressed {
-		return decompressMessage(op, msg, o.limit(), h)
+		return decompressMessage(op, msg, o, h)
 	}
 	if op == ws.OpText {
 		if direct != nil {

@@ -40,7 +40,7 @@ func TestParseConfig(t *testing.T) {
 	if got := strings.Join(c.Server.AllowedOrigins, "|"); got != "https://a.example|https://*.b.example" {
 		t.Errorf("origins %q", got)
 	}
-	if c.Addr != ":8080" || c.Server.MaxMessageSize != 1<<20 || c.Server.DrainTimeout != 10*time.Second {
+	if c.Addr != ":8080" || c.Server.MaxMessageSize != 64<<10 || c.Server.DrainTimeout != 10*time.Second {
 		t.Errorf("defaults: addr %q, max message %d, drain %v", c.Addr, c.Server.MaxMessageSize, c.Server.DrainTimeout)
 	}
 

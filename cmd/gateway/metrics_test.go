@@ -101,7 +101,8 @@ func TestEveryMetric(t *testing.T) {
 	secret := strings.Repeat("k", 32)
 	g := runGateway(t, proctest.FreeAddr(t), proctest.FreeAddr(t), "--echo", "--jwt-secret", secret, "--client-publish", "chat:*",
 		"--allowed-origins", "https://ok.example", "--max-header-bytes", "2048", "--handshake-timeout", "500ms",
-		"--outbound-queue-bytes", "65536", "--history-size", "3", "--jwt-leeway", "0s")
+		"--outbound-queue-bytes", "65536", "--history-size", "3", "--jwt-leeway", "0s",
+		"--client-message-rate", "1", "--client-message-burst", "5", "--client-bytes-rate", "65536")
 	checked := map[string]bool{}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice", "channels": []string{"news", "chat:*"}}).
 		SignedString([]byte(secret))
@@ -152,10 +153,10 @@ func TestEveryMetric(t *testing.T) {
 	}
 	b.ExpectMsg("message", "") // its own chat message
 
-	// A client holding half a frame.
+	// A client holding half a message: its first fragment.
 	half, _ := wstest.Dial(t, g.addr, "/ws", auth)
 	half.ExpectMsg("subscribed", "")
-	half.Write(wstest.Text(`{"op":"subscribe","channel":"news"}`)[:5])
+	half.Write(wstest.Frame(false, 0, ws.OpText, bytes.Repeat([]byte(" "), 1000)))
 
 	checkMetrics(t, g.admin, checked,
 		expect{name: "pushgate_handshakes_total", label: "result=ok", want: 4},
@@ -184,6 +185,7 @@ func TestEveryMetric(t *testing.T) {
 		expect{name: "pushgate_history_entries", want: 3 + 1}, // news keeps 3 of 5
 		expect{name: "pushgate_publishes_in_flight", want: 0},
 		expect{name: "pushgate_partial_messages", want: 1},
+		expect{name: "pushgate_partial_message_bytes", min: 1000},
 		expect{name: "pushgate_poller_events_total", min: 3}, // reads of the publish, the close, the half frame
 		expect{name: "pushgate_workers_busy", want: 0},
 		expect{name: "pushgate_tasks_queued", want: 0},
@@ -194,6 +196,36 @@ func TestEveryMetric(t *testing.T) {
 		expect{name: "pushgate_heartbeat_evictions_total", want: 0},
 		expect{name: "go_goroutines", min: 1},
 		expect{name: "process_open_fds", min: 1},
+	)
+
+	// A client over its message rate (1 a second, 5 at once): its sixth
+	// message on is refused with rate_limited, and the eleventh refusal
+	// in a row closes it with 1008.
+	flood, _ := wstest.Dial(t, g.addr, "/ws", auth)
+	flood.ExpectMsg("subscribed", "")
+	flood.Write(bytes.Repeat(wstest.Text(`{"op":"nope"}`), 20))
+	for range 5 {
+		flood.ExpectMsg("error", "bad_request")
+	}
+	for range 10 {
+		flood.ExpectMsg("error", "rate_limited")
+	}
+	if reason := flood.ExpectClose(1008); reason != "rate limit exceeded" {
+		t.Fatalf("flood closed with %q", reason)
+	}
+	// A client over its byte rate (64 KiB a second, 128 KiB at once) is not
+	// read for a while, then served.
+	heavy, _ := wstest.Dial(t, g.addr, "/ws", auth)
+	heavy.ExpectMsg("subscribed", "")
+	pad := wstest.Text(`{"op":"pad","x":"` + strings.Repeat("x", 60<<10) + `"}`)
+	heavy.Write(bytes.Repeat(pad, 3))
+	for range 3 {
+		heavy.ExpectMsg("error", "bad_request")
+	}
+	checkMetrics(t, g.admin, checked,
+		expect{name: "pushgate_rate_limited_messages_total", min: 11}, // and those read with the eleventh
+		expect{name: "pushgate_connections_closed_total", label: "reason=rate_limited", want: 1},
+		expect{name: "pushgate_read_throttles_total", min: 1},
 	)
 
 	// A reader too slow for what it asks echoed is closed with 1013.
