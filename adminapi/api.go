@@ -224,11 +224,14 @@ type statsResponse struct {
 	Connections int   `json:"connections"`
 	Channels    int64 `json:"channels"`
 	Subscribers int64 `json:"subscribers"`
+	History     int64 `json:"history"`
+	InFlight    int   `json:"in_flight"`
+	QueuedOps   int64 `json:"queued_ops"`
 }
 
 func (a *api) stats(w http.ResponseWriter, r *http.Request) {
 	s := a.cfg.Hub.Stats()
-	out := statsResponse{Channels: s.Channels, Subscribers: s.Subscribers}
+	out := statsResponse{Channels: s.Channels, Subscribers: s.Subscribers, History: s.History, InFlight: s.InFlight, QueuedOps: s.QueuedOps}
 	if a.cfg.Connections != nil {
 		out.Connections = a.cfg.Connections()
 	}

@@ -164,7 +164,8 @@ func TestHistoryAndStats(t *testing.T) {
 		t.Fatalf("unknown channel: %v", v)
 	}
 	_, v, _ = do(t, "GET", srv.URL+"/api/stats", "", "")
-	if v["connections"] != 7.0 || v["channels"] != 1.0 || v["subscribers"] != 0.0 {
+	if v["connections"] != 7.0 || v["channels"] != 1.0 || v["subscribers"] != 0.0 || v["history"] != 3.0 ||
+		v["in_flight"] != 0.0 || v["queued_ops"] != 0.0 || len(v) != 6 {
 		t.Fatalf("stats %v", v)
 	}
 }

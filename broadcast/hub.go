@@ -72,6 +72,10 @@ type Config struct {
 	// MaxPending bounds publications being fanned out at once; past it
 	// Publish waits and TryPublish fails with ErrOverloaded. Default 4096.
 	MaxPending int
+	// MaxClientPending is the share of MaxPending that client publishes
+	// (TryPublish) may hold, so that API publishes always find slots
+	// whatever clients do. Default MaxPending/2; at most MaxPending.
+	MaxClientPending int
 	// Clustered hubs take their publications, offsets and epochs from a
 	// cluster broker through Apply instead of numbering them: channels
 	// have no epoch until the broker's first message names it, and a
@@ -102,6 +106,10 @@ func (c Config) withDefaults() Config {
 	if c.MaxPending <= 0 {
 		c.MaxPending = 4096
 	}
+	if c.MaxClientPending <= 0 {
+		c.MaxClientPending = max(c.MaxPending/2, 1)
+	}
+	c.MaxClientPending = min(c.MaxClientPending, c.MaxPending)
 	return c
 }
 
@@ -112,14 +120,17 @@ type Hub struct {
 	tables []chanTable
 	shards []*shard
 	slots  chan struct{} // publish slots: one per publication in flight
-	epoch  string        // random per hub; channel epochs extend it
-	gen    atomic.Uint64 // channels created, for channel epochs
-	next   atomic.Uint32 // round-robin shard assignment
+	// clientSlots: one per client publication in flight, besides its slot
+	clientSlots chan struct{}
+	epoch       string        // random per hub; channel epochs extend it
+	gen         atomic.Uint64 // channels created, for channel epochs
+	next        atomic.Uint32 // round-robin shard assignment
 
 	channels    atomic.Int64
 	subscribers atomic.Int64
 	members     atomic.Int64
 	history     atomic.Int64 // entries in all channels' rings
+	queuedOps   atomic.Int64 // ops queued on all shards
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -138,14 +149,16 @@ func New(cfg Config) *Hub {
 		tables: make([]chanTable, cfg.Shards),
 		shards: make([]*shard, cfg.Shards),
 		slots:  make(chan struct{}, cfg.MaxPending),
-		epoch:  hex.EncodeToString(e[:]),
-		quit:   make(chan struct{}),
+
+		clientSlots: make(chan struct{}, cfg.MaxClientPending),
+		epoch:       hex.EncodeToString(e[:]),
+		quit:        make(chan struct{}),
 	}
 	for i := range h.tables {
 		h.tables[i].chans = make(map[string]*channel)
 	}
 	for i := range h.shards {
-		s := newShard()
+		s := newShard(&h.queuedOps)
 		h.shards[i] = s
 		h.wg.Add(1)
 		go func() { defer h.wg.Done(); s.run() }()
@@ -233,7 +246,7 @@ func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 		return ErrTooManyChannels
 	}
 	t, ch := h.lockChannel(name, true)
-	o := op{kind: opSubscribe, ch: ch, m: m}
+	o := op{kind: opSubscribe, ch: ch, m: m, byMember: true}
 	offset := ch.offset
 	if h.cfg.Clustered && pos != nil && ch.epoch != "" && pos.Epoch == ch.epoch && pos.Offset > ch.offset {
 		// The client saw, on another node, offsets this node has not
@@ -264,10 +277,15 @@ func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 // Reply sends frame to m after everything already queued for it, so that
 // replies to a connection's ops arrive in the order of the ops.
 func (h *Hub) Reply(m *Member, frame []byte) {
-	if !m.shard.push(op{kind: opReply, m: m, reply: frame}) {
+	if !m.shard.push(op{kind: opReply, m: m, reply: frame, byMember: true}) {
 		_ = m.sub.Send(frame)
 	}
 }
+
+// Backlog is how many of m's own ops (subscribes, unsubscribes, replies)
+// wait on its shard: a connection that sends ops faster than its shard
+// runs them has a growing backlog, which the caller bounds.
+func (h *Hub) Backlog(m *Member) int { return int(m.backlog.Load()) }
 
 // After runs fn on m's shard once everything already queued for m has been
 // handed to it, so that, say, closing the connection follows its replies.
@@ -287,7 +305,7 @@ func (h *Hub) Unsubscribe(m *Member, name string) error {
 	}
 	ch := m.chans[i]
 	m.chans = slices.Delete(m.chans, i, i+1)
-	h.release(m, ch, op{kind: opUnsubscribe, ch: ch, m: m, reply: appendUnsubscribed(nil, name)})
+	h.release(m, ch, op{kind: opUnsubscribe, ch: ch, m: m, reply: appendUnsubscribed(nil, name), byMember: true})
 	h.dropIfUnused(ch)
 	return nil
 }
@@ -374,7 +392,7 @@ func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (Result,
 	case <-h.quit:
 		return Result{}, ErrClosed
 	}
-	p, err := h.publish(channel, data, true)
+	p, err := h.publish(channel, data, true, false)
 	if err != nil {
 		return Result{}, err
 	}
@@ -387,27 +405,46 @@ func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (Result,
 	}
 }
 
-// TryPublish publishes without waiting: it fails with ErrOverloaded when
-// MaxPending publications are in flight. A hub finds every error at once,
-// so failed is never called.
+// TryPublish publishes a client's message without waiting: it fails with
+// ErrOverloaded when MaxPending publications, or MaxClientPending client
+// ones, are in flight. A hub finds every error at once, so failed is never
+// called.
 func (h *Hub) TryPublish(channel string, data []byte, failed func(error)) error {
 	if !ValidData(data) {
 		return ErrInvalidData
 	}
-	select {
-	case h.slots <- struct{}{}:
-	default:
+	if !TakeSlots(h.clientSlots, h.slots) {
 		return ErrOverloaded
 	}
-	_, err := h.publish(channel, data, false)
+	_, err := h.publish(channel, data, false, true)
 	return err
 }
 
-// publish runs with a publish slot held, which the publication frees when
-// its fan-out ends.
-func (h *Hub) publish(name string, data []byte, wait bool) (*publication, error) {
+// TakeSlots takes, without waiting, a slot of share (the part of all
+// that client publishes may hold) and one of all, or neither.
+func TakeSlots(share, all chan struct{}) bool {
+	select {
+	case share <- struct{}{}:
+	default:
+		return false
+	}
+	select {
+	case all <- struct{}{}:
+		return true
+	default:
+		<-share
+		return false
+	}
+}
+
+// publish runs with a publish slot held (and a client slot, for a
+// client's publish), which the publication frees when its fan-out ends.
+func (h *Hub) publish(name string, data []byte, wait, client bool) (*publication, error) {
 	if h.closed.Load() {
 		<-h.slots
+		if client {
+			<-h.clientSlots
+		}
 		return nil, ErrClosed
 	}
 	now := time.Now()
@@ -416,6 +453,9 @@ func (h *Hub) publish(name string, data []byte, wait bool) (*publication, error)
 	p := newPublication(name, ch.offset, data, now)
 	p.epoch = ch.epoch
 	p.start = now
+	if client {
+		p.clientSlots = h.clientSlots
+	}
 	if wait {
 		p.done = make(chan struct{})
 	}

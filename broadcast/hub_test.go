@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/pushgate/pushgate/internal/wstest"
+	"github.com/pushgate/pushgate/wsproto"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -396,6 +397,7 @@ func TestLeaveFreesRegistry(t *testing.T) {
 			h.Leave(m)
 		}
 	}
+	h.flush()
 	if s := h.Stats(); s != (Stats{}) {
 		t.Fatalf("stats after leaving %+v", s)
 	}
@@ -615,5 +617,71 @@ func TestPublishRefusesInvalidData(t *testing.T) {
 	}
 	if s := h.Stats(); s.InFlight != 0 {
 		t.Fatalf("refused publishes hold %d publish slots", s.InFlight)
+	}
+}
+
+// blockShard holds m's shard until the returned func is called: what is
+// queued behind stays queued.
+func blockShard(h *Hub, m *Member) (release func()) {
+	held, proceed := make(chan struct{}), make(chan struct{})
+	h.After(m, func() { close(held); <-proceed })
+	<-held
+	return func() { close(proceed) }
+}
+
+// Client publishes hold at most their share of the publish slots: past it
+// they are refused, and an API publish still gets a slot at once.
+func TestClientPublishShare(t *testing.T) {
+	h := New(Config{Shards: 1, MaxPending: 4})
+	defer h.Close()
+	m := h.Join(newRecorder())
+	if err := h.Subscribe(m, "busy", nil); err != nil {
+		t.Fatal(err)
+	}
+	release := blockShard(h, m) // publications to busy stay in flight
+	for i := range 2 {
+		if err := h.TryPublish("busy", []byte(`1`), nil); err != nil {
+			t.Fatalf("client publish %d within the share: %v", i, err)
+		}
+	}
+	if err := h.TryPublish("busy", []byte(`1`), nil); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("client publish past the share: %v, want ErrOverloaded", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	// Accepted (a slot was free); it reports its offset when ctx ends,
+	// since the shard is held.
+	if res, err := h.Publish(ctx, "busy", []byte(`2`)); err != nil || res.Offset != 3 {
+		t.Fatalf("API publish with clients at their share: %+v, %v", res, err)
+	}
+	release()
+	h.flush()
+	if s := h.Stats(); s.InFlight != 0 {
+		t.Fatalf("%d publish slots still held", s.InFlight)
+	}
+	if err := h.TryPublish("busy", []byte(`1`), nil); err != nil {
+		t.Fatalf("client publish once the share is free: %v", err)
+	}
+}
+
+// A member's own ops count in its backlog until its shard runs them.
+func TestBacklog(t *testing.T) {
+	h := New(Config{Shards: 1})
+	defer h.Close()
+	m := h.Join(newRecorder())
+	release := blockShard(h, m)
+	for range 5 {
+		h.Reply(m, wsproto.AppendFrame(nil, ws.OpText, []byte(`{"type":"pong"}`)))
+	}
+	if err := h.Subscribe(m, "news", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, q := h.Backlog(m), h.Stats().QueuedOps; n != 6 || q != 6 {
+		t.Fatalf("backlog %d, queued ops %d; want 6 and 6", n, q)
+	}
+	release()
+	h.flush()
+	if n, q := h.Backlog(m), h.Stats().QueuedOps; n != 0 || q != 0 {
+		t.Fatalf("backlog %d, queued ops %d once run; want 0", n, q)
 	}
 }

@@ -1,5 +1,7 @@
 package broadcast
 
+import "sync/atomic"
+
 // Subscriber is a connection as the hub sees it. server.Conn is one.
 type Subscriber interface {
 	// Send hands a whole encoded frame to the connection without blocking;
@@ -43,7 +45,8 @@ type Member struct {
 	shardIdx int
 	compress bool
 	left     bool
-	chans    []*channel // subscribed channels, at most MaxChannels
+	chans    []*channel   // subscribed channels, at most MaxChannels
+	backlog  atomic.Int32 // its own ops queued on its shard, not yet run
 }
 
 // Channels returns the names of the channels m is subscribed to.

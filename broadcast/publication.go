@@ -36,8 +36,10 @@ type publication struct {
 	done      chan struct{}
 	onDone    func(Result)
 	slots     chan struct{} // the hub's publish slots: one is freed when delivery ends
-	start     time.Time     // when the hub took it, for observe
-	observe   prometheus.Observer
+	// clientSlots, for a client's publication: one more is freed then
+	clientSlots chan struct{}
+	start       time.Time // when the hub took it, for observe
+	observe     prometheus.Observer
 }
 
 // newPublication encodes the envelope
@@ -95,6 +97,9 @@ func (p *publication) finish() {
 	}
 	if p.slots != nil {
 		<-p.slots
+	}
+	if p.clientSlots != nil {
+		<-p.clientSlots
 	}
 	if p.done != nil {
 		close(p.done)

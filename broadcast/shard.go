@@ -1,6 +1,9 @@
 package broadcast
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 type opKind uint8
 
@@ -28,6 +31,9 @@ type op struct {
 	chans  []*channel
 	skip   uint64 // opSubscribe: offsets up to this one are not sent to m
 	fn     func()
+	// byMember: pushed for m's own op (subscribe, unsubscribe, reply),
+	// counted in m's backlog until run
+	byMember bool
 }
 
 // skipKey is a subscription that skips the offsets it saw elsewhere.
@@ -42,6 +48,7 @@ type skipKey struct {
 type shard struct {
 	mu      sync.Mutex
 	queue   []op
+	opCount *atomic.Int64 // the hub's count of ops queued on all shards
 	stopped bool
 	wake    chan struct{} // one pending wake-up at most
 
@@ -67,18 +74,23 @@ type pubDone struct {
 // write during a batch: one writev carries them.
 const maxQueued = 64
 
-func newShard() *shard {
-	return &shard{wake: make(chan struct{}, 1), subs: make(map[*channel]map[*Member]struct{})}
+func newShard(queued *atomic.Int64) *shard {
+	return &shard{opCount: queued, wake: make(chan struct{}, 1), subs: make(map[*channel]map[*Member]struct{})}
 }
 
 // push queues o. It never blocks: publications are bounded by the hub's
-// publish slots, other ops by connections times their channels.
+// publish slots, a member's own ops by its backlog (Hub.Backlog, which the
+// caller checks), the others by connections times their channels.
 func (s *shard) push(o op) bool {
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
 		return false
 	}
+	if o.byMember {
+		o.m.backlog.Add(1)
+	}
+	s.opCount.Add(1)
 	s.queue = append(s.queue, o)
 	first := len(s.queue) == 1
 	s.mu.Unlock()
@@ -121,6 +133,10 @@ func (s *shard) run() {
 			// frames each connection's write carries.
 			s.batching = len(batch) > 1
 			for i := range batch {
+				s.opCount.Add(-1)
+				if batch[i].byMember {
+					batch[i].m.backlog.Add(-1)
+				}
 				s.do(&batch[i])
 			}
 			s.flush()

@@ -7,6 +7,7 @@ type Stats struct {
 	Subscribers int64 `json:"subscribers"` // subscriptions over all channels
 	History     int64 `json:"history"`     // messages held in history
 	InFlight    int   `json:"in_flight"`   // publications being fanned out
+	QueuedOps   int64 `json:"queued_ops"`  // ops waiting on the delivery shards
 }
 
 // Stats returns the current counts; they are kept as things change, so
@@ -18,6 +19,7 @@ func (h *Hub) Stats() Stats {
 		Subscribers: h.subscribers.Load(),
 		History:     h.history.Load(),
 		InFlight:    len(h.slots),
+		QueuedOps:   h.queuedOps.Load(),
 	}
 }
 

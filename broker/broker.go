@@ -53,6 +53,10 @@ type Config struct {
 	// MaxPending bounds publishes waiting for the broker; past it Publish
 	// waits and TryPublish fails with broadcast.ErrOverloaded. Default 4096.
 	MaxPending int
+	// MaxClientPending is the share of MaxPending client publishes
+	// (TryPublish) may hold, so that API publishes always find room.
+	// Default MaxPending/2; at most MaxPending.
+	MaxClientPending int
 	// Hub receives every publication of the stream. It must be Clustered.
 	Hub *broadcast.Hub
 	// Metrics and Gateway record what the broker does; default unregistered.
@@ -81,6 +85,10 @@ func (c Config) withDefaults() Config {
 	if c.MaxPending <= 0 {
 		c.MaxPending = 4096
 	}
+	if c.MaxClientPending <= 0 {
+		c.MaxClientPending = max(c.MaxPending/2, 1)
+	}
+	c.MaxClientPending = min(c.MaxClientPending, c.MaxPending)
 	if c.Metrics == nil {
 		c.Metrics = metrics.NewBroker(nil)
 	}
@@ -108,8 +116,10 @@ type Broker struct {
 	js     jetstream.JetStream
 	stream atomic.Pointer[jetstream.Stream] // once created or found
 
-	slots  chan struct{} // one per publish waiting for the broker
-	nextID atomic.Uint64
+	slots chan struct{} // one per publish waiting for the broker
+	// clientSlots: one per client publish waiting, besides its slot
+	clientSlots chan struct{}
+	nextID      atomic.Uint64
 
 	mu      sync.Mutex
 	chans   map[string]*chanState            // channels this node publishes to
@@ -144,16 +154,18 @@ func New(cfg Config) (*Broker, error) {
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
-		cfg:     cfg,
-		prefix:  cfg.Stream + ".",
-		log:     cfg.Logger.With("broker", cfg.URL),
-		m:       cfg.Metrics,
-		slots:   make(chan struct{}, cfg.MaxPending),
-		chans:   make(map[string]*chanState),
-		waiters: make(map[string]chan broadcast.Result),
-		kick:    make(chan struct{}, 1),
-		ctx:     ctx,
-		cancel:  cancel,
+		cfg:    cfg,
+		prefix: cfg.Stream + ".",
+		log:    cfg.Logger.With("broker", cfg.URL),
+		m:      cfg.Metrics,
+		slots:  make(chan struct{}, cfg.MaxPending),
+
+		clientSlots: make(chan struct{}, cfg.MaxClientPending),
+		chans:       make(map[string]*chanState),
+		waiters:     make(map[string]chan broadcast.Result),
+		kick:        make(chan struct{}, 1),
+		ctx:         ctx,
+		cancel:      cancel,
 	}
 	nc, err := nats.Connect(cfg.URL,
 		nats.Name("pushgate "+cfg.Node),

@@ -39,6 +39,7 @@ type request struct {
 	id     string      // Nats-Msg-Id
 	result chan error  // Publish waits on it; nil for TryPublish
 	failed func(error) // TryPublish's error callback
+	client bool        // TryPublish's: holds a client slot too
 	offset uint64      // as numbered (planned)
 	epoch  string      // as numbered (planned)
 	plan   bool        // offset and epoch are chosen
@@ -93,8 +94,9 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (broa
 	return broadcast.Result{Offset: r.offset, Epoch: r.epoch}, nil
 }
 
-// TryPublish queues a publish without waiting. It fails at once with
-// broadcast.ErrOverloaded when MaxPending publishes wait for the broker, or
+// TryPublish queues a client's publish without waiting. It fails at once
+// with broadcast.ErrOverloaded when MaxPending publishes, or
+// MaxClientPending client ones, wait for the broker, or
 // broadcast.ErrUnavailable when NATS is unreachable; failed is called if
 // the broker does not confirm it later.
 func (b *Broker) TryPublish(channel string, data []byte, failed func(error)) error {
@@ -104,12 +106,10 @@ func (b *Broker) TryPublish(channel string, data []byte, failed func(error)) err
 	if !b.nc.IsConnected() {
 		return unavailable("not connected to NATS")
 	}
-	select {
-	case b.slots <- struct{}{}:
-	default:
+	if !broadcast.TakeSlots(b.clientSlots, b.slots) {
 		return broadcast.ErrOverloaded
 	}
-	b.enqueue(channel, &request{ctx: b.ctx, queued: time.Now(), data: data, id: b.msgID(), failed: failed})
+	b.enqueue(channel, &request{ctx: b.ctx, queued: time.Now(), data: data, id: b.msgID(), failed: failed, client: true})
 	return nil
 }
 
@@ -154,6 +154,9 @@ func (b *Broker) drain(cs *chanState) {
 		b.mu.Unlock()
 		err := b.send(cs, r)
 		<-b.slots
+		if r.client {
+			<-b.clientSlots
+		}
 		if err != nil {
 			cs.known = false // the next one reads the channel's last message again
 			b.m.PublishErrors.Inc()

@@ -146,14 +146,15 @@ func (g *Gateway) ObserveHeld(queuedBytes, partial, partialBytes func() int) {
 }
 
 // ObserveHub exports the channel registry's sizes, read when scraped:
-// channels, subscriptions, messages held in history, and publications
-// being fanned out (publish slots in use).
-func (g *Gateway) ObserveHub(channels, subscriptions, historyEntries, inFlight func() int) {
+// channels, subscriptions, messages held in history, publications being
+// fanned out (publish slots in use), and ops waiting on delivery shards.
+func (g *Gateway) ObserveHub(channels, subscriptions, historyEntries, inFlight, queuedOps func() int) {
 	f := factory{g.reg}
 	f.gaugeFunc("channels", "Channels with subscribers or history on this node.", channels)
 	f.gaugeFunc("subscriptions", "Subscriptions over all channels on this node.", subscriptions)
 	f.gaugeFunc("history_entries", "Messages held in channels' history for recovery.", historyEntries)
 	f.gaugeFunc("publishes_in_flight", "Publications being fanned out (publish slots in use).", inFlight)
+	f.gaugeFunc("shard_queued_ops", "Ops (publications, subscribes, replies) waiting on the delivery shards.", queuedOps)
 }
 
 // Broker holds the collectors of the cluster broker; they exist only when

@@ -25,6 +25,7 @@ const (
 	ReasonRateLimited                       // 1008: messages over the message rate, again and again
 	ReasonMessageTimeout                    // 1008: a message begun and not finished in time
 	ReasonPartialBudget                     // 1013: partial messages hold the node's whole budget
+	ReasonOverloaded                        // 1013: the client's ops pile up faster than they run
 	numReasons
 )
 
@@ -46,6 +47,7 @@ var reasonInfo = [numReasons]struct {
 	ReasonRateLimited:    {"rate_limited", wsproto.ClosePolicy},
 	ReasonMessageTimeout: {"message_timeout", wsproto.ClosePolicy},
 	ReasonPartialBudget:  {"partial_budget", wsproto.CloseTryAgainLater},
+	ReasonOverloaded:     {"overloaded", wsproto.CloseTryAgainLater},
 }
 
 // String is the reason's metric label.

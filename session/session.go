@@ -34,6 +34,11 @@ type Config struct {
 	// Verifier checks the tokens of refresh ops; nil when authentication
 	// is off (refresh is then refused).
 	Verifier *auth.Verifier
+	// MaxBacklog bounds a connection's ops (subscribes, unsubscribes,
+	// replies) waiting for its delivery shard; a connection that sends
+	// more is closed with 1013. Default 512: twice the default burst of
+	// messages.
+	MaxBacklog int
 }
 
 // Handler is the server.Handler of pushgate.v1 connections.
@@ -44,6 +49,7 @@ type Handler struct {
 	m         *metrics.Gateway
 	log       *slog.Logger
 	verifier  *auth.Verifier
+	backlog   int
 }
 
 // New returns the Handler for cfg.
@@ -57,7 +63,10 @@ func New(cfg Config) *Handler {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(nil)
 	}
-	return &Handler{hub: cfg.Hub, publisher: cfg.Publisher, publish: cfg.ClientPublish, m: cfg.Metrics, log: cfg.Logger, verifier: cfg.Verifier}
+	if cfg.MaxBacklog <= 0 {
+		cfg.MaxBacklog = 512
+	}
+	return &Handler{backlog: cfg.MaxBacklog, hub: cfg.Hub, publisher: cfg.Publisher, publish: cfg.ClientPublish, m: cfg.Metrics, log: cfg.Logger, verifier: cfg.Verifier}
 }
 
 // session is one connection's state, kept in its server.Conn.
@@ -141,6 +150,12 @@ type command struct {
 // Message runs one client op.
 func (h *Handler) Message(c *server.Conn, op ws.OpCode, payload []byte) {
 	s := c.Data().(*session)
+	if h.hub.Backlog(s.m) >= h.backlog {
+		// Its shard runs its ops slower than it sends them: replying
+		// would only add to the pile.
+		c.Close(server.ReasonOverloaded, "too many ops in flight")
+		return
+	}
 	if op != ws.OpText {
 		h.reply(s, codeBadRequest, "pushgate.v1 messages are JSON text frames", "")
 		return

@@ -24,23 +24,24 @@ const envPrefix = "PUSHGATE_"
 // config is every setting of the gateway. Flags bind straight to the
 // server's Config fields; what the server does not take is kept beside it.
 type config struct {
-	Server          server.Config
-	Hub             broadcast.Config
-	Addr            string
-	AdminAddr       string
-	AllowedOrigins  string
-	APIKey          string
-	APIKeyFile      string // path; its content is APIKey
-	MaxPublishBytes int64
-	JWTSecret       string
-	JWTSecretFile   string // path; its content is JWTSecret
-	JWTPublicKey    string // path of a PEM file
-	JWTLeeway       time.Duration
-	ClientPublish   string
-	Broker          broker.Config
-	LogFormat       string
-	LogLevel        string
-	Pprof           bool // serve /debug/pprof/ on the admin listener
+	Server           server.Config
+	Hub              broadcast.Config
+	Addr             string
+	AdminAddr        string
+	AllowedOrigins   string
+	APIKey           string
+	APIKeyFile       string // path; its content is APIKey
+	MaxPublishBytes  int64
+	JWTSecret        string
+	JWTSecretFile    string // path; its content is JWTSecret
+	JWTPublicKey     string // path of a PEM file
+	JWTLeeway        time.Duration
+	ClientPublish    string
+	MaxClientBacklog int
+	Broker           broker.Config
+	LogFormat        string
+	LogLevel         string
+	Pprof            bool // serve /debug/pprof/ on the admin listener
 
 	clientPublish broadcast.Patterns // ClientPublish, parsed
 }
@@ -87,6 +88,8 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&h.HistoryTTL, "history-ttl", 5*time.Minute, "how long a message stays in a channel's history")
 	fs.IntVar(&h.MaxChannels, "max-channels", 128, "channels one connection may subscribe to")
 	fs.IntVar(&h.MaxPending, "max-pending-publishes", 4096, "publications fanned out at once; API publishes wait past it, client publishes get 'overloaded'")
+	fs.IntVar(&h.MaxClientPending, "max-pending-client-publishes", 0, "the share of --max-pending-publishes client publishes may hold, so API publishes always find room (0: half)")
+	fs.IntVar(&c.MaxClientBacklog, "max-client-backlog", 512, "one connection's ops waiting for its delivery shard; past it the connection is closed with 1013")
 	b := &c.Broker
 	fs.StringVar(&b.URL, "broker", "", "NATS URL(s) of the cluster broker, e.g. nats://nats:4222 (JetStream enabled); empty: a single node with the in-memory broker")
 	fs.StringVar(&b.Stream, "broker-stream", "PUSHGATE", "JetStream stream the cluster's gateways share (and its subject prefix)")
@@ -146,6 +149,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		c.Hub.Clustered = true
 		c.Broker.HistoryTTL = c.Hub.HistoryTTL
 		c.Broker.MaxPending = c.Hub.MaxPending
+		c.Broker.MaxClientPending = c.Hub.MaxClientPending
 	}
 	return c, nil
 }

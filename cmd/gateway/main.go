@@ -66,6 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		func() int { return int(hub.Stats().Subscribers) },
 		func() int { return int(hub.Stats().History) },
 		func() int { return hub.Stats().InFlight },
+		func() int { return int(hub.Stats().QueuedOps) },
 	)
 	sc := cfg.Server
 	var publisher broadcast.Publisher = hub
@@ -84,7 +85,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sc.Logger = log
 	sc.Metrics = gm
 	sc.Pages = web.Handler()
-	sc.Handler = session.New(session.Config{Hub: hub, Publisher: publisher, Metrics: gm, ClientPublish: cfg.clientPublish, Logger: log, Verifier: verifier})
+	sc.Handler = session.New(session.Config{Hub: hub, Publisher: publisher, Metrics: gm, ClientPublish: cfg.clientPublish, Logger: log, Verifier: verifier, MaxBacklog: cfg.MaxClientBacklog})
 	if verifier != nil {
 		sc.Authorize = verifier.Authorize
 	}

@@ -184,6 +184,7 @@ func TestEveryMetric(t *testing.T) {
 		expect{name: "pushgate_subscriptions", want: 6},
 		expect{name: "pushgate_history_entries", want: 3 + 1}, // news keeps 3 of 5
 		expect{name: "pushgate_publishes_in_flight", want: 0},
+		expect{name: "pushgate_shard_queued_ops", want: 0},
 		expect{name: "pushgate_partial_messages", want: 1},
 		expect{name: "pushgate_partial_message_bytes", min: 1000},
 		expect{name: "pushgate_poller_events_total", min: 3}, // reads of the publish, the close, the half frame
