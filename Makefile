@@ -12,13 +12,21 @@ SUDO      ?= $(if $(filter 0,$(shell id -u)),,sudo)
 FUZZTIME  ?= 300000x
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: run test deps lint fuzz bench
+# The gateway is the module at the root. What only its checks and tools
+# need lives in modules of their own, so that the gateway's users download
+# only what it runs on; go.work joins them for development (go.work's
+# `use` lines are the list). `./...` stops at a module's edge: PKGS names
+# every module's packages, for one `go test`, `go vet` and staticcheck.
+MODDIRS = $(patsubst $(CURDIR)/%,%,$(patsubst $(CURDIR),.,$(shell $(GO) list -m -f '{{.Dir}}')))
+PKGS    = $(foreach m,$(MODDIRS),$(if $(filter .,$(m)),./...,./$(m)/...))
+
+.PHONY: run test deps lint mods fuzz bench
 
 run:
 	$(GO) run ./cmd/gateway
 
 test: deps lint
-	$(GO) test -race ./...
+	$(GO) test -race $(PKGS)
 	$(MAKE) fuzz
 
 # deps installs the test tools that are missing: Node.js with npm (Debian
@@ -42,11 +50,26 @@ deps:
 	@command -v staticcheck >/dev/null || test -x "$$($(GO) env GOPATH)/bin/staticcheck" || \
 		$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-lint:
+lint: mods
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 		if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
-	$(GO) vet ./...
-	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
+	$(GO) vet $(PKGS)
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck $(PKGS)
+
+# mods checks the modules: go.work uses every go.mod in the tree (a module
+# left out would go untested); each module's go.mod and go.sum are tidy;
+# and the workspace builds each module's packages and tests with the
+# versions its own go.mod selects, so the gateway is tested as its users
+# and the Dockerfile build it (`go work sync` mends a difference).
+MODVERSIONS = $(GO) list -deps -test -f '{{with .Module}}{{if not (or .Main (and .Replace (eq .Replace.Version "")))}}{{.Path}} {{.Version}}{{with .Replace}} => {{.Path}} {{.Version}}{{end}}{{end}}{{end}}' ./... >"$$tmp/list" && sort -u "$$tmp/list"
+mods:
+	@inwork="$(sort $(MODDIRS))"; intree="$$(git ls-files --cached --others --exclude-standard '*go.mod' | xargs -n1 dirname | sort | xargs)"; \
+		if [ "$$inwork" != "$$intree" ]; then echo "go.work uses $$inwork; the modules in the tree are $$intree"; exit 1; fi
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && for m in $(MODDIRS); do \
+		(cd $$m && $(GO) mod tidy -diff) || { echo "$$m: go.mod or go.sum is not tidy: run go mod tidy in $$m"; exit 1; }; \
+		(cd $$m && $(MODVERSIONS) >"$$tmp/work" && GOWORK=off $(MODVERSIONS) >"$$tmp/alone") || exit 1; \
+		diff "$$tmp/alone" "$$tmp/work" || { echo "$$m: the workspace builds it with other versions than its go.mod selects (<: go.mod, >: go.work): 'go work sync' mends a version the workspace raised"; exit 1; }; \
+	done
 
 # fuzz runs every fuzz target briefly (about 10 seconds each here); set
 # FUZZTIME for longer runs. The budget is a number of executions, not a

@@ -207,7 +207,8 @@ func (t *target) logTail() string {
 }
 
 // gatewayBinary returns the gateway to run: --gateway, or one built from
-// this module's ./cmd/gateway.
+// the repository's ./cmd/gateway (through its go.work: the harness is a
+// module of its own).
 func gatewayBinary(ctx context.Context, o *targetOptions) (string, error) {
 	if o.gateway != "" {
 		return o.gateway, nil
@@ -218,7 +219,7 @@ func gatewayBinary(ctx context.Context, o *targetOptions) (string, error) {
 	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/pushgate/pushgate/cmd/gateway")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the gateway (run from the pushgate module, or pass --gateway): %v\n%s", err, out)
+		return "", fmt.Errorf("building the gateway (run it in the pushgate repository, whose go.work includes the gateway, or pass --gateway): %v\n%s", err, out)
 	}
 	o.gateway = bin
 	return bin, nil

@@ -6,5 +6,9 @@
 //   - prometheus/: alert rules, checked with promtool;
 //   - grafana/: a dashboard of the gateway's metrics.
 //
-// The package has no code of its own; its tests render and check them.
+// The package has no code of its own; its tests render and check them. It
+// is a module of its own, so that the gateway's users never download what
+// its tests use (kustomize, the Kubernetes and prometheus-operator API
+// types); the repository's go.work joins it to the gateway, whose packages
+// (metrics, internal/proctest) the tests import.
 package deploy

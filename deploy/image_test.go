@@ -67,9 +67,16 @@ func imgBuildGateway(t *testing.T) string {
 
 // imgCheckContext fails the test if the build context lacks a source or
 // embedded file of a package the gateway is built from: an over-eager
-// .dockerignore can leave out embedded files without failing the build.
+// .dockerignore can leave out embedded files without failing the build. It
+// must also leave out go.work, so that the image builds the gateway's
+// module with the versions its own go.mod selects, not the workspace's.
 func imgCheckContext(t *testing.T, ctxDir string) {
 	t.Helper()
+	for _, f := range []string{"go.work", "go.work.sum"} {
+		if _, err := os.Stat(filepath.Join(ctxDir, f)); err == nil {
+			t.Errorf(".dockerignore leaves %s in the build context: the image would build the workspace, not the gateway's module", f)
+		}
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), k8sCmdTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "list", "-deps", "-json=Dir,GoFiles,EmbedFiles,Module", "./cmd/gateway")

@@ -1,12 +1,14 @@
-package main
+package browsertest
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,6 +83,31 @@ func page(t *testing.T, tab context.Context, what string, actions ...chromedp.Ac
 	}
 }
 
+// runGateway runs the gateway, built from this repository, on addr and
+// admin with args, and waits until it is ready.
+func runGateway(t *testing.T, addr, admin string, args ...string) *proctest.Process {
+	t.Helper()
+	args = append([]string{"--addr", addr, "--admin-addr", admin, "--drain-timeout", "2s", "--close-timeout", "1s"}, args...)
+	g := proctest.Start(t, "", proctest.Gateway(t), args...)
+	g.WaitHTTP(t, "http://"+admin+"/readyz", http.StatusOK)
+	return g
+}
+
+// publish publishes through the admin API and fails the test unless it
+// is accepted.
+func publish(t *testing.T, admin, body string) {
+	t.Helper()
+	resp, err := http.Post("http://"+admin+"/api/publish", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("publish: %s %s", resp.Status, answer)
+	}
+}
+
 // waitJS waits until a JavaScript expression is true in the page.
 func waitJS(expr string) chromedp.Action[chromedp.Void] {
 	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond))
@@ -123,14 +150,11 @@ func TestChatInBrowser(t *testing.T) {
 
 	// Restart the gateway on the same addresses and publish at once, while
 	// the pages are still reconnecting.
-	if code := g.stop(); code != 0 {
-		t.Fatalf("gateway exit %d", code)
+	if err := g.Stop(t, syscall.SIGTERM, 10*time.Second); err != nil {
+		t.Fatalf("gateway exit: %v", err)
 	}
-	g = runGateway(t, addr, admin, args...)
-	status, body := g.post(t, "/api/publish", `{"channel":"chat:lobby","data":{"name":"ops","text":"back after restart"}}`, "")
-	if status != http.StatusOK {
-		t.Fatalf("publish: %d %s", status, body)
-	}
+	runGateway(t, addr, admin, args...)
+	publish(t, admin, `{"channel":"chat:lobby","data":{"name":"ops","text":"back after restart"}}`)
 	for name, tab := range map[string]context.Context{"ann": ann, "bob": bob} {
 		page(t, tab, name+" catches up",
 			waitJS(joined),
