@@ -2,6 +2,7 @@ package broadcast
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,6 +17,8 @@ type channel struct {
 	subs   int     // subscriptions on all shards
 	shards []int32 // subscriptions per shard: publications skip empty shards
 	hist   ring
+
+	histBytes atomic.Int64 // what hist weighs (budget.go)
 }
 
 // Position is where a client's copy of a channel stands: the last offset it

@@ -36,8 +36,10 @@
 //
 // # History and recovery
 //
-// Each channel keeps its latest messages (Config.HistorySize, HistoryTTL)
-// with offsets that increase by one, and an epoch: a channel dropped (no
+// Each channel keeps its latest messages (Config.HistorySize, HistoryTTL,
+// HistoryChannelMaxBytes) with offsets that increase by one, within a
+// node-wide byte budget (HistoryMaxBytes) that drops the node's oldest
+// messages first (budget.go), and an epoch: a channel dropped (no
 // subscribers, history expired) or a restarted node starts a new epoch. A
 // subscriber at Position{Offset, Epoch} is replayed what it missed and told
 // recovered:true, or, when history no longer reaches back or the epoch

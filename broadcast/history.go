@@ -1,13 +1,12 @@
 package broadcast
 
-import "time"
-
 // ring is a channel's history: its latest publications, oldest first, with
 // consecutive offsets. It grows to its bound as messages arrive, so a
-// channel that is never published to holds no buffer.
+// channel that is never published to holds no buffer. What it holds is
+// also listed, across channels, in the hub's historyIndex (budget.go).
 type ring struct {
 	buf   []*publication
-	start int // index of the oldest entry once buf is full
+	start int // index of the oldest entry
 	n     int
 }
 
@@ -17,12 +16,10 @@ func (r *ring) at(i int) *publication {
 	return r.buf[(r.start+i)%len(r.buf)]
 }
 
-// push adds p, dropping the oldest entry beyond size entries. It returns
-// by how much the ring grew: 1, or 0 when full or disabled.
-func (r *ring) push(p *publication, size int) int {
+// push adds p, keeping at most size entries (size > 0), and returns the
+// oldest entry it dropped to make room, or nil.
+func (r *ring) push(p *publication, size int) (dropped *publication) {
 	switch {
-	case size <= 0:
-		return 0
 	case r.n < len(r.buf):
 		r.buf[(r.start+r.n)%len(r.buf)] = p
 		r.n++
@@ -34,33 +31,23 @@ func (r *ring) push(p *publication, size int) int {
 		r.buf = append(r.buf, p)
 		r.n++
 	default:
+		dropped = r.buf[r.start]
 		r.buf[r.start] = p
 		r.start = (r.start + 1) % len(r.buf)
-		return 0
-	}
-	return 1
-}
-
-// clear empties the ring and returns how many entries it held.
-func (r *ring) clear() int {
-	n := r.n
-	r.buf, r.start, r.n = nil, 0, 0
-	return n
-}
-
-// expire drops entries published before cutoff and returns how many.
-func (r *ring) expire(cutoff time.Time) int {
-	dropped := 0
-	for r.n > 0 && r.buf[r.start].at.Before(cutoff) {
-		r.buf[r.start] = nil
-		r.start = (r.start + 1) % len(r.buf)
-		r.n--
-		dropped++
-	}
-	if r.n == 0 {
-		r.buf, r.start = nil, 0 // an idle channel gives its buffer back
 	}
 	return dropped
+}
+
+// popOldest removes and returns the oldest entry; the ring must not be
+// empty. An emptied ring gives its buffer back.
+func (r *ring) popOldest() *publication {
+	p := r.buf[r.start]
+	r.buf[r.start] = nil
+	r.start = (r.start + 1) % len(r.buf)
+	if r.n--; r.n == 0 {
+		r.buf, r.start = nil, 0
+	}
+	return p
 }
 
 // oldest is the offset of the oldest entry; the ring must not be empty.

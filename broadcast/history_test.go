@@ -29,10 +29,12 @@ func TestRing(t *testing.T) {
 	}
 	push(3, 5)
 	check(1)
-	if n := r.expire(t0.Add(3 * time.Second)); n != 2 { // drops 1, 2
-		t.Fatalf("expired %d", n)
+	for want := uint64(1); want <= 2; want++ { // drops 1, 2
+		if p := r.popOldest(); p.offset != want {
+			t.Fatalf("popped %d, want %d", p.offset, want)
+		}
 	}
-	push(2, 5) // fills the slots expiry freed
+	push(2, 5) // fills the slots popping freed
 	check(3)
 	push(4, 5) // wraps, then grows past the old buffer while wrapped
 	check(off - 4)
@@ -44,12 +46,15 @@ func TestRing(t *testing.T) {
 	if got := r.after(off); got != nil {
 		t.Fatalf("after(latest) = %v", got)
 	}
-	r.expire(t0.Add(time.Hour))
-	if r.len() != 0 || r.buf != nil {
+	for r.len() > 0 {
+		r.popOldest()
+	}
+	if r.buf != nil {
 		t.Fatal("an emptied ring keeps its buffer")
 	}
-	push(1, 0)
-	if r.len() != 0 {
-		t.Fatal("size 0 keeps history")
+	// Full, a push drops the oldest and says which.
+	push(5, 5)
+	if d := r.push(&publication{offset: off + 1}, 5); d == nil || d.offset != off-4 {
+		t.Fatalf("push into a full ring dropped %v, want offset %d", d, off-4)
 	}
 }

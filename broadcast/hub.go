@@ -27,6 +27,9 @@ var (
 	ErrNotSubscribed     = errors.New("broadcast: not subscribed")
 	// ErrUnavailable is a publish the cluster broker could not take.
 	ErrUnavailable = errors.New("broadcast: the broker is unavailable")
+	// ErrChannelLimit is a client's subscribe or publish that would create
+	// a channel while the node holds Config.MaxNodeChannels.
+	ErrChannelLimit = errors.New("broadcast: the node holds its maximum number of channels")
 	// ErrInvalidData is a publish whose data is not valid JSON in UTF-8.
 	ErrInvalidData = errors.New("broadcast: data is not valid JSON in UTF-8")
 )
@@ -66,9 +69,24 @@ type Config struct {
 	HistorySize int
 	// HistoryTTL is how long a message stays in history. Default 5m.
 	HistoryTTL time.Duration
+	// HistoryMaxBytes bounds what all channels' history holds, in bytes of
+	// encoded frames (compressed copies included); past it the node's
+	// oldest messages are dropped first. Default 256 MiB.
+	HistoryMaxBytes int64
+	// HistoryChannelMaxBytes bounds one channel's history the same way;
+	// its newest message is always kept, however large. Default 4 MiB.
+	HistoryChannelMaxBytes int64
+	// Evictions, when set, returns the counter of history dropped for a
+	// reason (one of EvictionReasons); it is resolved once per reason.
+	Evictions func(reason string) prometheus.Counter
 	// MaxChannels bounds the channels one connection subscribes to.
 	// Default 128.
 	MaxChannels int
+	// MaxNodeChannels bounds the channels clients may create on this
+	// node, by subscribing or publishing (API publishes and the cluster's
+	// are not refused): past it they get ErrChannelLimit. A channel lives
+	// while it has subscribers or history. Default 1,000,000.
+	MaxNodeChannels int
 	// MaxPending bounds publications being fanned out at once; past it
 	// Publish waits and TryPublish fails with ErrOverloaded. Default 4096.
 	MaxPending int
@@ -100,8 +118,17 @@ func (c Config) withDefaults() Config {
 	if c.HistoryTTL <= 0 {
 		c.HistoryTTL = 5 * time.Minute
 	}
+	if c.HistoryMaxBytes <= 0 {
+		c.HistoryMaxBytes = 256 << 20
+	}
+	if c.HistoryChannelMaxBytes <= 0 {
+		c.HistoryChannelMaxBytes = 4 << 20
+	}
 	if c.MaxChannels <= 0 {
 		c.MaxChannels = 128
+	}
+	if c.MaxNodeChannels <= 0 {
+		c.MaxNodeChannels = 1_000_000
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = 4096
@@ -130,6 +157,8 @@ type Hub struct {
 	subscribers atomic.Int64
 	members     atomic.Int64
 	history     atomic.Int64 // entries in all channels' rings
+	index       historyIndex // those entries, oldest first (budget.go)
+	evicted     [numEvictions]prometheus.Counter
 	queuedOps   atomic.Int64 // ops queued on all shards
 
 	closeOnce sync.Once
@@ -156,6 +185,11 @@ func New(cfg Config) *Hub {
 	}
 	for i := range h.tables {
 		h.tables[i].chans = make(map[string]*channel)
+	}
+	if cfg.Evictions != nil {
+		for r := range numEvictions {
+			h.evicted[r] = cfg.Evictions(evictionLabels[r])
+		}
 	}
 	for i := range h.shards {
 		s := newShard(&h.queuedOps)
@@ -185,15 +219,24 @@ func (h *Hub) table(name string) *chanTable {
 	return &h.tables[maphash.String(h.seed, name)%uint64(len(h.tables))]
 }
 
-// lockChannel returns the channel called name, created if create is set,
+// How lockChannel treats a channel that does not exist.
+type createMode uint8
+
+const (
+	lookup        createMode = iota // return nil
+	create                          // create it
+	createLimited                   // create it unless MaxNodeChannels exist; else nil
+)
+
+// lockChannel returns the channel called name, created as mode says,
 // with its lock held, or nil. The table stays read-locked, so the expiry
 // loop cannot drop the channel; unlock with unlockChannel.
-func (h *Hub) lockChannel(name string, create bool) (*chanTable, *channel) {
+func (h *Hub) lockChannel(name string, mode createMode) (*chanTable, *channel) {
 	t := h.table(name)
 	t.mu.RLock()
 	ch := t.chans[name]
 	if ch == nil {
-		if !create {
+		if mode == lookup || (mode == createLimited && h.channels.Load() >= int64(h.cfg.MaxNodeChannels)) {
 			t.mu.RUnlock()
 			return nil, nil
 		}
@@ -208,7 +251,7 @@ func (h *Hub) lockChannel(name string, create bool) (*chanTable, *channel) {
 			h.channels.Add(1)
 		}
 		t.mu.Unlock()
-		return h.lockChannel(name, create) // the table was unlocked: look again
+		return h.lockChannel(name, mode) // the table was unlocked: look again
 	}
 	ch.mu.Lock()
 	return t, ch
@@ -245,7 +288,10 @@ func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 	case len(m.chans) >= h.cfg.MaxChannels:
 		return ErrTooManyChannels
 	}
-	t, ch := h.lockChannel(name, true)
+	t, ch := h.lockChannel(name, createLimited)
+	if ch == nil {
+		return ErrChannelLimit
+	}
 	o := op{kind: opSubscribe, ch: ch, m: m, byMember: true}
 	offset := ch.offset
 	if h.cfg.Clustered && pos != nil && ch.epoch != "" && pos.Epoch == ch.epoch && pos.Offset > ch.offset {
@@ -448,7 +494,16 @@ func (h *Hub) publish(name string, data []byte, wait, client bool) (*publication
 		return nil, ErrClosed
 	}
 	now := time.Now()
-	t, ch := h.lockChannel(name, true)
+	mode := create
+	if client {
+		mode = createLimited
+	}
+	t, ch := h.lockChannel(name, mode)
+	if ch == nil {
+		<-h.slots
+		<-h.clientSlots
+		return nil, ErrChannelLimit
+	}
 	ch.offset++
 	p := newPublication(name, ch.offset, data, now)
 	p.epoch = ch.epoch
@@ -493,7 +548,7 @@ func (h *Hub) Apply(ctx context.Context, msg Message, done func(Result)) (Applie
 	}
 	how := AppliedInOrder
 	now := time.Now()
-	t, ch := h.lockChannel(msg.Channel, true)
+	t, ch := h.lockChannel(msg.Channel, create)
 	switch {
 	case ch.epoch == msg.Epoch && msg.Offset <= ch.offset:
 		unlockChannel(t, ch)
@@ -505,7 +560,7 @@ func (h *Hub) Apply(ctx context.Context, msg Message, done func(Result)) (Applie
 	case ch.epoch != msg.Epoch:
 		h.newEpoch(ch, msg.Epoch, msg.Offset)
 	case msg.Offset != ch.offset+1:
-		h.history.Add(-int64(ch.hist.clear()))
+		h.clearHistory(ch)
 		if ch.offset > 0 { // else this node starts reading mid-channel
 			how = AppliedAfterGap
 		}
@@ -537,7 +592,7 @@ const (
 // subscribers skip through, which belong to the old epoch. ch.mu is held.
 func (h *Hub) newEpoch(ch *channel, epoch string, first uint64) {
 	continuous := ch.epoch == "" && ch.offset == 0 && first == 1
-	h.history.Add(-int64(ch.hist.clear()))
+	h.clearHistory(ch)
 	ch.epoch = epoch
 	if ch.subs == 0 {
 		return
@@ -553,9 +608,12 @@ func (h *Hub) newEpoch(ch *channel, epoch string, first uint64) {
 // fanout records p in ch's history and queues it to the shards with
 // subscribers of ch, then unlocks ch. A publish slot is held for p.
 func (h *Hub) fanout(t *chanTable, ch *channel, p *publication) {
+	p.ch = ch
 	p.slots = h.slots
 	p.observe = h.cfg.FanoutDuration
-	h.history.Add(int64(ch.hist.push(p, h.cfg.HistorySize)))
+	if h.cfg.HistorySize > 0 {
+		h.keep(ch, p, ch.hist.push(p, h.cfg.HistorySize))
+	}
 	n := int32(0)
 	for _, c := range ch.shards {
 		if c > 0 {
@@ -575,5 +633,8 @@ func (h *Hub) fanout(t *chanTable, ch *channel, p *publication) {
 	unlockChannel(t, ch)
 	if unused {
 		h.dropIfUnused(ch)
+	}
+	if h.index.bytes.Load() > h.cfg.HistoryMaxBytes {
+		h.overBudget()
 	}
 }

@@ -20,6 +20,7 @@ const compressMin = 512
 // publication is one message of a channel, encoded once: frame is the whole
 // WebSocket frame every subscriber is sent, shared and never modified.
 type publication struct {
+	ch     *channel
 	offset uint64
 	epoch  string // the channel's epoch when published
 	at     time.Time
@@ -29,6 +30,15 @@ type publication struct {
 
 	deflateOnce sync.Once
 	deflated    []byte // compressed frame, built on first need
+
+	// In history: its place in the hub's historyIndex (under its mu), and
+	// what it weighs there (under acct), which grows when the compressed
+	// frame is built while it is held.
+	older, newer *publication
+	listed       bool
+	acct         sync.Mutex
+	held         *historyIndex // the index whose bytes count it, while in history
+	heldCh       *channel
 
 	// Fan-out progress; done and onDone are nil when nobody waits.
 	shards    atomic.Int32 // shards still delivering
@@ -78,9 +88,34 @@ func (p *publication) frameFor(m *Member) []byte {
 		return p.frame
 	}
 	p.deflateOnce.Do(func() {
-		p.deflated = wsproto.AppendCompressedFrame(nil, ws.OpText, p.body)
+		d := wsproto.AppendCompressedFrame(nil, ws.OpText, p.body)
+		p.acct.Lock()
+		p.deflated = d
+		if p.held != nil { // history holds it: the copy counts too
+			p.heldCh.histBytes.Add(int64(len(d)))
+			p.held.bytes.Add(int64(len(d)))
+		}
+		p.acct.Unlock()
 	})
 	return p.deflated
+}
+
+// enterHistory records that ch's history, listed in x, holds p, and
+// returns what p weighs: its frames.
+func (p *publication) enterHistory(ch *channel, x *historyIndex) int64 {
+	p.acct.Lock()
+	defer p.acct.Unlock()
+	p.held, p.heldCh = x, ch
+	return int64(len(p.frame) + len(p.deflated))
+}
+
+// leaveHistory records that history no longer holds p, and returns what
+// it weighed.
+func (p *publication) leaveHistory() int64 {
+	p.acct.Lock()
+	defer p.acct.Unlock()
+	p.held, p.heldCh = nil, nil
+	return int64(len(p.frame) + len(p.deflated))
 }
 
 // shardDone records that one shard finished its part of the fan-out.

@@ -2,24 +2,26 @@ package broadcast
 
 // Stats are the hub's current counts.
 type Stats struct {
-	Members     int64 `json:"members"`     // connections joined
-	Channels    int64 `json:"channels"`    // channels with subscribers or history
-	Subscribers int64 `json:"subscribers"` // subscriptions over all channels
-	History     int64 `json:"history"`     // messages held in history
-	InFlight    int   `json:"in_flight"`   // publications being fanned out
-	QueuedOps   int64 `json:"queued_ops"`  // ops waiting on the delivery shards
+	Members      int64 `json:"members"`       // connections joined
+	Channels     int64 `json:"channels"`      // channels with subscribers or history
+	Subscribers  int64 `json:"subscribers"`   // subscriptions over all channels
+	History      int64 `json:"history"`       // messages held in history
+	HistoryBytes int64 `json:"history_bytes"` // what they weigh: frames, compressed copies included
+	InFlight     int   `json:"in_flight"`     // publications being fanned out
+	QueuedOps    int64 `json:"queued_ops"`    // ops waiting on the delivery shards
 }
 
 // Stats returns the current counts; they are kept as things change, so
 // this takes no lock.
 func (h *Hub) Stats() Stats {
 	return Stats{
-		Members:     h.members.Load(),
-		Channels:    h.channels.Load(),
-		Subscribers: h.subscribers.Load(),
-		History:     h.history.Load(),
-		InFlight:    len(h.slots),
-		QueuedOps:   h.queuedOps.Load(),
+		Members:      h.members.Load(),
+		Channels:     h.channels.Load(),
+		Subscribers:  h.subscribers.Load(),
+		History:      h.history.Load(),
+		HistoryBytes: h.index.bytes.Load(),
+		InFlight:     len(h.slots),
+		QueuedOps:    h.queuedOps.Load(),
 	}
 }
 
@@ -36,7 +38,7 @@ type History struct {
 // History returns the publications of channel after offset since that
 // history still holds.
 func (h *Hub) History(channel string, since uint64) History {
-	t, ch := h.lockChannel(channel, false)
+	t, ch := h.lockChannel(channel, lookup)
 	if ch == nil {
 		return History{Complete: since == 0}
 	}

@@ -47,6 +47,10 @@ type Gateway struct {
 	// unavailable (shutting down, or the broker cannot take it).
 	PublishesOverloaded  prometheus.Counter
 	PublishesUnavailable prometheus.Counter
+	// ChannelsRefused counts client subscribes and publishes refused
+	// because the node holds --max-node-channels.
+	ChannelsRefused  prometheus.Counter
+	historyEvictions *prometheus.CounterVec
 	// FanoutDuration is the time from a publication reaching this node's
 	// hub to its last frame handed to the kernel (or queued behind a full
 	// socket), observed once per publication.
@@ -93,6 +97,10 @@ func New(reg prometheus.Registerer) *Gateway {
 			"Connections closed because they did not answer a ping."),
 		PollerEvents: f.counter("poller_events_total",
 			"Readiness events delivered by the epoll pollers."),
+		ChannelsRefused: f.counter("channels_refused_total",
+			"Client subscribes and publishes refused because they would create a channel past --max-node-channels."),
+		historyEvictions: f.counterVec("history_evictions_total",
+			"Messages dropped from history, by reason: expired (--history-ttl), size (--history-size), channel_bytes (--history-max-channel-bytes), budget (--history-max-bytes), restart (the channel's epoch changed).", "reason"),
 		FanoutDuration: f.histogram("fanout_duration_seconds",
 			"Time from a publication reaching the hub to its last frame handed to the kernel.",
 			prometheus.ExponentialBuckets(50e-6, 2.5, 14)), // 50µs .. 7.5s
@@ -121,6 +129,11 @@ func (g *Gateway) Handshakes(result string) prometheus.Counter {
 	return g.handshakes.WithLabelValues(result)
 }
 
+// HistoryEvictions returns the counter of history dropped for one reason.
+func (g *Gateway) HistoryEvictions(reason string) prometheus.Counter {
+	return g.historyEvictions.WithLabelValues(reason)
+}
+
 // HandshakesShed returns the counter of shed handshakes for one reason.
 func (g *Gateway) HandshakesShed(reason string) prometheus.Counter {
 	return g.handshakesShed.WithLabelValues(reason)
@@ -146,13 +159,15 @@ func (g *Gateway) ObserveHeld(queuedBytes, partial, partialBytes func() int) {
 }
 
 // ObserveHub exports the channel registry's sizes, read when scraped:
-// channels, subscriptions, messages held in history, publications being
-// fanned out (publish slots in use), and ops waiting on delivery shards.
-func (g *Gateway) ObserveHub(channels, subscriptions, historyEntries, inFlight, queuedOps func() int) {
+// channels, subscriptions, messages held in history and their bytes,
+// publications being fanned out (publish slots in use), and ops waiting on
+// delivery shards.
+func (g *Gateway) ObserveHub(channels, subscriptions, historyEntries, historyBytes, inFlight, queuedOps func() int) {
 	f := factory{g.reg}
 	f.gaugeFunc("channels", "Channels with subscribers or history on this node.", channels)
 	f.gaugeFunc("subscriptions", "Subscriptions over all channels on this node.", subscriptions)
 	f.gaugeFunc("history_entries", "Messages held in channels' history for recovery.", historyEntries)
+	f.gaugeFunc("history_bytes", "Bytes held in channels' history: encoded frames, compressed copies included (bounded by --history-max-bytes).", historyBytes)
 	f.gaugeFunc("publishes_in_flight", "Publications being fanned out (publish slots in use).", inFlight)
 	f.gaugeFunc("shard_queued_ops", "Ops (publications, subscribes, replies) waiting on the delivery shards.", queuedOps)
 }

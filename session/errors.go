@@ -20,6 +20,7 @@ const (
 	codeUnavailable       = "unavailable"        // shutting down, or the broker is down
 	codeInvalidToken      = "invalid_token"      // a refresh token that does not verify
 	codeRateLimited       = "rate_limited"       // a message over the connection's message rate, dropped
+	codeChannelLimit      = "channel_limit"      // the node holds its maximum number of channels
 )
 
 const msgInvalidChannel = "channel names are 1-128 characters of A-Z a-z 0-9 _ - . : @ + =, or #<user>"

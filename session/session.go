@@ -197,6 +197,9 @@ func (h *Handler) subscribe(s *session, name string, pos *broadcast.Position) {
 		h.reply(s, codeAlreadySubscribed, "already subscribed", name)
 	case errors.Is(err, broadcast.ErrTooManyChannels):
 		h.reply(s, codeTooManyChannels, "too many channels on one connection", name)
+	case errors.Is(err, broadcast.ErrChannelLimit):
+		h.m.ChannelsRefused.Inc()
+		h.reply(s, codeChannelLimit, "the gateway holds too many channels, try again later", name)
 	case err != nil:
 		h.reply(s, codeUnavailable, "the gateway is shutting down", name)
 	}
@@ -236,6 +239,9 @@ func (h *Handler) clientPublish(s *session, name string, data json.RawMessage) {
 		h.reply(s, codeOverloaded, "too many messages in flight, try again", name)
 	case errors.Is(err, broadcast.ErrInvalidData):
 		h.reply(s, codeBadRequest, "publish data must be valid JSON", name)
+	case errors.Is(err, broadcast.ErrChannelLimit):
+		h.m.ChannelsRefused.Inc()
+		h.reply(s, codeChannelLimit, "the gateway holds too many channels, try again later", name)
 	case errors.Is(err, broadcast.ErrUnavailable):
 		h.m.PublishesUnavailable.Inc()
 		h.reply(s, codeUnavailable, "the broker is unavailable, try again", name)

@@ -59,12 +59,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	gm := metrics.New(reg)
 	hc := cfg.Hub
 	hc.FanoutDuration = gm.FanoutDuration
+	hc.Evictions = gm.HistoryEvictions
 	hub := broadcast.New(hc)
 	defer hub.Close()
 	gm.ObserveHub(
 		func() int { return int(hub.Stats().Channels) },
 		func() int { return int(hub.Stats().Subscribers) },
 		func() int { return int(hub.Stats().History) },
+		func() int { return int(hub.Stats().HistoryBytes) },
 		func() int { return hub.Stats().InFlight },
 		func() int { return int(hub.Stats().QueuedOps) },
 	)

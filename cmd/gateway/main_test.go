@@ -142,3 +142,26 @@ func TestSIGTERM(t *testing.T) {
 		}
 	}
 }
+
+// Sizes in bytes take a plain integer or a unit, decimal or binary.
+func TestByteSizeFlags(t *testing.T) {
+	for _, tc := range []struct {
+		arg  string
+		want int64
+	}{
+		{"1048576", 1 << 20}, {"256MiB", 256 << 20}, {"1GB", 1e9}, {"64k", 64000}, {"1.5GiB", 3 << 29},
+	} {
+		c, err := parseConfig([]string{"--history-max-bytes", tc.arg}, env(nil))
+		if err != nil || c.Hub.HistoryMaxBytes != tc.want {
+			t.Errorf("--history-max-bytes %s: %d, %v; want %d", tc.arg, c.Hub.HistoryMaxBytes, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"lots", "-1", "0", "1.5x"} {
+		if _, err := parseConfig([]string{"--history-max-bytes", bad}, env(nil)); err == nil {
+			t.Errorf("--history-max-bytes %s: accepted", bad)
+		}
+	}
+	if c, err := parseConfig(nil, env(map[string]string{"PUSHGATE_HISTORY_MAX_CHANNEL_BYTES": "8MiB"})); err != nil || c.Hub.HistoryChannelMaxBytes != 8<<20 {
+		t.Errorf("the environment twin: %d, %v", c.Hub.HistoryChannelMaxBytes, err)
+	}
+}

@@ -102,7 +102,7 @@ func TestEveryMetric(t *testing.T) {
 	g := runGateway(t, proctest.FreeAddr(t), proctest.FreeAddr(t), "--echo", "--jwt-secret", secret, "--client-publish", "chat:*",
 		"--allowed-origins", "https://ok.example", "--max-header-bytes", "2048", "--handshake-timeout", "500ms",
 		"--outbound-queue-bytes", "65536", "--history-size", "3", "--jwt-leeway", "0s",
-		"--client-message-rate", "1", "--client-message-burst", "5", "--client-bytes-rate", "65536")
+		"--client-message-rate", "1", "--client-message-burst", "5", "--client-bytes-rate", "65536", "--max-node-channels", "4")
 	checked := map[string]bool{}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice", "channels": []string{"news", "chat:*"}}).
 		SignedString([]byte(secret))
@@ -183,6 +183,9 @@ func TestEveryMetric(t *testing.T) {
 		expect{name: "pushgate_channels", want: 3}, // news, chat:room, #alice
 		expect{name: "pushgate_subscriptions", want: 6},
 		expect{name: "pushgate_history_entries", want: 3 + 1}, // news keeps 3 of 5
+		expect{name: "pushgate_history_bytes", min: 4 * 50},
+		expect{name: "pushgate_history_evictions_total", label: "reason=size", want: 2},
+		expect{name: "pushgate_history_evictions_total", label: "reason=budget", want: 0},
 		expect{name: "pushgate_publishes_in_flight", want: 0},
 		expect{name: "pushgate_shard_queued_ops", want: 0},
 		expect{name: "pushgate_partial_messages", want: 1},
@@ -256,8 +259,14 @@ func TestEveryMetric(t *testing.T) {
 	expiring, _ := wstest.Dial(t, g.addr, "/ws", "Authorization: Bearer "+shortTok)
 	expiring.ExpectMsg("subscribed", "")
 	expiring.ExpectClose(4001)
+	// A fifth channel (news, chat:room, #alice and #bob exist) is refused
+	// with --max-node-channels 4.
+	extra, _ := wstest.Dial(t, g.addr, "/ws?channels=chat:extra", auth)
+	extra.ExpectMsg("subscribed", "")
+	extra.ExpectMsg("error", "channel_limit")
 	checkMetrics(t, g.admin, checked,
 		expect{name: "pushgate_connections_closed_total", label: "reason=token_expired", want: 1},
+		expect{name: "pushgate_channels_refused_total", want: 1},
 	)
 
 	// Heartbeats, on a gateway that pings soon: a client that never

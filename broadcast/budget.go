@@ -1,0 +1,186 @@
+package broadcast
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// History is bounded four ways: per channel by count (HistorySize) and by
+// bytes (HistoryChannelMaxBytes, which never drops a channel's newest
+// message), by age (HistoryTTL), and node-wide by bytes (HistoryMaxBytes).
+// Bytes are the encoded frames, compressed copies included.
+//
+// Every publication held in any channel's history is also in the hub's
+// historyIndex, a list in the order they entered (oldest first). Expiry
+// and the node-wide budget take from its head: each costs what it
+// removes, never a sweep of every channel, and the budget drops the
+// node's oldest messages first, so the newest survive.
+//
+// Lock order: channel.mu, then historyIndex.mu, then publication.acct.
+
+// Why history was dropped, the label of pushgate_history_evictions_total.
+type eviction uint8
+
+const (
+	evictExpired      eviction = iota // older than HistoryTTL
+	evictSize                         // past HistorySize in its channel
+	evictChannelBytes                 // past HistoryChannelMaxBytes in its channel
+	evictBudget                       // past HistoryMaxBytes on the node
+	evictRestart                      // its channel restarted (new epoch, or a gap)
+	numEvictions
+)
+
+var evictionLabels = [numEvictions]string{"expired", "size", "channel_bytes", "budget", "restart"}
+
+// EvictionReasons are the labels of Config.Evictions, in order.
+func EvictionReasons() []string { return evictionLabels[:] }
+
+// historyIndex lists every publication held in history, oldest first,
+// through the publications themselves.
+type historyIndex struct {
+	mu         sync.Mutex
+	head, tail *publication // head is the oldest
+	bytes      atomic.Int64 // what the listed publications weigh
+}
+
+func (x *historyIndex) add(p *publication) {
+	x.mu.Lock()
+	p.older, p.newer = x.tail, nil
+	if x.tail != nil {
+		x.tail.newer = p
+	} else {
+		x.head = p
+	}
+	x.tail = p
+	p.listed = true
+	x.mu.Unlock()
+}
+
+func (x *historyIndex) remove(p *publication) {
+	x.mu.Lock()
+	if p.listed {
+		if p.older != nil {
+			p.older.newer = p.newer
+		} else {
+			x.head = p.newer
+		}
+		if p.newer != nil {
+			p.newer.older = p.older
+		} else {
+			x.tail = p.older
+		}
+		p.older, p.newer, p.listed = nil, nil, false
+	}
+	x.mu.Unlock()
+}
+
+func (x *historyIndex) oldest() *publication {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.head
+}
+
+// keep records p, just pushed into ch's history, in the index and the
+// byte counts, then enforces ch's bounds: dropped is what the push itself
+// pushed out (HistorySize), and the channel's bytes are brought back under
+// HistoryChannelMaxBytes, its newest message always kept. ch.mu is held.
+func (h *Hub) keep(ch *channel, p *publication, dropped *publication) {
+	h.history.Add(1)
+	h.index.add(p)
+	w := p.enterHistory(ch, &h.index)
+	ch.histBytes.Add(w)
+	h.index.bytes.Add(w)
+	if dropped != nil {
+		h.forget(ch, dropped, evictSize)
+	}
+	for ch.histBytes.Load() > h.cfg.HistoryChannelMaxBytes && ch.hist.len() > 1 {
+		h.forget(ch, ch.hist.popOldest(), evictChannelBytes)
+	}
+}
+
+// forget takes p, out of ch's ring already, out of the index and the byte
+// counts. ch.mu is held.
+func (h *Hub) forget(ch *channel, p *publication, why eviction) {
+	h.history.Add(-1)
+	h.index.remove(p)
+	w := p.leaveHistory()
+	ch.histBytes.Add(-w)
+	h.index.bytes.Add(-w)
+	if c := h.evicted[why]; c != nil {
+		c.Inc()
+	}
+}
+
+// clearHistory empties ch's history for a restart. ch.mu is held.
+func (h *Hub) clearHistory(ch *channel) {
+	for ch.hist.len() > 0 {
+		h.forget(ch, ch.hist.popOldest(), evictRestart)
+	}
+}
+
+// overBudget drops the node's oldest history until it weighs no more than
+// HistoryMaxBytes. No channel lock may be held.
+func (h *Hub) overBudget() {
+	for h.index.bytes.Load() > h.cfg.HistoryMaxBytes {
+		p := h.index.oldest()
+		if p == nil {
+			return
+		}
+		h.evictOldest(p, evictBudget)
+	}
+}
+
+// expire drops the history published before cutoff, oldest first, and the
+// channels it leaves with neither history nor subscribers. No channel lock
+// may be held.
+func (h *Hub) expire(cutoff time.Time) {
+	for {
+		p := h.index.oldest()
+		if p == nil || !p.at.Before(cutoff) {
+			return
+		}
+		h.evictOldest(p, evictExpired)
+	}
+}
+
+// evictOldest drops p, the oldest publication in the index when looked at,
+// from its channel. Between that look and taking the channel's lock p may
+// have left (its channel dropped it, or restarted): then it is no longer
+// listed and there is nothing to do.
+func (h *Hub) evictOldest(p *publication, reason eviction) {
+	ch := p.ch
+	ch.mu.Lock()
+	if ch.hist.len() > 0 && ch.hist.at(0) == p {
+		ch.hist.popOldest()
+		h.forget(ch, p, reason)
+	} else {
+		h.index.remove(p) // not in its ring: must not stay listed
+	}
+	unused := ch.subs == 0 && ch.hist.len() == 0
+	ch.mu.Unlock()
+	if unused {
+		h.dropIfUnused(ch)
+	}
+}
+
+// expireEvery is how often history is checked for expired messages, as a
+// fraction of HistoryTTL (at least every expireMax).
+const (
+	expireDiv = 8
+	expireMax = time.Second
+)
+
+func (h *Hub) expireLoop() {
+	every := min(h.cfg.HistoryTTL/expireDiv, expireMax)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.quit:
+			return
+		case now := <-tick.C:
+			h.expire(now.Add(-h.cfg.HistoryTTL))
+		}
+	}
+}

@@ -1,0 +1,164 @@
+package broadcast
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func payload(n int) []byte { return []byte(`"` + strings.Repeat("h", n-2) + `"`) }
+
+// The node-wide budget drops the oldest history first, across channels:
+// what it holds stays under HistoryMaxBytes and the newest messages stay.
+func TestHistoryBudget(t *testing.T) {
+	h := New(Config{HistoryMaxBytes: 64 << 10, HistorySize: 1000})
+	defer h.Close()
+	ctx := context.Background()
+	for i := range 200 { // 200 KiB over 20 channels
+		if _, err := h.Publish(ctx, fmt.Sprintf("c%d", i/10), payload(1<<10)); err != nil {
+			t.Fatal(err)
+		}
+		if b := h.Stats().HistoryBytes; b > 64<<10 {
+			t.Fatalf("history holds %d bytes after publish %d, over the 64 KiB budget", b, i)
+		}
+	}
+	s := h.Stats()
+	if s.HistoryBytes < 60<<10 || s.History < 55 {
+		t.Fatalf("history holds %d entries, %d bytes: the budget emptied more than it had to", s.History, s.HistoryBytes)
+	}
+	// The newest channels are whole; the oldest are gone, and dropped.
+	if hist := h.History("c19", 0); len(hist.Entries) != 10 || !hist.Complete {
+		t.Fatalf("the newest channel holds %d entries", len(hist.Entries))
+	}
+	if hist := h.History("c0", 0); len(hist.Entries) != 0 || hist.Epoch != "" {
+		t.Fatalf("the oldest channel still holds %d entries (epoch %q)", len(hist.Entries), hist.Epoch)
+	}
+	if s.Channels > 7 {
+		t.Fatalf("%d channels left: those the budget emptied were not dropped", s.Channels)
+	}
+}
+
+// A channel's history is bounded in bytes too, and its newest message is
+// kept however large.
+func TestHistoryChannelBytes(t *testing.T) {
+	h := New(Config{HistoryChannelMaxBytes: 10 << 10, HistorySize: 1000})
+	defer h.Close()
+	ctx := context.Background()
+	for range 30 {
+		if _, err := h.Publish(ctx, "news", payload(1<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(h.History("news", 0).Entries); n < 8 || n > 10 {
+		t.Fatalf("%d entries of 1 KiB under a 10 KiB cap", n)
+	}
+	if _, err := h.Publish(ctx, "news", payload(50<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if hist := h.History("news", 0); len(hist.Entries) != 1 || hist.Entries[0].Offset != 31 {
+		t.Fatalf("after a 50 KiB message: %d entries", len(hist.Entries))
+	}
+	if b := h.Stats().HistoryBytes; b < 50<<10 || b > 51<<10 {
+		t.Fatalf("history bytes %d, want the one 50 KiB frame", b)
+	}
+}
+
+// A compressed copy built for a subscriber counts in history's bytes, and
+// is given back when the message leaves.
+func TestHistoryCountsCompressedCopies(t *testing.T) {
+	h := New(Config{Shards: 1, HistorySize: 1})
+	defer h.Close()
+	r := newRecorder()
+	r.compress = true
+	if err := h.Subscribe(h.Join(r), "big", nil); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte(`"` + strings.Repeat("compress me ", 200) + `"`)
+	if _, err := h.Publish(context.Background(), "big", data); err != nil {
+		t.Fatal(err)
+	}
+	h.flush()
+	plain := int64(len(h.History("big", 0).Entries[0].Data))
+	if b := h.Stats().HistoryBytes; b <= plain+10 {
+		t.Fatalf("history bytes %d for a %d-byte message with a compressed copy", b, plain)
+	}
+	if _, err := h.Publish(context.Background(), "big", []byte(`1`)); err != nil { // pushes it out
+		t.Fatal(err)
+	}
+	h.flush()
+	if b := h.Stats().HistoryBytes; b > 100 {
+		t.Fatalf("history bytes %d once the large message left", b)
+	}
+}
+
+// Expiry takes what is older than the TTL from the node-wide index, and
+// drops the channels it empties; what is recent stays.
+func TestExpireByIndex(t *testing.T) {
+	h := New(Config{HistoryTTL: time.Hour})
+	defer h.Close()
+	for i := range 50 {
+		if _, err := h.Publish(context.Background(), fmt.Sprintf("c%d", i), []byte(`1`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cutoff := time.Now()
+	for i := range 5 {
+		if _, err := h.Publish(context.Background(), fmt.Sprintf("late%d", i), []byte(`1`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.expire(cutoff)
+	if s := h.Stats(); s.History != 5 || s.Channels != 5 {
+		t.Fatalf("after expiry: %d entries in %d channels, want 5 and 5", s.History, s.Channels)
+	}
+}
+
+// Clients cannot create channels past MaxNodeChannels; the API can.
+func TestMaxNodeChannels(t *testing.T) {
+	h := New(Config{MaxNodeChannels: 3})
+	defer h.Close()
+	m := h.Join(newRecorder())
+	for i := range 3 {
+		if err := h.Subscribe(m, fmt.Sprintf("c%d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Subscribe(m, "c3", nil); !errors.Is(err, ErrChannelLimit) {
+		t.Fatalf("subscribe past the limit: %v", err)
+	}
+	if err := h.TryPublish("c4", []byte(`1`), nil); !errors.Is(err, ErrChannelLimit) {
+		t.Fatalf("client publish past the limit: %v", err)
+	}
+	if err := h.TryPublish("c1", []byte(`1`), nil); err != nil {
+		t.Fatalf("client publish to an existing channel: %v", err)
+	}
+	if _, err := h.Publish(context.Background(), "c5", []byte(`1`)); err != nil {
+		t.Fatalf("API publish past the limit: %v", err)
+	}
+	h.flush()
+	if s := h.Stats(); s.InFlight != 0 {
+		t.Fatalf("refused publishes hold %d slots", s.InFlight)
+	}
+}
+
+// Expiring nothing costs the same however many channels hold history.
+func BenchmarkExpireNothing(b *testing.B) {
+	for _, n := range []int{1000, 100000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			h := New(Config{HistoryTTL: time.Hour})
+			defer h.Close()
+			for i := range n {
+				_, _ = h.Publish(context.Background(), fmt.Sprintf("c%d", i), []byte(`1`))
+			}
+			cutoff := time.Now().Add(-time.Minute)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				h.expire(cutoff)
+			}
+		})
+	}
+}
