@@ -133,12 +133,12 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 	case req.Channel != nil:
 		channel = *req.Channel
 		if !broadcast.ValidChannel(channel) {
-			writeError(w, http.StatusBadRequest, "invalid_channel", broadcast.ErrChannelName.Error())
+			writeError(w, http.StatusBadRequest, "invalid_channel", broadcast.ChannelNameRule)
 			return
 		}
 	default:
 		if !broadcast.ValidUser(*req.User) {
-			writeError(w, http.StatusBadRequest, "invalid_user", broadcast.ErrUserName.Error())
+			writeError(w, http.StatusBadRequest, "invalid_user", broadcast.UserNameRule)
 			return
 		}
 		channel = broadcast.PersonalChannel(*req.User)
@@ -163,10 +163,17 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.Is(err, broadcast.ErrUnavailable):
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "broker_unavailable", err.Error())
+		msg := "the cluster broker (NATS) cannot take the publish"
+		if ue := (*broadcast.UnavailableError)(nil); errors.As(err, &ue) {
+			msg += ": " + ue.Reason
+		}
+		writeError(w, http.StatusServiceUnavailable, "broker_unavailable", msg)
+		return
+	case errors.Is(err, broadcast.ErrInvalidData):
+		writeError(w, http.StatusBadRequest, "bad_request", `"data" must be one JSON value in UTF-8`)
 		return
 	default: // the client went away while waiting for a slot
-		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the request ended while waiting for a publish slot: "+err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, publishResponse{Offset: res.Offset, Epoch: res.Epoch, Delivered: res.Delivered})
@@ -199,8 +206,12 @@ type historyResponse struct {
 func (a *api) history(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	channel := q.Get("channel")
-	if !broadcast.ValidName(channel) {
-		writeError(w, http.StatusBadRequest, "invalid_channel", broadcast.ErrChannelName.Error())
+	switch {
+	case channel == "":
+		writeError(w, http.StatusBadRequest, "invalid_channel", "channel is required: ?channel=news (a user's channel, #alice, is %23alice in a URL)")
+		return
+	case !broadcast.ValidName(channel):
+		writeError(w, http.StatusBadRequest, "invalid_channel", broadcast.ChannelNameRule+", or #<user> (%23 in a URL)")
 		return
 	}
 	var since uint64

@@ -122,6 +122,12 @@ func TestPublishErrors(t *testing.T) {
 			if err := json.Unmarshal(raw, &e); err != nil || e.Code != tc.code || e.Message == "" {
 				t.Fatalf("error body %q, want code %q", raw, tc.code)
 			}
+			if strings.Contains(e.Message, "broadcast:") || strings.Contains(e.Message, "adminapi") {
+				t.Fatalf("the message names an internal package: %q", e.Message)
+			}
+			if tc.name == "history without channel" && !strings.Contains(e.Message, "required") {
+				t.Fatalf("a missing channel is not said to be required: %q", e.Message)
+			}
 		})
 	}
 	if s := hub.Stats(); s.Channels != 0 {

@@ -34,6 +34,14 @@ var (
 	ErrInvalidData = errors.New("broadcast: data is not valid JSON in UTF-8")
 )
 
+// UnavailableError is ErrUnavailable with the reason the broker could not
+// take a publish.
+type UnavailableError struct{ Reason string }
+
+func (e *UnavailableError) Error() string { return ErrUnavailable.Error() + ": " + e.Reason }
+
+func (e *UnavailableError) Unwrap() error { return ErrUnavailable }
+
 // ValidData reports whether data can be published: one JSON value, in
 // UTF-8. encoding/json accepts any byte inside a string, but every
 // subscriber gets data in a text frame, which must be UTF-8: browsers fail

@@ -13,11 +13,17 @@ const MaxChannelLen = 128
 // channel except their own.
 const PersonalPrefix = "#"
 
+// The naming rules, as told to clients and API callers.
+const (
+	ChannelNameRule = "channel names are 1-128 characters of A-Z a-z 0-9 _ - . : @ + ="
+	UserNameRule    = "user names are 1-127 characters of A-Z a-z 0-9 _ - . : @ + ="
+)
+
 // Channel name errors.
 var (
-	ErrChannelName = errors.New("broadcast: channel names are 1-128 characters of A-Z a-z 0-9 _ - . : @ + =")
+	ErrChannelName = errors.New("broadcast: " + ChannelNameRule)
 	ErrPattern     = errors.New("broadcast: a channel pattern is a channel name, optionally ending in *")
-	ErrUserName    = errors.New("broadcast: user names are 1-127 characters of A-Z a-z 0-9 _ - . : @ + =")
+	ErrUserName    = errors.New("broadcast: " + UserNameRule)
 )
 
 // nameChar reports the bytes allowed in channel and user names. None of

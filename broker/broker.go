@@ -249,7 +249,7 @@ func (b *Broker) poke() {
 
 // unavailable is the error of a publish the broker could not take.
 func unavailable(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", broadcast.ErrUnavailable, fmt.Sprintf(format, args...))
+	return &broadcast.UnavailableError{Reason: fmt.Sprintf(format, args...)}
 }
 
 func randomHex(n int) string {
