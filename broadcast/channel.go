@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// channel is a channel's state on this node. Lock order: chanTable.mu,
-// then channel.mu, then shard.mu.
+// channel is a channel's state on this node. Lock order: see the package
+// doc.
 type channel struct {
 	name  string
 	epoch string

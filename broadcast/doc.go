@@ -57,5 +57,18 @@
 //
 // At most Config.MaxPending publications are fanned out at once: Publish
 // waits for a slot, TryPublish (client publishing) fails with
-// ErrOverloaded. That bounds the delivery queues.
+// ErrOverloaded, and client publishes hold at most MaxClientPending of
+// the slots, so that API publishes always find one. That bounds the
+// publications in the delivery queues; a member's own ops there
+// (subscribes, unsubscribes, replies) are counted (Hub.Backlog) for the
+// caller to bound.
+//
+// # Lock order
+//
+// chanTable.mu, then channel.mu, then historyIndex.mu, then
+// publication.acct; shard.mu is taken under channel.mu (ops about a
+// channel are queued under its lock) and never holds another. No code
+// takes a channel lock while holding another channel's: history eviction
+// looks at the node-wide index, lets it go, then locks the evicted
+// message's channel (budget.go).
 package broadcast
