@@ -97,32 +97,13 @@ func TestSlowReader(t *testing.T) {
 	}
 }
 
-// TestHeartbeat checks that a client that never answers pings is closed
-// and one that answers them is kept.
-func TestHeartbeat(t *testing.T) {
+// TestHeartbeatClosesSilent checks that a client that never answers pings
+// is closed with 1001 and counted. Whatever the machine's speed, the mute
+// client stays silent, so the short timeouts decide nothing but the
+// test's length.
+func TestHeartbeatClosesSilent(t *testing.T) {
 	g := start(t, server.Config{Echo: true, PingInterval: 50 * time.Millisecond, PongTimeout: 50 * time.Millisecond})
 	mute, _ := wstest.Dial(t, g.addr, "/echo")
-	lively, _ := wstest.Dial(t, g.addr, "/echo")
-
-	// The lively client answers every ping and reports its messages.
-	got := make(chan string, 1)
-	go func() {
-		defer close(got)
-		for {
-			h, p, err := lively.TryReadFrame()
-			if err != nil {
-				return
-			}
-			switch h.OpCode {
-			case ws.OpPing:
-				_, _ = lively.Conn.Write(wstest.Frame(true, 0, ws.OpPong, p))
-			case ws.OpText:
-				got <- string(p)
-				return
-			}
-		}
-	}()
-
 	if h, _ := mute.ReadFrame(); h.OpCode != ws.OpPing {
 		t.Fatalf("got %v, want a ping", h.OpCode)
 	}
@@ -131,13 +112,84 @@ func TestHeartbeat(t *testing.T) {
 	}
 	mute.ExpectEOF()
 	wstest.Eventually(t, "the eviction counted", func() bool { return count(g.m.Evictions) == 1 })
-	// The lively client has answered pings over several intervals by now.
-	wstest.Eventually(t, "three ping rounds", func() bool { return count(g.m.HeartbeatPings) >= 4 })
-	lively.Write(wstest.Text("alive"))
-	if msg := <-got; msg != "alive" {
-		t.Fatalf("lively client got %q", msg)
+	if n := count(g.m.HeartbeatPings); n != 1 {
+		t.Errorf("%v pings, want the one the mute client left unanswered", n)
 	}
-	if n := count(g.m.Evictions); n != 1 {
-		t.Errorf("%v evictions, want only the mute client's", n)
+}
+
+// TestHeartbeatKeepsAnswering checks that a client that answers pings is
+// kept and pinged again after each answer, while one that does not answer
+// is not pinged again. The server pings a connection again only once its
+// previous ping was answered, so a third ping to the lively client is the
+// event that shows its pongs were taken. The pong timeout is longer than
+// the test, so no scheduling delay can evict a client that answers; the
+// eviction itself is TestHeartbeatClosesSilent's.
+func TestHeartbeatKeepsAnswering(t *testing.T) {
+	g := start(t, server.Config{Echo: true, PingInterval: 20 * time.Millisecond, PongTimeout: time.Hour})
+	mute, _ := wstest.Dial(t, g.addr, "/echo")
+	lively, _ := wstest.Dial(t, g.addr, "/echo")
+
+	// Each client reports the frames it gets; the lively one answers
+	// every ping.
+	type frame struct {
+		op      ws.OpCode
+		payload string
+	}
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	frames := func(c *wstest.Client, answer bool) <-chan frame {
+		got := make(chan frame, 1)
+		go func() {
+			defer close(got)
+			for {
+				h, p, err := c.TryReadFrame()
+				if err != nil {
+					return
+				}
+				if h.OpCode == ws.OpPing && answer {
+					if _, err := c.Conn.Write(wstest.Frame(true, 0, ws.OpPong, p)); err != nil {
+						return
+					}
+				}
+				select {
+				case got <- frame{h.OpCode, string(p)}:
+				case <-stop:
+					return
+				}
+			}
+		}()
+		return got
+	}
+	mutes, livelies := frames(mute, false), frames(lively, true)
+
+	if f := <-mutes; f.op != ws.OpPing {
+		t.Fatalf("mute client got %v, want a ping", f.op)
+	}
+	for i := range 3 {
+		if f, ok := <-livelies; !ok || f.op != ws.OpPing {
+			t.Fatalf("lively client: frame %d is %v %q (open %v), want a ping", i+1, f.op, f.payload, ok)
+		}
+	}
+	lively.Write(wstest.Text("alive"))
+	for {
+		f, ok := <-livelies
+		if !ok {
+			t.Fatal("the lively client's connection ended before its echo")
+		}
+		if f.op == ws.OpText && f.payload == "alive" {
+			break
+		}
+		if f.op != ws.OpPing {
+			t.Fatalf("lively client got %v %q, want pings and its echo", f.op, f.payload)
+		}
+	}
+	// The mute client's one ping is still unanswered: it got no other.
+	select {
+	case f, ok := <-mutes:
+		t.Fatalf("mute client got %v %q (open %v) after its unanswered ping", f.op, f.payload, ok)
+	default:
+	}
+	if n := count(g.m.Evictions); n != 0 {
+		t.Errorf("%v evictions with an hour's pong timeout", n)
 	}
 }

@@ -86,11 +86,18 @@ func (c *Conn) heartbeat(now, wall uint32) {
 			c.startCloseLocked(ReasonMessageTimeout, "message not completed in time")
 			return
 		}
-		if now-c.seen.Load() < s.pingMs {
+		seen, at := c.seen.Load(), c.pingAt.Load()
+		if at != 0 && int32(seen-at) >= 0 {
+			// Bytes came after the ping: it was answered, whenever this
+			// sweep runs. (Waiting for a sweep within PingInterval of the
+			// answer would evict a client that answered if sweeps lag.)
+			at = 0
+			c.pingAt.Store(0)
+		}
+		if now-seen < s.pingMs {
 			c.pingAt.Store(0)
 			return
 		}
-		at := c.pingAt.Load()
 		if at == 0 {
 			c.pingAt.Store(now)
 			s.m.HeartbeatPings.Inc()

@@ -160,7 +160,7 @@ func TestMalformedQuery(t *testing.T) {
 // soon after exp, without a timer of its own; until then it works.
 func TestTokenExpiryCloses(t *testing.T) {
 	g := startAuth(t, "")
-	exp := time.Now().Add(1500 * time.Millisecond).Unix()
+	exp := wstest.ExpiresIn(time.Second)
 	c := g.dial(t, "?token="+token(t, secret, jwt.MapClaims{"sub": "alice", "channels": []string{"news"}, "exp": exp}))
 	c.ExpectMsg("subscribed", "")
 	c.Send(`{"op":"subscribe","channel":"news"}`)
@@ -179,8 +179,11 @@ func TestTokenExpiryCloses(t *testing.T) {
 // and changes nothing. Without authentication there is nothing to refresh.
 func TestTokenRefresh(t *testing.T) {
 	g := startAuth(t, "")
+	// The first tokens leave a second or more for the three connections
+	// and the seven round trips that must come before they expire.
+	exp := wstest.ExpiresIn(time.Second)
 	short := func(user string) string {
-		return token(t, secret, jwt.MapClaims{"sub": user, "channels": []string{"news"}, "exp": time.Now().Add(1500 * time.Millisecond).Unix()})
+		return token(t, secret, jwt.MapClaims{"sub": user, "channels": []string{"news"}, "exp": exp})
 	}
 	refreshed := g.dial(t, "?token="+short("alice"))
 	refused := g.dial(t, "?token="+short("alice"))
@@ -218,7 +221,7 @@ func TestTokenRefresh(t *testing.T) {
 	control.ExpectClose(4001)
 	// One more sweep after theirs: a connection whose token expires a
 	// second later is closed too...
-	last := g.dial(t, "?token="+token(t, secret, jwt.MapClaims{"sub": "carol", "exp": time.Now().Add(time.Second).Unix()}))
+	last := g.dial(t, "?token="+token(t, secret, jwt.MapClaims{"sub": "carol", "exp": wstest.ExpiresIn(time.Second)}))
 	last.ExpectMsg("subscribed", "")
 	last.ExpectClose(4001)
 	// ... and the refreshed one was passed over: it still works.

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -55,13 +57,21 @@ func TestClusterBehindHAProxy(t *testing.T) {
 		g.Process.WaitHTTP(t, "http://"+g.admin+"/readyz", http.StatusOK)
 	}
 
-	lb := proctest.FreeAddr(t)
-	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(haproxyConfig(lb, [][2]string{{gws[0].addr, gws[0].admin}, {gws[1].addr, gws[1].admin}})), 0o600); err != nil {
+	lb, dir := proctest.FreeAddr(t), t.TempDir()
+	cfg, stats := filepath.Join(dir, "haproxy.cfg"), filepath.Join(dir, "haproxy.sock")
+	if err := os.WriteFile(cfg, []byte(haproxyConfig(lb, stats, [][2]string{{gws[0].addr, gws[0].admin}, {gws[1].addr, gws[1].admin}})), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	hap := proctest.Start(t, "", haproxyBin, "-f", cfg, "-db")
 	hap.WaitHTTP(t, "http://"+lb+"/healthz", http.StatusOK)
+	wstest.Until(t, 20*time.Second, func() error {
+		for name, s := range haproxyServers(t, stats) {
+			if s["status"] != "UP" || !strings.HasPrefix(s["check_status"], "L7OK") {
+				return fmt.Errorf("HAProxy: %s is %s (check %s)", name, s["status"], s["check_status"])
+			}
+		}
+		return nil
+	})
 
 	const clients = 300
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -79,13 +89,30 @@ func TestClusterBehindHAProxy(t *testing.T) {
 		}
 		return nil
 	})
-	// HAProxy spread them over both gateways.
+	// HAProxy spread them over both gateways, and each gateway holds the
+	// connections HAProxy sent it. Round robin alternates between the
+	// gateways while both pass their checks; if HAProxy took one out for a
+	// while (a check that failed on a loaded machine), the split is its
+	// choice, not the gateways', and only has to use both.
 	per := [2]int{}
-	for i, g := range gws {
-		per[i] = gatewayConnections(t, g.admin)
+	var lbView map[string]map[string]string
+	wstest.Until(t, 10*time.Second, func() error {
+		lbView = haproxyServers(t, stats)
+		for i, g := range gws {
+			per[i] = gatewayConnections(t, g.admin)
+			if s := lbView[fmt.Sprintf("g%d", i+1)]; s["scur"] != strconv.Itoa(per[i]) {
+				return fmt.Errorf("gateway %d holds %d connections, HAProxy has %s sessions on it", i+1, per[i], s["scur"])
+			}
+		}
+		return nil
+	})
+	least := clients / 4
+	if lbView["g1"]["chkdown"] != "0" || lbView["g2"]["chkdown"] != "0" {
+		t.Logf("HAProxy took a gateway out while the clients connected: g1 %v, g2 %v", lbView["g1"], lbView["g2"])
+		least = 1
 	}
-	if per[0]+per[1] != clients || per[0] < clients/4 || per[1] < clients/4 {
-		t.Fatalf("connections per gateway %v; want %d spread over both", per, clients)
+	if per[0]+per[1] != clients || per[0] < least || per[1] < least {
+		t.Fatalf("connections per gateway %v; want %d spread over both, at least %d each", per, clients, least)
 	}
 
 	// A publish to either node reaches every client.
@@ -214,11 +241,16 @@ func TestClusterBehindHAProxy(t *testing.T) {
 }
 
 // haproxyConfig balances WebSockets over the gateways, checking each one's
-// /readyz on its admin port, so a draining gateway gets no new clients.
-func haproxyConfig(bind string, gateways [][2]string) string {
+// /readyz on its admin port, so a draining gateway gets no new clients. A
+// gateway is taken out after three failed checks in a row, and a check
+// has 5s to be answered: a gateway slow to answer on a loaded machine is
+// not taken for a dead one, while a draining one (503 at once, then no
+// admin listener) is out within a second. Its stats socket is at stats.
+func haproxyConfig(bind, stats string, gateways [][2]string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `global
 	maxconn 2000
+	stats socket %s mode 600 level user
 defaults
 	mode http
 	timeout connect 2s
@@ -226,6 +258,7 @@ defaults
 	timeout server 60s
 	timeout tunnel 1h
 	timeout client-fin 5s
+	timeout check 5s
 	retries 3
 	option redispatch 1
 frontend ws
@@ -235,12 +268,52 @@ backend gateways
 	balance roundrobin
 	option httpchk GET /readyz
 	http-check expect status 200
-`, bind)
+`, stats, bind)
 	for i, g := range gateways {
 		_, adminPort, _ := net.SplitHostPort(g[1])
-		fmt.Fprintf(&b, "\tserver g%d %s check port %s inter 200ms fall 1 rise 1\n", i+1, g[0], adminPort)
+		fmt.Fprintf(&b, "\tserver g%d %s check port %s inter 200ms fall 3 rise 2\n", i+1, g[0], adminPort)
 	}
 	return b.String()
+}
+
+// haproxyServers reads HAProxy's view of the backend's servers from its
+// stats socket ("show stat"): each server's fields by name (status,
+// check_status, chkdown, scur, ...), by server name.
+func haproxyServers(t *testing.T, socket string) map[string]map[string]string {
+	t.Helper()
+	c, err := net.Dial("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(wstest.Timeout))
+	if _, err := io.WriteString(c, "show stat\n"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(c) // HAProxy answers one command and closes
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := csv.NewReader(strings.NewReader(strings.TrimPrefix(string(out), "# ")))
+	r.FieldsPerRecord = -1
+	rows, err := r.ReadAll()
+	if err != nil || len(rows) == 0 {
+		t.Fatalf("HAProxy show stat: %v\n%s", err, out)
+	}
+	servers := map[string]map[string]string{}
+	for _, row := range rows[1:] {
+		if len(row) < 2 || row[0] != "gateways" || row[1] == "BACKEND" {
+			continue
+		}
+		fields := map[string]string{}
+		for i, name := range rows[0] {
+			if i < len(row) {
+				fields[name] = row[i]
+			}
+		}
+		servers[row[1]] = fields
+	}
+	return servers
 }
 
 func gatewayConnections(t *testing.T, admin string) int {

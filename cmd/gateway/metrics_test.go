@@ -250,8 +250,9 @@ func TestEveryMetric(t *testing.T) {
 		expect{name: "pushgate_connections_closed_total", label: "reason=slow_consumer", want: 1},
 	)
 
-	// A connection whose token expires is closed with 4001.
-	shortTok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "bob", "exp": time.Now().Add(time.Second).Unix()}).
+	// A connection whose token expires is closed with 4001; the token
+	// leaves a second for the upgrade.
+	shortTok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "bob", "exp": wstest.ExpiresIn(time.Second)}).
 		SignedString([]byte(secret))
 	if err != nil {
 		t.Fatal(err)

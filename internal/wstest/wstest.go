@@ -340,3 +340,10 @@ func ConnectFrom(t testing.TB, from, addr string) *Client {
 	t.Cleanup(func() { nc.Close() })
 	return &Client{t: t, Conn: nc, R: bufio.NewReader(nc)}
 }
+
+// ExpiresIn returns a JWT exp (Unix seconds) at least d from now: d is
+// what a test has to use a token before it expires. exp is whole seconds,
+// so now+d rounded down would leave anything from d-1s to d.
+func ExpiresIn(d time.Duration) int64 {
+	return time.Now().Add(d + time.Second - time.Nanosecond).Unix()
+}
