@@ -60,12 +60,18 @@ type Conn struct {
 	bytesIn   bucket        // byte rate (/ws)
 	strikes   uint8         // messages in a row refused for the message rate
 	throttle  bool          // this read went over the byte rate: stop reading after it
+	completed bool          // a message completed during this Feed
 	throttled atomic.Bool   // reading paused for the byte rate; the heartbeat resumes it
 	partialAt atomic.Uint32 // clock when rs began holding a partial message, or 0
 
 	seen    atomic.Uint32 // clock when bytes last arrived
 	pingAt  atomic.Uint32 // clock when the unanswered ping went out, or 0
 	expires atomic.Uint32 // Unix second at which it is closed (4001), or 0
+	// The write side's progress, for the heartbeat: behind is set while
+	// a writability event is awaited, wroteAt is the clock of the last
+	// write the socket took bytes of.
+	behind  atomic.Bool
+	wroteAt atomic.Uint32
 	state   atomic.Uint32 // written under mu
 
 	mu          sync.Mutex
@@ -212,10 +218,15 @@ func (c *Conn) consume(p []byte) {
 	if c.ep == endpointWS {
 		opts.MaxInflateRatio = s.cfg.MaxInflateRatio
 	}
+	c.completed = false
 	err := r.Feed(p, opts, (*frameSink)(c))
 	if err == nil && !r.Idle() {
 		if c.rs == nil {
 			s.partial.Add(1)
+		}
+		if c.rs == nil || c.completed {
+			// The message in progress began after the last one completed:
+			// its time runs from here.
 			c.partialAt.Store(max(s.now(), 1))
 		}
 		c.rs = r
@@ -272,6 +283,7 @@ func (f *frameSink) HandleMessage(op ws.OpCode, payload []byte) error {
 		return nil // after our close frame, data is discarded
 	}
 	c.srv.m.MessagesReceived.Inc()
+	c.completed = true
 	if c.admitMessage(len(payload)) {
 		c.srv.handlers[c.ep].Message(c, op, payload)
 	}

@@ -167,6 +167,10 @@ func (c *Conn) resumeIfPaid(now uint32) {
 	if c.bytesIn.refill(s.byteRate, now) < 0 {
 		return
 	}
+	if c.partialAt.Load() != 0 {
+		// The time it was not read does not count against its message.
+		c.partialAt.Store(max(now, 1))
+	}
 	c.throttled.Store(false)
 	c.reading.Store(false)
 	// A failure means the poller is closed: Shutdown closes the rest.

@@ -71,3 +71,22 @@ func TestMessageTimeout(t *testing.T) {
 	stalled.Conn.Close()
 	wstest.Eventually(t, "the reader released", func() bool { return g.gauge(t, "pushgate_partial_message_bytes") == 0 })
 }
+
+// A client streaming messages back to back, every read ending inside the
+// next one, finishes each in time: the timeout runs per message, not from
+// the first partial message the connection ever held.
+func TestMessageTimeoutPerMessage(t *testing.T) {
+	g := start(t, server.Config{Echo: true, MessageTimeout: 300 * time.Millisecond})
+	c, _ := wstest.Dial(t, g.addr, "/echo")
+	f := wstest.Text("0123456789")
+	half := len(f) / 2
+	c.Write(f[:half])
+	// Ten messages, each finished about 100 ms after it began: a second
+	// in all, three times the timeout.
+	for range 10 {
+		wstest.Eventually(t, "the half message to be held", func() bool { return g.gauge(t, "pushgate_partial_messages") == 1 })
+		time.Sleep(100 * time.Millisecond)                  // the client is slow, not the test waiting for an event
+		c.Write(append(bytes.Clone(f[half:]), f[:half]...)) // the end of one, the start of the next
+		c.ExpectMessage(ws.OpText, []byte("0123456789"))
+	}
+}
