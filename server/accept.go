@@ -149,6 +149,7 @@ func (s *Server) open(fd int, ep endpoint, hs wsproto.Handshake, query, pending 
 	c := &Conn{srv: s, fd: int32(fd), ep: ep, compression: hs.Compression}
 	now := s.now()
 	c.seen.Store(now)
+	c.wroteAt.Store(now)
 	c.msgs.fill(s.msgRate, now)
 	c.bytesIn.fill(s.byteRate, now)
 	c.reading.Store(true) // this goroutine serves the first read

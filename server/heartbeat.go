@@ -19,7 +19,11 @@ import (
 //   - one that began a message MessageTimeout ago and has not finished it
 //     is closed with 1008;
 //   - one whose reading paused for its byte rate is resumed once its debt
-//     is paid (limits.go).
+//     is paid (limits.go);
+//   - one whose socket has taken nothing for PongTimeout while more than
+//     OutboundQueueBytes waits for it (paced replays included, which the
+//     bound does not count while the socket takes them) is closed with
+//     1013 as a slow consumer.
 
 // now is the coarse clock.
 func (s *Server) now() uint32 { return s.clock.Load() }
@@ -29,7 +33,7 @@ func ms(d time.Duration) uint32 { return uint32(d / time.Millisecond) }
 
 // heartbeatTick is the sweep period: fine enough for the shortest timeout.
 func heartbeatTick(c Config) time.Duration {
-	t := min(c.PingInterval, c.PongTimeout, c.CloseTimeout) / 4
+	t := min(c.PingInterval, c.PongTimeout, c.CloseTimeout, c.MessageTimeout) / 4
 	return min(max(t, 10*time.Millisecond), time.Second)
 }
 
@@ -59,7 +63,7 @@ func (c *Conn) heartbeat(now, wall uint32) {
 	if c.throttled.Load() {
 		c.resumeIfPaid(now)
 	}
-	expired, overdue := false, false
+	expired, overdue, stuck := false, false, false
 	switch c.state.Load() {
 	case stateClosed:
 		return
@@ -67,8 +71,9 @@ func (c *Conn) heartbeat(now, wall uint32) {
 		exp := c.expires.Load()
 		expired = exp != 0 && wall >= exp
 		pa := c.partialAt.Load()
-		overdue = pa != 0 && now-pa >= s.msgTimeoutMs
-		if !expired && !overdue && now-c.seen.Load() < s.pingMs && c.pingAt.Load() == 0 {
+		overdue = pa != 0 && now-pa >= s.msgTimeoutMs && !c.throttled.Load()
+		stuck = c.behind.Load() && now-c.wroteAt.Load() >= s.pongMs
+		if !expired && !overdue && !stuck && now-c.seen.Load() < s.pingMs && c.pingAt.Load() == 0 {
 			return // the common case, without a lock
 		}
 	}
@@ -84,6 +89,13 @@ func (c *Conn) heartbeat(now, wall uint32) {
 			// Its reader is dropped by the next read, or when the close
 			// timeout kicks the socket.
 			c.startCloseLocked(ReasonMessageTimeout, "message not completed in time")
+			return
+		}
+		if stuck && c.out != nil && c.out.size > s.cfg.OutboundQueueBytes {
+			// Its socket has taken nothing for PongTimeout while more than
+			// the bound waits, paced replays included: it has stopped
+			// reading, and must not keep what it asked for queued.
+			_ = c.slowLocked(0)
 			return
 		}
 		seen, at := c.seen.Load(), c.pingAt.Load()

@@ -256,6 +256,7 @@ func (c *Conn) writeLocked(frame []byte) {
 	}
 	if n > 0 {
 		c.srv.m.BytesSent.Add(float64(n))
+		c.wroteAt.Store(c.srv.now())
 	} else {
 		n = 0
 	}
@@ -281,6 +282,7 @@ func (c *Conn) flushLocked() {
 		n, err := unix.Writev(int(c.fd), c.out.vec())
 		if n > 0 {
 			c.srv.m.BytesSent.Add(float64(n))
+			c.wroteAt.Store(c.srv.now())
 			c.out.advance(n)
 		}
 		switch {
@@ -307,11 +309,13 @@ func (c *Conn) releaseQueueLocked() {
 	c.out.reset()
 	c.srv.queues.Put(c.out)
 	c.out = nil
+	c.behind.Store(false)
 }
 
 // armWriteLocked asks the write poller for one writability event.
 func (c *Conn) armWriteLocked() {
 	c.writeArmed = true
+	c.behind.Store(true)
 	var err error
 	if c.writeReg {
 		err = c.srv.writePoller.Rearm(int(c.fd), netpoll.Write)

@@ -6,11 +6,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/internal/wstest"
+	"github.com/pushgate/pushgate/server"
 )
 
 // bigData is a JSON string of about n bytes, tagged so that a reader can
@@ -122,4 +124,32 @@ func TestStalledSubscriberClosed(t *testing.T) {
 			return
 		}
 	}
+}
+
+// A client that never reads cannot pin memory through replays: paced
+// replays do not count against the bound while its socket takes them, but
+// once its socket has taken nothing for --pong-timeout with more than the
+// bound waiting, it is closed as a slow consumer. (Its own replies alone,
+// about 150 bytes a cycle, would take some 7,000 cycles to pass the bound.)
+func TestStalledReplaysClosed(t *testing.T) {
+	g := start(t, options{hub: broadcast.Config{HistorySize: 10},
+		tune: func(c *server.Config) { c.PongTimeout, c.ClientMessageRate = 500*time.Millisecond, -1 }})
+	c := g.dial(t, "")
+	cycle := 0
+	for ; testutil.ToFloat64(g.m.SlowConsumers) == 0; cycle++ {
+		if cycle == 500 {
+			t.Fatal("no slow-consumer close after 500 replays of 160 KiB to a client that never reads")
+		}
+		for i := range 10 {
+			g.publish(t, "big", bigData(100*cycle+i, 16<<10))
+		}
+		epoch := g.hub.History("big", 0).Epoch
+		c.Send(fmt.Sprintf(`{"op":"subscribe","channel":"big","since":0,"epoch":%q}`, epoch))
+		c.Send(`{"op":"unsubscribe","channel":"big"}`)
+		wstest.Eventually(t, "both ops to run", func() bool {
+			s := g.hub.Stats()
+			return s.Subscribers == 0 && s.QueuedOps == 0
+		})
+	}
+	t.Logf("closed as a slow consumer after %d replays", cycle)
 }
