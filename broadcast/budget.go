@@ -41,7 +41,49 @@ func EvictionReasons() []string { return evictionLabels[:] }
 type historyIndex struct {
 	mu         sync.Mutex
 	head, tail *publication // head is the oldest
+	over       []*channel   // channels a compressed copy took past their cap
 	bytes      atomic.Int64 // what the listed publications weigh
+
+	max, chMax int64         // HistoryMaxBytes, HistoryChannelMaxBytes
+	kick       chan struct{} // wakes the expiry loop to enforce them
+}
+
+// grew is told that a publication of ch held in history grew (its
+// compressed copy was built): past a bound, the expiry loop is woken to
+// bring history back under it, as a publish would. No lock may be held
+// but a shard's.
+func (x *historyIndex) grew(ch *channel) {
+	over := x.bytes.Load() > x.max
+	if ch.histBytes.Load() > x.chMax && ch.overQueued.CompareAndSwap(false, true) {
+		x.mu.Lock()
+		x.over = append(x.over, ch)
+		x.mu.Unlock()
+		over = true
+	}
+	if over {
+		select {
+		case x.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// trimOver brings the channels grew listed back under their cap, and the
+// node under its budget. No channel lock may be held.
+func (h *Hub) trimOver() {
+	h.index.mu.Lock()
+	over := h.index.over
+	h.index.over = nil
+	h.index.mu.Unlock()
+	for _, ch := range over {
+		ch.overQueued.Store(false)
+		ch.mu.Lock()
+		for ch.histBytes.Load() > h.cfg.HistoryChannelMaxBytes && ch.hist.len() > 1 {
+			h.forget(ch, ch.hist.popOldest(), evictChannelBytes)
+		}
+		ch.mu.Unlock()
+	}
+	h.overBudget()
 }
 
 func (x *historyIndex) add(p *publication) {
@@ -181,6 +223,8 @@ func (h *Hub) expireLoop() {
 			return
 		case now := <-tick.C:
 			h.expire(now.Add(-h.cfg.HistoryTTL))
+		case <-h.index.kick:
+			h.trimOver()
 		}
 	}
 }

@@ -2,11 +2,14 @@ package broadcast
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pushgate/pushgate/internal/wstest"
 )
 
 func payload(n int) []byte { return []byte(`"` + strings.Repeat("h", n-2) + `"`) }
@@ -161,4 +164,36 @@ func BenchmarkExpireNothing(b *testing.B) {
 			}
 		})
 	}
+}
+
+// A compressed copy built for history already held (a compressing client
+// recovering it) grows history past its bounds; the hub brings it back
+// under them without waiting for the next publish.
+func TestCompressedCopiesStayInBudget(t *testing.T) {
+	h := New(Config{Shards: 1, HistoryMaxBytes: 64 << 10, HistoryChannelMaxBytes: 48 << 10, HistorySize: 1000})
+	defer h.Close()
+	ctx := context.Background()
+	for i := range 60 { // incompressible data: a compressed copy is as large as the frame
+		b := make([]byte, 500)
+		for j := range b {
+			b[j] = byte((i*7919 + j*104729) % 251)
+		}
+		if _, err := h.Publish(ctx, "news", []byte(`"`+hex.EncodeToString(b)+`"`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := h.Stats().HistoryBytes
+	if before > 48<<10 {
+		t.Fatalf("history holds %d bytes before the replay, over the channel's 48 KiB", before)
+	}
+	r := newRecorder()
+	r.compress = true
+	if err := h.Subscribe(h.Join(r), "news", &Position{Offset: 0, Epoch: h.History("news", 0).Epoch}); err != nil {
+		t.Fatal(err)
+	}
+	h.flush()
+	wstest.Eventually(t, "history back under its bounds", func() bool {
+		return h.Stats().HistoryBytes <= 48<<10
+	})
+	t.Logf("history %d bytes before the replay, %d after", before, h.Stats().HistoryBytes)
 }

@@ -18,7 +18,8 @@ type channel struct {
 	shards []int32 // subscriptions per shard: publications skip empty shards
 	hist   ring
 
-	histBytes atomic.Int64 // what hist weighs (budget.go)
+	histBytes  atomic.Int64 // what hist weighs (budget.go)
+	overQueued atomic.Bool  // listed in historyIndex.over
 }
 
 // Position is where a client's copy of a channel stands: the last offset it

@@ -158,6 +158,8 @@ func New(cfg Config) *Hub {
 	for i := range h.tables {
 		h.tables[i].chans = make(map[string]*channel)
 	}
+	h.index.max, h.index.chMax = cfg.HistoryMaxBytes, cfg.HistoryChannelMaxBytes
+	h.index.kick = make(chan struct{}, 1)
 	if cfg.Evictions != nil {
 		for r := range numEvictions {
 			h.evicted[r] = cfg.Evictions(evictionLabels[r])
@@ -227,6 +229,20 @@ func (h *Hub) lockChannel(name string, mode createMode) (*chanTable, *channel) {
 	}
 	ch.mu.Lock()
 	return t, ch
+}
+
+// AdmitsChannel reports whether a client may publish to channel on this
+// node: it exists, or fewer than MaxNodeChannels do. The cluster broker
+// asks before a client's publish goes to the stream, whose every node
+// would create the channel.
+func (h *Hub) AdmitsChannel(name string) bool {
+	if h.channels.Load() < int64(h.cfg.MaxNodeChannels) {
+		return true
+	}
+	t := h.table(name)
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.chans[name] != nil
 }
 
 func unlockChannel(t *chanTable, ch *channel) {

@@ -91,11 +91,15 @@ func (p *publication) frameFor(m *Member) []byte {
 		d := wsproto.AppendCompressedFrame(nil, ws.OpText, p.body)
 		p.acct.Lock()
 		p.deflated = d
-		if p.held != nil { // history holds it: the copy counts too
-			p.heldCh.histBytes.Add(int64(len(d)))
-			p.held.bytes.Add(int64(len(d)))
+		x, ch := p.held, p.heldCh
+		if x != nil { // history holds it: the copy counts too
+			ch.histBytes.Add(int64(len(d)))
+			x.bytes.Add(int64(len(d)))
 		}
 		p.acct.Unlock()
+		if x != nil {
+			x.grew(ch)
+		}
 	})
 	return p.deflated
 }

@@ -211,11 +211,14 @@ const (
 // newEpoch restarts ch in epoch, whose first message is at offset first.
 // Its live subscribers are told before that message, with a "subscribed"
 // reply in the new epoch: recovered when nothing was lost (the broker
-// named the epoch of a channel this node had no message of, starting at
-// 1), else not, so that they resync. Their shards forget the offsets their
+// named the epoch of a channel this node had no message of), else not, so
+// that they resync. Their shards forget the offsets their
 // subscribers skip through, which belong to the old epoch. ch.mu is held.
 func (h *Hub) newEpoch(ch *channel, epoch string, first uint64) {
-	continuous := ch.epoch == "" && ch.offset == 0 && first == 1
+	// A channel this node held no message of (the broker had not named
+	// its epoch) has subscribers that asked for what comes from now on,
+	// which they get: nothing was lost to them.
+	continuous := ch.epoch == ""
 	h.clearHistory(ch)
 	ch.epoch = epoch
 	if ch.subs == 0 {

@@ -726,3 +726,33 @@ func TestPublishTimeoutCountsTheQueue(t *testing.T) {
 		t.Fatal("the expired publish was written to the stream")
 	}
 }
+
+// In cluster mode too, a client cannot create channels past the node's
+// MaxNodeChannels by publishing: the broker asks the hub before the
+// publish goes to the stream.
+func TestClientPublishChannelCap(t *testing.T) {
+	nats := startNATS(t)
+	n := &node{hub: broadcast.New(broadcast.Config{Shards: 2, Clustered: true, MaxNodeChannels: 5}), m: metrics.NewBroker(nil), g: metrics.New(nil)}
+	b, err := New(Config{URL: nats.url(), Hub: n.hub, Metrics: n.m, Gateway: n.g,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), PublishTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close(); n.hub.Close() })
+	wstest.Until(t, 10*time.Second, func() error { return b.Ready() })
+	refused := 0
+	for i := range 20 {
+		err := b.TryPublish(fmt.Sprintf("chat:%d", i), []byte(`1`), func(error) {})
+		switch {
+		case errors.Is(err, broadcast.ErrChannelLimit):
+			refused++
+		case err != nil:
+			t.Fatal(err)
+		}
+		// One at a time, so that the count the broker asks is current.
+		wstest.Eventually(t, "the publish applied or refused", func() bool { return n.hub.Stats().History+int64(refused) == int64(i+1) })
+	}
+	if c := n.hub.Stats().Channels; c != 5 || refused != 15 {
+		t.Fatalf("%d channels, %d publishes refused; want 5 and 15", c, refused)
+	}
+}

@@ -106,6 +106,9 @@ func (b *Broker) TryPublish(channel string, data []byte, failed func(error)) err
 	if !b.nc.IsConnected() {
 		return unavailable("not connected to NATS")
 	}
+	if !b.cfg.Hub.AdmitsChannel(channel) {
+		return broadcast.ErrChannelLimit
+	}
 	if !broadcast.TakeSlots(b.clientSlots, b.slots) {
 		return broadcast.ErrOverloaded
 	}
