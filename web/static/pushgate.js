@@ -261,8 +261,18 @@
         case "message": return this._message(f, sub);
         case "error": return this._emit("error", { code: f.code, message: f.message, channel: f.channel });
         case "refreshed":
-          this._scheduleRefresh(this._gen, f.expires);
+          // A token no fresher than the last (a cached one) is not asked
+          // again before the server closes with 4001 and a reconnect asks.
+          if (f.expires > this._expires) {
+            this._expires = f.expires;
+            this._scheduleRefresh(this._gen, f.expires);
+          }
           return this._emit("refreshed", { expires: f.expires });
+        case "unsubscribed":
+          // A subscription made again before this reply came: the next
+          // "subscribed" answers it, not an epoch change.
+          if (sub) sub.live = false;
+          return;
       }
     }
 

@@ -203,6 +203,43 @@ const checks = {
     assert.equal(env.timers.length, 0);
   },
 
+  async "a cached token is not refreshed again and again"() {
+    const env = load();
+    env.now = 1_000_000_000;
+    const cached = jwt({ sub: "alice", exp: env.now / 1000 + 100 });
+    const pg = new env.Pushgate("ws://gw.test/ws", { token: async () => cached });
+    const ev = record(pg);
+    pg.connect();
+    await tick();
+    const ws = env.last();
+    ws.open();
+    env.now += 75_000;
+    env.fire();
+    await tick();
+    assert.deepEqual(ws.sent, [{ op: "refresh", token: cached }]);
+    ws.recv({ type: "refreshed", expires: env.now / 1000 + 25 }); // the same exp
+    assert.equal(ev.refreshed.length, 1);
+    assert.deepEqual(env.timers, [], "no refresh for a token that is no fresher");
+  },
+
+  "subscribe, unsubscribe, subscribe again before the reply: no epoch resync"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws");
+    const ev = record(pg);
+    pg.connect();
+    const ws = env.last();
+    ws.open();
+    pg.subscribe("news", () => {}).unsubscribe();
+    pg.subscribe("news", () => {});
+    assert.deepEqual(ws.sent.map((o) => o.op), ["subscribe", "unsubscribe", "subscribe"]);
+    ws.recv({ type: "subscribed", channel: "news", offset: 4, epoch: "e1", recovered: false });
+    ws.recv({ type: "unsubscribed", channel: "news" });
+    ws.recv({ type: "subscribed", channel: "news", offset: 4, epoch: "e1", recovered: false });
+    ws.recv({ type: "message", channel: "news", offset: 5, data: "x" });
+    assert.deepEqual(ev.resync, []);
+    assert.equal(ev.message.length, 1);
+  },
+
   "a live gap is reported"() {
     const env = load();
     const pg = new env.Pushgate("ws://gw.test/ws");
