@@ -34,13 +34,6 @@ import (
 //
 //	go test -run 'TestPartialMessages|TestCompressionBombs|TestOpFlood|TestChannelFlood|TestStalledReaders' -v ./cmd/gateway
 
-func TestMain(m *testing.M) {
-	if attack.RunChild() { // an attack's child process: see siege.during
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
 // The bounds on the healthy client's latency under attack. The gateway
 // answers in a millisecond when idle; without its protections these
 // attacks took its p50 to 100-500ms and its p99 to a second and more. On
@@ -90,7 +83,7 @@ type siegeResult struct {
 }
 
 // during runs the attacks for d, each in a child process at the lowest
-// CPU priority (see attack.Spawn), with a healthy client from 127.0.0.9
+// CPU priority (see attack.Spawn) built without the race detector, with a healthy client from 127.0.0.9
 // beside them that connects first, and the gauges watched read every 50ms.
 func (s *siege) during(d time.Duration, watch []string, specs ...attack.Spec) siegeResult {
 	s.t.Helper()
@@ -116,7 +109,7 @@ func (s *siege) during(d time.Duration, watch []string, specs ...attack.Spec) si
 	}
 	for _, spec := range specs {
 		spec.Target = *s.target
-		c, err := attack.Spawn(spec, os.Args[0])
+		c, err := attack.Spawn(spec, proctest.Attacker(s.t))
 		if err != nil {
 			s.t.Fatal(err)
 		}

@@ -56,7 +56,7 @@ func filler(n, random int) []byte {
 func Deflate(p []byte) []byte {
 	var buf bytes.Buffer
 	w, _ := flate.NewWriter(&buf, flate.BestSpeed) // the level is valid
-	_, _ = w.Write(p)                                    // a bytes.Buffer does not fail
+	_, _ = w.Write(p)                              // a bytes.Buffer does not fail
 	_ = w.Flush()
 	return bytes.TrimSuffix(buf.Bytes(), []byte{0, 0, 0xff, 0xff})
 }

@@ -79,10 +79,10 @@ func (s Spec) Run(ctx context.Context, st *Stats) error {
 const childEnv = "PUSHGATE_ATTACK_SPEC"
 
 // RunChild plays the attack of a child process started by Spawn, if this
-// process is one, and reports whether it was: a program that spawns
-// attacks calls it first in main (a test binary in TestMain), and exits
-// if it returns true. The child plays until its stdin closes, then writes
-// its Tally as JSON to stdout.
+// process is one, and reports whether it was: the program Spawn starts
+// (internal/attack/attacker, or a program that re-runs itself) calls it
+// first, and exits if it returns true. The child plays until its stdin
+// closes, then writes its Tally as JSON to stdout.
 func RunChild() bool {
 	raw := os.Getenv(childEnv)
 	if raw == "" {
@@ -123,8 +123,7 @@ type Child struct {
 }
 
 // Spawn starts spec in a child process: argv (a program that calls
-// RunChild first: os.Args[0] for a test binary) under nice 19, killed if
-// this process dies.
+// RunChild first) under nice 19, killed if this process dies.
 func Spawn(spec Spec, argv ...string) (*Child, error) {
 	raw, err := json.Marshal(spec)
 	if err != nil {
