@@ -32,7 +32,7 @@ import (
 //
 // Run them alone with
 //
-//	go test -run 'TestPartialMessages|TestCompressionBombs|TestOpFlood|TestChannelFlood|TestStalledReaders' -v ./cmd/gateway
+//	go test -run 'TestPartialMessages|TestCompressionBombs|TestOpFlood|TestHistoryFlood|TestChannelFlood|TestStalledReaders' -v ./cmd/gateway
 
 // The bounds on the healthy client's latency under attack. The gateway
 // answers in a millisecond when idle; without its protections these
@@ -292,6 +292,36 @@ func TestOpFlood(t *testing.T) {
 	}
 	if v := r.after[`pushgate_connections_closed_total{reason="rate_limited"}`]; v == 0 {
 		t.Errorf("no connection closed for its rate")
+	}
+}
+
+// TestHistoryFlood: with --client-publish 'chat:*', 4 connections publish
+// 32 KiB messages, each to a new channel, and 16 more publish 8-byte
+// messages over 2,000 channels, filling their history, as fast as the
+// gateway lets them (issue 11: one such client drove 2.6 GB RSS in 25 s).
+// All history together may hold 8 MiB (--history-max-bytes), counting
+// what holding each message costs: the oldest go first. The gateway's RSS
+// stays under 64 MiB (without the budget: 240 MiB; counting only the
+// messages' frames, the small ones held seven times their weight: 81-83
+// MiB).
+func TestHistoryFlood(t *testing.T) {
+	const budget = 8 << 20
+	s := besiege(t, "--client-publish", "chat:*", "--history-max-bytes", fmt.Sprint(budget))
+	r := s.during(6*time.Second, []string{"pushgate_history_bytes", "pushgate_history_entries", "pushgate_channels"},
+		attack.Spec{Kind: attack.KindChannels, Conns: 4, Channel: "chat:big", Size: 32 << 10},
+		attack.Spec{Kind: attack.KindChannels, Conns: 16, Channel: "chat:small", Size: 8, Spread: 2000})
+	s.logf(r, "large publishes: %v; small: %v; history at most %.1f MiB in %v messages, %v channels; %v dropped for the budget",
+		r.attacks[0], r.attacks[1], r.peaks["pushgate_history_bytes"]/(1<<20), r.peaks["pushgate_history_entries"],
+		r.peaks["pushgate_channels"], r.after[`pushgate_history_evictions_total{reason="budget"}`])
+	s.checkHealthy(r.health, healthyP50)
+	s.checkRSS(64 << 20)
+	// The budget is enforced after each message enters: it may pass it by
+	// the messages entering at that moment.
+	if p := r.peaks["pushgate_history_bytes"]; p > budget+1<<20 {
+		t.Errorf("history held %.1f MiB, over the %d MiB budget", p/(1<<20), budget>>20)
+	}
+	if r.after[`pushgate_history_evictions_total{reason="budget"}`] == 0 {
+		t.Errorf("nothing was dropped for the budget")
 	}
 }
 
