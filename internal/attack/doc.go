@@ -21,4 +21,12 @@
 // admin API, the time from a publish to its delivery. Probes it never got
 // an answer to count with the time they waited, so a starved client shows
 // in its p99 rather than dropping out of it.
+//
+// A Spec names an attack, to Run in this process or to Spawn in a child
+// process at the lowest CPU priority (internal/attack/attacker, or a
+// program that re-runs itself and calls RunChild first): on one machine
+// the attackers' own sending would otherwise compete with the gateway
+// and the healthy client for the CPU, and be measured as the gateway's
+// slowness. Scrape reads the gateway's metrics, to see its protections
+// at work.
 package attack
