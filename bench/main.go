@@ -2,12 +2,14 @@
 // WebSocket connections from worker processes it starts itself, drives
 // publishes through a server's HTTP publish endpoint, and reports what a
 // user deciding on a push gateway needs: memory per idle connection,
-// fan-out latency, delivered throughput, and leaks under churn.
+// fan-out latency, delivered throughput, leaks under churn, and what
+// hostile clients cost the gateway and its other clients.
 //
 //	go run ./bench idle       -n 15000 --targets pushgate,hub
 //	go run ./bench fanout     -n 15000 --targets pushgate,hub,floor --runs 3
 //	go run ./bench throughput -n 15000 --channels 100 --targets pushgate,hub
 //	go run ./bench churn      -n 2000 --duration 60s
+//	go run ./bench hostile    --gateway-flags '--max-partial-bytes 33554432'
 //
 // It starts the targets itself (pushgate built from this module, and the
 // reference servers hub and floor from bench/hub and bench/floor), or
@@ -94,6 +96,8 @@ type options struct {
 	// churn
 	settle time.Duration
 	warm   time.Duration
+	// hostile
+	hostile hostileOptions
 }
 
 func newFlags(o *options) *flag.FlagSet {
@@ -158,6 +162,14 @@ func newFlags(o *options) *flag.FlagSet {
 		fs.DurationVar(&o.warm, "warmup", 30*time.Second, "churn before the reference reading, so pools and heap reach their working size")
 		fs.DurationVar(&o.settle, "settle", 10*time.Second, "time after each churn phase before reading (connections close, GC runs)")
 		fs.Float64Var(&o.rate, "rate", 100, "publishes per second during churn, spread over the channels; enough that channel history is full after the warm-up")
+	}
+	if o.scenario == "hostile" {
+		o.channels = 1
+		hostileFlags(fs, o)
+		f := fs.Lookup("size")
+		f.Usage = "bytes of the attacks' messages: partial fragments, bombs once inflated, history's large publishes, the stalled readers' publishes (keep it under the gateway's --max-message-bytes)"
+		f.DefValue, o.size = "60000", 60000
+		fs.Lookup("n").Usage = "unused: each attack has its -conns flag"
 	}
 	if o.scenario == "churn" {
 		fs.Lookup("n").Usage = "connections held open at once during churn"
@@ -294,6 +306,11 @@ func (o *options) check() error {
 	case o.scenario == "throughput" && (o.rate <= 0 || o.step <= 1 || o.publishers < 1):
 		return errors.New("--rate must be positive, --step above 1, --publishers at least 1")
 	}
+	if o.scenario == "hostile" {
+		if err := o.checkHostile(); err != nil {
+			return err
+		}
+	}
 	if ip := net.ParseIP(o.source); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
 		return fmt.Errorf("--source %q: need an IPv4 loopback address", o.source)
 	}
@@ -303,7 +320,12 @@ func (o *options) check() error {
 	return nil
 }
 
-func (o *options) workers() int { return (o.conns + o.perWork - 1) / o.perWork }
+func (o *options) workers() int {
+	if o.scenario == "hostile" {
+		return 0 // the attacks run in processes of their own
+	}
+	return (o.conns + o.perWork - 1) / o.perWork
+}
 
 func (o *options) params() Params {
 	return Params{
@@ -330,6 +352,7 @@ var scenarios = map[string]scenarioFunc{
 	"fanout":     fanoutScenario,
 	"throughput": throughputScenario,
 	"churn":      churnScenario,
+	"hostile":    hostileScenario,
 }
 
 // env is what a scenario works with.

@@ -31,8 +31,22 @@ type reportPage struct {
 	Params                               []reportParam
 	Head                                 []reportHead
 	Rows                                 []reportRow
+	Attacks                              []reportAttacks
 	Figures                              []reportFigure
 	Errors                               []string
+}
+
+// reportAttacks is the hostile scenario's table of one target's median
+// run: a row per attack.
+type reportAttacks struct {
+	Target string
+	Rows   []reportAttackRow
+}
+
+type reportAttackRow struct {
+	Name, About string
+	Cells       []reportCell
+	Notes       string // what the attackers did, the gateway's metrics
 }
 
 type reportParam struct{ Name, Value string }
@@ -60,6 +74,8 @@ var reportAbout = map[string]string{
 	"fanout":     "Every publish goes to all subscribers of its channel: how long until the last one had it, and at what CPU cost.",
 	"throughput": "The publish rate rises step by step until delivery falls short or p99 passes the target.",
 	"churn":      "Connections opened and closed over and over: the footprint after churn should match the one after warm-up.",
+	"hostile": "The attacks of issue 11, one after another, each beside a healthy client: the gateway's RSS and the healthy client's latency, " +
+		"judged against stated bounds.",
 }
 
 func newReportPage(r *Results) *reportPage {
@@ -78,6 +94,7 @@ func newReportPage(r *Results) *reportPage {
 	p.Params = reportParams(r.Params)
 	ts := reportTargets(r)
 	p.Head, p.Rows = reportTable(reportColumns(r.Scenario, ts), ts)
+	p.Attacks = reportAttackTables(ts)
 	p.Figures = reportFigures(ts)
 	for _, t := range ts {
 		for _, run := range t.runs {
@@ -295,10 +312,57 @@ func reportColumns(scenario string, ts []*reportTarget) []reportColumn {
 			}), text: func(v float64) string { return reportPick(v == 1, "yes", "no") },
 				class: func(v float64) string { return reportPick(v == 1, "good", "bad") }},
 		)
+	case "hostile":
+		worst := func(f func(p99 Millis, rss int64, passed int) float64) func(*reportTarget) float64 {
+			return med(func(m *Run) float64 {
+				if len(m.Attacks) == 0 {
+					return nan
+				}
+				return f(m.worst())
+			})
+		}
+		cols = append(cols,
+			reportColumn{head: "attacks passed", value: worst(func(_ Millis, _ int64, n int) float64 { return float64(n) }), text: reportCount},
+			reportColumn{head: "worst healthy p99 (ms)", value: worst(func(p99 Millis, _ int64, _ int) float64 { return float64(p99) }), text: reportMs},
+			reportColumn{head: "peak RSS", value: worst(func(_ Millis, rss int64, _ int) float64 { return float64(rss) }), text: reportBytes},
+		)
 	default:
 		cols = append(cols, reportColumn{head: "connect rate (/s)", value: med(func(m *Run) float64 { return reportOr(m.ConnectRate, m.ConnectRate > 0) }), text: reportRate})
 	}
 	return cols
+}
+
+// reportAttackTables lays out the attacks of each target's median run.
+func reportAttackTables(ts []*reportTarget) []reportAttacks {
+	var out []reportAttacks
+	for _, t := range ts {
+		if t.med == nil || len(t.med.Attacks) == 0 {
+			continue
+		}
+		tab := reportAttacks{Target: t.name}
+		for _, a := range t.med.Attacks {
+			rss := func(v int64) reportCell {
+				if v < 0 {
+					return reportCell{"—", "na"}
+				}
+				return reportCell{Text: reportBytes(float64(v))}
+			}
+			ms := func(v Millis) reportCell { return reportCell{Text: reportMs(float64(v))} }
+			h := a.Healthy
+			row := reportAttackRow{Name: a.Name, About: a.About, Cells: []reportCell{
+				{Text: reportCount(float64(a.Conns))}, rss(a.RSSBefore), rss(a.RSSPeak), rss(a.RSSAfter),
+				ms(h.Ops.P50), ms(h.Ops.P99), ms(h.Deliveries.P50), ms(h.Deliveries.P99),
+				{reportPick(a.Passed, "yes", "no"), reportPick(a.Passed, "good", "bad")},
+			}}
+			row.Notes = tallyText(a.Attackers) + "; " + metricsText(a) + healthErrors(h)
+			if len(a.Failures) > 0 {
+				row.Notes += "; failed: " + strings.Join(a.Failures, "; ")
+			}
+			tab.Rows = append(tab.Rows, row)
+		}
+		out = append(out, tab)
+	}
+	return out
 }
 
 // reportTable lays out one row per target in Medians, each ratio column
@@ -494,6 +558,7 @@ td small{color:#8c959f;margin-left:6px}
 .plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:14px;margin-top:14px}
 figure{margin:0}figure.card{margin:0}
 .note{color:#59636e;font-size:12.5px;margin:2px 0 6px}
+td.note{text-align:left;white-space:normal;margin:0}
 figure svg{display:block;width:100%;height:auto}
 figure svg text{font-family:"Liberation Sans",Arimo,Arial,Helvetica,sans-serif!important}
 .err{color:#cf222e}
@@ -511,6 +576,12 @@ figure svg text{font-family:"Liberation Sans",Arimo,Arial,Helvetica,sans-serif!i
 <thead><tr>{{range .Head}}<th{{with .Title}} title="{{.}}"{{end}}>{{.Text}}</th>{{end}}</tr></thead>
 <tbody>{{range .Rows}}
 <tr><td><span class="sw" style="background:{{.Color}}"></span>{{.Name}}<small>{{.Runs}} run{{if ne .Runs 1}}s{{end}}</small></td>{{range .Cells}}<td{{with .Class}} class="{{.}}"{{end}}>{{.Text}}</td>{{end}}</tr>{{end}}
+</tbody></table></div></section>{{end}}
+{{range .Attacks}}<section class="card"><h2>Attacks on {{.Target}}</h2><div class="scroll"><table>
+<thead><tr><th>attack</th><th>conns</th><th>RSS before</th><th>RSS peak</th><th>RSS after</th><th>healthy ops p50 (ms)</th><th>ops p99 (ms)</th><th>deliveries p50 (ms)</th><th>deliveries p99 (ms)</th><th>passed</th></tr></thead>
+<tbody>{{range .Rows}}
+<tr><td title="{{.About}}">{{.Name}}</td>{{range .Cells}}<td{{with .Class}} class="{{.}}"{{end}}>{{.Text}}</td>{{end}}</tr>
+<tr><td colspan="10" class="note">{{.About}}. {{.Notes}}</td></tr>{{end}}
 </tbody></table></div></section>{{end}}
 {{with .Errors}}<section class="card"><h2>Errors</h2><ul>{{range .}}<li class="err">{{.}}</li>{{end}}</ul></section>{{end}}
 {{with .Figures}}<div class="plots">{{range .}}

@@ -57,6 +57,21 @@ func reportFigures(ts []*reportTarget) []reportFigure {
 			churn("live heap (MiB)", func(s *Snapshot) float64 { return reportOr(float64(s.HeapLive)/(1<<20), s.HeapLive >= 0) })},
 		{"Churn: goroutines", "Goroutines at baseline, after warm-up and after churn (median over runs).",
 			churn("goroutines", func(s *Snapshot) float64 { return reportOr(float64(s.Goroutines), s.Goroutines >= 0) })},
+		{"Attacks: the gateway's RSS", "The gateway's RSS before each attack, at its peak while it ran, and after it " +
+			"(after --settle). Each attack is a bound: the peak should stay under --rss-bound.",
+			func(ts []*reportTarget) (*plot.Plot, error) {
+				return reportAttackPlot(ts, "RSS (MiB)", []string{"before", "peak", "after"}, 1, func(a *AttackRun, k int) float64 {
+					v := [...]int64{a.RSSBefore, a.RSSPeak, a.RSSAfter}[k]
+					return reportOr(float64(v)/(1<<20), v >= 0)
+				})
+			}},
+		{"Attacks: a healthy client's latency", "A well-behaved client beside each attack: the round trip of its ops, " +
+			"and the time from a publish to its delivery. p99 should stay under --p99.",
+			func(ts []*reportTarget) (*plot.Plot, error) {
+				return reportAttackPlot(ts, "latency (ms)", []string{"ops p50", "ops p99", "deliveries p99"}, 1, func(a *AttackRun, k int) float64 {
+					return float64([...]Millis{a.Healthy.Ops.P50, a.Healthy.Ops.P99, a.Healthy.Deliveries.P99}[k])
+				})
+			}},
 	} {
 		p, err := spec.build(ts)
 		if p == nil && err == nil {
@@ -326,13 +341,9 @@ func reportStepsPlot(ts []*reportTarget, ylabel string, y func(Step) float64) (*
 func reportChurnPlot(ts []*reportTarget, ylabel string, f func(*Snapshot) float64) (*plot.Plot, error) {
 	moments := []string{"baseline", "after warm-up", "after churn"}
 	snap := func(r *Run, i int) *Snapshot { return [...]*Snapshot{r.Baseline, r.AfterWarm, r.AfterChurn}[i] }
-	type bars struct {
-		t  *reportTarget
-		vs []float64 // NaN when unknown
-	}
-	var all []bars
+	var series []reportSeries
 	for _, t := range ts {
-		b := bars{t: t}
+		b := reportSeries{name: t.name, color: t.color}
 		for i := range moments {
 			b.vs = append(b.vs, t.medianOf(func(r *Run) float64 {
 				if s := snap(r, i); s != nil {
@@ -341,6 +352,23 @@ func reportChurnPlot(ts []*reportTarget, ylabel string, f func(*Snapshot) float6
 				return math.NaN()
 			}))
 		}
+		series = append(series, b)
+	}
+	return reportBars(moments, ylabel, series)
+}
+
+// reportSeries is one bar of each group of a grouped bar chart.
+type reportSeries struct {
+	name  string
+	color color.Color
+	vs    []float64 // one per group; NaN when unknown
+}
+
+// reportBars draws a grouped bar chart, the series that have a known
+// value side by side in each group; nil when none has.
+func reportBars(groups []string, ylabel string, series []reportSeries) (*plot.Plot, error) {
+	var all []reportSeries
+	for _, b := range series {
 		if slices.ContainsFunc(b.vs, func(v float64) bool { return !math.IsNaN(v) }) {
 			all = append(all, b)
 		}
@@ -350,7 +378,7 @@ func reportChurnPlot(ts []*reportTarget, ylabel string, f func(*Snapshot) float6
 	}
 	p := reportNewPlot("", ylabel)
 	p.X.Tick.Label.Font.Size = 10
-	width := min(28, 96/vg.Length(len(all)))
+	width := min(28, 96/vg.Length(len(all)), 280/vg.Length(len(all)*len(groups)))
 	for i, b := range all {
 		// Unknown values get no bar and no label; known ones are written
 		// over their bar, so a short bar still reads.
@@ -366,7 +394,7 @@ func reportChurnPlot(ts []*reportTarget, ylabel string, f func(*Snapshot) float6
 		if err != nil {
 			return nil, err
 		}
-		bc.Color, bc.LineStyle.Width = b.t.color, 0
+		bc.Color, bc.LineStyle.Width = b.color, 0
 		bc.Offset = (vg.Length(i) - vg.Length(len(all)-1)/2) * width
 		labels, err := plotter.NewLabels(lb)
 		if err != nil {
@@ -378,12 +406,53 @@ func reportChurnPlot(ts []*reportTarget, ylabel string, f func(*Snapshot) float6
 		}
 		labels.Offset = vg.Point{X: bc.Offset, Y: 2}
 		p.Add(bc, labels)
-		p.Legend.Add(b.t.name, bc)
+		p.Legend.Add(b.name, bc)
 	}
-	p.NominalX(moments...)
+	p.NominalX(groups...)
 	p.Y.Min = 0
 	p.Y.Max *= 1.08 // room for the labels
 	return p, nil
+}
+
+// reportAttackPlot is a grouped bar chart of the hostile scenario: a
+// group per attack (of the first target that ran them), and per target
+// the figures figs picks from its median run: with one target, each its
+// own bar; with several, figs[main] per target.
+func reportAttackPlot(ts []*reportTarget, ylabel string, figs []string, main int, f func(*AttackRun, int) float64) (*plot.Plot, error) {
+	var attacks []string
+	for _, t := range ts {
+		if t.med != nil && len(attacks) == 0 {
+			for _, a := range t.med.Attacks {
+				attacks = append(attacks, a.Name)
+			}
+		}
+	}
+	value := func(t *reportTarget, k int) []float64 {
+		vs := make([]float64, len(attacks))
+		for i, name := range attacks {
+			vs[i] = math.NaN()
+			for j := range t.med.Attacks {
+				if a := &t.med.Attacks[j]; a.Name == name {
+					vs[i] = f(a, k)
+				}
+			}
+		}
+		return vs
+	}
+	var series []reportSeries
+	for _, t := range ts {
+		if t.med == nil {
+			continue
+		}
+		if len(ts) > 1 {
+			series = append(series, reportSeries{name: t.name + " " + figs[main], color: t.color, vs: value(t, main)})
+			continue
+		}
+		for k, name := range figs {
+			series = append(series, reportSeries{name: name, color: reportPalette[k%len(reportPalette)], vs: value(t, k)})
+		}
+	}
+	return reportBars(attacks, ylabel, series)
 }
 
 // reportTicks are gonum's default ticks with compact labels.

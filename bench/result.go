@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/pushgate/pushgate/internal/attack"
 )
 
 // Results is what one invocation of the harness measured: every run of
@@ -74,6 +76,9 @@ type Run struct {
 	CPUPerMsg  float64   `json:"cpu_per_msg_us,omitempty"` // server CPU (user+system) per delivered message, µs
 	Steps      []Step    `json:"steps,omitempty"`          // throughput: one per offered rate
 	Throughput float64   `json:"throughput,omitempty"`     // throughput: best delivered/s at 100% and p99 ≤ target
+
+	// Attacks (hostile), in the order they ran.
+	Attacks []AttackRun `json:"attacks,omitempty"`
 
 	// Leak check (churn).
 	Churned    int64      `json:"churned,omitempty"` // connections opened and closed
@@ -151,6 +156,49 @@ type LeakCheck struct {
 	GoroutinesRatio float64 `json:"goroutines_ratio"`
 	HeapRatio       float64 `json:"heap_ratio"`
 	Passed          bool    `json:"passed"` // live heap and goroutines within 5%
+}
+
+// AttackRun is one attack of the hostile scenario: the gateway's RSS
+// before, at its peak and after (bytes; -1 unknown), the healthy client's
+// latency, what the attackers did and how the gateway closed them, the
+// gateway's gauges at their peak and what its counters counted.
+type AttackRun struct {
+	Name      string             `json:"name"`
+	About     string             `json:"about"`
+	Conns     int                `json:"conns"` // attack connections (of each kind, for bombs)
+	RSSBefore int64              `json:"rss_before"`
+	RSSPeak   int64              `json:"rss_peak"`
+	RSSAfter  int64              `json:"rss_after"` // after --settle
+	Healthy   HealthFigures      `json:"healthy"`
+	Attackers Tally              `json:"attackers"`
+	Gauges    map[string]float64 `json:"gauges,omitempty"`
+	Counters  map[string]float64 `json:"counters,omitempty"`
+	// Passed: RSS within --rss-bound, the healthy client's p99 within
+	// --p99, none of its probes lost, and it stayed connected.
+	Passed   bool     `json:"passed"`
+	Failures []string `json:"failures,omitempty"`
+}
+
+// Tally is what an attack's connections did: connections upgraded and
+// refused, messages and bytes sent, and the gateway's close codes.
+type Tally attack.Tally
+
+// HealthFigures is what the healthy client measured during an attack.
+type HealthFigures struct {
+	Ops        HealthLatency  `json:"ops"`        // a subscribe or an unsubscribe to its reply
+	Deliveries HealthLatency  `json:"deliveries"` // an API publish to its arrival
+	Errors     map[string]int `json:"errors,omitempty"`
+	Err        string         `json:"err,omitempty"` // why it stopped early
+}
+
+// HealthLatency summarises one kind of probe; an unanswered probe counts
+// with the time it waited.
+type HealthLatency struct {
+	P50    Millis `json:"p50_ms"`
+	P99    Millis `json:"p99_ms"`
+	Max    Millis `json:"max_ms"`
+	Probes int    `json:"probes"`
+	Lost   int    `json:"lost"`
 }
 
 func writeJSON(path string, r *Results) error {

@@ -3,10 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/pushgate/pushgate/internal/attack"
 )
 
 // figure is one number of a run that summaries, medians and comparisons
@@ -57,6 +60,11 @@ var figures = map[string][]figure{
 		{"delivered/s", "/s", +1, func(r *Run) float64 { return r.Throughput }, func(r *Run, v float64) { r.Throughput = v }},
 		{"p99 at best", "ms", -1, func(r *Run) float64 { s, _ := reportBestStep(r.Steps); return float64(s.P99) }, nil},
 		{"CPU/msg", "µs", -1, func(r *Run) float64 { return r.CPUPerMsg }, func(r *Run, v float64) { r.CPUPerMsg = v }},
+	},
+	"hostile": {
+		{"attacks passed", "", +1, func(r *Run) float64 { _, _, n := r.worst(); return float64(n) }, nil},
+		{"worst healthy p99", "ms", -1, func(r *Run) float64 { p99, _, _ := r.worst(); return float64(p99) }, nil},
+		{"peak RSS", "B", -1, func(r *Run) float64 { _, rss, _ := r.worst(); return float64(rss) }, nil},
 	},
 	"churn": {
 		{"RSS ratio", "×", -1, func(r *Run) float64 { return leak(r).RSSRatio }, nil},
@@ -182,6 +190,9 @@ func printSummary(w io.Writer, res *Results) {
 	}
 	tw.Flush()
 
+	for i := range res.Medians {
+		printAttacks(w, &res.Medians[i])
+	}
 	for _, r := range res.Runs {
 		for _, e := range r.Errors {
 			fmt.Fprintf(w, "  %s run %d failed: %s\n", r.Target, r.Run, e)
@@ -209,6 +220,63 @@ func printSummary(w io.Writer, res *Results) {
 			fmt.Fprintf(w, "pushgate / %s: %s\n", ref, strings.Join(parts, ", "))
 		}
 	}
+}
+
+// printAttacks writes a hostile run's attacks, one a line.
+func printAttacks(w io.Writer, r *Run) {
+	if len(r.Attacks) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s, attack by attack:\n", r.Target)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "attack\tconns\tRSS before\tpeak\tafter\tops p50\tp99\tdeliveries p50\tp99\tpassed\t")
+	for _, a := range r.Attacks {
+		h := a.Healthy
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", a.Name, a.Conns,
+			format(float64(a.RSSBefore), "B"), format(float64(a.RSSPeak), "B"), format(float64(a.RSSAfter), "B"),
+			format(float64(h.Ops.P50), "ms"), format(float64(h.Ops.P99), "ms"),
+			format(float64(h.Deliveries.P50), "ms"), format(float64(h.Deliveries.P99), "ms"), passedText(a.Passed))
+	}
+	tw.Flush()
+	for _, a := range r.Attacks {
+		fmt.Fprintf(w, "  %s: %s; %s%s\n", a.Name, tallyText(a.Attackers), metricsText(a), healthErrors(a.Healthy))
+	}
+}
+
+func passedText(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "NO"
+}
+
+func tallyText(t Tally) string { return "attackers: " + attack.Tally(t).String() }
+
+// metricsText lists an attack's gauges at their peak and its counters'
+// counts, by name.
+func metricsText(a AttackRun) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(a.Gauges)) {
+		parts = append(parts, fmt.Sprintf("%s peak %s", strings.TrimPrefix(k, "pushgate_"), reportCompact(a.Gauges[k])))
+	}
+	for _, k := range slices.Sorted(maps.Keys(a.Counters)) {
+		parts = append(parts, fmt.Sprintf("%s +%s", strings.TrimPrefix(k, "pushgate_"), reportCompact(a.Counters[k])))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func healthErrors(h HealthFigures) string {
+	var parts []string
+	if h.Err != "" {
+		parts = append(parts, "healthy client stopped: "+h.Err)
+	}
+	for _, code := range slices.Sorted(maps.Keys(h.Errors)) {
+		parts = append(parts, fmt.Sprintf("healthy ops refused %s ×%d", code, h.Errors[code]))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(parts, ", ")
 }
 
 func findRun(runs []Run, target string) *Run {

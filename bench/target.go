@@ -18,8 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/pushgate/pushgate/internal/attack"
 )
 
 // target is a server under test: where to connect, how to publish, and
@@ -46,8 +45,11 @@ type target struct {
 type targetOptions struct {
 	gateway      string // gateway binary; built from ./cmd/gateway if empty
 	gatewayFlags string // extra flags for the gateway
-	addr         string // loopback address servers listen on
-	tmp          string // directory for built binaries and logs
+	// scenarioFlags are flags the scenario needs of the gateway, before
+	// gatewayFlags
+	scenarioFlags []string
+	addr          string // loopback address servers listen on
+	tmp           string // directory for built binaries and logs
 
 	// the "url" target
 	wsURL, publishURL, publishBody, subscribe, readyMarker, metricsURL, gcURL string
@@ -83,6 +85,7 @@ func startTarget(ctx context.Context, name string, o *targetOptions) (*target, e
 		}
 		// --pprof: churn makes the gateway collect garbage through gcPath.
 		args := []string{"--addr", pub[0], "--admin-addr", admin[0], "--log-level", "warn", "--pprof"}
+		args = append(args, o.scenarioFlags...)
 		args = append(args, strings.Fields(o.gatewayFlags)...)
 		t := &target{
 			name:        name,
@@ -311,39 +314,11 @@ func (m metricValues) value(name string, def int64) int64 {
 	return def
 }
 
-// scrape reads the unlabelled gauges and counters of a Prometheus text
-// endpoint.
+// scrape reads a Prometheus text endpoint: unlabelled series by their
+// name (see attack.Metrics).
 func scrape(u string) (metricValues, error) {
-	resp, err := http.Get(u)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", u, resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	out := metricValues{}
-	for name, f := range fams {
-		for _, m := range f.GetMetric() {
-			if len(m.GetLabel()) > 0 {
-				continue
-			}
-			switch {
-			case m.Gauge != nil:
-				out[name] = m.GetGauge().GetValue()
-			case m.Counter != nil:
-				out[name] = m.GetCounter().GetValue()
-			case m.Untyped != nil:
-				out[name] = m.GetUntyped().GetValue()
-			}
-		}
-	}
-	return out, nil
+	m, err := attack.Scrape(context.Background(), u)
+	return metricValues(m), err
 }
 
 // procRSS reads VmRSS of pid.

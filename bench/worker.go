@@ -18,6 +18,8 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/time/rate"
+
+	"github.com/pushgate/pushgate/internal/attack"
 )
 
 // A worker is a child process of the harness holding up to a few thousand
@@ -371,6 +373,9 @@ func sortedErrors(m map[string]int) []string {
 }
 
 func workerMain() {
+	if attack.RunChild() { // an attack of the hostile scenario
+		return
+	}
 	if err := runWorker(os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)

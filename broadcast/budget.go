@@ -9,7 +9,8 @@ import (
 // History is bounded four ways: per channel by count (HistorySize) and by
 // bytes (HistoryChannelMaxBytes, which never drops a channel's newest
 // message), by age (HistoryTTL), and node-wide by bytes (HistoryMaxBytes).
-// Bytes are the encoded frames, compressed copies included.
+// Bytes are the encoded frames, compressed copies included, and
+// heldOverhead for each message: what holding it costs besides.
 //
 // Every publication held in any channel's history is also in the hub's
 // historyIndex, a list in the order they entered (oldest first). Expiry

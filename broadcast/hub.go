@@ -42,8 +42,9 @@ type Config struct {
 	// HistoryTTL is how long a message stays in history. Default 5m.
 	HistoryTTL time.Duration
 	// HistoryMaxBytes bounds what all channels' history holds, in bytes of
-	// encoded frames (compressed copies included); past it the node's
-	// oldest messages are dropped first. Default 256 MiB.
+	// encoded frames (compressed copies included) plus what holding each
+	// message costs besides (512 bytes); past it the node's oldest
+	// messages are dropped first. Default 256 MiB.
 	HistoryMaxBytes int64
 	// HistoryChannelMaxBytes bounds one channel's history the same way;
 	// its newest message is always kept, however large. Default 4 MiB.

@@ -276,7 +276,7 @@ func TestMaxChannels(t *testing.T) {
 // Recovery under fire: publishers never stop while a subscriber leaves and
 // comes back with since; it must see every offset once, in order.
 func TestRecoveryUnderFire(t *testing.T) {
-	h := New(Config{Shards: 4, HistorySize: 100000})
+	h := New(Config{Shards: 4, HistorySize: 100000, HistoryChannelMaxBytes: 1 << 30})
 	defer h.Close()
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

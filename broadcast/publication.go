@@ -104,13 +104,21 @@ func (p *publication) frameFor(m *Member) []byte {
 	return p.deflated
 }
 
+// heldOverhead is what a message held in history costs beyond its
+// frames: the publication itself (304 bytes), its slot in its channel's
+// ring, what its publisher waited on, as the allocator rounds them. For
+// small messages it is most of their cost (TestHistoryBytesAreMemory
+// measures it: about 450 bytes), so history's bytes count it, and the
+// budget bounds memory whatever the messages' size.
+const heldOverhead = 512
+
 // enterHistory records that ch's history, listed in x, holds p, and
-// returns what p weighs: its frames.
+// returns what p weighs: its frames and heldOverhead.
 func (p *publication) enterHistory(ch *channel, x *historyIndex) int64 {
 	p.acct.Lock()
 	defer p.acct.Unlock()
 	p.held, p.heldCh = x, ch
-	return int64(len(p.frame) + len(p.deflated))
+	return int64(len(p.frame)+len(p.deflated)) + heldOverhead
 }
 
 // leaveHistory records that history no longer holds p, and returns what
@@ -119,7 +127,7 @@ func (p *publication) leaveHistory() int64 {
 	p.acct.Lock()
 	defer p.acct.Unlock()
 	p.held, p.heldCh = nil, nil
-	return int64(len(p.frame) + len(p.deflated))
+	return int64(len(p.frame)+len(p.deflated)) + heldOverhead
 }
 
 // shardDone records that one shard finished its part of the fan-out.

@@ -6,7 +6,7 @@ type Stats struct {
 	Channels     int64 `json:"channels"`      // channels with subscribers or history
 	Subscribers  int64 `json:"subscribers"`   // subscriptions over all channels
 	History      int64 `json:"history"`       // messages held in history
-	HistoryBytes int64 `json:"history_bytes"` // what they weigh: frames, compressed copies included
+	HistoryBytes int64 `json:"history_bytes"` // what they weigh: frames, compressed copies, heldOverhead each
 	InFlight     int   `json:"in_flight"`     // publications being fanned out
 	QueuedOps    int64 `json:"queued_ops"`    // ops waiting on the delivery shards
 }

@@ -167,7 +167,7 @@ func (g *Gateway) ObserveHub(channels, subscriptions, historyEntries, historyByt
 	f.gaugeFunc("channels", "Channels with subscribers or history on this node.", channels)
 	f.gaugeFunc("subscriptions", "Subscriptions over all channels on this node.", subscriptions)
 	f.gaugeFunc("history_entries", "Messages held in channels' history for recovery.", historyEntries)
-	f.gaugeFunc("history_bytes", "Bytes held in channels' history: encoded frames, compressed copies included (bounded by --history-max-bytes).", historyBytes)
+	f.gaugeFunc("history_bytes", "Bytes held in channels' history: encoded frames, compressed copies included, and what holding each message costs besides (bounded by --history-max-bytes).", historyBytes)
 	f.gaugeFunc("publishes_in_flight", "Publications being fanned out (publish slots in use).", inFlight)
 	f.gaugeFunc("shard_queued_ops", "Ops (publications, subscribes, replies) waiting on the delivery shards.", queuedOps)
 }

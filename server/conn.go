@@ -240,7 +240,7 @@ func (c *Conn) consume(p []byte) {
 	c.readDead = true
 	var ce *wsproto.CloseError
 	switch {
-	case errors.Is(err, errPeerClosed):
+	case errors.Is(err, errPeerClosed), errors.Is(err, errRateClosed):
 	case errors.As(err, &ce):
 		s.log.Debug("closing connection", "fd", c.fd, "code", int(ce.Code), "reason", ce.Reason)
 		c.closeWith(reasonFor(ce.Code), ce.Code, ce.Reason)
@@ -286,6 +286,8 @@ func (f *frameSink) HandleMessage(op ws.OpCode, payload []byte) error {
 	c.completed = true
 	if c.admitMessage(len(payload)) {
 		c.srv.handlers[c.ep].Message(c, op, payload)
+	} else if c.strikes > MaxRateStrikes {
+		return errRateClosed
 	}
 	return nil
 }

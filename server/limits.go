@@ -1,6 +1,10 @@
 package server
 
-import "github.com/pushgate/pushgate/netpoll"
+import (
+	"errors"
+
+	"github.com/pushgate/pushgate/netpoll"
+)
 
 // Limits on what one client may make the server hold or do, each checked
 // where the work happens, with no goroutine, timer or buffer per connection:
@@ -8,7 +12,9 @@ import "github.com/pushgate/pushgate/netpoll"
 //   - Message rate (Config.ClientMessageRate, /ws only): a token bucket of
 //     messages. A message over it is dropped and the Handler told
 //     (RateLimitHandler: pushgate.v1 answers "rate_limited"); after
-//     MaxRateStrikes such messages in a row the connection is closed (1008).
+//     MaxRateStrikes such messages in a row the connection is closed (1008)
+//     and nothing more it sends is handled: its read ends there, as after
+//     a protocol error.
 //   - Byte rate (Config.ClientBytesRate, /ws only): a token bucket of
 //     message bytes after decompression, which may go into debt by one
 //     read's messages. A connection in debt is not read (its read task
@@ -96,6 +102,11 @@ func (b *bucket) spend(r rate, now uint32, n int32) (inDebt bool) {
 	b.tokens = max(b.tokens-n, -r.burst)
 	return b.tokens < 0
 }
+
+// errRateClosed stops the frame reader of a connection closed for its
+// message rate: what it sent after is not handled (a flood would
+// otherwise have each of its messages refused, and answered, in turn).
+var errRateClosed = errors.New("server: closed for its message rate")
 
 // admitMessage applies the message and byte rates to a message of n bytes
 // on /ws, in the read task. It reports whether the message is to be

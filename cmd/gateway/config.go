@@ -86,7 +86,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&h.Shards, "shards", 0, "registry and delivery shards (0: 4 x GOMAXPROCS)")
 	fs.IntVar(&h.HistorySize, "history-size", 100, "messages each channel keeps for recovery (-1 disables history)")
 	fs.DurationVar(&h.HistoryTTL, "history-ttl", 5*time.Minute, "how long a message stays in a channel's history")
-	bytesVar(fs, &h.HistoryMaxBytes, "history-max-bytes", 256<<20, "`bytes` all channels' history may hold (frames, compressed copies included; 268435456, 256MiB, 1GB); past it the node's oldest messages go first")
+	bytesVar(fs, &h.HistoryMaxBytes, "history-max-bytes", 256<<20, "`bytes` all channels' history may hold (frames, compressed copies and 512 bytes a message for holding it included; 268435456, 256MiB, 1GB); past it the node's oldest messages go first")
 	bytesVar(fs, &h.HistoryChannelMaxBytes, "history-max-channel-bytes", 4<<20, "`bytes` one channel's history may hold; its newest message is kept however large")
 	fs.IntVar(&h.MaxNodeChannels, "max-node-channels", 1_000_000, "channels clients may create on this node by subscribing or publishing (API publishes are not refused); past it they get channel_limit")
 	fs.IntVar(&h.MaxChannels, "max-channels", 128, "channels one connection may subscribe to")

@@ -56,32 +56,52 @@ func FreeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-var (
-	buildOnce sync.Once
-	buildBin  string
-	buildErr  error
-)
+// builds holds, by package path, the programs built for this test
+// binary's run.
+var builds sync.Map // string -> *build
 
-// Gateway builds the gateway binary, once per test binary's run, and
-// returns its path.
-func Gateway(t testing.TB) string {
+type build struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+// buildMain builds the main package pkg as name, once per test binary's
+// run, without the race detector whatever the test binary was built
+// with, and returns its path.
+func buildMain(t testing.TB, pkg, name string) string {
 	t.Helper()
-	buildOnce.Do(func() {
+	v, _ := builds.LoadOrStore(pkg, &build{})
+	b := v.(*build)
+	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "pushgate-test-")
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
-		buildBin = filepath.Join(dir, "pushgate")
-		out, err := exec.Command("go", "build", "-o", buildBin, "github.com/pushgate/pushgate/cmd/gateway").CombinedOutput()
+		b.bin = filepath.Join(dir, name)
+		out, err := exec.Command("go", "build", "-o", b.bin, pkg).CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/gateway: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return buildBin
+	return b.bin
+}
+
+// Gateway builds the gateway binary and returns its path.
+func Gateway(t testing.TB) string {
+	t.Helper()
+	return buildMain(t, "github.com/pushgate/pushgate/cmd/gateway", "pushgate")
+}
+
+// Attacker builds the program that plays an attack of package attack in
+// a child process (attack.Spawn), and returns its path.
+func Attacker(t testing.TB) string {
+	t.Helper()
+	return buildMain(t, "github.com/pushgate/pushgate/internal/attack/attacker", "attacker")
 }
 
 // Process is a program started by a test. When the test ends it is
