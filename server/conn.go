@@ -42,49 +42,63 @@ const maxReadsPerTask = 16
 // is the only one that may close the descriptor (finalize). Everything that
 // writes to the socket holds mu.
 type Conn struct {
-	srv         *Server
+	srv  *Server
+	data any             // the Handler's state for this connection
+	rs   *wsproto.Reader // partial frame or message; nil when idle
+	out  *outQueue       // bytes the socket has not taken yet; nil if none (under mu)
+
 	fd          int32
 	ep          endpoint
 	compression bool
-	data        any // the Handler's state for this connection
-
-	reading  atomic.Bool     // a read task is scheduled or running
-	readDead bool            // the frame reader failed; input is discarded
-	rs       *wsproto.Reader // partial frame or message; nil when idle
+	readDead    bool        // the frame reader failed; input is discarded
+	reading     atomic.Bool // a read task is scheduled or running
 
 	// Read-side limits (limits.go); the read task owns them, but for the
 	// atomics and, while throttled (no read task), bytesIn.
-	held      uint32        // bytes rs holds, counted in the server's partial budget
-	work      int           // message bytes this read task handled
 	msgs      bucket        // message rate (/ws)
 	bytesIn   bucket        // byte rate (/ws)
+	held      uint32        // bytes rs holds, counted in the server's partial budget
+	work      uint32        // message bytes this read task handled
+	partialAt atomic.Uint32 // clock when rs began holding a partial message, or 0
 	strikes   uint8         // messages in a row refused for the message rate
 	throttle  bool          // this read went over the byte rate: stop reading after it
 	completed bool          // a message completed during this Feed
-	throttled atomic.Bool   // reading paused for the byte rate; the heartbeat resumes it
-	partialAt atomic.Uint32 // clock when rs began holding a partial message, or 0
 
 	seen    atomic.Uint32 // clock when bytes last arrived
 	pingAt  atomic.Uint32 // clock when the unanswered ping went out, or 0
 	expires atomic.Uint32 // Unix second at which it is closed (4001), or 0
-	// The write side's progress, for the heartbeat: behind is set while
-	// a writability event is awaited, wroteAt is the clock of the last
-	// write the socket took bytes of.
-	behind  atomic.Bool
-	wroteAt atomic.Uint32
+	wroteAt atomic.Uint32 // clock of the last write the socket took bytes of
+	flags   atomic.Uint32 // flagThrottled, flagBehind
 	state   atomic.Uint32 // written under mu
 
+	// Under mu: the write side and the closing handshake (out too).
 	mu          sync.Mutex
-	out         *outQueue // bytes the socket has not taken yet; nil if none
-	writeReg    bool      // registered with the write poller
-	writeArmed  bool      // a writability event is awaited; it will flush out
-	closeQueued bool      // our close frame is queued or sent
-	closeSent   bool      // our close frame is fully written
-	peerClosed  bool      // the peer's close frame arrived
-	kicked      bool      // the socket was shut down to end the connection
-	reason      CloseReason
 	closeAt     uint32 // clock when closing began
+	reason      CloseReason
+	writeReg    bool // registered with the write poller
+	writeArmed  bool // a writability event is awaited; it will flush out
+	closeQueued bool // our close frame is queued or sent
+	closeSent   bool // our close frame is fully written
+	peerClosed  bool // the peer's close frame arrived
+	kicked      bool // the socket was shut down to end the connection
 }
+
+// Flags the heartbeat reads without the lock (one word: a parked
+// connection's size is what the gateway is about).
+const (
+	flagThrottled uint32 = 1 << iota // reading paused for the byte rate; the heartbeat resumes it
+	flagBehind                       // a writability event is awaited
+)
+
+func (c *Conn) setFlag(f uint32, on bool) {
+	if on {
+		c.flags.Or(f)
+	} else {
+		c.flags.And(^f)
+	}
+}
+
+func (c *Conn) hasFlag(f uint32) bool { return c.flags.Load()&f != 0 }
 
 // errPeerClosed stops the frame reader after a close frame.
 var errPeerClosed = errors.New("server: peer sent close")
@@ -187,7 +201,7 @@ func (c *Conn) serveRead(pending []byte) {
 		// unarmed) until the heartbeat finds the debt paid.
 		c.throttle = false
 		s.m.ReadThrottles.Inc()
-		c.throttled.Store(true)
+		c.setFlag(flagThrottled, true)
 		return
 	}
 	c.reading.Store(false)

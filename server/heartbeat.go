@@ -60,7 +60,7 @@ func (s *Server) runHeartbeat() {
 
 func (c *Conn) heartbeat(now, wall uint32) {
 	s := c.srv
-	if c.throttled.Load() {
+	if c.hasFlag(flagThrottled) {
 		c.resumeIfPaid(now)
 	}
 	expired, overdue, stuck := false, false, false
@@ -71,8 +71,8 @@ func (c *Conn) heartbeat(now, wall uint32) {
 		exp := c.expires.Load()
 		expired = exp != 0 && wall >= exp
 		pa := c.partialAt.Load()
-		overdue = pa != 0 && now-pa >= s.msgTimeoutMs && !c.throttled.Load()
-		stuck = c.behind.Load() && now-c.wroteAt.Load() >= s.pongMs
+		overdue = pa != 0 && now-pa >= s.msgTimeoutMs && !c.hasFlag(flagThrottled)
+		stuck = c.hasFlag(flagBehind) && now-c.wroteAt.Load() >= s.pongMs
 		if !expired && !overdue && !stuck && now-c.seen.Load() < s.pingMs && c.pingAt.Load() == 0 {
 			return // the common case, without a lock
 		}

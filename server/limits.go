@@ -113,7 +113,7 @@ var errRateClosed = errors.New("server: closed for its message rate")
 // handled; a refused one has been answered or has closed the connection.
 func (c *Conn) admitMessage(n int) bool {
 	s := c.srv
-	c.work += n
+	c.work += uint32(min(n, maxWorkPerTask))
 	if c.ep != endpointWS {
 		return true
 	}
@@ -182,7 +182,7 @@ func (c *Conn) resumeIfPaid(now uint32) {
 		// The time it was not read does not count against its message.
 		c.partialAt.Store(max(now, 1))
 	}
-	c.throttled.Store(false)
+	c.setFlag(flagThrottled, false)
 	c.reading.Store(false)
 	// A failure means the poller is closed: Shutdown closes the rest.
 	_ = s.readPoller.Rearm(int(c.fd), netpoll.Read)

@@ -309,13 +309,13 @@ func (c *Conn) releaseQueueLocked() {
 	c.out.reset()
 	c.srv.queues.Put(c.out)
 	c.out = nil
-	c.behind.Store(false)
+	c.setFlag(flagBehind, false)
 }
 
 // armWriteLocked asks the write poller for one writability event.
 func (c *Conn) armWriteLocked() {
 	c.writeArmed = true
-	c.behind.Store(true)
+	c.setFlag(flagBehind, true)
 	var err error
 	if c.writeReg {
 		err = c.srv.writePoller.Rearm(int(c.fd), netpoll.Write)
