@@ -258,7 +258,7 @@ func (h *Hub) Join(sub Subscriber) *Member {
 	m := &Member{sub: sub, shard: h.shards[i], shardIdx: i, compress: sub.Compression()}
 	m.batch, _ = sub.(Batcher)
 	if m.batch != nil {
-		m.pacer, _ = sub.(Pacer)
+		_, m.paces = sub.(Pacer)
 	}
 	return m
 }

@@ -39,14 +39,14 @@ type Pacer interface {
 type Member struct {
 	sub      Subscriber
 	batch    Batcher // sub, when it batches; nil otherwise
-	pacer    Pacer   // sub, when it batches and paces replays; nil otherwise
 	queued   int     // frames batch holds that the shard has yet to flush
 	shard    *shard
 	shardIdx int
-	compress bool
-	left     bool
 	chans    []*channel   // subscribed channels, at most MaxChannels
 	backlog  atomic.Int32 // its own ops queued on its shard, not yet run
+	paces    bool         // batch is a Pacer too (a flag: a second interface would cost every member 16 bytes)
+	compress bool
+	left     bool
 }
 
 // Channels returns the names of the channels m is subscribed to.

@@ -237,14 +237,14 @@ func (s *shard) send(m *Member, frame []byte) error {
 // drains (see Pacer); it is flushed with the run's frames, or at once
 // outside a run.
 func (s *shard) pace(m *Member, frame []byte) error {
-	if m.pacer == nil {
+	if !m.paces {
 		return s.send(m, frame)
 	}
 	if m.queued == 0 {
 		s.queued = append(s.queued, m)
 	}
 	m.queued++
-	return m.pacer.Pace(frame)
+	return m.batch.(Pacer).Pace(frame)
 }
 
 // flush writes what the run queued, then completes its publications: a
