@@ -18,7 +18,7 @@ import (
 // removes, never a sweep of every channel, and the budget drops the
 // node's oldest messages first, so the newest survive.
 //
-// Lock order: channel.mu, then historyIndex.mu, then publication.acct.
+// Lock order: channel.mu, then historyIndex.mu.
 
 // Why history was dropped, the label of pushgate_history_evictions_total.
 type eviction uint8
@@ -34,9 +34,6 @@ const (
 
 var evictionLabels = [numEvictions]string{"expired", "size", "channel_bytes", "budget", "restart"}
 
-// EvictionReasons are the labels of Config.Evictions, in order.
-func EvictionReasons() []string { return evictionLabels[:] }
-
 // historyIndex lists every publication held in history, oldest first,
 // through the publications themselves.
 type historyIndex struct {
@@ -44,16 +41,29 @@ type historyIndex struct {
 	head, tail *publication // head is the oldest
 	over       []*channel   // channels a compressed copy took past their cap
 	bytes      atomic.Int64 // what the listed publications weigh
+	entries    atomic.Int64 // how many they are
 
 	max, chMax int64         // HistoryMaxBytes, HistoryChannelMaxBytes
 	kick       chan struct{} // wakes the expiry loop to enforce them
 }
 
-// grew is told that a publication of ch held in history grew (its
-// compressed copy was built): past a bound, the expiry loop is woken to
-// bring history back under it, as a publish would. No lock may be held
-// but a shard's.
-func (x *historyIndex) grew(ch *channel) {
+// deflated records p's compressed copy d, built after p entered history
+// (if it did): a listed p weighs it too, and past a bound the expiry loop
+// is woken to bring history back under it, as a publish would. No lock may
+// be held but a shard's.
+func (x *historyIndex) deflated(p *publication, d []byte) {
+	x.mu.Lock()
+	p.deflated = d
+	listed := p.listed
+	if listed {
+		p.ch.histBytes.Add(int64(len(d)))
+		x.bytes.Add(int64(len(d)))
+	}
+	x.mu.Unlock()
+	if !listed {
+		return
+	}
+	ch := p.ch
 	over := x.bytes.Load() > x.max
 	if ch.histBytes.Load() > x.chMax && ch.overQueued.CompareAndSwap(false, true) {
 		x.mu.Lock()
@@ -69,7 +79,7 @@ func (x *historyIndex) grew(ch *channel) {
 	}
 }
 
-// trimOver brings the channels grew listed back under their cap, and the
+// trimOver brings the channels deflated listed back under their cap, and the
 // node under its budget. No channel lock may be held.
 func (h *Hub) trimOver() {
 	h.index.mu.Lock()
@@ -87,8 +97,11 @@ func (h *Hub) trimOver() {
 	h.overBudget()
 }
 
-func (x *historyIndex) add(p *publication) {
+// add lists p, the newest, and returns what it weighs.
+func (x *historyIndex) add(p *publication) int64 {
 	x.mu.Lock()
+	defer x.mu.Unlock()
+	p.index = x
 	p.older, p.newer = x.tail, nil
 	if x.tail != nil {
 		x.tail.newer = p
@@ -97,25 +110,34 @@ func (x *historyIndex) add(p *publication) {
 	}
 	x.tail = p
 	p.listed = true
-	x.mu.Unlock()
+	w := p.weight()
+	x.bytes.Add(w)
+	x.entries.Add(1)
+	return w
 }
 
-func (x *historyIndex) remove(p *publication) {
+// remove unlists p and returns what it weighed; 0 if it was not listed.
+func (x *historyIndex) remove(p *publication) int64 {
 	x.mu.Lock()
-	if p.listed {
-		if p.older != nil {
-			p.older.newer = p.newer
-		} else {
-			x.head = p.newer
-		}
-		if p.newer != nil {
-			p.newer.older = p.older
-		} else {
-			x.tail = p.older
-		}
-		p.older, p.newer, p.listed = nil, nil, false
+	defer x.mu.Unlock()
+	if !p.listed {
+		return 0
 	}
-	x.mu.Unlock()
+	if p.older != nil {
+		p.older.newer = p.newer
+	} else {
+		x.head = p.newer
+	}
+	if p.newer != nil {
+		p.newer.older = p.older
+	} else {
+		x.tail = p.older
+	}
+	p.older, p.newer, p.listed = nil, nil, false
+	w := p.weight()
+	x.bytes.Add(-w)
+	x.entries.Add(-1)
+	return w
 }
 
 func (x *historyIndex) oldest() *publication {
@@ -129,11 +151,7 @@ func (x *historyIndex) oldest() *publication {
 // pushed out (HistorySize), and the channel's bytes are brought back under
 // HistoryChannelMaxBytes, its newest message always kept. ch.mu is held.
 func (h *Hub) keep(ch *channel, p *publication, dropped *publication) {
-	h.history.Add(1)
-	h.index.add(p)
-	w := p.enterHistory(ch, &h.index)
-	ch.histBytes.Add(w)
-	h.index.bytes.Add(w)
+	ch.histBytes.Add(h.index.add(p))
 	if dropped != nil {
 		h.forget(ch, dropped, evictSize)
 	}
@@ -145,11 +163,7 @@ func (h *Hub) keep(ch *channel, p *publication, dropped *publication) {
 // forget takes p, out of ch's ring already, out of the index and the byte
 // counts. ch.mu is held.
 func (h *Hub) forget(ch *channel, p *publication, why eviction) {
-	h.history.Add(-1)
-	h.index.remove(p)
-	w := p.leaveHistory()
-	ch.histBytes.Add(-w)
-	h.index.bytes.Add(-w)
+	ch.histBytes.Add(-h.index.remove(p))
 	if c := h.evicted[why]; c != nil {
 		c.Inc()
 	}
@@ -194,11 +208,10 @@ func (h *Hub) expire(cutoff time.Time) {
 func (h *Hub) evictOldest(p *publication, reason eviction) {
 	ch := p.ch
 	ch.mu.Lock()
-	if ch.hist.len() > 0 && ch.hist.at(0) == p {
+	// Listed means held by its ring, oldest first: p is its oldest.
+	if p.listed {
 		ch.hist.popOldest()
 		h.forget(ch, p, reason)
-	} else {
-		h.index.remove(p) // not in its ring: must not stay listed
 	}
 	unused := ch.subs == 0 && ch.hist.len() == 0
 	ch.mu.Unlock()

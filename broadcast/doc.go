@@ -65,9 +65,9 @@
 //
 // # Lock order
 //
-// chanTable.mu, then channel.mu, then historyIndex.mu, then
-// publication.acct; shard.mu is taken under channel.mu (ops about a
-// channel are queued under its lock) and never holds another. No code
+// chanTable.mu, then channel.mu, then historyIndex.mu; shard.mu is taken
+// under channel.mu (ops about a channel are queued under its lock) and
+// never holds another. No code
 // takes a channel lock while holding another channel's: history eviction
 // looks at the node-wide index, lets it go, then locks the evicted
 // message's channel (budget.go).

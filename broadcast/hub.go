@@ -50,7 +50,8 @@ type Config struct {
 	// its newest message is always kept, however large. Default 4 MiB.
 	HistoryChannelMaxBytes int64
 	// Evictions, when set, returns the counter of history dropped for a
-	// reason (one of EvictionReasons); it is resolved once per reason.
+	// reason (expired, size, channel_bytes, budget, restart); it is
+	// resolved once per reason.
 	Evictions func(reason string) prometheus.Counter
 	// MaxChannels bounds the channels one connection subscribes to.
 	// Default 128.
@@ -129,8 +130,7 @@ type Hub struct {
 	channels    atomic.Int64
 	subscribers atomic.Int64
 	members     atomic.Int64
-	history     atomic.Int64 // entries in all channels' rings
-	index       historyIndex // those entries, oldest first (budget.go)
+	index       historyIndex // entries in all channels' rings, oldest first (budget.go)
 	evicted     [numEvictions]prometheus.Counter
 	queuedOps   atomic.Int64 // ops queued on all shards
 

@@ -31,14 +31,13 @@ type publication struct {
 	deflateOnce sync.Once
 	deflated    []byte // compressed frame, built on first need
 
-	// In history: its place in the hub's historyIndex (under its mu), and
-	// what it weighs there (under acct), which grows when the compressed
-	// frame is built while it is held.
+	// In history: its place in the hub's historyIndex, set when its
+	// channel keeps it. older, newer and, once built, deflated are under
+	// the index's lock, which also counts what it weighs; listed changes
+	// under both its channel's lock and the index's, so either reads it.
+	index        *historyIndex
 	older, newer *publication
 	listed       bool
-	acct         sync.Mutex
-	held         *historyIndex // the index whose bytes count it, while in history
-	heldCh       *channel
 
 	// Fan-out progress; done and onDone are nil when nobody waits.
 	shards    atomic.Int32 // shards still delivering
@@ -89,44 +88,26 @@ func (p *publication) frameFor(m *Member) []byte {
 	}
 	p.deflateOnce.Do(func() {
 		d := wsproto.AppendCompressedFrame(nil, ws.OpText, p.body)
-		p.acct.Lock()
-		p.deflated = d
-		x, ch := p.held, p.heldCh
-		if x != nil { // history holds it: the copy counts too
-			ch.histBytes.Add(int64(len(d)))
-			x.bytes.Add(int64(len(d)))
-		}
-		p.acct.Unlock()
-		if x != nil {
-			x.grew(ch)
+		if x := p.index; x != nil {
+			x.deflated(p, d) // history may hold it: the copy counts too
+		} else {
+			p.deflated = d
 		}
 	})
 	return p.deflated
 }
 
 // heldOverhead is what a message held in history costs beyond its
-// frames: the publication itself (304 bytes), its slot in its channel's
-// ring, what its publisher waited on, as the allocator rounds them. For
-// small messages it is most of their cost (TestHistoryBytesAreMemory
-// measures it: about 450 bytes), so history's bytes count it, and the
-// budget bounds memory whatever the messages' size.
+// frames: the publication itself, its slot in its channel's ring, what its
+// publisher waited on, as the allocator rounds them. For small messages it
+// is most of their cost (TestHistoryBytesAreMemory measures it: about 450
+// bytes), so history's bytes count it, and the budget bounds memory
+// whatever the messages' size.
 const heldOverhead = 512
 
-// enterHistory records that ch's history, listed in x, holds p, and
-// returns what p weighs: its frames and heldOverhead.
-func (p *publication) enterHistory(ch *channel, x *historyIndex) int64 {
-	p.acct.Lock()
-	defer p.acct.Unlock()
-	p.held, p.heldCh = x, ch
-	return int64(len(p.frame)+len(p.deflated)) + heldOverhead
-}
-
-// leaveHistory records that history no longer holds p, and returns what
-// it weighed.
-func (p *publication) leaveHistory() int64 {
-	p.acct.Lock()
-	defer p.acct.Unlock()
-	p.held, p.heldCh = nil, nil
+// weight is what p weighs in history: its frames and heldOverhead. The
+// index's lock is held (deflated may be being set).
+func (p *publication) weight() int64 {
 	return int64(len(p.frame)+len(p.deflated)) + heldOverhead
 }
 

@@ -18,7 +18,7 @@ func (h *Hub) Stats() Stats {
 		Members:      h.members.Load(),
 		Channels:     h.channels.Load(),
 		Subscribers:  h.subscribers.Load(),
-		History:      h.history.Load(),
+		History:      h.index.entries.Load(),
 		HistoryBytes: h.index.bytes.Load(),
 		InFlight:     len(h.slots),
 		QueuedOps:    h.queuedOps.Load(),
