@@ -132,7 +132,6 @@ type Hub struct {
 	members     atomic.Int64
 	index       historyIndex // entries in all channels' rings, oldest first (budget.go)
 	evicted     [numEvictions]prometheus.Counter
-	queuedOps   atomic.Int64 // ops queued on all shards
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -167,7 +166,7 @@ func New(cfg Config) *Hub {
 		}
 	}
 	for i := range h.shards {
-		s := newShard(&h.queuedOps)
+		s := newShard()
 		h.shards[i] = s
 		h.wg.Add(1)
 		go func() { defer h.wg.Done(); s.run() }()

@@ -48,7 +48,7 @@ type skipKey struct {
 type shard struct {
 	mu      sync.Mutex
 	queue   []op
-	opCount *atomic.Int64 // the hub's count of ops queued on all shards
+	waiting atomic.Int64 // len(queue), for Stats without the lock
 	stopped bool
 	wake    chan struct{} // one pending wake-up at most
 
@@ -74,8 +74,8 @@ type pubDone struct {
 // write during a batch: one writev carries them.
 const maxQueued = 64
 
-func newShard(queued *atomic.Int64) *shard {
-	return &shard{opCount: queued, wake: make(chan struct{}, 1), subs: make(map[*channel]map[*Member]struct{})}
+func newShard() *shard {
+	return &shard{wake: make(chan struct{}, 1), subs: make(map[*channel]map[*Member]struct{})}
 }
 
 // push queues o. It never blocks: publications are bounded by the hub's
@@ -90,7 +90,7 @@ func (s *shard) push(o op) bool {
 	if o.byMember {
 		o.m.backlog.Add(1)
 	}
-	s.opCount.Add(1)
+	s.waiting.Add(1)
 	s.queue = append(s.queue, o)
 	first := len(s.queue) == 1
 	s.mu.Unlock()
@@ -132,8 +132,8 @@ func (s *shard) run() {
 			// delivered goes out as one: the busier the gateway, the more
 			// frames each connection's write carries.
 			s.batching = len(batch) > 1
+			s.waiting.Add(-int64(len(batch)))
 			for i := range batch {
-				s.opCount.Add(-1)
 				if batch[i].byMember {
 					batch[i].m.backlog.Add(-1)
 				}

@@ -21,8 +21,17 @@ func (h *Hub) Stats() Stats {
 		History:      h.index.entries.Load(),
 		HistoryBytes: h.index.bytes.Load(),
 		InFlight:     len(h.slots),
-		QueuedOps:    h.queuedOps.Load(),
+		QueuedOps:    h.queuedOps(),
 	}
+}
+
+// queuedOps sums what the shards have queued and not begun to run.
+func (h *Hub) queuedOps() int64 {
+	n := int64(0)
+	for _, s := range h.shards {
+		n += s.waiting.Load()
+	}
+	return n
 }
 
 // History is what a channel's history holds after an offset.
