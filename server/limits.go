@@ -136,9 +136,9 @@ func (c *Conn) admitMessage(n int) bool {
 }
 
 // holdPartial accounts for what the connection's frame reader holds after
-// a read, against the node-wide budget; it reports false, having closed
-// the connection, when the budget is spent. The read task calls it.
-func (c *Conn) holdPartial() bool {
+// a read, against the node-wide budget, and closes the connection when
+// the budget is spent. The read task calls it.
+func (c *Conn) holdPartial() {
 	s := c.srv
 	held := 0
 	if c.rs != nil {
@@ -146,7 +146,7 @@ func (c *Conn) holdPartial() bool {
 	}
 	grew := held - int(c.held)
 	if grew == 0 {
-		return true
+		return
 	}
 	c.held = uint32(held)
 	total := s.partialBytes.Add(int64(grew))
@@ -156,9 +156,7 @@ func (c *Conn) holdPartial() bool {
 		c.readDead = true
 		c.releaseReader(c.rs)
 		c.Close(ReasonPartialBudget, "server busy: too many partial messages")
-		return false
 	}
-	return true
 }
 
 // releaseHeld gives back what the connection's reader held.

@@ -186,6 +186,10 @@ func (c *Conn) Flush() {
 	}
 }
 
+// queueLocked queues frame behind what is queued: frames the socket
+// refused (a writability event is awaited, and then what the socket
+// refused counts against the bound), or a batch to be flushed (tried once
+// flushEarly bytes wait).
 func (c *Conn) queueLocked(frame []byte, paced bool) error {
 	if c.state.Load() != stateOpen {
 		return ErrClosed
@@ -205,22 +209,13 @@ func (c *Conn) queueLocked(frame []byte, paced bool) error {
 	return nil
 }
 
+// sendLocked writes frame at once when nothing is queued, else queues it.
 func (c *Conn) sendLocked(frame []byte) error {
-	if c.state.Load() != stateOpen {
-		return ErrClosed
+	if c.out != nil || c.state.Load() != stateOpen {
+		return c.queueLocked(frame, false)
 	}
-	s := c.srv
-	s.m.MessagesSent.Inc()
-	if c.out == nil {
-		c.writeLocked(frame)
-		return nil
-	}
-	// Queued behind frames the socket refused (a writability event is
-	// awaited), or behind a batch about to be flushed.
-	if c.writeArmed && c.out.waiting()+len(frame) > s.cfg.OutboundQueueBytes {
-		return c.slowLocked(1)
-	}
-	c.out.push(frame, false)
+	c.srv.m.MessagesSent.Inc()
+	c.writeLocked(frame)
 	return nil
 }
 
