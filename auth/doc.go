@@ -35,8 +35,9 @@
 //     connection may publish to. Without it the connection only listens.
 //   - "exp" is optional; when present the token is refused after it, and
 //     Claims.ExpiresAt carries it, and Claims.Deadline exp plus the leeway,
-//     so that a connection can be closed when its token runs out. "nbf", when present, is enforced too. Both allow
-//     Config.Leeway of clock skew. "iat" is not checked: an issuer's clock
+//     so that a connection can be closed when its token runs out. "nbf",
+//     when present, is enforced too. Both allow Config.Leeway of clock
+//     skew. "iat" is not checked: an issuer's clock
 //     running slightly ahead must not refuse fresh tokens.
 //
 // Verification errors wrap one of the Err sentinels; Authorize turns them

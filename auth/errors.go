@@ -60,10 +60,7 @@ func fromJWT(err error) *verifyError {
 // Reason is the short text a client is told about a refusal from Verify:
 // "token expired", "invalid token signature", ... It never holds the
 // token or the key.
-func Reason(err error) string { return reason(err) }
-
-// reason is the short text a client is told about err.
-func reason(err error) string {
+func Reason(err error) string {
 	var ve *verifyError
 	if errors.As(err, &ve) {
 		return ve.reason

@@ -60,11 +60,11 @@ func queryToken(query []byte) string {
 func (v *Verifier) Authorize(head []byte) (any, error) {
 	token, ok := TokenFromHead(head)
 	if !ok {
-		return nil, wsproto.Unauthorized(reason(ErrNoToken))
+		return nil, wsproto.Unauthorized(Reason(ErrNoToken))
 	}
 	c, err := v.Verify(token)
 	if err != nil {
-		return nil, wsproto.Unauthorized(reason(err))
+		return nil, wsproto.Unauthorized(Reason(err))
 	}
 	return c, nil
 }
