@@ -27,10 +27,10 @@ func (m *messages) HandleControl(ws.OpCode, []byte) error { return nil }
 func TestFramesDecode(t *testing.T) {
 	bomb := BombPayload(64<<10, 0)
 	var stream []byte
-	stream = AppendFrame(stream, true, false, ws.OpText, []byte(InvalidOp))
-	stream = AppendFrame(stream, false, false, ws.OpText, []byte("frag"))
-	stream = AppendFrame(stream, true, false, ws.OpContinuation, []byte("ment"))
-	stream = AppendFrame(stream, true, true, ws.OpText, Deflate(bomb))
+	stream = AppendFrame(stream, true, 0, ws.OpText, []byte(InvalidOp))
+	stream = AppendFrame(stream, false, 0, ws.OpText, []byte("frag"))
+	stream = AppendFrame(stream, true, 0, ws.OpContinuation, []byte("ment"))
+	stream = AppendFrame(stream, true, 0x40, ws.OpText, Deflate(bomb))
 	var r wsproto.Reader
 	var m messages
 	if err := r.Feed(stream, wsproto.Options{Compression: true, MaxMessageSize: 1 << 20}, &m); err != nil {

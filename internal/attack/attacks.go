@@ -31,7 +31,7 @@ func repeat(frame []byte) ([]byte, int) {
 // until it gives up on the connection; then it comes back and does it
 // again (issue 11: 1,000 connections × 1 MiB pinned 1.95 GB).
 func (t *Target) HoldPartial(ctx context.Context, n, size int, st *Stats) {
-	first := AppendFrame(nil, false, false, ws.OpText, bytes.Repeat([]byte("p"), size))
+	first := AppendFrame(nil, false, 0, ws.OpText, bytes.Repeat([]byte("p"), size))
 	t.swarm(ctx, n, st, dialOpts{}, func(ctx context.Context, c *Conn, _ int) {
 		sent := false
 		c.pump(ctx, st, func(context.Context) ([]byte, int) {
@@ -50,7 +50,7 @@ func (t *Target) HoldPartial(ctx context.Context, n, size int, st *Stats) {
 // the connection stay.
 func (t *Target) Trickle(ctx context.Context, n int, every time.Duration, st *Stats) {
 	const size = 4 << 10
-	frame := AppendFrame(nil, true, false, ws.OpText, bytes.Repeat([]byte(" "), size))
+	frame := AppendFrame(nil, true, 0, ws.OpText, bytes.Repeat([]byte(" "), size))
 	header, body := frame[:8], frame[8:] // 2 bytes, a 16-bit length, the mask
 	t.swarm(ctx, n, st, dialOpts{}, func(ctx context.Context, c *Conn, _ int) {
 		pos := 0
@@ -76,7 +76,7 @@ func (t *Target) Trickle(ctx context.Context, n int, every time.Duration, st *St
 // to 1 MiB pushed other clients' p99 to 3.9 s. A gateway without
 // compression sees a reserved bit and closes with 1002.
 func (t *Target) Bombs(ctx context.Context, n, inflated, ratio int, st *Stats) {
-	frame := AppendFrame(nil, true, true, ws.OpText, Deflate(BombPayload(inflated, ratio)))
+	frame := AppendFrame(nil, true, 0x40, ws.OpText, Deflate(BombPayload(inflated, ratio)))
 	batch, k := repeat(frame)
 	t.swarm(ctx, n, st, dialOpts{deflate: true}, func(ctx context.Context, c *Conn, _ int) {
 		c.pump(ctx, st, func(context.Context) ([]byte, int) { return batch, k })
@@ -119,7 +119,7 @@ func (t *Target) FloodChannels(ctx context.Context, n int, prefix string, size, 
 					ch %= int64(spread)
 				}
 				op := fmt.Sprintf(`{"op":"publish","channel":"%s%s-%d","data":%s}`, prefix, run, ch, data)
-				buf = AppendFrame(buf, true, false, ws.OpText, []byte(op))
+				buf = AppendFrame(buf, true, 0, ws.OpText, []byte(op))
 			}
 			return buf, perWrite
 		})

@@ -118,13 +118,11 @@ func (t *Target) dial(ctx context.Context, i int, o dialOpts) (*Conn, error) {
 // whatever it is.
 var mask = [4]byte{0x5a, 0x17, 0xc3, 0x8e}
 
-// AppendFrame appends a masked client frame; rsv1 marks the first frame
-// of a compressed message.
-func AppendFrame(dst []byte, fin, rsv1 bool, op ws.OpCode, payload []byte) []byte {
-	h := ws.Header{Fin: fin, OpCode: op, Length: int64(len(payload)), Masked: true, Mask: mask}
-	if rsv1 {
-		h.Rsv = ws.Rsv(true, false, false)
-	}
+// AppendFrame appends a masked client frame. rsv holds the RSV1-3 bits as
+// in the first header byte: RSV1 (0x40) marks the first frame of a
+// compressed message.
+func AppendFrame(dst []byte, fin bool, rsv byte, op ws.OpCode, payload []byte) []byte {
+	h := ws.Header{Fin: fin, OpCode: op, Length: int64(len(payload)), Masked: true, Mask: mask, Rsv: rsv >> 4}
 	buf := bytes.NewBuffer(dst)
 	_ = ws.WriteHeader(buf, h) // a bytes.Buffer does not fail
 	start := buf.Len()
@@ -135,7 +133,7 @@ func AppendFrame(dst []byte, fin, rsv1 bool, op ws.OpCode, payload []byte) []byt
 }
 
 // Text is one masked text message.
-func Text(s string) []byte { return AppendFrame(nil, true, false, ws.OpText, []byte(s)) }
+func Text(s string) []byte { return AppendFrame(nil, true, 0, ws.OpText, []byte(s)) }
 
 // ReadFrame reads one server frame; payloads larger than keep are
 // discarded (their header is returned with a nil payload).

@@ -195,7 +195,7 @@ func (r *healthyRun) read(c *Conn, subscribed chan<- struct{}) error {
 		}
 		switch h.OpCode {
 		case ws.OpPing:
-			_ = c.write(AppendFrame(nil, true, false, ws.OpPong, p))
+			_ = c.write(AppendFrame(nil, true, 0, ws.OpPong, p))
 			continue
 		case ws.OpClose:
 			code := 0

@@ -19,32 +19,13 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/pushgate/pushgate/internal/attack"
 )
-
-// Mask is the masking key of every frame built here.
-var Mask = [4]byte{0x37, 0xfa, 0x21, 0x3d}
 
 // Frame encodes a masked client frame. rsv holds the RSV1-3 bits as in the
 // first header byte (0x40 is RSV1).
 func Frame(fin bool, rsv byte, op ws.OpCode, payload []byte) []byte {
-	b0 := rsv | byte(op)
-	if fin {
-		b0 |= 0x80
-	}
-	out := []byte{b0}
-	switch n := len(payload); {
-	case n <= 125:
-		out = append(out, 0x80|byte(n))
-	case n <= 0xFFFF:
-		out = binary.BigEndian.AppendUint16(append(out, 0x80|126), uint16(n))
-	default:
-		out = binary.BigEndian.AppendUint64(append(out, 0x80|127), uint64(n))
-	}
-	out = append(out, Mask[:]...)
-	start := len(out)
-	out = append(out, payload...)
-	ws.Cipher(out[start:], Mask, 0)
-	return out
+	return attack.AppendFrame(nil, fin, rsv, op, payload)
 }
 
 // Text is a final text frame.
