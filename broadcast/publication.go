@@ -25,7 +25,6 @@ type publication struct {
 	epoch  string // the channel's epoch when published
 	at     time.Time
 	frame  []byte // text frame carrying the envelope
-	body   []byte // the envelope: frame without its header
 	data   []byte // the data field, a slice of frame
 
 	deflateOnce sync.Once
@@ -67,7 +66,6 @@ func newPublication(channel string, offset uint64, data []byte, at time.Time) *p
 	n := len(a) + len(channel) + len(b) + len(off) + len(c) + len(data) + len(d)
 	f := make([]byte, 0, wsproto.HeaderSize(n)+n)
 	f = wsproto.AppendHeader(f, ws.OpText, false, n)
-	body := len(f)
 	f = append(f, a...)
 	f = append(f, channel...)
 	f = append(f, b...)
@@ -77,7 +75,7 @@ func newPublication(channel string, offset uint64, data []byte, at time.Time) *p
 	f = append(f, data...)
 	end := len(f)
 	f = append(f, d...)
-	return &publication{offset: offset, at: at, frame: f, body: f[body:], data: f[start:end:end]}
+	return &publication{offset: offset, at: at, frame: f, data: f[start:end:end]}
 }
 
 // frameFor returns the frame for a subscriber: compressed when it
@@ -87,7 +85,7 @@ func (p *publication) frameFor(m *Member) []byte {
 		return p.frame
 	}
 	p.deflateOnce.Do(func() {
-		d := wsproto.AppendCompressedFrame(nil, ws.OpText, p.body)
+		d := wsproto.AppendCompressedFrame(nil, ws.OpText, wsproto.Payload(p.frame))
 		if x := p.index; x != nil {
 			x.deflated(p, d) // history may hold it: the copy counts too
 		} else {

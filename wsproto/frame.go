@@ -37,6 +37,18 @@ func AppendHeader(dst []byte, op ws.OpCode, compressed bool, n int) []byte {
 	return binary.BigEndian.AppendUint64(append(dst, b0, 127), uint64(n))
 }
 
+// Payload is the payload of an unmasked frame: what follows the header its
+// second byte says it has.
+func Payload(frame []byte) []byte {
+	switch frame[1] & 0x7F {
+	case 126:
+		return frame[4:]
+	case 127:
+		return frame[10:]
+	}
+	return frame[2:]
+}
+
 // AppendFrame appends a final, unmasked frame carrying payload. pushgate
 // never fragments what it sends: each message is one frame, so a frame in an
 // outbound queue can be written, or dropped, whole.
