@@ -23,7 +23,7 @@
 // A shard takes every op that queued up while it was busy as one batch.
 // In a batch, frames for a Subscriber that is also a Batcher are queued
 // (Batcher.Queue) and flushed once the batch is delivered, at most 64 at a
-// time, so a connection's frames of many messages leave in one writev
+// time (a replay's frames, for a Pacer, as its socket drains), so a connection's frames of many messages leave in one writev
 // rather than one write each. An idle gateway writes each message at once;
 // a busy one writes more per syscall the busier it is. A publication is
 // done, and Publish returns, when its frames have been flushed.

@@ -225,7 +225,8 @@ func (s *shard) send(m *Member, frame []byte) error {
 	if err := m.batch.Queue(frame); err != nil {
 		return err
 	}
-	// A long replay is written as it goes, so the queue stays short.
+	// Every maxQueued frames leave, so a long run keeps the queue short
+	// (a Pacer's replay frames instead leave as its socket drains).
 	if m.queued++; m.queued >= maxQueued {
 		m.batch.Flush()
 		m.queued = 1 // still listed; one more Flush is harmless

@@ -23,8 +23,10 @@ import (
 
 // Close starts closing the connection with the close code of reason and a
 // short text for the peer. It returns at once; frames already queued are
-// sent before the close frame. (An overflowing queue is the exception: Send
-// drops its unstarted frames before closing with 1013.)
+// sent before the close frame. (A slow consumer is the exception: past the
+// queue bound, or with more than it waiting on a socket that took nothing
+// for the pong timeout, its unstarted frames are dropped before it is
+// closed with 1013.)
 func (c *Conn) Close(reason CloseReason, text string) {
 	c.closeWith(reason, reason.Code(), text)
 }

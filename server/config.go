@@ -58,8 +58,9 @@ type Config struct {
 	ClientMessageBurst int
 	// ClientBytesRate bounds the message bytes per second (after
 	// decompression) a /ws connection may send (default 1 MiB), with
-	// bursts of twice MaxMessageSize; over it the connection is not read
-	// until the budget refills. Negative: no limit.
+	// bursts of one second's worth or twice MaxMessageSize, whichever is
+	// larger; over it the connection is not read until the budget
+	// refills. Negative: no limit.
 	ClientBytesRate int
 	// MaxInflateRatio bounds how many times its compressed size a /ws
 	// message may inflate to, for messages over 16 KiB inflated (default

@@ -25,9 +25,12 @@
 // socket refused, not the frame being written nor paced frames.
 //
 // One heartbeat goroutine keeps a coarse clock and sweeps all connections:
-// pings for the silent, closes for the unanswering, and the end of closing
-// handshakes that take too long. Shutdown drains: readiness false,
-// listeners closed, 1001 to every connection spread over the drain window.
+// pings for the silent, closes for the unanswering (and for expired
+// tokens, unfinished messages and sockets that took nothing), reads
+// resumed once a throttled budget refilled, and the end of closing
+// handshakes that take too long (see heartbeat.go). Shutdown drains:
+// readiness false, listeners closed, 1001 to every connection spread over
+// the drain window.
 //
 // Lock order: connTable.mu, then Conn.mu. Only the task holding a Conn's
 // read side closes its descriptor (see close.go).

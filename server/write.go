@@ -133,8 +133,9 @@ func (q *outQueue) reset() {
 // Send hands an encoded frame to the connection without waiting for the
 // socket: it is written now if the socket takes it, else queued and written
 // when the socket becomes writable. frame is kept until written and must
-// not be modified. A connection whose queue would exceed the configured
-// bound is closed with 1013 and Send returns ErrSlowConsumer.
+// not be modified. A connection whose socket refused more than the
+// configured bound (counted as waiting says) is closed with 1013 and Send
+// returns ErrSlowConsumer.
 func (c *Conn) Send(frame []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -158,7 +159,8 @@ func (c *Conn) SendMessage(op ws.OpCode, payload []byte) error {
 // messages and flushes once, so they leave in one writev instead of one
 // write each. Queue itself tries the socket once about 64 KiB wait, and
 // every Queue must be followed by a Flush. Frames count against the bound
-// (ErrSlowConsumer, as for Send) only once the socket has refused them.
+// (ErrSlowConsumer, as for Send) only once the socket has refused a write:
+// then the frames queued behind count too.
 func (c *Conn) Queue(frame []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -27,7 +27,8 @@
 // subscribed; with it, the token's channels patterns say which. Client
 // publishing is allowed on channels matching Config.ClientPublish or the
 // token's publish patterns, never on personal channels. A refused op gets
-// an error reply; the connection stays open. Replies (subscribed,
+// an error reply; the connection stays open, but past the message rate
+// (1008) or the op backlog (1013). Replies (subscribed,
 // unsubscribed, refreshed, error) arrive in the order of the ops they answer.
 //
 // Expiry: a connection opened with a token that has exp is closed with

@@ -17,8 +17,8 @@ const DefaultMaxMessageSize = 64 << 10
 type Options struct {
 	// MaxMessageSize bounds a message, reassembled from its fragments and,
 	// when compressed, after decompression (its compressed form may exceed
-	// it by 1/16, which deflate's growth of incompressible data stays
-	// under whatever the encoder's settings). Default 64 KiB.
+	// it by 1/16 plus 64 bytes, which deflate's growth of incompressible
+	// data stays under whatever the encoder's settings). Default 64 KiB.
 	MaxMessageSize int
 	// Compression reports that permessage-deflate was negotiated, which
 	// gives RSV1 its meaning on the first frame of a message.
