@@ -151,6 +151,12 @@ var readerCases = []struct {
 		want: []string{msg(ws.OpBinary, string(incompressible(100)))}},
 	{name: "inflates past the limit", opts: wsproto.Options{Compression: true, MaxMessageSize: 100},
 		in: wstest.Frame(true, 0x40, ws.OpBinary, deflate(nil, make([]byte, 101))), close: 1009},
+	// A compressed frame may pass the limit by deflate's worst growth,
+	// 100/16 + 64 = 70 bytes here; one byte more is refused by its header.
+	{name: "compressed frame at the wire bound", opts: wsproto.Options{Compression: true, MaxMessageSize: 100},
+		in: wstest.Frame(true, 0x40, ws.OpBinary, make([]byte, 170))[:8]},
+	{name: "compressed frame past the wire bound", opts: wsproto.Options{Compression: true, MaxMessageSize: 100},
+		in: wstest.Frame(true, 0x40, ws.OpBinary, make([]byte, 171))[:8], close: 1009},
 	{name: "compression bomb past the ratio", opts: wsproto.Options{Compression: true, MaxMessageSize: 1 << 20, MaxInflateRatio: 100},
 		in: wstest.Frame(true, 0x40, ws.OpBinary, deflate(nil, make([]byte, 1<<20))), close: 1008},
 	{name: "highly compressible under the ratio floor", opts: wsproto.Options{Compression: true, MaxInflateRatio: 100},
