@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"compress/flate"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/internal/wstest"
 	"github.com/pushgate/pushgate/server"
 )
@@ -47,9 +49,8 @@ func TestMessageRate(t *testing.T) {
 func TestBytesRateThrottles(t *testing.T) {
 	g := start(t, options{tune: func(c *server.Config) { c.ClientBytesRate = 128 << 10 }})
 	heavy := g.dial(t, "")
-	pad := wstest.Text(`{"op":"pad","x":"` + strings.Repeat("x", 60<<10) + `"}`)
-	heavy.Write(bytes.Repeat(pad, 4)) // 240 KiB: about 1 s over the budget
-	for range 4 {
+	heavy.Write(bytes.Repeat(pad60k, 3)) // 180 KiB: about 0.4 s over the budget
+	for range 3 {
 		heavy.ExpectMsg("error", "bad_request")
 	}
 	if n := testutil.ToFloat64(g.m.ReadThrottles); n < 1 {
@@ -58,6 +59,56 @@ func TestBytesRateThrottles(t *testing.T) {
 	heavy.Send(`{"op":"subscribe","channel":"news"}`)
 	heavy.ExpectMsg("subscribed", "")
 }
+
+// pad60k is a 60 KiB op the session refuses (bad_request).
+var pad60k = wstest.Text(`{"op":"pad","x":"` + strings.Repeat("x", 60<<10) + `"}`)
+
+// The byte budget starts with one second's worth when that is more than
+// two messages' worth: a burst within it is read without a pause.
+func TestBytesRateBurst(t *testing.T) {
+	g := start(t, options{tune: func(c *server.Config) { c.ClientBytesRate = 512 << 10 }})
+	c := g.dial(t, "")
+	c.Write(bytes.Repeat(pad60k, 6)) // 360 KiB: under 512, past 2 × 64
+	for range 6 {
+		c.ExpectMsg("error", "bad_request")
+	}
+	if n := testutil.ToFloat64(g.m.ReadThrottles); n != 0 {
+		t.Fatalf("reading paused %v times within the burst", n)
+	}
+}
+
+// A connection whose ops wait on its delivery shard past MaxBacklog is
+// closed with 1013, without a reply for what it sent after; another
+// connection on that shard is served once the shard runs again.
+func TestOpBacklog(t *testing.T) {
+	g := start(t, options{hub: broadcast.Config{Shards: 1}, backlog: 8, tune: func(c *server.Config) { c.ClientMessageRate = -1 }})
+	other := g.dial(t, "")
+	flood := g.dial(t, "")
+	// Hold the only shard, so every reply the flood asks for waits on it.
+	blocker := g.hub.Join(discard{})
+	held, gate := make(chan struct{}), make(chan struct{})
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release) // before the hub closes, should the test fail
+	g.hub.After(blocker, func() { close(held); <-gate })
+	<-held
+	flood.Write(bytes.Repeat(wstest.Text(`{"op":"nope"}`), 20))
+	if reason := flood.ExpectClose(1013); reason != "too many ops in flight" {
+		t.Fatalf("close reason %q", reason)
+	}
+	release()
+	g.hub.Leave(blocker)
+	other.Send(`{"op":"subscribe","channel":"news"}`)
+	other.ExpectMsg("subscribed", "")
+	flood.Conn.Close()
+	closed := g.m.ConnectionsClosed("overloaded")
+	wstest.Eventually(t, "closed{reason=overloaded} 1", func() bool { return testutil.ToFloat64(closed) == 1 })
+}
+
+// discard is a subscriber that takes every frame and keeps none.
+type discard struct{}
+
+func (discard) Send([]byte) error { return nil }
+func (discard) Compression() bool { return false }
 
 // A compressed message that inflates to more than MaxInflateRatio times
 // its size (a compression bomb) closes the connection with 1008, before

@@ -32,6 +32,7 @@ type options struct {
 	verifier *auth.Verifier // nil: open mode
 	queue    int            // outbound queue bytes
 	compress bool           // negotiate permessage-deflate
+	backlog  int            // session.Config.MaxBacklog
 	tune     func(*server.Config)
 }
 
@@ -45,7 +46,7 @@ func start(t testing.TB, o options) *gateway {
 	m := metrics.New(nil)
 	cfg := server.Config{
 		Metrics:            m,
-		Handler:            session.New(session.Config{Hub: hub, ClientPublish: patterns, Verifier: o.verifier, Metrics: m}),
+		Handler:            session.New(session.Config{Hub: hub, ClientPublish: patterns, Verifier: o.verifier, Metrics: m, MaxBacklog: o.backlog}),
 		OutboundQueueBytes: o.queue,
 		Compression:        o.compress,
 	}
