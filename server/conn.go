@@ -120,7 +120,9 @@ func (c *Conn) Data() any { return c.data }
 func (c *Conn) SetExpiry(t time.Time) {
 	var sec uint32
 	if !t.IsZero() {
-		sec = uint32(max(t.Unix(), 1)) // 0 means "none"; Unix seconds fit until 2106
+		// Rounded up to the second the heartbeat compares: never before t.
+		// 0 means "none"; Unix seconds fit until 2106.
+		sec = uint32(max(t.Add(time.Second-1).Unix(), 1))
 	}
 	c.expires.Store(sec)
 }

@@ -173,6 +173,24 @@ func TestTokenExpiryCloses(t *testing.T) {
 	}
 }
 
+// A leeway that is not whole seconds still holds: the connection is not
+// closed before exp plus the leeway.
+func TestTokenExpiryHonoursLeeway(t *testing.T) {
+	const leeway = 900 * time.Millisecond
+	v, err := auth.NewVerifier(auth.Config{Secret: secret, Leeway: leeway})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := start(t, options{verifier: v})
+	exp := wstest.ExpiresIn(time.Second)
+	c := g.dial(t, "?token="+token(t, secret, jwt.MapClaims{"sub": "alice", "exp": exp}))
+	c.ExpectMsg("subscribed", "")
+	c.ExpectClose(4001)
+	if deadline := time.Unix(exp, 0).Add(leeway); time.Now().Before(deadline) {
+		t.Fatalf("closed %v before exp plus leeway", time.Until(deadline))
+	}
+}
+
 // refresh replaces the connection's token with a fresh one for the same
 // user: the connection outlives the first token's exp. A token for
 // another user, an expired or badly signed one, is refused with an error
