@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -22,22 +23,23 @@ func TestChurnKeepsCountExact(t *testing.T) {
 	g := start(t, server.Config{Echo: true})
 	const workers, cycles = 8, 250
 	var wg sync.WaitGroup
+	errs := make(chan error, workers)
 	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range cycles {
-				c, _ := wstest.Dial(t, g.addr, "/echo")
-				if i%2 == 0 {
-					// Half close cleanly, half just vanish.
-					c.Write(wstest.Frame(true, 0, ws.OpClose, wstest.ClosePayload(1000, "")))
-					c.ExpectClose(1000)
+				// Half close cleanly, half just vanish.
+				if err := churnOnce(g.addr, i%2 == 0); err != nil {
+					errs <- err
+					return
 				}
-				c.Conn.Close()
 			}
-		}()
+		})
 	}
 	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 	// The table and the gauge agree once every close is through.
 	wstest.Eventually(t, "every connection to be released", func() bool { return g.Len() == 0 && count(g.m.ConnectionsOpen) == 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -51,4 +53,27 @@ func TestChurnKeepsCountExact(t *testing.T) {
 		c.Close()
 		t.Fatal("listener still open after Shutdown")
 	}
+}
+
+// churnOnce opens an echo connection and closes it, cleanly (close
+// handshake first) or not.
+func churnOnce(addr string, clean bool) error {
+	c, err := wstest.TryConnectFrom("", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Conn.Close()
+	if err := c.TryUpgrade("/echo"); err != nil || !clean {
+		return err
+	}
+	if _, err := c.Conn.Write(wstest.Frame(true, 0, ws.OpClose, wstest.ClosePayload(1000, ""))); err != nil {
+		return err
+	}
+	switch code, _, err := c.TryReadClose(); {
+	case err != nil:
+		return err
+	case code != 1000:
+		return fmt.Errorf("close code %d, want 1000", code)
+	}
+	return nil
 }

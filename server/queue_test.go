@@ -74,20 +74,7 @@ func TestQueueFlush(t *testing.T) {
 		t.Errorf("%v slow consumers counted", n)
 	}
 	// Reading at last, the client finds what the kernel held, then 1013.
-	if code := readToClose(t, client); code != 1013 {
-		t.Errorf("close code %d, want 1013", code)
-	}
-}
-
-// readToClose reads data frames until a close frame and returns its code.
-func readToClose(t *testing.T, c *wstest.Client) int {
-	t.Helper()
-	for {
-		h, p := c.ReadFrame()
-		if h.OpCode == ws.OpClose {
-			return int(p[0])<<8 | int(p[1])
-		}
-	}
+	client.ExpectClose(1013)
 }
 
 // Frames handed over with Pace (a replay) never count against the bound:

@@ -112,18 +112,7 @@ func TestStalledSubscriberClosed(t *testing.T) {
 			break
 		}
 	}
-	for {
-		h, p, err := stalled.TryReadFrame()
-		if err != nil {
-			t.Fatalf("stalled client: %v before a close", err)
-		}
-		if h.OpCode == 0x8 {
-			if code := int(p[0])<<8 | int(p[1]); code != 1013 {
-				t.Fatalf("close %d, want 1013", code)
-			}
-			return
-		}
-	}
+	stalled.ExpectClose(1013)
 }
 
 // A client that never reads cannot pin memory through replays: paced

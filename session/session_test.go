@@ -229,21 +229,11 @@ func TestSlowSubscriber(t *testing.T) {
 			case <-time.After(5 * time.Millisecond):
 			}
 		}
-		for {
-			h, p, err := slow.TryReadFrame()
-			switch {
-			case err != nil:
-				closed <- err
-				return
-			case h.OpCode == ws.OpClose:
-				if code := int(p[0])<<8 | int(p[1]); code != 1013 || !strings.Contains(string(p[2:]), "slow") {
-					closed <- fmt.Errorf("close %d %q, want 1013 slow consumer", code, p[2:])
-					return
-				}
-				closed <- nil
-				return
-			}
+		code, reason, err := slow.TryReadClose()
+		if err == nil && (code != 1013 || !strings.Contains(reason, "slow")) {
+			err = fmt.Errorf("close %d %q, want 1013 slow consumer", code, reason)
 		}
+		closed <- err
 	}()
 	go func() {
 		defer close(done)

@@ -78,12 +78,53 @@ const Timeout = 10 * time.Second
 // Connect opens a TCP connection to addr.
 func Connect(t testing.TB, addr string) *Client {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
+	return ConnectFrom(t, "", addr)
+}
+
+// ConnectFrom opens a TCP connection to addr from the loopback address
+// from (127.0.0.2, say), so that a test can play several clients' hosts.
+func ConnectFrom(t testing.TB, from, addr string) *Client {
+	t.Helper()
+	c, err := TryConnectFrom(from, addr)
 	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { nc.Close() })
-	return &Client{t: t, Conn: nc, R: bufio.NewReader(nc)}
+	c.t = t
+	t.Cleanup(func() { c.Conn.Close() })
+	return c
+}
+
+// TryConnectFrom is ConnectFrom for a goroutine other than the test's,
+// which must not fail the test: it returns the error, the caller closes
+// the connection, and of the Client's methods only the Try ones may be
+// used. from "" is any address.
+func TryConnectFrom(from, addr string) (*Client, error) {
+	var d net.Dialer
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s from %q: %w", addr, from, err)
+	}
+	return &Client{Conn: nc, R: bufio.NewReader(nc)}, nil
+}
+
+// TryUpgrade sends an upgrade request for path and returns an error
+// unless the answer is 101.
+func (c *Client) TryUpgrade(path string, extra ...string) error {
+	if _, err := c.Conn.Write([]byte(UpgradeRequest(path, extra...))); err != nil {
+		return err
+	}
+	c.deadline()
+	resp, err := http.ReadResponse(c.R, nil)
+	switch {
+	case err != nil:
+		return fmt.Errorf("upgrade %s: %w", path, err)
+	case resp.StatusCode != http.StatusSwitchingProtocols:
+		return fmt.Errorf("upgrade %s: got %s", path, resp.Status)
+	}
+	return nil
 }
 
 // Dial connects and upgrades, failing the test unless the answer is 101.
@@ -160,22 +201,32 @@ func (c *Client) ExpectMessage(op ws.OpCode, payload []byte) {
 // returns its reason. Data frames before it are skipped.
 func (c *Client) ExpectClose(code ws.StatusCode) string {
 	c.t.Helper()
+	got, reason, err := c.TryReadClose()
+	switch {
+	case err != nil:
+		c.t.Fatalf("read frame: %v", err)
+	case got != code && got == 0:
+		c.t.Fatalf("close frame without a code, want %d", code)
+	case got != code:
+		c.t.Fatalf("close code %d (%q), want %d", got, reason, code)
+	}
+	return reason
+}
+
+// TryReadClose reads frames until a close frame and returns its code (0
+// for none) and reason. Data frames before it are skipped.
+func (c *Client) TryReadClose() (ws.StatusCode, string, error) {
 	for {
-		h, p := c.ReadFrame()
-		if h.OpCode != ws.OpClose {
+		h, p, err := c.TryReadFrame()
+		switch {
+		case err != nil:
+			return 0, "", err
+		case h.OpCode != ws.OpClose:
 			continue
+		case len(p) < 2:
+			return 0, "", nil
 		}
-		if len(p) < 2 {
-			if code != 0 {
-				c.t.Fatalf("close frame without a code, want %d", code)
-			}
-			return ""
-		}
-		got := ws.StatusCode(binary.BigEndian.Uint16(p))
-		if got != code {
-			c.t.Fatalf("close code %d (%q), want %d", got, p[2:], code)
-		}
-		return string(p[2:])
+		return ws.StatusCode(binary.BigEndian.Uint16(p)), string(p[2:]), nil
 	}
 }
 
@@ -307,19 +358,6 @@ func Until(t testing.TB, d time.Duration, cond func() error) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// ConnectFrom opens a TCP connection to addr from the loopback address
-// from (127.0.0.2, say), so that a test can play several clients' hosts.
-func ConnectFrom(t testing.TB, from, addr string) *Client {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
-	nc, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("dial %s from %s: %v", addr, from, err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	return &Client{t: t, Conn: nc, R: bufio.NewReader(nc)}
 }
 
 // ExpiresIn returns a JWT exp (Unix seconds) at least d from now: d is
