@@ -15,7 +15,7 @@ import (
 // hold MaxPartialBytes. The connection whose message would pass it is
 // closed with 1013; the others finish theirs, and other clients are served.
 func TestPartialBudget(t *testing.T) {
-	g := start(t, server.Config{Echo: true, MaxMessageSize: 128 << 10, MaxPartialBytes: 256 << 10})
+	g := start(t, server.Config{Echo: true, MaxMessageSize: 128 << 10, MaxPartialBytes: 256 << 10, CloseTimeout: 100 * time.Millisecond})
 	first := bytes.Repeat([]byte("p"), 60<<10)
 	var held []*wstest.Client
 	for i := 0; ; i++ {
@@ -60,7 +60,7 @@ func TestPartialBudget(t *testing.T) {
 // A message begun must be finished within MessageTimeout, or the
 // connection is closed with 1008.
 func TestMessageTimeout(t *testing.T) {
-	g := start(t, server.Config{Echo: true, MessageTimeout: 300 * time.Millisecond})
+	g := start(t, server.Config{Echo: true, MessageTimeout: 300 * time.Millisecond, CloseTimeout: 100 * time.Millisecond})
 	stalled, _ := wstest.Dial(t, g.addr, "/echo")
 	stalled.Write(wstest.Frame(false, 0, ws.OpText, []byte("never finished")))
 	if reason := stalled.ExpectClose(1008); reason != "message not completed in time" {
