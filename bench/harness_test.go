@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/pushgate/pushgate/internal/procstat"
 )
 
 // TestMain lets the test binary act as the harness's worker and reference
@@ -463,7 +464,7 @@ func TestMedians(t *testing.T) {
 }
 
 func TestProcReadings(t *testing.T) {
-	rss, err := procRSS(os.Getpid())
+	rss, err := procstat.RSS(os.Getpid())
 	if err != nil || rss < 1<<20 {
 		t.Errorf("own RSS %d, %v", rss, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pushgate/pushgate/internal/attack"
+	"github.com/pushgate/pushgate/internal/procstat"
 )
 
 // The hostile scenario replays the attacks of issue 11 on a pushgate
@@ -381,7 +382,7 @@ func (e *env) watch(ctx context.Context, metrics string, gauges []string) <-chan
 		defer tick.Stop()
 		for k := 0; ; k++ {
 			if e.t.pid > 0 {
-				if v, err := procRSS(e.t.pid); err == nil {
+				if v, err := procstat.RSS(e.t.pid); err == nil {
 					p.rss = max(p.rss, v)
 				}
 			}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pushgate/pushgate/internal/attack"
+	"github.com/pushgate/pushgate/internal/procstat"
 )
 
 // target is a server under test: where to connect, how to publish, and
@@ -295,7 +295,7 @@ func (t *target) footprint() footprint {
 		}
 	}
 	if t.pid > 0 {
-		if rss, err := procRSS(t.pid); err == nil {
+		if rss, err := procstat.RSS(t.pid); err == nil {
 			f.RSS = rss
 		}
 		if cpu, err := procCPU(t.pid); err == nil {
@@ -319,23 +319,6 @@ func (m metricValues) value(name string, def int64) int64 {
 func scrape(u string) (metricValues, error) {
 	m, err := attack.Scrape(context.Background(), u)
 	return metricValues(m), err
-}
-
-// procRSS reads VmRSS of pid.
-func procRSS(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no VmRSS")
 }
 
 // clockTick is USER_HZ, which /proc/<pid>/stat counts CPU time in; it is
