@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
 	"github.com/pushgate/pushgate/internal/procstat"
 )
 

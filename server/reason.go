@@ -2,6 +2,7 @@ package server
 
 import (
 	"github.com/gobwas/ws"
+
 	"github.com/pushgate/pushgate/wsproto"
 )
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
 	"github.com/pushgate/pushgate/bench/refserver"
 	"github.com/pushgate/pushgate/bench/refserver/reftest"
 	"go.uber.org/goleak"

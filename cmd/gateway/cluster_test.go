@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
 	"github.com/pushgate/pushgate/internal/proctest"
 	"github.com/pushgate/pushgate/internal/wstest"
 )

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
 	"github.com/pushgate/pushgate/internal/attack"
 )
 
