@@ -28,13 +28,36 @@ func AppendHeader(dst []byte, op ws.OpCode, compressed bool, n int) []byte {
 	if compressed {
 		b0 |= rsv1
 	}
+	return appendHeader(dst, b0, 0, n)
+}
+
+// appendHeader appends the first byte b0, the mask bit, and the length n
+// in the shortest form that holds it.
+func appendHeader(dst []byte, b0, masked byte, n int) []byte {
 	switch {
 	case n <= 125:
-		return append(dst, b0, byte(n))
+		return append(dst, b0, masked|byte(n))
 	case n <= 0xFFFF:
-		return binary.BigEndian.AppendUint16(append(dst, b0, 126), uint16(n))
+		return binary.BigEndian.AppendUint16(append(dst, b0, masked|126), uint16(n))
 	}
-	return binary.BigEndian.AppendUint64(append(dst, b0, 127), uint64(n))
+	return binary.BigEndian.AppendUint64(append(dst, b0, masked|127), uint64(n))
+}
+
+// AppendMaskedFrame appends a frame as a client sends it, masked with
+// mask. fin false makes it a fragment; rsv holds the RSV1-3 bits as in the
+// first header byte (0x40, RSV1, marks a compressed message's first
+// frame). The gateway never sends one: its test clients and the attack
+// tools do.
+func AppendMaskedFrame(dst []byte, fin bool, rsv byte, op ws.OpCode, mask [4]byte, payload []byte) []byte {
+	b0 := rsv&0x70 | byte(op)&0x0F
+	if fin {
+		b0 |= 0x80
+	}
+	dst = append(appendHeader(dst, b0, 0x80, len(payload)), mask[:]...)
+	start := len(dst)
+	dst = append(dst, payload...)
+	ws.Cipher(dst[start:], mask, 0)
+	return dst
 }
 
 // Payload is the payload of an unmasked frame: what follows the header its

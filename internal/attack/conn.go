@@ -2,7 +2,6 @@ package attack
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/pushgate/pushgate/wsproto"
 )
 
 // Target is the gateway under attack.
@@ -122,14 +122,7 @@ var mask = [4]byte{0x5a, 0x17, 0xc3, 0x8e}
 // in the first header byte: RSV1 (0x40) marks the first frame of a
 // compressed message.
 func AppendFrame(dst []byte, fin bool, rsv byte, op ws.OpCode, payload []byte) []byte {
-	h := ws.Header{Fin: fin, OpCode: op, Length: int64(len(payload)), Masked: true, Mask: mask, Rsv: rsv >> 4}
-	buf := bytes.NewBuffer(dst)
-	_ = ws.WriteHeader(buf, h) // a bytes.Buffer does not fail
-	start := buf.Len()
-	buf.Write(payload)
-	out := buf.Bytes()
-	ws.Cipher(out[start:], mask, 0)
-	return out
+	return wsproto.AppendMaskedFrame(dst, fin, rsv, op, mask, payload)
 }
 
 // Text is one masked text message.

@@ -20,14 +20,17 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"github.com/pushgate/pushgate/internal/attack"
+	"github.com/pushgate/pushgate/wsproto"
 )
 
 // Frame encodes a masked client frame. rsv holds the RSV1-3 bits as in the
 // first header byte (0x40 is RSV1).
 func Frame(fin bool, rsv byte, op ws.OpCode, payload []byte) []byte {
-	return attack.AppendFrame(nil, fin, rsv, op, payload)
+	return wsproto.AppendMaskedFrame(nil, fin, rsv, op, mask, payload)
 }
+
+// mask is every test frame's masking key.
+var mask = [4]byte{0x37, 0xfa, 0x21, 0x3d}
 
 // Text is a final text frame.
 func Text(s string) []byte { return Frame(true, 0, ws.OpText, []byte(s)) }
