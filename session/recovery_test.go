@@ -14,7 +14,10 @@ import (
 // back with since while more publishes race with the replay, and ends with
 // every offset exactly once, in order.
 func TestRecoveryAcrossReconnects(t *testing.T) {
-	g := start(t, options{hub: broadcast.Config{HistorySize: 100000}})
+	// History keeps every message however fast the publisher runs: the
+	// byte bounds (a channel's 4 MiB is some 7,000 of these) are not what
+	// is tested here.
+	g := start(t, options{hub: broadcast.Config{HistorySize: 100000, HistoryChannelMaxBytes: 1 << 30, HistoryMaxBytes: 1 << 30}})
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var published atomic.Uint64
