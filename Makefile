@@ -83,6 +83,7 @@ fuzz:
 	$(FUZZ) -fuzz '^FuzzUpgrade$$' ./wsproto
 	$(FUZZ) -fuzz '^FuzzUTF8Validator$$' ./wsproto
 	$(FUZZ) -fuzz '^FuzzTokenFromHead$$' ./auth
+	$(FUZZ) -fuzz '^FuzzNames$$' ./protocol
 
 # bench runs the micro-benchmarks; the load harness is `go run ./bench`
 # (see bench/README.md).

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/metrics"
+	"github.com/pushgate/pushgate/protocol"
 )
 
 // Config configures the API handler.
@@ -132,16 +133,16 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	case req.Channel != nil:
 		channel = *req.Channel
-		if !broadcast.ValidChannel(channel) {
-			writeError(w, http.StatusBadRequest, "invalid_channel", broadcast.ChannelNameRule)
+		if !protocol.ValidChannel(channel) {
+			writeError(w, http.StatusBadRequest, "invalid_channel", protocol.ChannelNameRule)
 			return
 		}
 	default:
-		if !broadcast.ValidUser(*req.User) {
-			writeError(w, http.StatusBadRequest, "invalid_user", broadcast.UserNameRule)
+		if !protocol.ValidUser(*req.User) {
+			writeError(w, http.StatusBadRequest, "invalid_user", protocol.UserNameRule)
 			return
 		}
-		channel = broadcast.PersonalChannel(*req.User)
+		channel = protocol.PersonalChannel(*req.User)
 	}
 	if len(req.Data) == 0 {
 		writeError(w, http.StatusBadRequest, "bad_request", `"data" is required (any JSON value)`)
@@ -210,8 +211,8 @@ func (a *api) history(w http.ResponseWriter, r *http.Request) {
 	case channel == "":
 		writeError(w, http.StatusBadRequest, "invalid_channel", "channel is required: ?channel=news (a user's channel, #alice, is %23alice in a URL)")
 		return
-	case !broadcast.ValidName(channel):
-		writeError(w, http.StatusBadRequest, "invalid_channel", broadcast.ChannelNameRule+", or #<user> (%23 in a URL)")
+	case !protocol.ValidName(channel):
+		writeError(w, http.StatusBadRequest, "invalid_channel", protocol.ChannelNameRule+", or #<user> (%23 in a URL)")
 		return
 	}
 	var since uint64

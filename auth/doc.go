@@ -24,11 +24,11 @@
 // not fit is refused whole, never trimmed:
 //
 //   - "sub" is the user (Claims.User). User alice gets her personal channel
-//     "#alice" (broadcast.PersonalChannel), which carries what is published
+//     "#alice" (protocol.PersonalChannel), which carries what is published
 //     to user alice; no other connection can subscribe to it. "sub" may be
 //     absent (an anonymous connection, no personal channel); if present it
-//     must be a valid user name (broadcast.ValidUser).
-//   - "channels" is an array of patterns (broadcast.Patterns) naming the
+//     must be a valid user name (protocol.ValidUser).
+//   - "channels" is an array of patterns (protocol.Patterns) naming the
 //     public channels the connection may subscribe to: "news" or "chat:*"
 //     or "*". A single string instead of an array is malformed.
 //   - "publish", optional, is an array of patterns naming the channels the

@@ -6,15 +6,15 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/protocol"
 )
 
 // Claims is what a verified token grants a connection.
 type Claims struct {
-	User      string             // "sub"; may be empty (anonymous token)
-	Channels  broadcast.Patterns // "channels": patterns the connection may subscribe to
-	Publish   broadcast.Patterns // "publish": patterns it may publish to (optional claim)
-	ExpiresAt time.Time          // zero if the token has no exp
+	User      string            // "sub"; may be empty (anonymous token)
+	Channels  protocol.Patterns // "channels": patterns the connection may subscribe to
+	Publish   protocol.Patterns // "publish": patterns it may publish to (optional claim)
+	ExpiresAt time.Time         // zero if the token has no exp
 	// Deadline is when the token stops being accepted: exp plus the
 	// verifier's leeway (zero without exp). A connection it opened is
 	// closed then, unless refreshed with a later token.
@@ -39,8 +39,8 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if _, err := v.parser.ParseWithClaims(token, &tc, v.keyFunc); err != nil {
 		return nil, fromJWT(err)
 	}
-	if tc.Subject != "" && !broadcast.ValidUser(tc.Subject) {
-		return nil, claimError("sub", fmt.Errorf("sub %q: %w", tc.Subject, broadcast.ErrUserName))
+	if tc.Subject != "" && !protocol.ValidUser(tc.Subject) {
+		return nil, claimError("sub", fmt.Errorf("sub %q: %w", tc.Subject, protocol.ErrUserName))
 	}
 	if err := checkPatterns("channels", tc.Channels); err != nil {
 		return nil, err
@@ -62,7 +62,7 @@ func (v *Verifier) keyFunc(*jwt.Token) (any, error) { return v.key, nil }
 
 func checkPatterns(claim string, patterns []string) error {
 	for i, p := range patterns {
-		if err := broadcast.CheckPattern(p); err != nil {
+		if err := protocol.CheckPattern(p); err != nil {
 			return claimError(claim, fmt.Errorf("%s[%d] %q: %w", claim, i, p, err))
 		}
 	}

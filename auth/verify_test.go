@@ -12,7 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/pushgate/pushgate/auth"
-	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/protocol"
 )
 
 var sentinels = []error{auth.ErrNoToken, auth.ErrMalformed, auth.ErrSignature, auth.ErrExpired, auth.ErrNotYetValid, auth.ErrClaims}
@@ -34,7 +34,7 @@ func TestVerify(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	exp := now.Add(time.Hour)
 	full := jwt.MapClaims{"sub": "alice", "channels": []string{"news", "chat:*"}, "publish": []string{"chat:*"}, "exp": exp.Unix()}
-	fullClaims := &auth.Claims{User: "alice", Channels: broadcast.Patterns{"news", "chat:*"}, Publish: broadcast.Patterns{"chat:*"}, ExpiresAt: exp, Deadline: exp}
+	fullClaims := &auth.Claims{User: "alice", Channels: protocol.Patterns{"news", "chat:*"}, Publish: protocol.Patterns{"chat:*"}, ExpiresAt: exp, Deadline: exp}
 	hsToken := func(c jwt.MapClaims) string { return sign(t, jwt.SigningMethodHS256, secret, c) }
 	noneToken := sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, full)
 	valid := hsToken(full)
@@ -52,7 +52,7 @@ func TestVerify(t *testing.T) {
 		{"RS256", rs, sign(t, jwt.SigningMethodRS256, k.rsa, full), fullClaims, nil},
 		{"ES256", es, sign(t, jwt.SigningMethodES256, k.ec, full), fullClaims, nil},
 		{"anonymous, no exp", es, sign(t, jwt.SigningMethodES256, k.ec, jwt.MapClaims{"channels": []string{"*"}}),
-			&auth.Claims{Channels: broadcast.Patterns{"*"}}, nil},
+			&auth.Claims{Channels: protocol.Patterns{"*"}}, nil},
 		{"no claims at all", hs, hsToken(jwt.MapClaims{}), &auth.Claims{}, nil},
 		{"null channels", hs, hsToken(jwt.MapClaims{"channels": nil}), &auth.Claims{}, nil},
 		{"unknown claims ignored", hs, hsToken(jwt.MapClaims{"sub": "bob", "iss": "me", "aud": "x", "role": 7}), &auth.Claims{User: "bob"}, nil},
@@ -100,7 +100,7 @@ func TestVerify(t *testing.T) {
 		{"empty pattern", hs, hsToken(jwt.MapClaims{"channels": []string{""}}), nil, auth.ErrClaims},
 		{"invalid publish pattern", hs, hsToken(jwt.MapClaims{"channels": []string{"news"}, "publish": []string{"x y"}}), nil, auth.ErrClaims},
 		{"invalid sub", hs, hsToken(jwt.MapClaims{"sub": "alice smith"}), nil, auth.ErrClaims},
-		{"sub too long", hs, hsToken(jwt.MapClaims{"sub": strings.Repeat("a", broadcast.MaxChannelLen)}), nil, auth.ErrClaims},
+		{"sub too long", hs, hsToken(jwt.MapClaims{"sub": strings.Repeat("a", protocol.MaxChannelLen)}), nil, auth.ErrClaims},
 		{"sub with a slash", hs, hsToken(jwt.MapClaims{"sub": "alice/bob"}), nil, auth.ErrClaims},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,7 +136,7 @@ func TestVerifyWrapsLibraryErrors(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 	_, err = v.Verify(sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "a b"}))
-	if !errors.Is(err, auth.ErrClaims) || !errors.Is(err, broadcast.ErrUserName) {
+	if !errors.Is(err, auth.ErrClaims) || !errors.Is(err, protocol.ErrUserName) {
 		t.Fatalf("%v", err)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+
+	"github.com/pushgate/pushgate/protocol"
 )
 
 // counter is the cheapest Subscriber: it counts the bytes it is handed, so
@@ -12,8 +14,8 @@ import (
 // sockets. server's BenchmarkSend measures one socket write.
 type counter struct{ n atomic.Int64 }
 
-func (c *counter) Send(frame []byte) error { c.n.Add(int64(len(frame))); return nil }
-func (c *counter) Compression() bool       { return false }
+func (c *counter) Send(frame []byte) error     { c.n.Add(int64(len(frame))); return nil }
+func (c *counter) Encoding() protocol.Encoding { return protocol.WebSocket }
 
 // BenchmarkPublish is one 100-byte publish to n subscribers of a channel,
 // timed until every shard has handed the frame to each of them.

@@ -47,17 +47,19 @@ type historyIndex struct {
 	kick       chan struct{} // wakes the expiry loop to enforce them
 }
 
-// deflated records p's compressed copy d, built after p entered history
-// (if it did): a listed p weighs it too, and past a bound the expiry loop
-// is woken to bring history back under it, as a publish would. No lock may
-// be held but a shard's.
-func (x *historyIndex) deflated(p *publication, d []byte) {
+// encoded stores, by running set, an encoding of p built after p entered
+// history (if it did): a listed p weighs it too, and past a bound the
+// expiry loop is woken to bring history back under it, as a publish would.
+// No lock may be held but a shard's.
+func (x *historyIndex) encoded(p *publication, set func()) {
 	x.mu.Lock()
-	p.deflated = d
+	before := p.wire.Size()
+	set()
+	d := int64(p.wire.Size() - before)
 	listed := p.listed
 	if listed {
-		p.ch.histBytes.Add(int64(len(d)))
-		x.bytes.Add(int64(len(d)))
+		p.ch.histBytes.Add(d)
+		x.bytes.Add(d)
 	}
 	x.mu.Unlock()
 	if !listed {
@@ -79,7 +81,7 @@ func (x *historyIndex) deflated(p *publication, d []byte) {
 	}
 }
 
-// trimOver brings the channels deflated listed back under their cap, and the
+// trimOver brings the channels encoded listed back under their cap, and the
 // node under its budget. No channel lock may be held.
 func (h *Hub) trimOver() {
 	h.index.mu.Lock()

@@ -13,6 +13,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/pushgate/pushgate/internal/wstest"
+	"github.com/pushgate/pushgate/protocol"
 	"github.com/pushgate/pushgate/wsproto"
 )
 
@@ -89,7 +90,7 @@ func TestHistoryCountsCompressedCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.flush()
-	frame := newPublication("big", 1, data, time.Time{}).frame
+	frame := newPublication("big", 1, data, time.Time{}).wire.Encoded(protocol.WebSocket, nil)
 	compressed := wsproto.AppendCompressedFrame(nil, ws.OpText, wsproto.Payload(frame))
 	if b, want := h.Stats().HistoryBytes, int64(len(frame)+len(compressed)+heldOverhead); b != want {
 		t.Fatalf("history bytes %d, want %d: the %d-byte frame, its %d-byte compressed copy and %d",

@@ -1,10 +1,11 @@
 // Package broadcast is pushgate's channel registry and fan-out.
 //
 // A connection joins the Hub as a Member and subscribes to channels. A
-// publish encodes its frame once ({"type":"message","channel":...,
-// "offset":...,"data":...}) and every subscriber is sent those same bytes
-// (subscribers that negotiated permessage-deflate share one compressed
-// copy of large messages).
+// publish builds its envelope once ({"type":"message","channel":...,
+// "offset":...,"data":...}) and encodes it once per wire encoding its
+// subscribers take (protocol.Wire: a WebSocket frame, a compressed one):
+// every subscriber of an encoding is sent the same bytes. The hub never
+// frames anything itself; the protocol package does.
 //
 // # Shards
 //

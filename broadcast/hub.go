@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushgate/pushgate/protocol"
 )
 
 // Errors returned by the hub.
@@ -254,7 +256,7 @@ func unlockChannel(t *chanTable, ch *channel) {
 func (h *Hub) Join(sub Subscriber) *Member {
 	h.members.Add(1)
 	i := int(h.next.Add(1) % uint32(len(h.shards)))
-	m := &Member{sub: sub, shard: h.shards[i], shardIdx: i, compress: sub.Compression()}
+	m := &Member{sub: sub, shard: h.shards[i], shardIdx: i, enc: sub.Encoding()}
 	m.batch, _ = sub.(Batcher)
 	if m.batch != nil {
 		_, m.paces = sub.(Pacer)
@@ -287,11 +289,11 @@ func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 		// applied yet. They are on their way in order: skip through
 		// pos.Offset rather than replaying or repeating them.
 		o.skip, offset = pos.Offset, pos.Offset
-		o.reply = appendSubscribed(nil, name, offset, ch.epoch, true)
+		o.reply = protocol.AppendSubscribed(protocol.Buffer(96+len(name)), name, offset, ch.epoch, true)
 	} else {
 		var recovered bool
 		o.replay, recovered = ch.recover(pos)
-		o.reply = appendSubscribed(nil, name, offset, ch.epoch, recovered)
+		o.reply = protocol.AppendSubscribed(protocol.Buffer(96+len(name)), name, offset, ch.epoch, recovered)
 	}
 	ch.subs++
 	ch.shards[m.shardIdx]++
@@ -308,11 +310,12 @@ func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 	return nil
 }
 
-// Reply sends frame to m after everything already queued for it, so that
-// replies to a connection's ops arrive in the order of the ops.
-func (h *Hub) Reply(m *Member, frame []byte) {
-	if !m.shard.push(op{kind: opReply, m: m, reply: frame, byMember: true}) {
-		_ = m.sub.Send(frame)
+// Reply sends m the envelope in env, built into a protocol.Buffer (and
+// not used again), after everything already queued for it, so that replies
+// to a connection's ops arrive in the order of the ops.
+func (h *Hub) Reply(m *Member, env []byte) {
+	if !m.shard.push(op{kind: opReply, m: m, reply: env, byMember: true}) {
+		_ = m.sub.Send(protocol.Frame(m.enc, env))
 	}
 }
 
@@ -339,7 +342,7 @@ func (h *Hub) Unsubscribe(m *Member, name string) error {
 	}
 	ch := m.chans[i]
 	m.chans = slices.Delete(m.chans, i, i+1)
-	h.release(m, ch, op{kind: opUnsubscribe, ch: ch, m: m, reply: appendUnsubscribed(nil, name), byMember: true})
+	h.release(m, ch, op{kind: opUnsubscribe, ch: ch, m: m, reply: protocol.AppendUnsubscribed(protocol.Buffer(40+len(name)), name), byMember: true})
 	h.dropIfUnused(ch)
 	return nil
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/gobwas/ws"
 	"go.uber.org/goleak"
 
-	"github.com/pushgate/pushgate/wsproto"
+	"github.com/pushgate/pushgate/protocol"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -37,7 +37,12 @@ func newRecorder() *recorder {
 	return &recorder{msgs: map[string][]uint64{}, data: map[string][]string{}, got: make(chan struct{}, 1)}
 }
 
-func (r *recorder) Compression() bool { return r.compress }
+func (r *recorder) Encoding() protocol.Encoding {
+	if r.compress {
+		return protocol.WebSocketDeflate
+	}
+	return protocol.WebSocket
+}
 
 func (r *recorder) Send(frame []byte) error {
 	r.mu.Lock()
@@ -542,7 +547,7 @@ func TestCompressedEnvelopeSizes(t *testing.T) {
 		if got := decodeFrame(frames[1][i+1]); !bytes.Equal(got, want) {
 			t.Errorf("%d-byte envelope: the compressed frame inflates to %d bytes that differ from the plain one", size, len(got))
 		}
-		if size >= compressMin && frames[1][i+1][0]&0x40 == 0 {
+		if size >= protocol.CompressMin && frames[1][i+1][0]&0x40 == 0 {
 			t.Errorf("%d-byte envelope sent uncompressed", size)
 		}
 	}
@@ -675,7 +680,7 @@ func TestBacklog(t *testing.T) {
 	m := h.Join(newRecorder())
 	release := blockShard(h, m)
 	for range 5 {
-		h.Reply(m, wsproto.AppendFrame(nil, ws.OpText, []byte(`{"type":"pong"}`)))
+		h.Reply(m, append(protocol.Buffer(16), `{"type":"pong"}`...))
 	}
 	if err := h.Subscribe(m, "news", nil); err != nil {
 		t.Fatal(err)

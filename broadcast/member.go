@@ -1,15 +1,19 @@
 package broadcast
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/pushgate/pushgate/protocol"
+)
 
 // Subscriber is a connection as the hub sees it. server.Conn is one.
 type Subscriber interface {
-	// Send hands a whole encoded frame to the connection without blocking;
-	// the frame is shared and must not be modified. An error means the
-	// connection is closed or closing.
-	Send(frame []byte) error
-	// Compression reports whether the connection takes compressed frames.
-	Compression() bool
+	// Send hands the connection an envelope as its encoding carries it,
+	// without blocking; the bytes are shared and must not be modified. An
+	// error means the connection is closed or closing.
+	Send(wire []byte) error
+	// Encoding is how the connection takes envelopes; it does not change.
+	Encoding() protocol.Encoding
 }
 
 // Batcher is a Subscriber that can take several frames before writing
@@ -45,7 +49,7 @@ type Member struct {
 	chans    []*channel   // subscribed channels, at most MaxChannels
 	backlog  atomic.Int32 // its own ops queued on its shard, not yet run
 	paces    bool         // batch is a Pacer too (a flag: a second interface would cost every member 16 bytes)
-	compress bool
+	enc      protocol.Encoding
 	left     bool
 }
 

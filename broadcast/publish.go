@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"time"
 	"unicode/utf8"
+
+	"github.com/pushgate/pushgate/protocol"
 )
 
 // UnavailableError is ErrUnavailable with the reason the broker could not
@@ -224,10 +226,10 @@ func (h *Hub) newEpoch(ch *channel, epoch string, first uint64) {
 	if ch.subs == 0 {
 		return
 	}
-	reply := appendSubscribed(nil, ch.name, first-1, epoch, continuous)
+	reply := protocol.NewWire(protocol.AppendSubscribed(protocol.Buffer(96+len(ch.name)), ch.name, first-1, epoch, continuous))
 	for i, c := range ch.shards {
 		if c > 0 {
-			h.shards[i].push(op{kind: opEpoch, ch: ch, reply: reply})
+			h.shards[i].push(op{kind: opEpoch, ch: ch, wire: reply})
 		}
 	}
 }

@@ -3,6 +3,8 @@ package broadcast
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/pushgate/pushgate/protocol"
 )
 
 type opKind uint8
@@ -27,7 +29,8 @@ type op struct {
 	m      *Member
 	pub    *publication
 	replay []*publication
-	reply  []byte
+	reply  []byte         // an envelope in a protocol.Buffer, for m alone
+	wire   *protocol.Wire // an envelope for every subscriber of ch
 	chans  []*channel
 	skip   uint64 // opSubscribe: offsets up to this one are not sent to m
 	fn     func()
@@ -153,7 +156,7 @@ func (s *shard) do(o *op) {
 			if len(s.skip) > 0 && s.skipped(o.ch, m, o.pub.offset) {
 				continue
 			}
-			if s.send(m, o.pub.frameFor(m)) == nil {
+			if s.send(m, o.pub.encodedFor(m)) == nil {
 				n++
 			}
 		}
@@ -175,11 +178,11 @@ func (s *shard) do(o *op) {
 			}
 			s.skip[skipKey{o.ch, o.m}] = o.skip
 		}
-		if s.send(o.m, o.reply) != nil {
+		if s.send(o.m, protocol.Frame(o.m.enc, o.reply)) != nil {
 			return
 		}
 		for _, p := range o.replay {
-			if s.pace(o.m, p.frameFor(o.m)) != nil {
+			if s.pace(o.m, p.encodedFor(o.m)) != nil {
 				return
 			}
 		}
@@ -188,13 +191,13 @@ func (s *shard) do(o *op) {
 		}
 	case opUnsubscribe:
 		s.remove(o.ch, o.m)
-		_ = s.send(o.m, o.reply)
+		_ = s.send(o.m, protocol.Frame(o.m.enc, o.reply))
 	case opLeave:
 		for _, ch := range o.chans {
 			s.remove(ch, o.m)
 		}
 	case opReply:
-		_ = s.send(o.m, o.reply)
+		_ = s.send(o.m, protocol.Frame(o.m.enc, o.reply))
 	case opEpoch:
 		for k := range s.skip {
 			if k.ch == o.ch {
@@ -202,7 +205,7 @@ func (s *shard) do(o *op) {
 			}
 		}
 		for m := range s.subs[o.ch] {
-			_ = s.send(m, o.reply)
+			_ = s.send(m, o.wire.Encoded(m.enc, nil))
 		}
 	case opCall:
 		// What ran before is written first: flush (and tests) rely on it.

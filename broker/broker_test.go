@@ -25,6 +25,7 @@ import (
 	"github.com/pushgate/pushgate/internal/proctest"
 	"github.com/pushgate/pushgate/internal/wstest"
 	"github.com/pushgate/pushgate/metrics"
+	"github.com/pushgate/pushgate/protocol"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -125,7 +126,7 @@ func (n *node) client(t *testing.T, channel string, pos *broadcast.Position) *cl
 	return c
 }
 
-func (c *client) Compression() bool { return false }
+func (c *client) Encoding() protocol.Encoding { return protocol.WebSocket }
 
 func (c *client) Send(frame []byte) error {
 	payload := frame[2:]
@@ -299,9 +300,9 @@ func TestClusterFanoutAndNumbering(t *testing.T) {
 func TestClusterUsersAndRecoveryOnOtherNode(t *testing.T) {
 	nats := startNATS(t)
 	a, b := startNode(t, nats.url(), Config{}), startNode(t, nats.url(), Config{})
-	alice := broadcast.PersonalChannel("alice")
+	alice := protocol.PersonalChannel("alice")
 	onB := b.client(t, alice, nil)
-	bob := b.client(t, broadcast.PersonalChannel("bob"), nil)
+	bob := b.client(t, protocol.PersonalChannel("bob"), nil)
 	publish(t, a.b, alice, 1)
 	onB.waitOffsets(t, alice, []uint64{1})
 
@@ -320,7 +321,7 @@ func TestClusterUsersAndRecoveryOnOtherNode(t *testing.T) {
 	if r := again.reply(0); r["recovered"] != true || r["epoch"] != epoch {
 		t.Fatalf("recovery on the other node: %v, want recovered in epoch %s", r, epoch)
 	}
-	if got := bob.got(broadcast.PersonalChannel("bob")); len(got) != 0 {
+	if got := bob.got(protocol.PersonalChannel("bob")); len(got) != 0 {
 		t.Fatalf("bob got alice's messages: %v", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/protocol"
 )
 
 // supervise keeps the stream and its consumer in place: at start, and
@@ -149,7 +150,7 @@ func (b *Broker) apply(msg jetstream.Msg) {
 	name, ok := channelOf(b.prefix, msg.Subject())
 	offset, err := strconv.ParseUint(h.Get(hdrOffset), 10, 64)
 	epoch, data := h.Get(hdrEpoch), msg.Data()
-	if !ok || !broadcast.ValidName(name) || err != nil || offset == 0 || epoch == "" || !broadcast.ValidData(data) {
+	if !ok || !protocol.ValidName(name) || err != nil || offset == 0 || epoch == "" || !broadcast.ValidData(data) {
 		b.m.Invalid.Inc()
 		b.log.Warn("broker: dropped a message that is not a pushgate publication", "subject", msg.Subject(), "seq", seq)
 		return

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pushgate/pushgate/netpoll"
+	"github.com/pushgate/pushgate/protocol"
 	"github.com/pushgate/pushgate/wsproto"
 )
 
@@ -105,6 +106,15 @@ var errPeerClosed = errors.New("server: peer sent close")
 
 // Compression reports whether permessage-deflate was negotiated.
 func (c *Conn) Compression() bool { return c.compression }
+
+// Encoding is how the connection takes envelopes: WebSocket frames,
+// compressed when it negotiated permessage-deflate.
+func (c *Conn) Encoding() protocol.Encoding {
+	if c.compression {
+		return protocol.WebSocketDeflate
+	}
+	return protocol.WebSocket
+}
 
 // SetData keeps the Handler's state for the connection; Data returns it.
 // They are meant for the connection's own Handler calls, which never

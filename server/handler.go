@@ -2,6 +2,8 @@ package server
 
 import (
 	"github.com/gobwas/ws"
+
+	"github.com/pushgate/pushgate/protocol"
 	"github.com/pushgate/pushgate/wsproto"
 )
 
@@ -35,8 +37,8 @@ func (echoHandler) Message(c *Conn, op ws.OpCode, payload []byte) {
 // are held and kept alive, and every message gets an error reply.
 type unsupportedHandler struct{}
 
-var errUnknownOp = wsproto.AppendFrame(nil, ws.OpText,
-	[]byte(`{"type":"error","code":"bad_request","message":"unknown op"}`))
+var errUnknownOp = protocol.Frame(protocol.WebSocket,
+	protocol.AppendError(protocol.Buffer(64), protocol.CodeBadRequest, "unknown op", ""))
 
 func (unsupportedHandler) Open(*Conn, wsproto.Handshake, []byte) {}
 func (unsupportedHandler) Closed(*Conn)                          {}

@@ -15,11 +15,9 @@ import (
 
 	"github.com/pushgate/pushgate/metrics"
 	"github.com/pushgate/pushgate/netpoll"
+	"github.com/pushgate/pushgate/protocol"
 	"github.com/pushgate/pushgate/wsproto"
 )
-
-// Subprotocol is the WebSocket subprotocol /ws negotiates when offered.
-const Subprotocol = "pushgate.v1"
 
 // What a browser shows when someone opens /ws or /echo as a page (with the
 // status 426 and Upgrade: websocket, which clients and proxies read).
@@ -123,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.handlers[endpointWS] = cfg.Handler
 	s.handlers[endpointEcho] = echoHandler{}
-	s.upgraders[endpointWS] = &wsproto.Upgrader{Protocol: Subprotocol, Origins: origins, Compression: cfg.Compression, Authorize: cfg.Authorize, Page: wsPage}
+	s.upgraders[endpointWS] = &wsproto.Upgrader{Protocol: protocol.Subprotocol, Origins: origins, Compression: cfg.Compression, Authorize: cfg.Authorize, Page: wsPage}
 	s.upgraders[endpointEcho] = &wsproto.Upgrader{Origins: origins, Compression: cfg.Compression, Page: echoPage}
 	for r := range numReasons {
 		s.closedBy[r] = s.m.ConnectionsClosed(r.String())

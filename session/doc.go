@@ -1,22 +1,12 @@
-// Package session serves the pushgate.v1 client protocol on /ws: it is the
-// server.Handler that turns a connection's JSON ops into calls on the
-// broadcast hub and checks each against the connection's permissions.
+// Package session serves the pushgate.v1 client protocol: it turns a
+// connection's JSON ops into calls on the broadcast hub and checks each
+// against the connection's permissions.
 //
-// Client to server, JSON text frames:
-//
-//	{"op":"subscribe","channel":"news"}
-//	{"op":"subscribe","channel":"news","since":42,"epoch":"..."}
-//	{"op":"unsubscribe","channel":"news"}
-//	{"op":"publish","channel":"chat:lobby","data":<any JSON>}
-//	{"op":"refresh","token":"<JWT>"}
-//
-// Server to client:
-//
-//	{"type":"message","channel":"news","offset":43,"data":<JSON>}
-//	{"type":"subscribed","channel":"news","offset":43,"epoch":"...","recovered":true}
-//	{"type":"unsubscribed","channel":"news"}
-//	{"type":"error","code":"forbidden","message":"...","channel":"news"}
-//	{"type":"refreshed","expires":<unix seconds>}
+// The ops and envelopes are package protocol's. The handler is written
+// against Conn, not a WebSocket: ws.go adapts it to server.Handler, and
+// other transports can drive a Session the same way (Start, Handle, End).
+// A Session's lock makes it the one owner of its hub Member, so commands
+// may reach it from any goroutine.
 //
 // The upgrade query may subscribe at connect (channels=a,b). A connection
 // whose token names a user (sub) is subscribed at connect to its personal

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/internal/wstest"
+	"github.com/pushgate/pushgate/protocol"
 	"github.com/pushgate/pushgate/server"
 )
 
@@ -107,8 +108,8 @@ func TestOpBacklog(t *testing.T) {
 // discard is a subscriber that takes every frame and keeps none.
 type discard struct{}
 
-func (discard) Send([]byte) error { return nil }
-func (discard) Compression() bool { return false }
+func (discard) Send([]byte) error           { return nil }
+func (discard) Encoding() protocol.Encoding { return protocol.WebSocket }
 
 // A compressed message that inflates to more than MaxInflateRatio times
 // its size (a compression bomb) closes the connection with 1008, before

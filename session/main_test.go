@@ -12,6 +12,7 @@ import (
 	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/internal/wstest"
 	"github.com/pushgate/pushgate/metrics"
+	"github.com/pushgate/pushgate/protocol"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/session"
 )
@@ -39,7 +40,7 @@ type options struct {
 func start(t testing.TB, o options) *gateway {
 	t.Helper()
 	hub := broadcast.New(o.hub)
-	patterns, err := broadcast.ParsePatterns(o.publish)
+	patterns, err := protocol.ParsePatterns(o.publish)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,20 +1,19 @@
 package session
 
 import (
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
-
-	"github.com/gobwas/ws"
+	"sync"
+	"time"
 
 	"github.com/pushgate/pushgate/auth"
 	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/metrics"
+	"github.com/pushgate/pushgate/protocol"
 	"github.com/pushgate/pushgate/server"
-	"github.com/pushgate/pushgate/wsproto"
 )
 
 // Config configures the Handler.
@@ -28,7 +27,7 @@ type Config struct {
 	Metrics *metrics.Gateway
 	// ClientPublish lists the channels any client may publish to (in
 	// addition to what a token grants). Default none.
-	ClientPublish broadcast.Patterns
+	ClientPublish protocol.Patterns
 	// Logger receives debug lines about refused ops. Default slog.Default().
 	Logger *slog.Logger
 	// Verifier checks the tokens of refresh ops; nil when authentication
@@ -41,11 +40,25 @@ type Config struct {
 	MaxBacklog int
 }
 
-// Handler is the server.Handler of pushgate.v1 connections.
+// Conn is a client's connection as a session sees it, whatever transport
+// carries it (server.Conn for WebSocket). Its methods are safe from any
+// goroutine and never block.
+type Conn interface {
+	broadcast.Subscriber
+	// SetExpiry closes the connection with 4001 once t has passed; the
+	// zero time clears it.
+	SetExpiry(t time.Time)
+	// Close starts closing the connection for reason, with text for the
+	// client.
+	Close(reason server.CloseReason, text string)
+}
+
+// Handler serves the pushgate.v1 protocol: it turns a connection's ops
+// into calls on the hub.
 type Handler struct {
 	hub       *broadcast.Hub
 	publisher broadcast.Publisher
-	publish   broadcast.Patterns
+	publish   protocol.Patterns
 	m         *metrics.Gateway
 	log       *slog.Logger
 	verifier  *auth.Verifier
@@ -66,44 +79,51 @@ func New(cfg Config) *Handler {
 	if cfg.MaxBacklog <= 0 {
 		cfg.MaxBacklog = 512
 	}
-	return &Handler{backlog: cfg.MaxBacklog, hub: cfg.Hub, publisher: cfg.Publisher, publish: cfg.ClientPublish, m: cfg.Metrics, log: cfg.Logger, verifier: cfg.Verifier}
+	h := &Handler{backlog: cfg.MaxBacklog, hub: cfg.Hub, publisher: cfg.Publisher, publish: cfg.ClientPublish,
+		m: cfg.Metrics, log: cfg.Logger, verifier: cfg.Verifier}
+	return h
 }
 
-// session is one connection's state, kept in its server.Conn.
-type session struct {
+// Session is one client connection's protocol state.
+//
+// mu makes the session the single owner of its hub Member: the client's
+// ops (from its connection's read task) and the server's commands (from
+// other goroutines) run one at a time under it. Lock order: Session.mu,
+// then the hub's locks.
+type Session struct {
+	mu     sync.Mutex
+	closed bool // under mu: Closed has run; commands do nothing
+	conn   Conn
 	m      *broadcast.Member
-	claims *auth.Claims // nil when authentication is off
+	claims *auth.Claims // nil when authentication is off; replaced by refresh, under mu
 }
 
-var (
-	_ server.Handler          = (*Handler)(nil)
-	_ server.RateLimitHandler = (*Handler)(nil)
-)
-
-// Open joins the connection to the hub and makes the subscriptions its
-// upgrade asked for.
-func (h *Handler) Open(c *server.Conn, hs wsproto.Handshake, query []byte) {
-	s := &session{m: h.hub.Join(c)}
-	s.claims, _ = hs.State.(*auth.Claims)
-	c.SetData(s)
-	if s.claims != nil {
-		c.SetExpiry(s.claims.Deadline)
+// Start begins the session of a new connection: it joins the hub and makes the subscriptions of the connection's query
+// (channels=a,b, and the personal channel of the claims' user, recovered
+// from user_since and user_epoch). claims is nil when authentication is
+// off. Call End when the connection has closed.
+func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
+	s := &Session{conn: c, m: h.hub.Join(c), claims: claims}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if claims != nil {
+		c.SetExpiry(claims.Deadline)
 	}
 	q, err := url.ParseQuery(string(query)) // keeps the well-formed pairs
 	if err != nil {
-		h.reply(s, codeBadRequest, "malformed query", "")
+		h.reply(s, protocol.CodeBadRequest, "malformed query", "")
 	}
-	if s.claims != nil && s.claims.User != "" {
+	if user := s.user(); user != "" {
 		var pos *broadcast.Position
 		if since := q.Get("user_since"); since != "" {
 			off, err := strconv.ParseUint(since, 10, 64)
 			if err != nil {
-				h.reply(s, codeBadRequest, "user_since is not an offset", "")
+				h.reply(s, protocol.CodeBadRequest, "user_since is not an offset", "")
 			} else {
 				pos = &broadcast.Position{Offset: off, Epoch: q.Get("user_epoch")}
 			}
 		}
-		h.subscribe(s, broadcast.PersonalChannel(s.claims.User), pos)
+		h.subscribe(s, protocol.PersonalChannel(user), pos)
 	}
 	for _, list := range q["channels"] {
 		for _, name := range strings.Split(list, ",") {
@@ -112,179 +132,185 @@ func (h *Handler) Open(c *server.Conn, hs wsproto.Handshake, query []byte) {
 			}
 		}
 	}
+	return s
 }
 
-// RateLimited answers a message the connection sent over its message rate
-// (server.Config.ClientMessageRate): the op was not run. Past
-// server.MaxRateStrikes in a row it closes the connection with 1008, after
-// the replies already queued.
-func (h *Handler) RateLimited(c *server.Conn, strikes int) {
-	s, ok := c.Data().(*session)
-	if !ok {
+// End removes a closed connection's session from the hub.
+func (h *Handler) End(s *Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
 		return
 	}
-	if strikes > server.MaxRateStrikes {
-		h.hub.After(s.m, func() { c.Close(server.ReasonRateLimited, "rate limit exceeded") })
-		return
+	s.closed = true
+	h.hub.Leave(s.m)
+}
+
+// user is the session's user, "" when anonymous. s.mu is held.
+func (s *Session) user() string {
+	if s.claims == nil {
+		return ""
 	}
-	h.reply(s, codeRateLimited, "too many messages: this one was dropped; slow down or the connection is closed (1008)", "")
+	return s.claims.User
 }
 
-// Closed removes the connection from the hub.
-func (h *Handler) Closed(c *server.Conn) {
-	if s, ok := c.Data().(*session); ok {
-		h.hub.Leave(s.m)
-	}
-}
-
-// command is any client op; fields an op does not use are ignored.
-type command struct {
-	Op      string          `json:"op"`
-	Channel string          `json:"channel"`
-	Since   *uint64         `json:"since"`
-	Epoch   string          `json:"epoch"`
-	Data    json.RawMessage `json:"data"`
-	Token   string          `json:"token"`
-}
-
-// Message runs one client op.
-func (h *Handler) Message(c *server.Conn, op ws.OpCode, payload []byte) {
-	s := c.Data().(*session)
+// Handle runs one client op, a JSON text message.
+func (h *Handler) Handle(s *Session, payload []byte) {
 	if h.hub.Backlog(s.m) >= h.backlog {
 		// Its shard runs its ops slower than it sends them: replying
 		// would only add to the pile.
-		c.Close(server.ReasonOverloaded, "too many ops in flight")
+		s.conn.Close(server.ReasonOverloaded, "too many ops in flight")
 		return
 	}
-	if op != ws.OpText {
-		h.reply(s, codeBadRequest, "pushgate.v1 messages are JSON text frames", "")
+	cmd, err := protocol.ParseCommand(payload)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
 		return
 	}
-	var cmd command
-	if err := json.Unmarshal(payload, &cmd); err != nil {
-		h.reply(s, codeBadRequest, "malformed JSON", "")
+	if err != nil {
+		h.reply(s, protocol.CodeBadRequest, "malformed JSON", "")
 		return
 	}
 	switch cmd.Op {
-	case "subscribe":
+	case protocol.OpSubscribe:
 		var pos *broadcast.Position
 		if cmd.Since != nil {
 			pos = &broadcast.Position{Offset: *cmd.Since, Epoch: cmd.Epoch}
 		}
 		h.subscribe(s, cmd.Channel, pos)
-	case "unsubscribe":
+	case protocol.OpUnsubscribe:
 		h.unsubscribe(s, cmd.Channel)
-	case "publish":
+	case protocol.OpPublish:
 		h.clientPublish(s, cmd.Channel, cmd.Data)
-	case "refresh":
-		h.refresh(s, c, cmd.Token)
+	case protocol.OpRefresh:
+		h.refresh(s, cmd.Token)
 	default:
-		h.reply(s, codeBadRequest, "unknown op", "")
+		h.reply(s, protocol.CodeBadRequest, "unknown op", "")
 	}
 }
 
-func (h *Handler) subscribe(s *session, name string, pos *broadcast.Position) {
-	if !broadcast.ValidName(name) {
-		h.reply(s, codeInvalidChannel, msgInvalidChannel, "")
+// The ops, each with s.mu held.
+
+func (h *Handler) subscribe(s *Session, name string, pos *broadcast.Position) {
+	if !protocol.ValidName(name) {
+		h.reply(s, protocol.CodeInvalidChannel, protocol.MsgInvalidChannel, "")
 		return
 	}
 	if !s.maySubscribe(name) {
-		h.reply(s, codeForbidden, "not allowed to subscribe to this channel", name)
+		h.reply(s, protocol.CodeForbidden, "not allowed to subscribe to this channel", name)
 		return
 	}
 	switch err := h.hub.Subscribe(s.m, name, pos); {
 	case errors.Is(err, broadcast.ErrAlreadySubscribed):
-		h.reply(s, codeAlreadySubscribed, "already subscribed", name)
+		h.reply(s, protocol.CodeAlreadySubscribed, "already subscribed", name)
 	case errors.Is(err, broadcast.ErrTooManyChannels):
-		h.reply(s, codeTooManyChannels, "too many channels on one connection", name)
+		h.reply(s, protocol.CodeTooManyChannels, "too many channels on one connection", name)
 	case errors.Is(err, broadcast.ErrChannelLimit):
 		h.m.ChannelsRefused.Inc()
-		h.reply(s, codeChannelLimit, "the gateway holds too many channels, try again later", name)
+		h.reply(s, protocol.CodeChannelLimit, "the gateway holds too many channels, try again later", name)
 	case err != nil:
-		h.reply(s, codeUnavailable, "the gateway is shutting down", name)
+		h.reply(s, protocol.CodeUnavailable, "the gateway is shutting down", name)
 	}
 }
 
-func (h *Handler) unsubscribe(s *session, name string) {
-	if !broadcast.ValidName(name) {
-		h.reply(s, codeInvalidChannel, msgInvalidChannel, "")
+func (h *Handler) unsubscribe(s *Session, name string) {
+	if !protocol.ValidName(name) {
+		h.reply(s, protocol.CodeInvalidChannel, protocol.MsgInvalidChannel, "")
 		return
 	}
 	if err := h.hub.Unsubscribe(s.m, name); err != nil {
-		h.reply(s, codeNotSubscribed, "not subscribed", name)
+		h.reply(s, protocol.CodeNotSubscribed, "not subscribed", name)
 	}
 }
 
-func (h *Handler) clientPublish(s *session, name string, data json.RawMessage) {
-	if !broadcast.ValidName(name) {
-		h.reply(s, codeInvalidChannel, msgInvalidChannel, "")
+func (h *Handler) clientPublish(s *Session, name string, data []byte) {
+	if !protocol.ValidName(name) {
+		h.reply(s, protocol.CodeInvalidChannel, protocol.MsgInvalidChannel, "")
 		return
 	}
 	if !h.mayPublish(s, name) {
-		h.reply(s, codeForbidden, "client publishing is not allowed on this channel", name)
+		h.reply(s, protocol.CodeForbidden, "client publishing is not allowed on this channel", name)
 		return
 	}
 	if len(data) == 0 {
-		h.reply(s, codeBadRequest, "publish needs data", name)
+		h.reply(s, protocol.CodeBadRequest, "publish needs data", name)
 		return
 	}
 	switch err := h.publisher.TryPublish(name, data, func(error) {
 		h.m.PublishesUnavailable.Inc()
-		h.reply(s, codeUnavailable, "the broker could not take the publish, try again", name)
+		h.replyLater(s, protocol.CodeUnavailable, "the broker could not take the publish, try again", name)
 	}); {
 	case err == nil:
 		h.m.PublishesClient.Inc()
 	case errors.Is(err, broadcast.ErrOverloaded):
 		h.m.PublishesOverloaded.Inc()
-		h.reply(s, codeOverloaded, "too many messages in flight, try again", name)
+		h.reply(s, protocol.CodeOverloaded, "too many messages in flight, try again", name)
 	case errors.Is(err, broadcast.ErrInvalidData):
-		h.reply(s, codeBadRequest, "publish data must be valid JSON", name)
+		h.reply(s, protocol.CodeBadRequest, "publish data must be valid JSON", name)
 	case errors.Is(err, broadcast.ErrChannelLimit):
 		h.m.ChannelsRefused.Inc()
-		h.reply(s, codeChannelLimit, "the gateway holds too many channels, try again later", name)
+		h.reply(s, protocol.CodeChannelLimit, "the gateway holds too many channels, try again later", name)
 	case errors.Is(err, broadcast.ErrUnavailable):
 		h.m.PublishesUnavailable.Inc()
-		h.reply(s, codeUnavailable, "the broker is unavailable, try again", name)
+		h.reply(s, protocol.CodeUnavailable, "the broker is unavailable, try again", name)
 	default:
 		h.m.PublishesUnavailable.Inc()
-		h.reply(s, codeUnavailable, "the gateway is shutting down", name)
+		h.reply(s, protocol.CodeUnavailable, "the gateway is shutting down", name)
 	}
 }
 
 // refresh replaces the connection's token with a fresh one for the same
 // user, before the old one expires. The new claims govern later ops;
 // subscriptions already made stay.
-func (h *Handler) refresh(s *session, c *server.Conn, token string) {
+func (h *Handler) refresh(s *Session, token string) {
 	if h.verifier == nil || s.claims == nil {
-		h.reply(s, codeBadRequest, "authentication is off: there is no token to refresh", "")
+		h.reply(s, protocol.CodeBadRequest, "authentication is off: there is no token to refresh", "")
 		return
 	}
 	claims, err := h.verifier.Verify(token)
 	if err != nil {
-		h.reply(s, codeInvalidToken, auth.Reason(err), "")
+		h.reply(s, protocol.CodeInvalidToken, auth.Reason(err), "")
 		return
 	}
 	if claims.User != s.claims.User {
-		h.reply(s, codeForbidden, "the token is for another user", "")
+		h.reply(s, protocol.CodeForbidden, "the token is for another user", "")
 		return
 	}
 	s.claims = claims
-	c.SetExpiry(claims.Deadline)
+	s.conn.SetExpiry(claims.Deadline)
 	var expires int64
 	if !claims.ExpiresAt.IsZero() {
 		expires = claims.ExpiresAt.Unix()
 	}
-	h.hub.Reply(s.m, appendRefreshed(expires))
+	h.hub.Reply(s.m, protocol.AppendRefreshed(protocol.Buffer(48), expires))
 }
 
-func (s *session) maySubscribe(name string) bool {
-	if user, ok := broadcast.Personal(name); ok {
-		return s.claims != nil && s.claims.User != "" && user == s.claims.User
+func (s *Session) maySubscribe(name string) bool {
+	if user, ok := protocol.Personal(name); ok {
+		return user != "" && user == s.user()
 	}
 	return s.claims == nil || s.claims.Channels.Match(name)
 }
 
-func (h *Handler) mayPublish(s *session, name string) bool {
+func (h *Handler) mayPublish(s *Session, name string) bool {
 	// Match never matches a personal channel.
 	return h.publish.Match(name) || (s.claims != nil && s.claims.Publish.Match(name))
+}
+
+// reply sends an error reply, in order with the hub's replies. s.mu is
+// held.
+func (h *Handler) reply(s *Session, code protocol.Code, message, channel string) {
+	h.hub.Reply(s.m, protocol.AppendError(protocol.Buffer(64+len(message)+len(channel)), code, message, channel))
+	h.log.Debug("refused client op", "code", code, "channel", channel)
+}
+
+// replyLater is reply from a goroutine that does not hold s.mu (a broker's
+// callback).
+func (h *Handler) replyLater(s *Session, code protocol.Code, message, channel string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		h.reply(s, code, message, channel)
+	}
 }

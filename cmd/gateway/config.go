@@ -13,6 +13,7 @@ import (
 	"github.com/pushgate/pushgate/auth"
 	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/broker"
+	"github.com/pushgate/pushgate/protocol"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/wsproto"
 )
@@ -43,7 +44,7 @@ type config struct {
 	LogLevel         string
 	Pprof            bool // serve /debug/pprof/ on the admin listener
 
-	clientPublish broadcast.Patterns // ClientPublish, parsed
+	clientPublish protocol.Patterns // ClientPublish, parsed
 }
 
 func newFlagSet(c *config) *flag.FlagSet {
@@ -125,7 +126,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		return c, fmt.Errorf("invalid --log-format %q: want text or json", c.LogFormat)
 	}
 	c.Server.AllowedOrigins = splitList(c.AllowedOrigins)
-	if c.clientPublish, err = broadcast.ParsePatterns(c.ClientPublish); err != nil {
+	if c.clientPublish, err = protocol.ParsePatterns(c.ClientPublish); err != nil {
 		return c, fmt.Errorf("invalid --client-publish %q: %v", c.ClientPublish, err)
 	}
 	if err := c.readSecretFiles(); err != nil {

@@ -16,7 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/pushgate/pushgate/auth"
-	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/protocol"
 )
 
 // tokenConfig is what `pushgate token` signs and with which key.
@@ -80,14 +80,14 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 // The token is verified with the same rules as the gateway's before it
 // is returned, so a key or a claim the gateway would refuse fails here.
 func (c tokenConfig) sign(now time.Time) (string, error) {
-	if c.User != "" && !broadcast.ValidUser(c.User) {
-		return "", fmt.Errorf("invalid --user %q: %v", c.User, broadcast.ErrUserName)
+	if c.User != "" && !protocol.ValidUser(c.User) {
+		return "", fmt.Errorf("invalid --user %q: %v", c.User, protocol.ErrUserName)
 	}
-	channels, err := broadcast.ParsePatterns(c.Channels)
+	channels, err := protocol.ParsePatterns(c.Channels)
 	if err != nil {
 		return "", fmt.Errorf("invalid --channels %q: %v", c.Channels, err)
 	}
-	publish, err := broadcast.ParsePatterns(c.Publish)
+	publish, err := protocol.ParsePatterns(c.Publish)
 	if err != nil {
 		return "", fmt.Errorf("invalid --publish %q: %v", c.Publish, err)
 	}

@@ -1,4 +1,4 @@
-package broadcast
+package protocol
 
 import (
 	"errors"
@@ -21,9 +21,9 @@ const (
 
 // Channel name errors.
 var (
-	ErrChannelName = errors.New("broadcast: " + ChannelNameRule)
-	ErrPattern     = errors.New("broadcast: a channel pattern is a channel name, optionally ending in *")
-	ErrUserName    = errors.New("broadcast: " + UserNameRule)
+	ErrChannelName = errors.New("protocol: " + ChannelNameRule)
+	ErrPattern     = errors.New("protocol: a channel pattern is a channel name, optionally ending in *")
+	ErrUserName    = errors.New("protocol: " + UserNameRule)
 )
 
 // nameChar reports the bytes allowed in channel and user names. None of

@@ -1,0 +1,79 @@
+package protocol
+
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// The server's envelopes, built into Buffer (see Encoding). Channel and
+// user names, epochs and client ids need no escaping in JSON (see
+// nameChar); messages are escaped; data and info are JSON already.
+
+// AppendMessage appends
+// {"type":"message","channel":<channel>,"offset":<offset>,"data":<data>}
+// and returns it with the data field's place in it.
+func AppendMessage(dst []byte, channel string, offset uint64, data []byte) (env, dataField []byte) {
+	dst = append(dst, `{"type":"message","channel":"`...)
+	dst = append(dst, channel...)
+	dst = append(dst, `","offset":`...)
+	dst = strconv.AppendUint(dst, offset, 10)
+	dst = append(dst, `,"data":`...)
+	start := len(dst)
+	dst = append(dst, data...)
+	end := len(dst)
+	dst = append(dst, '}')
+	return dst, dst[start:end:end]
+}
+
+// MessageSize is the length of AppendMessage's envelope, within 20 bytes.
+func MessageSize(channel string, data []byte) int { return 60 + len(channel) + len(data) }
+
+// AppendSubscribed appends
+// {"type":"subscribed","channel":…,"offset":…,"epoch":…,"recovered":…}.
+func AppendSubscribed(dst []byte, channel string, offset uint64, epoch string, recovered bool) []byte {
+	dst = append(dst, `{"type":"subscribed","channel":"`...)
+	dst = append(dst, channel...)
+	dst = append(dst, `","offset":`...)
+	dst = strconv.AppendUint(dst, offset, 10)
+	dst = append(dst, `,"epoch":"`...)
+	dst = append(dst, epoch...)
+	dst = append(dst, `","recovered":`...)
+	dst = strconv.AppendBool(dst, recovered)
+	return append(dst, '}')
+}
+
+// AppendUnsubscribed appends {"type":"unsubscribed","channel":…}.
+func AppendUnsubscribed(dst []byte, channel string) []byte {
+	dst = append(dst, `{"type":"unsubscribed","channel":"`...)
+	dst = append(dst, channel...)
+	return append(dst, `"}`...)
+}
+
+// AppendError appends {"type":"error","code":…,"message":…,"channel":…}
+// (no channel when empty).
+func AppendError(dst []byte, code Code, message, channel string) []byte {
+	dst = append(dst, `{"type":"error","code":"`...)
+	dst = append(dst, code...)
+	dst = append(dst, `","message":`...)
+	dst = appendString(dst, message)
+	if channel != "" {
+		dst = append(dst, `,"channel":"`...)
+		dst = append(dst, channel...)
+		dst = append(dst, '"')
+	}
+	return append(dst, '}')
+}
+
+// AppendRefreshed appends {"type":"refreshed","expires":<unix seconds>}
+// (0: the token does not expire).
+func AppendRefreshed(dst []byte, expires int64) []byte {
+	dst = append(dst, `{"type":"refreshed","expires":`...)
+	dst = strconv.AppendInt(dst, expires, 10)
+	return append(dst, '}')
+}
+
+// appendString appends s as a JSON string.
+func appendString(dst []byte, s string) []byte {
+	b, _ := json.Marshal(s) // a string always marshals
+	return append(dst, b...)
+}
