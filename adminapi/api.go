@@ -2,6 +2,7 @@ package adminapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/metrics"
 	"github.com/pushgate/pushgate/protocol"
+	"github.com/pushgate/pushgate/session"
 )
 
 // Config configures the API handler.
@@ -29,6 +31,17 @@ type Config struct {
 	MaxBodyBytes int64
 	// Connections reports the open connections for /api/stats.
 	Connections func() int
+	// Control acts on live connections (disconnect, subscribe,
+	// unsubscribe). Without it those endpoints answer 501.
+	Control Control
+}
+
+// Control is what acts on live connections: this node's sessions
+// (*session.Handler), or in a cluster every node's.
+type Control interface {
+	Disconnect(ctx context.Context, t session.Target, reconnect bool, reason string) (int, error)
+	Subscribe(ctx context.Context, t session.Target, channel string) (int, error)
+	Unsubscribe(ctx context.Context, t session.Target, channel string) (int, error)
 }
 
 // New returns the handler of /api/.
@@ -51,6 +64,9 @@ func New(cfg Config) http.Handler {
 		{"POST", "/api/publish", a.publish},
 		{"GET", "/api/history", a.history},
 		{"GET", "/api/stats", a.stats},
+		{"POST", "/api/disconnect", a.disconnect},
+		{"POST", "/api/subscribe", a.subscribe},
+		{"POST", "/api/unsubscribe", a.unsubscribe},
 	} {
 		mux.HandleFunc(e.method+" "+e.path, e.h)
 		mux.HandleFunc(e.path, methodNotAllowed(e.method))
@@ -108,22 +124,31 @@ type publishResponse struct {
 	Delivered int64  `json:"delivered"`
 }
 
-func (a *api) publish(w http.ResponseWriter, r *http.Request) {
-	var req publishRequest
+// decodeBody decodes a request's JSON body into v, within MaxBodyBytes,
+// and answers the error if it cannot.
+func (a *api) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeError(w, http.StatusRequestEntityTooLarge, "too_large",
 				"the body is over "+strconv.FormatInt(a.cfg.MaxBodyBytes, 10)+" bytes")
-			return
+			return false
 		}
 		writeError(w, http.StatusBadRequest, "bad_request", "malformed JSON body: "+err.Error())
-		return
+		return false
 	}
 	if dec.More() {
 		writeError(w, http.StatusBadRequest, "bad_request", "the body holds more than one JSON value")
+		return false
+	}
+	return true
+}
+
+func (a *api) publish(w http.ResponseWriter, r *http.Request) {
+	var req publishRequest
+	if !a.decodeBody(w, r, &req) {
 		return
 	}
 	var channel string

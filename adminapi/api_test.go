@@ -12,6 +12,7 @@ import (
 
 	"github.com/pushgate/pushgate/adminapi"
 	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/session"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -21,6 +22,7 @@ func serve(t *testing.T, key string) (*httptest.Server, *broadcast.Hub) {
 	hub := broadcast.New(broadcast.Config{})
 	srv := httptest.NewServer(adminapi.New(adminapi.Config{
 		Hub: hub, APIKey: key, MaxBodyBytes: 256, Connections: func() int { return 7 },
+		Control: session.New(session.Config{Hub: hub}),
 	}))
 	t.Cleanup(func() { srv.Close(); hub.Close() })
 	return srv, hub
@@ -103,6 +105,22 @@ func TestPublishErrors(t *testing.T) {
 		{"unknown endpoint", "GET", "/api/nope", ``, 404, "not_found"},
 		{"history without channel", "GET", "/api/history", ``, 400, "invalid_channel"},
 		{"history bad since", "GET", "/api/history?channel=news&since=-1", ``, 400, "bad_request"},
+		{"disconnect malformed", "POST", "/api/disconnect", `{"user":`, 400, "bad_request"},
+		{"disconnect nobody", "POST", "/api/disconnect", `{}`, 400, "bad_request"},
+		{"disconnect user and client", "POST", "/api/disconnect", `{"user":"a","client":"b"}`, 400, "bad_request"},
+		{"disconnect invalid user", "POST", "/api/disconnect", `{"user":"a b"}`, 400, "invalid_user"},
+		{"disconnect reason too long", "POST", "/api/disconnect", `{"user":"a","reason":"` + strings.Repeat("r", 124) + `"}`, 400, "bad_request"},
+		{"disconnect with channel", "POST", "/api/disconnect", `{"user":"a","channel":"news"}`, 400, "bad_request"},
+		{"disconnect reconnect not bool", "POST", "/api/disconnect", `{"user":"a","reconnect":"no"}`, 400, "bad_request"},
+		{"disconnect unknown field", "POST", "/api/disconnect", `{"user":"a","ban":true}`, 400, "bad_request"},
+		{"disconnect too large", "POST", "/api/disconnect", `{"user":"a","reason":"` + strings.Repeat("x", 300) + `"}`, 413, "too_large"},
+		{"disconnect wrong method", "GET", "/api/disconnect", ``, 405, "method_not_allowed"},
+		{"subscribe without channel", "POST", "/api/subscribe", `{"user":"a"}`, 400, "invalid_channel"},
+		{"subscribe invalid channel", "POST", "/api/subscribe", `{"user":"a","channel":"a b"}`, 400, "invalid_channel"},
+		{"subscribe with reason", "POST", "/api/subscribe", `{"user":"a","channel":"news","reason":"x"}`, 400, "bad_request"},
+		{"subscribe nobody", "POST", "/api/subscribe", `{"channel":"news"}`, 400, "bad_request"},
+		{"unsubscribe invalid channel", "POST", "/api/unsubscribe", `{"client":"x.1","channel":"é"}`, 400, "invalid_channel"},
+		{"unsubscribe wrong method", "PUT", "/api/unsubscribe", ``, 405, "method_not_allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
@@ -173,5 +191,20 @@ func TestHistoryAndStats(t *testing.T) {
 	if v["connections"] != 7.0 || v["channels"] != 1.0 || v["subscribers"] != 0.0 || v["history"] != 3.0 ||
 		v["in_flight"] != 0.0 || v["queued_ops"] != 0.0 || len(v) != 6 {
 		t.Fatalf("stats %v", v)
+	}
+}
+
+func TestControlNobodyConnected(t *testing.T) {
+	srv, _ := serve(t, "")
+	for _, c := range []struct{ path, body string }{
+		{"/api/disconnect", `{"user":"alice"}`},
+		{"/api/disconnect", `{"client":"abc.1","reconnect":false,"reason":"bye"}`},
+		{"/api/subscribe", `{"user":"alice","channel":"news"}`},
+		{"/api/unsubscribe", `{"client":"abc.1","channel":"#alice"}`},
+	} {
+		status, v, _ := do(t, "POST", srv.URL+c.path, c.body, "")
+		if status != 200 || v["connections"] != 0.0 || len(v) != 1 {
+			t.Fatalf("%s %s: %d %v", c.path, c.body, status, v)
+		}
 	}
 }

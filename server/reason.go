@@ -12,21 +12,23 @@ type CloseReason uint8
 
 // Close reasons.
 const (
-	ReasonPeerClosed     CloseReason = iota // the client sent a close frame
-	ReasonPeerGone                          // the TCP connection ended without one
-	ReasonProtocol                          // 1002: a protocol violation
-	ReasonInvalidData                       // 1007: text that is not UTF-8, bad compressed data
-	ReasonPolicy                            // 1008: refused by policy
-	ReasonTooBig                            // 1009: a message over the limit
-	ReasonInternal                          // 1011: a failure of the server
-	ReasonSlowConsumer                      // 1013: the outbound queue overflowed
-	ReasonHeartbeat                         // 1001: no answer to a ping
-	ReasonShutdown                          // 1001: the server is draining
-	ReasonTokenExpired                      // 4001: the connection's token expired
-	ReasonRateLimited                       // 1008: messages over the message rate, again and again
-	ReasonMessageTimeout                    // 1008: a message begun and not finished in time
-	ReasonPartialBudget                     // 1013: partial messages hold the node's whole budget
-	ReasonOverloaded                        // 1013: the client's ops pile up faster than they run
+	ReasonPeerClosed       CloseReason = iota // the client sent a close frame
+	ReasonPeerGone                            // the TCP connection ended without one
+	ReasonProtocol                            // 1002: a protocol violation
+	ReasonInvalidData                         // 1007: text that is not UTF-8, bad compressed data
+	ReasonPolicy                              // 1008: refused by policy
+	ReasonTooBig                              // 1009: a message over the limit
+	ReasonInternal                            // 1011: a failure of the server
+	ReasonSlowConsumer                        // 1013: the outbound queue overflowed
+	ReasonHeartbeat                           // 1001: no answer to a ping
+	ReasonShutdown                            // 1001: the server is draining
+	ReasonTokenExpired                        // 4001: the connection's token expired
+	ReasonRateLimited                         // 1008: messages over the message rate, again and again
+	ReasonMessageTimeout                      // 1008: a message begun and not finished in time
+	ReasonPartialBudget                       // 1013: partial messages hold the node's whole budget
+	ReasonOverloaded                          // 1013: the client's ops pile up faster than they run
+	ReasonDisconnected                        // 4002: the backend disconnected it (it may reconnect)
+	ReasonDisconnectedHard                    // 4003: the backend disconnected it for good
 	numReasons
 )
 
@@ -49,6 +51,9 @@ var reasonInfo = [numReasons]struct {
 	ReasonMessageTimeout: {"message_timeout", wsproto.ClosePolicy},
 	ReasonPartialBudget:  {"partial_budget", wsproto.CloseTryAgainLater},
 	ReasonOverloaded:     {"overloaded", wsproto.CloseTryAgainLater},
+
+	ReasonDisconnected:     {"disconnected", wsproto.CloseDisconnected},
+	ReasonDisconnectedHard: {"disconnected_no_reconnect", wsproto.CloseDisconnectedHard},
 }
 
 // String is the reason's metric label.

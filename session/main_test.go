@@ -21,10 +21,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // gateway is a server serving pushgate.v1 with a hub, on a loopback port.
 type gateway struct {
-	srv  *server.Server
-	hub  *broadcast.Hub
-	m    *metrics.Gateway
-	addr string
+	srv      *server.Server
+	hub      *broadcast.Hub
+	sessions *session.Handler
+	m        *metrics.Gateway
+	addr     string
 }
 
 type options struct {
@@ -45,9 +46,10 @@ func start(t testing.TB, o options) *gateway {
 		t.Fatal(err)
 	}
 	m := metrics.New(nil)
+	sessions := session.New(session.Config{Hub: hub, ClientPublish: patterns, Verifier: o.verifier, Metrics: m, MaxBacklog: o.backlog})
 	cfg := server.Config{
 		Metrics:            m,
-		Handler:            session.New(session.Config{Hub: hub, ClientPublish: patterns, Verifier: o.verifier, Metrics: m, MaxBacklog: o.backlog}),
+		Handler:            sessions,
 		OutboundQueueBytes: o.queue,
 		Compression:        o.compress,
 	}
@@ -74,7 +76,7 @@ func start(t testing.TB, o options) *gateway {
 		<-served
 		hub.Close()
 	})
-	return &gateway{srv: srv, hub: hub, m: m, addr: ln.Addr().String()}
+	return &gateway{srv: srv, hub: hub, sessions: sessions, m: m, addr: ln.Addr().String()}
 }
 
 // dial upgrades to /ws with the query and extra header lines.

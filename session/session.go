@@ -38,6 +38,9 @@ type Config struct {
 	// more is closed with 1013. Default 512: twice the default burst of
 	// messages.
 	MaxBacklog int
+	// Node names this node in client ids, which are unique in a cluster
+	// when nodes' names are. Default: random.
+	Node string
 }
 
 // Conn is a client's connection as a session sees it, whatever transport
@@ -54,7 +57,8 @@ type Conn interface {
 }
 
 // Handler serves the pushgate.v1 protocol: it turns a connection's ops
-// into calls on the hub.
+// into calls on the hub, and keeps every live session findable by client
+// id and by user (index.go) for the server's own commands (control.go).
 type Handler struct {
 	hub       *broadcast.Hub
 	publisher broadcast.Publisher
@@ -63,6 +67,7 @@ type Handler struct {
 	log       *slog.Logger
 	verifier  *auth.Verifier
 	backlog   int
+	index     index
 }
 
 // New returns the Handler for cfg.
@@ -79,8 +84,12 @@ func New(cfg Config) *Handler {
 	if cfg.MaxBacklog <= 0 {
 		cfg.MaxBacklog = 512
 	}
+	if cfg.Node == "" {
+		cfg.Node = randomNode()
+	}
 	h := &Handler{backlog: cfg.MaxBacklog, hub: cfg.Hub, publisher: cfg.Publisher, publish: cfg.ClientPublish,
 		m: cfg.Metrics, log: cfg.Logger, verifier: cfg.Verifier}
+	h.index.init(cfg.Node)
 	return h
 }
 
@@ -88,17 +97,20 @@ func New(cfg Config) *Handler {
 //
 // mu makes the session the single owner of its hub Member: the client's
 // ops (from its connection's read task) and the server's commands (from
-// other goroutines) run one at a time under it. Lock order: Session.mu,
-// then the hub's locks.
+// API goroutines) run one at a time under it. Lock order: Session.mu, then
+// the index's locks, then the hub's (see LOCKS.md).
 type Session struct {
 	mu     sync.Mutex
-	closed bool // under mu: Closed has run; commands do nothing
+	closed bool   // under mu: End has run; commands do nothing
+	kicked bool   // under mu: the server is closing it (Disconnect)
+	id     uint32 // the client id's serial on this node (index.go)
 	conn   Conn
 	m      *broadcast.Member
 	claims *auth.Claims // nil when authentication is off; replaced by refresh, under mu
 }
 
-// Start begins the session of a new connection: it joins the hub and makes the subscriptions of the connection's query
+// Start begins the session of a new connection: it joins the hub, is
+// indexed, and makes the subscriptions of the connection's query
 // (channels=a,b, and the personal channel of the claims' user, recovered
 // from user_since and user_epoch). claims is nil when authentication is
 // off. Call End when the connection has closed.
@@ -106,6 +118,7 @@ func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
 	s := &Session{conn: c, m: h.hub.Join(c), claims: claims}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	h.index.add(s)
 	if claims != nil {
 		c.SetExpiry(claims.Deadline)
 	}
@@ -135,7 +148,7 @@ func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
 	return s
 }
 
-// End removes a closed connection's session from the hub.
+// End removes a closed connection's session from the hub and the index.
 func (h *Handler) End(s *Session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -143,6 +156,7 @@ func (h *Handler) End(s *Session) {
 		return
 	}
 	s.closed = true
+	h.index.remove(s)
 	h.hub.Leave(s.m)
 }
 
@@ -201,7 +215,17 @@ func (h *Handler) subscribe(s *Session, name string, pos *broadcast.Position) {
 		h.reply(s, protocol.CodeForbidden, "not allowed to subscribe to this channel", name)
 		return
 	}
+	h.join(s, name, pos, false)
+}
+
+// join subscribes s to the channel name, valid and permitted, and
+// reports whether it did; a refusal is replied, but an existing
+// subscription is not when quiet (a server's command).
+func (h *Handler) join(s *Session, name string, pos *broadcast.Position, quiet bool) bool {
 	switch err := h.hub.Subscribe(s.m, name, pos); {
+	case err == nil:
+		return true
+	case errors.Is(err, broadcast.ErrAlreadySubscribed) && quiet:
 	case errors.Is(err, broadcast.ErrAlreadySubscribed):
 		h.reply(s, protocol.CodeAlreadySubscribed, "already subscribed", name)
 	case errors.Is(err, broadcast.ErrTooManyChannels):
@@ -209,9 +233,10 @@ func (h *Handler) subscribe(s *Session, name string, pos *broadcast.Position) {
 	case errors.Is(err, broadcast.ErrChannelLimit):
 		h.m.ChannelsRefused.Inc()
 		h.reply(s, protocol.CodeChannelLimit, "the gateway holds too many channels, try again later", name)
-	case err != nil:
+	default:
 		h.reply(s, protocol.CodeUnavailable, "the gateway is shutting down", name)
 	}
+	return false
 }
 
 func (h *Handler) unsubscribe(s *Session, name string) {

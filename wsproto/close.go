@@ -19,7 +19,9 @@ const (
 	CloseInternal      ws.StatusCode = 1011
 	CloseTryAgainLater ws.StatusCode = 1013
 	// Private-use codes (4000-4999) of the pushgate.v1 protocol.
-	CloseTokenExpired ws.StatusCode = 4001 // reconnect with a new token
+	CloseTokenExpired     ws.StatusCode = 4001 // reconnect with a new token
+	CloseDisconnected     ws.StatusCode = 4002 // disconnected by the server; may reconnect
+	CloseDisconnectedHard ws.StatusCode = 4003 // disconnected by the server; do not reconnect
 )
 
 // CloseError is a reason to close a WebSocket connection: the close code and

@@ -87,7 +87,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sc.Logger = log
 	sc.Metrics = gm
 	sc.Pages = web.Handler()
-	sc.Handler = session.New(session.Config{Hub: hub, Publisher: publisher, Metrics: gm, ClientPublish: cfg.clientPublish, Logger: log, Verifier: verifier, MaxBacklog: cfg.MaxClientBacklog})
+	sessions := session.New(session.Config{Hub: hub, Publisher: publisher, Metrics: gm, ClientPublish: cfg.clientPublish, Logger: log, Verifier: verifier, MaxBacklog: cfg.MaxClientBacklog})
+	sc.Handler = sessions
 	if verifier != nil {
 		sc.Authorize = verifier.Authorize
 	}
@@ -98,6 +99,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	api := adminapi.New(adminapi.Config{
 		Hub: hub, Publisher: publisher, Metrics: gm, APIKey: cfg.APIKey, MaxBodyBytes: cfg.MaxPublishBytes, Connections: srv.Len,
+		Control: sessions,
 	})
 	public, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

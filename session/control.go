@@ -1,0 +1,117 @@
+package session
+
+import (
+	"context"
+	"errors"
+
+	"github.com/pushgate/pushgate/protocol"
+	"github.com/pushgate/pushgate/server"
+)
+
+// The server's commands: the backend acting on live connections (the
+// admin API's disconnect, subscribe and unsubscribe). They are safe from
+// any goroutine: each runs under the target session's lock, as that
+// connection's own ops do. Their context is for implementations that ask
+// other nodes; on one node they never wait.
+
+// Target names the connections a command acts on: all of a user's on this
+// node, or one client's.
+type Target struct {
+	User   string
+	Client string
+}
+
+// Errors of the commands.
+var (
+	ErrTarget = errors.New("session: name exactly one of a user and a client")
+)
+
+func (h *Handler) sessions(t Target) ([]*Session, error) {
+	switch {
+	case (t.User == "") == (t.Client == ""):
+		return nil, ErrTarget
+	case t.User != "":
+		if !protocol.ValidUser(t.User) {
+			return nil, protocol.ErrUserName
+		}
+		return h.index.user(t.User), nil
+	}
+	if s := h.index.client(t.Client); s != nil {
+		return []*Session{s}, nil
+	}
+	return nil, nil
+}
+
+// Disconnect closes the target's connections, after everything already
+// queued for them: with 4002 when they may reconnect, 4003 when they must
+// not. reason is the close frame's text (cut to fit). It returns how many
+// connections it closed.
+func (h *Handler) Disconnect(_ context.Context, t Target, reconnect bool, reason string) (int, error) {
+	list, err := h.sessions(t)
+	if err != nil {
+		return 0, err
+	}
+	why := server.ReasonDisconnectedHard
+	if reconnect {
+		why = server.ReasonDisconnected
+	}
+	if reason == "" {
+		reason = "disconnected by the server"
+	}
+	n := 0
+	for _, s := range list {
+		s.mu.Lock()
+		if !s.closed && !s.kicked {
+			s.kicked = true
+			c := s.conn
+			h.hub.After(s.m, func() { c.Close(why, reason) })
+			n++
+		}
+		s.mu.Unlock()
+	}
+	return n, nil
+}
+
+// Subscribe subscribes the target's connections to channel as if each had
+// asked without a position: each is sent "subscribed", then the channel's
+// messages. The connection's token need not grant the channel: the backend
+// does. It returns how many connections it subscribed; one already
+// subscribed is not counted, one that cannot be (its channel limit, the
+// node's) is sent the error a client op would get.
+func (h *Handler) Subscribe(_ context.Context, t Target, channel string) (int, error) {
+	return h.onChannel(t, channel, func(s *Session) bool { return h.join(s, channel, nil, true) })
+}
+
+// Unsubscribe ends the target's connections' subscriptions to channel:
+// each is sent "unsubscribed", after which no message of the channel
+// follows. It returns how many were subscribed.
+func (h *Handler) Unsubscribe(_ context.Context, t Target, channel string) (int, error) {
+	return h.onChannel(t, channel, func(s *Session) bool { return h.hub.Unsubscribe(s.m, channel) == nil })
+}
+
+// onChannel runs do on each of the target's live sessions, with its lock
+// held, and counts those it acted on.
+func (h *Handler) onChannel(t Target, channel string, do func(*Session) bool) (int, error) {
+	if !protocol.ValidName(channel) {
+		return 0, protocol.ErrChannelName
+	}
+	list, err := h.sessions(t)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range list {
+		s.mu.Lock()
+		if !s.closed && do(s) {
+			n++
+		}
+		s.mu.Unlock()
+	}
+	return n, nil
+}
+
+// ClientID is the client id of a session.
+func (h *Handler) ClientID(s *Session) string { return h.index.clientID(s) }
+
+// Local reports whether client names a client of this node.
+func (h *Handler) Local(client string) bool { return h.index.local(client) }
