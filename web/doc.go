@@ -3,12 +3,16 @@
 //
 // static/pushgate.js is the browser client of the pushgate.v1 protocol: a
 // plain script (no build step, no dependencies) that defines
-// window.Pushgate. It subscribes after the socket opens so that every
-// subscribe carries the channel's {since, epoch}, tracks the personal
+// window.Pushgate, or under CommonJS is the module's export. It subscribes
+// after the socket opens so that every subscribe carries the channel's
+// {since, epoch} (or, for a subscription that asks for history, "since" 0
+// and no epoch, which replays all the server holds), tracks the personal
 // channel ("#user") through user_since/user_epoch in the URL, drops
-// duplicates by offset, reports what recovery could not fill as "resync",
-// and reconnects with exponential backoff and full jitter. Publishes made
-// while disconnected wait in a bounded outbox.
+// duplicates by offset, reports what recovery could not fill as "resync"
+// and the end of a replay as "synced", and reconnects with exponential
+// backoff and full jitter (state "reconnecting"; "disconnected" once it
+// stopped, by close() or close code 4003). Publishes made while
+// disconnected wait in a bounded outbox.
 //
 // static/index.html, chat.js and chat.css are the demo chat room built on
 // it: a room is the channel "chat:<room>", a message {name, text}.
