@@ -15,7 +15,13 @@
 // disconnected wait in a bounded outbox.
 //
 // static/index.html, chat.js and chat.css are the demo chat room built on
-// it: a room is the channel "chat:<room>", a message {name, text}.
+// it: a room is the channel "chat:<room>", a message {name, text, ts, id}
+// (ts in Unix milliseconds, shown in local time; id lets the sender
+// recognise its own message coming back). Joining loads the room's
+// history; each message is shown once (by id, else by epoch and offset).
+// The page's own messages stay at the bottom, queued or sending, until
+// they come back on the channel; one the gateway refuses is marked failed
+// with the reason, to retry or take back into the input.
 //
 // Handler serves each file of static at GET /<name> (index.html at GET /)
 // with a fixed Content-Type, Cache-Control: no-cache and a content-hash
