@@ -23,8 +23,15 @@
 // they come back on the channel; one the gateway refuses is marked failed
 // with the reason, to retry or take back into the input.
 //
-// Handler serves each file of static at GET /<name> (index.html at GET /)
-// with a fixed Content-Type, Cache-Control: no-cache and a content-hash
-// ETag. testdata/client.mjs runs pushgate.js under Node against a scripted
-// fake WebSocket; TestClientScripts runs it.
+// static/package.json, pushgate.d.ts and README.md make pushgate.js the
+// npm package pushgate-client (`npm pack` in static/), with TypeScript
+// declarations; they are not served. TestPackage packs it with npm, loads
+// it from Node with require and import, and type-checks the declarations
+// with the compiler testdata/types pins; TestDeclarations keeps them to
+// the events, methods and options pushgate.js has.
+//
+// Handler serves each .html, .js and .css file of static at GET /<name>
+// (index.html at GET /) with a fixed Content-Type, Cache-Control: no-cache
+// and a content-hash ETag. testdata/client.mjs runs pushgate.js under Node
+// against a scripted fake WebSocket; TestClientScripts runs it.
 package web
