@@ -11,7 +11,10 @@ import (
 	"time"
 )
 
-//go:embed static
+// static holds what the public listener serves; the npm package's own
+// files there (package.json, pushgate.d.ts, README.md) are not served.
+//
+//go:embed static/*.html static/*.js static/*.css
 var static embed.FS
 
 // contentTypes are the types of the files under static, by extension.

@@ -1,18 +1,14 @@
 package web_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
@@ -79,6 +75,9 @@ func TestHandler(t *testing.T) {
 		{"GET", "/static/index.html", 404, "", ""},
 		{"GET", "/pushgate.js/", 404, "", ""},
 		{"GET", "/web.go", 404, "", ""},
+		{"GET", "/package.json", 404, "", ""},
+		{"GET", "/pushgate.d.ts", 404, "", ""},
+		{"GET", "/README.md", 404, "", ""},
 		{"POST", "/", 405, "", ""},
 		{"PUT", "/pushgate.js", 405, "", ""},
 		{"DELETE", "/chat.css", 405, "", ""},
@@ -181,26 +180,9 @@ func TestPageContract(t *testing.T) {
 // testdata/client.mjs: pushgate.js against a scripted fake WebSocket
 // (subscribe, duplicates, recovery, personal channel, outbox, backoff).
 func TestClientScripts(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("node is required (make test installs it): %v", err)
-		}
-		t.Skipf("node not installed (run make test): %v", err)
-	}
-	run := func(t *testing.T, args ...string) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, node, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("node %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		if len(out) > 0 {
-			t.Logf("%s", out)
-		}
-	}
+	node := program(t, "node")
 	for _, f := range []string{"pushgate.js", "chat.js"} {
-		t.Run("check "+f, func(t *testing.T) { run(t, "--check", filepath.Join("static", f)) })
+		t.Run("check "+f, func(t *testing.T) { run(t, "", node, "--check", filepath.Join("static", f)) })
 	}
-	t.Run("client.mjs", func(t *testing.T) { run(t, filepath.Join("testdata", "client.mjs")) })
+	t.Run("client.mjs", func(t *testing.T) { t.Logf("%s", run(t, "", node, filepath.Join("testdata", "client.mjs"))) })
 }

@@ -117,75 +117,203 @@ func waitJS(expr string) chromedp.Action[chromedp.Void] {
 // joined holds while the page's subscription to the room is confirmed.
 const joined = `document.querySelector('#status').textContent === 'connected' && document.body.dataset.joined === 'chat:lobby'`
 
+// synced holds once the room's history, replayed on joining or
+// reconnecting, is in.
+const synced = joined + ` && document.body.dataset.synced === 'chat:lobby'`
+
+// status is an expression that holds while the badge says state.
+func status(state string) string {
+	return fmt.Sprintf(`document.querySelector('#status').textContent === %q && document.querySelector('#status').dataset.state === %[1]q`, state)
+}
+
+// messages is the chat lines that contain text, as an array expression.
+func messages(text string) string {
+	return fmt.Sprintf(`[...document.querySelectorAll('#messages li.msg')].filter(li => li.querySelector('.text').textContent === %q)`, text)
+}
+
 // countText is an expression counting the chat lines that contain text.
 func countText(text string) string {
-	return fmt.Sprintf(`[...document.querySelectorAll('#messages li')].filter(li => li.textContent.includes(%q)).length`, text)
+	return messages(text) + `.length`
+}
+
+// shown is what a page shows of one chat line.
+type shown struct {
+	State string `json:"state"` // data-state: "", "queued", "sending", "failed"
+	Mark  string `json:"mark"`  // what it says about that
+	Time  string `json:"time"`  // its <time datetime>, "" when it has none
+	Label string `json:"label"` // the time as shown
+}
+
+// line reads the only chat line of a page whose text is text.
+func line(t *testing.T, tab context.Context, text string) shown {
+	t.Helper()
+	got, err := chromedp.Run(tab, chromedp.Evaluate[[]shown](messages(text)+`.map(li => ({
+		state: li.dataset.state || "",
+		mark: li.querySelector('.mark')?.textContent || "",
+		time: li.querySelector('time')?.dateTime || "",
+		label: li.querySelector('time')?.textContent || "",
+	}))`))
+	if err != nil {
+		t.Fatalf("reading the line %q: %v", text, err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d lines %q, want 1", len(got), text)
+	}
+	return got[0]
+}
+
+// sentAt checks that a chat line carries a time between from and to.
+func sentAt(t *testing.T, who string, l shown, from, to time.Time) time.Time {
+	t.Helper()
+	at, err := time.Parse(time.RFC3339Nano, l.Time)
+	if err != nil || l.Label == "" {
+		t.Fatalf("%s: the line's time %q (shown %q): %v", who, l.Time, l.Label, err)
+	}
+	// The page's clock and the test's are the same machine's; ts is in ms.
+	if at.Before(from.Truncate(time.Millisecond)) || at.After(to) {
+		t.Errorf("%s: the line's time %s, want between %s and %s", who, at, from, to)
+	}
+	return at
 }
 
 // The chat demo in a real browser: two pages join a room, one sends and
-// the other shows it; the gateway restarts, the pages reconnect by
-// themselves and show what was published meanwhile, each message once.
+// the other shows it, with the time it was sent; a third joins late and
+// sees it from the gateway's history. The gateway restarts: the badges say
+// "reconnecting", a message sent meanwhile shows as queued, and the pages
+// reconnect by themselves, deliver it and show what was published
+// meanwhile, each message once, and clear the "messages may be missing"
+// banner once they have caught up. A publish the gateway refuses stays on
+// the page, failed, to retry or edit.
 func TestChatInBrowser(t *testing.T) {
 	newTab := browser(t)
 	addr, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
-	args := []string{"--client-publish", "chat:*"}
+	// Publishing to chat:lobby only: a publish to another room is refused.
+	args := []string{"--client-publish", "chat:lobby"}
 	g := runGateway(t, addr, admin, args...)
 
-	ann, bob := newTab(), newTab()
-	for name, tab := range map[string]context.Context{"ann": ann, "bob": bob} {
-		page(t, tab, name+" joins",
+	join := func(name string, tab context.Context, room string) {
+		t.Helper()
+		page(t, tab, name+" joins "+room,
 			chromedp.Navigate("http://"+addr+"/"),
 			chromedp.WaitVisible(chromedp.CSS("#name")),
 			chromedp.SetValue(chromedp.CSS("#name"), name),
-			chromedp.SetValue(chromedp.CSS("#room"), "lobby"),
+			chromedp.SetValue(chromedp.CSS("#room"), room),
 			chromedp.Click(chromedp.CSS("#join")),
-			waitJS(joined),
 		)
 	}
+	ann, bob := newTab(), newTab()
+	tabs := map[string]context.Context{"ann": ann, "bob": bob}
+	for name, tab := range tabs {
+		join(name, tab, "lobby")
+		page(t, tab, name+" is in", waitJS(synced))
+	}
+	before := time.Now()
 	page(t, ann, "ann sends",
 		chromedp.SendKeys(chromedp.CSS("#text"), "hello from ann"),
 		chromedp.Click(chromedp.CSS("#send")),
 	)
-	page(t, ann, "ann sees her message", waitJS(countText("hello from ann")+` === 1`))
+	page(t, ann, "ann sees her message", waitJS(countText("hello from ann")+` === 1 && `+messages("hello from ann")+`[0].dataset.state === undefined`))
 	page(t, bob, "bob sees ann's message", waitJS(countText("hello from ann")+` === 1`))
+	sent := sentAt(t, "ann", line(t, ann, "hello from ann"), before, time.Now())
+	if l := line(t, bob, "hello from ann"); l.Time != line(t, ann, "hello from ann").Time {
+		t.Errorf("bob shows the time %q, ann %q", l.Time, sent)
+	}
 
-	// Restart the gateway on the same addresses and publish at once, while
-	// the pages are still reconnecting.
+	// dave joins late: the gateway's history brings him ann's message, with
+	// its time.
+	dave := newTab()
+	tabs["dave"] = dave
+	join("dave", dave, "lobby")
+	page(t, dave, "dave sees what was said before he came", waitJS(synced), waitJS(countText("hello from ann")+` === 1`))
+	if at := sentAt(t, "dave", line(t, dave, "hello from ann"), before, time.Now()); !at.Equal(sent) {
+		t.Errorf("dave shows ann's message sent at %s, ann %s", at, sent)
+	}
+
+	// Stop the gateway: the pages retry, and say so.
 	if err := g.Stop(t, syscall.SIGTERM, 10*time.Second); err != nil {
 		t.Fatalf("gateway exit: %v", err)
 	}
+	for name, tab := range tabs {
+		page(t, tab, name+" is reconnecting", waitJS(status("reconnecting")))
+	}
+	page(t, ann, "ann sends while the gateway is down",
+		chromedp.SendKeys(chromedp.CSS("#text"), "sent while offline"),
+		chromedp.Click(chromedp.CSS("#send")),
+		waitJS(countText("sent while offline")+` === 1`),
+	)
+	if l := line(t, ann, "sent while offline"); l.State != "queued" || l.Mark != "queued" {
+		t.Errorf("ann's message sent offline shows state %q, mark %q; want queued", l.State, l.Mark)
+	}
+	page(t, ann, "ann is still reconnecting", waitJS(status("reconnecting")))
+
+	// Restart it on the same addresses and publish at once, while the pages
+	// are still reconnecting: a backend's message has no time.
 	runGateway(t, addr, admin, args...)
 	publish(t, admin, `{"channel":"chat:lobby","data":{"name":"ops","text":"back after restart"}}`)
-	for name, tab := range map[string]context.Context{"ann": ann, "bob": bob} {
+	for name, tab := range tabs {
 		page(t, tab, name+" catches up",
-			waitJS(joined),
+			waitJS(synced),
 			waitJS(countText("back after restart")+` === 1`),
+			waitJS(countText("sent while offline")+` === 1`),
+			waitJS(`document.querySelectorAll('#messages li[data-state]').length === 0`),
 		)
+		// The new gateway's history does not reach back to what the page
+		// saw: the log says where messages may be missing, and the banner
+		// that said so has gone by itself once the page caught up.
+		page(t, tab, name+" clears the banner", waitJS(`document.querySelector('#notice').hidden`))
+		gaps, err := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll('#messages li.gap').length`))
+		if err != nil || gaps != 1 {
+			t.Errorf("%s: %d dividers for missing messages, want 1 (%v)", name, gaps, err)
+		}
+		if l := line(t, tab, "back after restart"); l.Time != "" || l.State != "" {
+			t.Errorf("%s: the backend's message without a time shows %+v", name, l)
+		}
 	}
 	page(t, bob, "bob sends after the restart",
 		chromedp.SendKeys(chromedp.CSS("#text"), "bob is back"),
 		chromedp.Click(chromedp.CSS("#send")),
 	)
-	page(t, ann, "ann sees it", waitJS(countText("bob is back")+` === 1`))
-	page(t, bob, "bob sees his own message", waitJS(countText("bob is back")+` === 1`))
+	for name, tab := range tabs {
+		page(t, tab, name+" sees bob's message", waitJS(countText("bob is back")+` === 1`))
+	}
 
 	// Nothing was shown twice.
-	for name, tab := range map[string]context.Context{"ann": ann, "bob": bob} {
-		texts, err := chromedp.Run(tab, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#messages li')].map(li => li.textContent)`))
+	for name, tab := range tabs {
+		texts, err := chromedp.Run(tab, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#messages li.msg .text')].map(el => el.textContent)`))
 		if err != nil {
 			t.Fatalf("%s: reading the room: %v", name, err)
 		}
 		seen := map[string]int{}
 		for _, s := range texts {
-			seen[strings.TrimSpace(s)]++
+			seen[s]++
 		}
 		for s, n := range seen {
 			if n > 1 {
 				t.Errorf("%s shows %q %d times: %q", name, s, n, texts)
 			}
 		}
-		if len(seen) != 3 {
-			t.Errorf("%s shows %d messages, want 3: %q", name, len(seen), texts)
+		if len(seen) != 4 {
+			t.Errorf("%s shows %d messages, want 4: %q", name, len(seen), texts)
 		}
 	}
+
+	// A publish the gateway refuses stays, failed with the reason; it can
+	// be sent again, or taken back into the input.
+	join("dave", dave, "readonly")
+	failed := messages("nobody hears this") + `[0]`
+	page(t, dave, "dave's publish is refused",
+		waitJS(`document.body.dataset.synced === 'chat:readonly'`),
+		chromedp.SendKeys(chromedp.CSS("#text"), "nobody hears this"),
+		chromedp.Click(chromedp.CSS("#send")),
+		waitJS(failed+`?.dataset.state === 'failed'`),
+	)
+	if l := line(t, dave, "nobody hears this"); !strings.Contains(l.Mark, "client publishing is not enabled for chat:readonly") {
+		t.Errorf("the refused message says %q", l.Mark)
+	}
+	page(t, dave, "dave retries",
+		chromedp.Click(chromedp.CSS(`#messages li[data-state="failed"] button[data-action="retry"]`)),
+		waitJS(failed+`.dataset.sends === '2' && `+failed+`.dataset.state === 'failed'`),
+		chromedp.Click(chromedp.CSS(`#messages li[data-state="failed"] button[data-action="edit"]`)),
+		waitJS(countText("nobody hears this")+` === 0 && document.querySelector('#text').value === 'nobody hears this'`),
+	)
 }

@@ -1,6 +1,9 @@
 // Package browsertest drives the chat demo (web/static) in headless
-// Chromium against the gateway binary: two pages chat, the gateway
-// restarts, and the pages reconnect and catch up through pushgate.js.
+// Chromium against the gateway binary: two pages chat, a third joins late
+// and sees the room's history, the gateway restarts (the badges say
+// "reconnecting", a message sent meanwhile waits as queued), the pages
+// reconnect and catch up through pushgate.js, and a refused publish stays
+// on the page to retry or edit.
 //
 // It is a module of its own, so that the gateway's users never download
 // chromedp; the repository's go.work joins it to the gateway, which its

@@ -1,6 +1,9 @@
 // chat.js: the chat room on index.html, built on pushgate.js. A room is the
-// channel "chat:<room>"; a message is published as {name, text}. User data
-// only ever reaches the page through textContent.
+// channel "chat:<room>"; a message is published as {name, text, ts, id}:
+// ts the sender's clock in Unix milliseconds, id a random string that lets
+// the sender recognise its own message when it comes back. Messages from
+// elsewhere may lack either. User data only ever reaches the page through
+// textContent.
 (function () {
   "use strict";
 
@@ -10,7 +13,8 @@
   const list = $("messages");
   const maxShown = 1000; // older list items are removed beyond this
 
-  const RESYNC = "Some messages may be missing (history did not reach back).";
+  const RESYNC = "Some messages may be missing (history did not reach back). Catching up…";
+  const GAP = "Some messages may be missing here.";
 
   const token = new URLSearchParams(location.search).get("token") || undefined;
   const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
@@ -19,6 +23,15 @@
   let name = "";
   let room = null; // {channel, sub} once joined
   const confirmed = new Set(); // channels the server said we are subscribed to
+  let conn = 0; // counts connections: a publish remembers the one it went out on
+  // shown holds a key per message on the page, so that none is shown twice
+  // (a history replay after a reconnection, a retried publish): its id
+  // when it has one, else channel, epoch and offset.
+  const shown = new Set();
+  // outgoing holds this page's messages not yet back from the server, by
+  // id, in the order they were (last) sent: {data, li, state: "queued" |
+  // "sending" | "failed", reason, refused (by the server), conn, sends}.
+  const outgoing = new Map();
 
   function show(text) {
     notice.textContent = text;
@@ -30,44 +43,188 @@
     notice.hidden = true;
   }
 
-  // render appends one message; a personal message has no room.
-  function render(data, meta) {
+  // when returns a message's time as a Date, or null when it has none
+  // that makes sense.
+  function when(d) {
+    const t = typeof d.ts === "number" ? d.ts : typeof d.ts === "string" ? Date.parse(d.ts) : NaN;
+    if (!Number.isFinite(t)) return null;
+    const date = new Date(t);
+    return isNaN(date.getTime()) ? null : date;
+  }
+
+  // timeElement shows a time in local time: the hour and minute today, with
+  // the date otherwise; the full date and time on hover.
+  function timeElement(date) {
+    const el = document.createElement("time");
+    el.dateTime = date.toISOString();
+    const today = date.toDateString() === new Date().toDateString();
+    const hm = { hour: "2-digit", minute: "2-digit" };
+    el.textContent = today ? date.toLocaleTimeString([], hm) : date.toLocaleString([], Object.assign({ month: "short", day: "numeric" }, hm));
+    el.title = date.toLocaleString();
+    return el;
+  }
+
+  // line builds a message's list item; channel is null for this page's
+  // own messages not yet delivered.
+  function line(data, channel) {
     const d = data !== null && typeof data === "object" ? data : { text: data };
     const li = document.createElement("li");
-    li.dataset.offset = String(meta.offset);
-    li.dataset.channel = meta.channel;
-    if (meta.epoch != null) li.dataset.epoch = meta.epoch;
+    li.className = "msg";
+    const date = when(d);
+    if (date) li.append(timeElement(date));
     const who = document.createElement("span");
     who.className = "name";
-    who.textContent = typeof d.name === "string" && d.name ? d.name : meta.channel[0] === "#" ? "to you" : "anonymous";
+    who.textContent = typeof d.name === "string" && d.name ? d.name : channel && channel[0] === "#" ? "to you" : "anonymous";
     const text = document.createElement("span");
     text.className = "text";
     text.textContent = typeof d.text === "string" ? d.text : JSON.stringify(data) ?? "";
-    if (meta.channel[0] === "#") li.classList.add("personal");
-    else if (d.name === name) li.classList.add("mine");
+    if (channel && channel[0] === "#") li.classList.add("personal");
+    else if (!channel || d.name === name) li.classList.add("mine");
     li.append(who, text);
+    return li;
+  }
+
+  // place puts a delivered item (or a divider) in the log, above this
+  // page's own undelivered messages, and keeps the log bounded.
+  function place(li) {
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-    list.append(li);
-    while (list.childElementCount > maxShown) list.firstElementChild.remove();
+    list.insertBefore(li, list.querySelector("li[data-state]"));
+    while (list.childElementCount > maxShown) {
+      const old = list.firstElementChild;
+      if (old.dataset.state) break; // only undelivered messages left
+      shown.delete(old.dataset.key);
+      old.remove();
+    }
     if (atBottom) list.scrollTop = list.scrollHeight;
+  }
+
+  // render shows one delivered message, once; a personal message has no
+  // room.
+  function render(data, meta) {
+    const id = data !== null && typeof data === "object" && typeof data.id === "string" && data.id ? data.id : null;
+    const key = id ? "id:" + id : "at:" + meta.channel + "/" + meta.epoch + "/" + meta.offset;
+    const out = id && outgoing.get(id);
+    if (out) delivered(id, out);
+    if (shown.has(key)) return;
+    shown.add(key);
+    const li = line(data, meta.channel);
+    li.dataset.key = key;
+    li.dataset.offset = String(meta.offset);
+    li.dataset.channel = meta.channel;
+    if (meta.epoch != null) li.dataset.epoch = meta.epoch;
+    place(li);
+  }
+
+  // delivered forgets one of this page's messages that came back. If it
+  // had been marked refused by the server, the refusal was for another
+  // one in flight: the server does not say which.
+  function delivered(id, out) {
+    outgoing.delete(id);
+    out.li.remove();
+    if (out.state === "failed" && out.refused) refuse(out.reason);
+  }
+
+  // refuse marks the oldest message in flight failed, for an error the
+  // server sent about a publish to the room.
+  function refuse(reason) {
+    const out = [...outgoing.values()].find((o) => o.state === "sending");
+    if (!out) return false;
+    mark(out, "failed", reason);
+    out.refused = true;
+    return true;
+  }
+
+  // mark sets the state of an undelivered message and what it shows.
+  function mark(out, state, reason) {
+    out.state = state;
+    out.reason = reason || "";
+    out.refused = false;
+    const li = out.li;
+    li.dataset.state = state;
+    li.querySelector(".mark")?.remove();
+    li.querySelector(".actions")?.remove();
+    const m = document.createElement("span");
+    m.className = "mark";
+    m.textContent = state === "failed" ? "not sent: " + reason : state;
+    li.append(m);
+    if (state !== "failed") return;
+    const actions = document.createElement("span");
+    actions.className = "actions";
+    for (const [action, label] of [["retry", "Retry"], ["edit", "Edit"]]) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.dataset.action = action;
+      b.textContent = label;
+      actions.append(b);
+    }
+    li.append(actions);
+  }
+
+  // send publishes one of this page's messages (again), and shows it as
+  // queued, or sending, until it comes back on the channel.
+  function send(out) {
+    outgoing.delete(out.data.id);
+    outgoing.set(out.data.id, out); // last sent last
+    list.append(out.li); // undelivered messages stay at the bottom
+    list.scrollTop = list.scrollHeight;
+    const live = pg.state === "connected";
+    out.li.dataset.sends = String(++out.sends);
+    if (!pg.publish(room.channel, out.data)) {
+      mark(out, "failed", "not connected, and too many messages are waiting");
+      return;
+    }
+    out.conn = conn;
+    mark(out, live ? "sending" : "queued");
+  }
+
+  function newID() {
+    if (typeof crypto !== "undefined" && crypto.randomUUID) return crypto.randomUUID();
+    return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2);
   }
 
   pg.on("state", (s) => {
     status.textContent = s;
     status.dataset.state = s;
-    if (s !== "connected") {
+    if (s === "connected") {
+      conn++;
+      // pushgate.js sends its outbox as it connects.
+      for (const out of outgoing.values()) {
+        if (out.state !== "queued") continue;
+        out.conn = conn;
+        mark(out, "sending");
+      }
+    } else {
       confirmed.clear();
       delete document.body.dataset.joined;
+      delete document.body.dataset.synced;
     }
   });
   // body[data-joined] names the room's channel while the server confirms
-  // the subscription: from then on every message of the room is shown.
+  // the subscription: from then on every message of the room is shown;
+  // body[data-synced] once the history replayed with it is in, too.
   pg.on("subscribed", (e) => {
     confirmed.add(e.channel);
     if (room && e.channel === room.channel) document.body.dataset.joined = e.channel;
   });
   pg.on("resync", (e) => {
-    if ((room && e.channel === room.channel) || e.channel[0] === "#") show(RESYNC);
+    if (!(room && e.channel === room.channel) && e.channel[0] !== "#") return;
+    const gap = document.createElement("li");
+    gap.className = "gap";
+    gap.textContent = GAP;
+    place(gap);
+    // A gap seen live has nothing to catch up with; after a reconnection
+    // or a new epoch, the replay follows.
+    if (e.reason !== "gap") show(RESYNC);
+  });
+  pg.on("synced", (e) => {
+    if (!(room && e.channel === room.channel) && e.channel[0] !== "#") return;
+    if (room && e.channel === room.channel) document.body.dataset.synced = e.channel;
+    if (notice.textContent === RESYNC) clear();
+    // Sent on a connection that broke before they came back: they may
+    // never have reached the gateway.
+    for (const out of outgoing.values()) {
+      if (out.state === "sending" && out.conn < conn) mark(out, "failed", "the connection dropped before it was confirmed");
+    }
   });
   pg.on("message", (m) => {
     if (m.channel[0] === "#") render(m.data, m);
@@ -76,15 +233,16 @@
     if (e.code === 1008) show("The gateway refused the connection" + (e.reason ? ": " + e.reason : "") + ". Check the token.");
   });
   pg.on("error", (e) => {
-    if (e.code === "forbidden" && room && e.channel === room.channel) {
+    if (room && e.channel === room.channel && confirmed.has(e.channel)) {
       // The server answers ops in order and our subscribe went first: a
-      // refusal after its reply is about publishing.
-      show(confirmed.has(e.channel)
-        ? "Client publishing is not enabled for " + e.channel + ". Start the gateway with --client-publish 'chat:*'."
-        : "Not allowed to join " + e.channel + (e.message ? ": " + e.message : "."));
-    } else if (e.code === "outbox_full") {
-      show("Not connected, and too many messages are waiting: this one was not sent.");
-    } else if (e.code !== "connect") {
+      // refusal after its reply is about a publish, the oldest in flight.
+      const reason = e.code === "forbidden"
+        ? "client publishing is not enabled for " + e.channel + " (start the gateway with --client-publish 'chat:*')"
+        : e.message || e.code;
+      if (!refuse(reason)) show("Error " + e.code + ": " + reason);
+    } else if (e.code === "forbidden" && room && e.channel === room.channel) {
+      show("Not allowed to join " + e.channel + (e.message ? ": " + e.message : "."));
+    } else if (e.code !== "connect" && e.code !== "outbox_full") {
       show("Error " + e.code + (e.message ? ": " + e.message : "") + (e.channel ? " (" + e.channel + ")" : ""));
     }
   });
@@ -108,8 +266,12 @@
     if (!room || room.channel !== channel) {
       if (room) room.sub.unsubscribe();
       list.replaceChildren();
+      shown.clear();
+      outgoing.clear();
       clear();
-      room = { channel, sub: pg.subscribe(channel, render) };
+      delete document.body.dataset.synced;
+      // A late joiner sees what the gateway's history holds.
+      room = { channel, sub: pg.subscribe(channel, render, { history: true }) };
       $("room-title").textContent = "Room " + r;
     }
     document.body.dataset.room = r;
@@ -121,7 +283,26 @@
     e.preventDefault();
     const text = $("text").value.trim();
     if (!room || !text) return;
-    if (pg.publish(room.channel, { name, text })) $("text").value = "";
+    const data = { name, text, ts: Date.now(), id: newID() };
+    send({ data, li: line(data, null), state: "", reason: "", refused: false, conn, sends: 0 });
+    $("text").value = "";
+  });
+
+  // The buttons of a message that was not sent: send it again, or take it
+  // back into the input to change it.
+  list.addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-action]");
+    const li = b && b.closest("li");
+    const out = li && [...outgoing.values()].find((o) => o.li === li);
+    if (!out || out.state !== "failed") return;
+    if (b.dataset.action === "retry") {
+      send(out);
+      return;
+    }
+    outgoing.delete(out.data.id);
+    li.remove();
+    $("text").value = out.data.text;
+    $("text").focus();
   });
 
   notice.addEventListener("click", clear);

@@ -1,12 +1,15 @@
 /*
  * pushgate.js: a dependency-free browser client for the pushgate.v1
- * protocol; <script src="/pushgate.js"></script> defines window.Pushgate.
- * It reconnects with exponential backoff and full jitter and resubscribes
- * each channel from the {epoch, offset} it last saw, so the server replays
- * what was missed. A gap it cannot fill, or a channel restarted in a new
- * epoch under a live subscription, is a "resync" event; no message is
- * delivered twice within an epoch. Given the token as a function, it
- * refreshes the connection's token before it expires.
+ * protocol; <script src="/pushgate.js"></script> defines window.Pushgate,
+ * and under CommonJS (require, or import from Node) it is the module's
+ * export instead. It reconnects with exponential backoff and full jitter
+ * and resubscribes each channel from the {epoch, offset} it last saw, so
+ * the server replays what was missed. A gap it cannot fill, or a channel
+ * restarted in a new epoch under a live subscription, is a "resync" event;
+ * no message is delivered twice within an epoch. A subscription may ask for
+ * the history the gateway holds. Given the token as a function, it
+ * refreshes the connection's token before it expires. Outside a browser it
+ * needs a global WebSocket (Node 22 has one) and an explicit URL.
  */
 (function (global) {
   "use strict";
@@ -33,7 +36,13 @@
     constructor(url, opts) {
       this.url = url || (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
       this.opts = Object.assign({ minBackoff: 250, maxBackoff: 10000, outboxSize: 100, stableAfter: 5000 }, opts);
-      /** @type {"connecting"|"connected"|"disconnected"} */
+      /**
+       * "connecting": the first attempt after connect(); "connected";
+       * "reconnecting": the connection failed or closed, and the client is
+       * waiting to retry or retrying; "disconnected": stopped for good, by
+       * close() or by the server (close code 4003), until connect().
+       * @type {"connecting"|"connected"|"reconnecting"|"disconnected"}
+       */
       this.state = "disconnected";
       this._subs = new Map(); // channel -> newSub()
       this._personal = null; // "#user" once the server subscribed us to it
@@ -45,6 +54,7 @@
       this._refreshTimer = null;
       this._expires = 0; // "exp" of the token the connection was opened with
       this._attempt = 0; // consecutive failed connections
+      this._retrying = false; // a connection failed or closed since connect()
       this._closed = true;
     }
 
@@ -53,6 +63,7 @@
       if (!this._closed) return;
       this._closed = false;
       this._attempt = 0;
+      this._retrying = false;
       this._open();
     }
 
@@ -74,13 +85,18 @@
      * channel, which the server subscribes by itself; no op is sent for it.
      * @param {string} channel
      * @param {function(*, {channel: string, offset: number, epoch: string}): void} onMessage
+     * @param {{history?: boolean}} [opts] history: when this call creates
+     *   the channel's subscription, its first subscribe asks the server for
+     *   all the history it holds ("since": 0), delivered before live
+     *   messages; a "synced" event says when it is in.
      * @returns {{unsubscribe: function(): void}} unsubscribe removes this
      *   handler; the channel is unsubscribed when its last handler goes.
      */
-    subscribe(channel, onMessage) {
+    subscribe(channel, onMessage, opts) {
       let sub = this._subs.get(channel);
       if (!sub) {
         this._subs.set(channel, (sub = newSub()));
+        sub.history = !!(opts && opts.history) && channel[0] !== "#";
         if (channel[0] !== "#") this._sendSubscribe(channel, sub);
       }
       const entry = { fn: onMessage }; // distinct per call, even for one fn
@@ -120,7 +136,11 @@
      * ({channel, offset, epoch, data}), "subscribed" (the server's reply),
      * "resync" ({channel, epoch, reason: "recovery"|"gap"|"epoch"}: messages
      * may be missing; "epoch": the channel restarted under a live
-     * subscription), "refreshed" ({expires}: the server took a fresh token),
+     * subscription), "synced" ({channel, epoch, offset}: after a
+     * "subscribed", the replay it announced has been delivered: the
+     * subscription holds everything the server had when it answered; when
+     * the server's history holds nothing newer than the client, at once,
+     * and when it holds nothing at all, with the next message), "refreshed" ({expires}: the server took a fresh token),
      * "error" ({code, message, channel}: a server error reply, or code
      * "outbox_full", "connect" or "refresh" from the client), "close" ({code,
      * reason} of each closed connection).
@@ -154,13 +174,17 @@
     _sendSubscribe(channel, sub) {
       const op = { op: "subscribe", channel };
       if (sub.offset !== null) Object.assign(op, { since: sub.offset, epoch: sub.epoch });
+      // No position yet: "since" 0 and no epoch, which matches none, asks
+      // for all the history the server holds (with recovered: false).
+      else if (sub.history) op.since = 0;
       sub.pending = this._send(op);
       sub.recovering = sub.pending && sub.offset !== null;
+      sub.loading = sub.pending && sub.offset === null && sub.history;
     }
 
     async _open() {
       const gen = ++this._gen;
-      this._setState("connecting");
+      this._setState(this._retrying ? "reconnecting" : "connecting");
       let ws;
       try {
         const t = this.opts.token;
@@ -187,6 +211,7 @@
       ws.onopen = () => {
         if (this._ws !== ws) return;
         openedAt = Date.now();
+        this._retrying = false;
         this._setState("connected");
         this._scheduleRefresh(gen, this._expires);
         for (const [channel, sub] of this._subs) if (channel[0] !== "#") this._sendSubscribe(channel, sub);
@@ -238,8 +263,14 @@
     /** Schedules the next connection attempt after a close with code. */
     _retry(code, healthy) {
       clearTimeout(this._refreshTimer);
-      for (const sub of this._subs.values()) sub.pending = sub.recovering = sub.live = false;
-      this._setState("disconnected");
+      for (const sub of this._subs.values()) {
+        sub.pending = sub.recovering = sub.loading = sub.live = false;
+        sub.syncTo = null;
+      }
+      // 4003: the server disconnected this client and says not to come back.
+      if (code === 4003) this._closed = true;
+      this._retrying = !this._closed;
+      this._setState(this._closed ? "disconnected" : "reconnecting");
       if (this._closed) return;
       // A healthy connection resets the backoff, except when the server
       // closed it for overload (1013): then keep backing off.
@@ -290,12 +321,26 @@
         this._personal = f.channel;
       }
       const resync = sub.recovering && !f.recovered;
-      if (!sub.recovering) sub.offset = f.offset; // fresh: live from here on
-      else if (resync) sub.offset = 0; // replay restarts at the oldest retained message
+      // The replay (all the history holds, for a history load or a failed
+      // recovery) restarts at the oldest retained message.
+      if (resync || sub.loading) sub.offset = 0;
+      else if (!sub.recovering) sub.offset = f.offset; // fresh: live from here on
       sub.epoch = f.epoch;
-      sub.pending = sub.recovering = false;
+      sub.pending = sub.recovering = sub.loading = false;
       this._emit("subscribed", { channel: f.channel, offset: f.offset, epoch: f.epoch, recovered: !!f.recovered });
       if (resync) this._emit("resync", { channel: f.channel, epoch: f.epoch, reason: "recovery" });
+      this._syncTo(f.channel, sub, f.offset);
+    }
+
+    /**
+     * Waits for the replay that follows a "subscribed" reply, up to offset
+     * (the channel's last when the server answered): history always holds
+     * its newest message, so the replay ends with it. "synced" at once when
+     * there is nothing to wait for.
+     */
+    _syncTo(channel, sub, offset) {
+      sub.syncTo = sub.offset >= offset ? null : offset;
+      if (sub.syncTo === null) this._emit("synced", { channel, epoch: sub.epoch, offset: sub.offset });
     }
 
     /**
@@ -308,6 +353,7 @@
       sub.epoch = f.epoch;
       this._emit("subscribed", { channel: f.channel, offset: f.offset, epoch: f.epoch, recovered: !!f.recovered });
       if (!f.recovered) this._emit("resync", { channel: f.channel, epoch: f.epoch, reason: "epoch" });
+      this._syncTo(f.channel, sub, f.offset);
     }
 
     _message(f, sub) {
@@ -321,13 +367,20 @@
       const meta = { channel: f.channel, offset: f.offset, epoch: sub.epoch };
       for (const { fn } of [...sub.handlers]) call(fn, f.data, meta);
       this._emit("message", Object.assign({ data: f.data }, meta));
+      if (sub.syncTo !== null && f.offset >= sub.syncTo) {
+        sub.syncTo = null;
+        this._emit("synced", { channel: f.channel, epoch: sub.epoch, offset: f.offset });
+      }
     }
   }
 
   /** newSub is a channel's state: handlers, and the position (epoch,
    * offset) of its last message; offset is null until the server gives one. */
   function newSub() {
-    return { handlers: new Set(), epoch: null, offset: null, pending: false, recovering: false, live: false };
+    return {
+      handlers: new Set(), epoch: null, offset: null, history: false,
+      pending: false, recovering: false, loading: false, live: false, syncTo: null,
+    };
   }
 
   /** tokenExpiry returns a JWT's "exp" (Unix seconds), or 0 when it has
@@ -347,5 +400,13 @@
     try { fn(...args); } catch (e) { setTimeout(() => { throw e; }); }
   }
 
-  global.Pushgate = Pushgate;
+  if (typeof module === "object" && module && typeof module.exports === "object") {
+    // CommonJS: require("pushgate-client") is the class; so are its
+    // .Pushgate and .default, for named and default imports from ES modules.
+    module.exports = Pushgate;
+    module.exports.Pushgate = Pushgate;
+    module.exports.default = Pushgate;
+  } else {
+    global.Pushgate = Pushgate;
+  }
 })(typeof window !== "undefined" ? window : globalThis);

@@ -8,9 +8,9 @@ const source = readFileSync(new URL("../static/pushgate.js", import.meta.url), "
 
 // load evaluates pushgate.js in a fresh context whose WebSocket, timers,
 // clock and randomness the test drives.
-function load() {
+function load(opts = {}) {
   // random 1 makes every jittered delay its cap.
-  const env = { sockets: [], timers: [], now: 0, random: 1 };
+  const env = { sockets: [], timers: [], now: 0, random: 1, module: opts.module };
   class FakeWebSocket {
     constructor(url, protocol) {
       this.url = new URL(url);
@@ -47,6 +47,7 @@ function load() {
     setTimeout: (fn, ms = 0) => env.timers.push({ fn, ms }),
     clearTimeout: () => {},
   };
+  if (opts.module) ctx.module = opts.module; // loaded as CommonJS
   vm.createContext(ctx);
   vm.runInContext("Date.now = () => env.now; Math.random = () => env.random;", Object.assign(ctx, { env }));
   vm.runInContext(source, ctx, { filename: "pushgate.js" });
@@ -70,7 +71,7 @@ const jwt = (claims) =>
 
 // record collects a client's events.
 function record(pg) {
-  const ev = { state: [], error: [], resync: [], message: [], subscribed: [], close: [], refreshed: [] };
+  const ev = { state: [], error: [], resync: [], synced: [], message: [], subscribed: [], close: [], refreshed: [] };
   // Objects made in the client's context are copied into this one, so
   // that deepStrictEqual sees the same prototypes.
   for (const name of Object.keys(ev)) pg.on(name, (x) => ev[name].push(JSON.parse(JSON.stringify(x))));
@@ -105,7 +106,7 @@ const checks = {
     assert.equal(ev.message.length, 2);
 
     ws.drop(1006);
-    assert.equal(pg.state, "disconnected");
+    assert.equal(pg.state, "reconnecting");
     assert.deepEqual(ev.close, [{ code: 1006, reason: "" }]);
     assert.deepEqual(env.fire().length, 1);
     ws = env.last();
@@ -404,8 +405,116 @@ const checks = {
     bad.connect();
     await tick();
     assert.deepEqual(ev.error, [{ code: "connect", message: "no token" }]);
-    assert.equal(bad.state, "disconnected");
+    assert.equal(bad.state, "reconnecting");
     assert.equal(env.timers.length, 1, "retries");
+  },
+
+  "reconnecting while it retries, disconnected only once stopped"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws");
+    const ev = record(pg);
+    pg.connect();
+    env.last().drop(1006); // the first attempt fails
+    assert.deepEqual(ev.state, ["connecting", "reconnecting"]);
+    env.fire();
+    assert.equal(pg.state, "reconnecting", "the retry itself is still reconnecting");
+    env.last().open();
+    env.last().drop(1001);
+    env.fire();
+    env.last().open();
+    assert.deepEqual(ev.state, ["connecting", "reconnecting", "connected", "reconnecting", "connected"]);
+    // 4003: disconnected by the server, do not reconnect.
+    env.last().drop(4003);
+    assert.equal(pg.state, "disconnected");
+    assert.deepEqual(env.fire(), [], "no retry after 4003");
+    // 4002 may reconnect.
+    pg.connect();
+    assert.equal(pg.state, "connecting");
+    env.last().open();
+    env.last().drop(4002);
+    assert.equal(pg.state, "reconnecting");
+    assert.equal(env.fire().length, 1);
+  },
+
+  "history: the first subscribe asks for all the server holds, once"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws");
+    const ev = record(pg);
+    const got = [];
+    pg.subscribe("room", (d, meta) => got.push([d, meta.offset]), { history: true });
+    pg.connect();
+    let ws = env.last();
+    ws.open();
+    assert.deepEqual(ws.sent, [{ op: "subscribe", channel: "room", since: 0 }]);
+    ws.recv({ type: "subscribed", channel: "room", offset: 7, epoch: "e1", recovered: false });
+    assert.deepEqual(ev.resync, [], "a history load is no resync");
+    assert.deepEqual(ev.synced, [], "not synced before the replay is in");
+    for (const o of [5, 6, 7]) ws.recv({ type: "message", channel: "room", offset: o, data: o });
+    assert.deepEqual(got, [[5, 5], [6, 6], [7, 7]]);
+    assert.deepEqual(ev.synced, [{ channel: "room", epoch: "e1", offset: 7 }]);
+    ws.recv({ type: "message", channel: "room", offset: 7, data: "again" });
+    ws.recv({ type: "message", channel: "room", offset: 8, data: 8 });
+    assert.deepEqual(got.map((g) => g[1]), [5, 6, 7, 8]);
+    assert.equal(ev.synced.length, 1);
+    // A reconnect recovers from the position, not the whole history again.
+    ws.drop(1006);
+    env.fire();
+    ws = env.last();
+    ws.open();
+    assert.deepEqual(ws.sent, [{ op: "subscribe", channel: "room", since: 8, epoch: "e1" }]);
+    ws.recv({ type: "subscribed", channel: "room", offset: 9, epoch: "e1", recovered: true });
+    ws.recv({ type: "message", channel: "room", offset: 9, data: 9 });
+    assert.deepEqual(ev.synced[1], { channel: "room", epoch: "e1", offset: 9 });
+    // Recovery failed: the server replays what it holds; synced after it.
+    ws.drop(1006);
+    env.fire();
+    ws = env.last();
+    ws.open();
+    ws.recv({ type: "subscribed", channel: "room", offset: 2, epoch: "e2", recovered: false });
+    assert.deepEqual(ev.resync, [{ channel: "room", epoch: "e2", reason: "recovery" }]);
+    assert.equal(ev.synced.length, 2);
+    ws.recv({ type: "message", channel: "room", offset: 1, data: "x1" });
+    ws.recv({ type: "message", channel: "room", offset: 2, data: "x2" });
+    assert.deepEqual(ev.synced[2], { channel: "room", epoch: "e2", offset: 2 });
+    assert.deepEqual(got.slice(5).map((g) => g[0]), ["x1", "x2"]);
+  },
+
+  "synced: at once with nothing to replay, else with the replay's last message"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws");
+    const ev = record(pg);
+    pg.subscribe("plain", () => {}); // no history: live from the reply
+    pg.subscribe("empty", () => {}, { history: true });
+    pg.subscribe("expired", () => {}, { history: true });
+    pg.connect();
+    const ws = env.last();
+    ws.open();
+    ws.recv({ type: "subscribed", channel: "plain", offset: 4, epoch: "p", recovered: false });
+    ws.recv({ type: "subscribed", channel: "empty", offset: 0, epoch: "", recovered: false });
+    assert.deepEqual(ev.synced, [
+      { channel: "plain", epoch: "p", offset: 4 },
+      { channel: "empty", epoch: "", offset: 0 },
+    ]);
+    // History expired: nothing is replayed; the next message syncs it.
+    ws.recv({ type: "subscribed", channel: "expired", offset: 3, epoch: "x", recovered: false });
+    assert.equal(ev.synced.length, 2);
+    ws.recv({ type: "message", channel: "expired", offset: 4, data: 4 });
+    assert.deepEqual(ev.synced[2], { channel: "expired", epoch: "x", offset: 4 });
+    assert.deepEqual(ev.resync, []);
+    // A second handler does not ask for history again.
+    pg.subscribe("plain", () => {}, { history: true });
+    assert.equal(ws.sent.length, 3);
+  },
+
+  "as CommonJS it is the module's export, not a global"() {
+    const module = { exports: {} };
+    const env = load({ module });
+    assert.equal(env.Pushgate, undefined);
+    const P = module.exports;
+    assert.equal(typeof P, "function");
+    assert.equal(P.Pushgate, P);
+    assert.equal(P.default, P);
+    assert.equal(new P("ws://gw.test/ws").state, "disconnected");
   },
 
   "a throwing handler does not stop delivery"() {

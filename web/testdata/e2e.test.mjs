@@ -14,8 +14,8 @@ const env = process.env;
 // Node 20 has no WebSocket of its own: the ws package stands in for the
 // browser's.
 globalThis.WebSocket = createRequire(env.PG_NODE_MODULES + "/")("ws");
-createRequire(import.meta.url)("../static/pushgate.js");
-const { Pushgate } = globalThis;
+// Under require, pushgate.js is the module's export (the package's main).
+const { Pushgate } = createRequire(import.meta.url)("../static/pushgate.js");
 
 const b64url = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
 

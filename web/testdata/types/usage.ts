@@ -1,0 +1,84 @@
+// Type-checked by TestPackage against the packed pushgate-client, as a
+// CommonJS consumer would use it; each @ts-expect-error is a misuse the
+// declarations must refuse.
+import Pushgate = require("pushgate-client");
+
+const pg = new Pushgate("ws://localhost:8080/ws", {
+  token: async () => "jwt",
+  minBackoff: 100,
+  maxBackoff: 5000,
+  outboxSize: 10,
+  stableAfter: 1000,
+});
+new Pushgate(undefined, { token: "jwt" });
+new Pushgate();
+
+interface Chat {
+  name: string;
+  text: string;
+  ts?: number;
+}
+
+const sub: Pushgate.Subscription = pg.subscribe<Chat>(
+  "chat:lobby",
+  (data, meta) => {
+    const text: string = data.text;
+    const where: [string, number, string] = [meta.channel, meta.offset, meta.epoch];
+    void text;
+    void where;
+  },
+  { history: true },
+);
+sub.unsubscribe();
+pg.subscribe("news", (data: unknown) => void data);
+
+const off: () => void = pg.on("state", (s) => {
+  const state: "connecting" | "connected" | "reconnecting" | "disconnected" = s;
+  void state;
+});
+off();
+pg.on("message", (m) => void [m.channel, m.offset, m.epoch, m.data]);
+pg.on("subscribed", (e) => {
+  const r: boolean = e.recovered;
+  void [r, e.offset, e.epoch];
+});
+pg.on("resync", (e) => {
+  if (e.reason === "recovery" || e.reason === "gap" || e.reason === "epoch") void e.channel;
+});
+pg.on("synced", (e) => void [e.channel, e.epoch, e.offset]);
+pg.on("refreshed", (e) => void (e.expires + 1));
+pg.on("error", (e) => void [e.code, e.message, e.channel?.length]);
+pg.on("close", (e) => void [e.code + 1, e.reason.length]);
+
+const queued: boolean = pg.publish("chat:lobby", { name: "ann", text: "hi", ts: Date.now() });
+void queued;
+const state: Pushgate.State = pg.state;
+const states: Pushgate.State[] = ["connecting", "connected", "reconnecting", "disconnected"];
+const reasons: Pushgate.ResyncEvent["reason"][] = ["recovery", "gap", "epoch"];
+void [state, states, reasons];
+const cap: number = pg.opts.maxBackoff;
+void cap;
+pg.connect();
+pg.close();
+
+const Same: typeof Pushgate = Pushgate.Pushgate;
+const Default: typeof Pushgate = Pushgate.default;
+void [Same, Default];
+
+// @ts-expect-error: no such event
+pg.on("messages", () => {});
+// @ts-expect-error: the state is not a number
+pg.on("state", (s: number) => void s);
+// @ts-expect-error: no such state
+const closed: Pushgate.State = "closed";
+void closed;
+// @ts-expect-error: the client sets the state
+pg.state = "connected";
+// @ts-expect-error: backoff is a number of ms
+new Pushgate("ws://x/ws", { minBackoff: "1s" });
+// @ts-expect-error: a channel is a string
+pg.subscribe(1, () => {});
+// @ts-expect-error: history is a boolean
+pg.subscribe("news", () => {}, { history: "yes" });
+// @ts-expect-error: there is no resync reason "timeout"
+pg.on("resync", (e) => e.reason === "timeout");
