@@ -1,8 +1,12 @@
 package auth
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -19,14 +23,37 @@ type Claims struct {
 	// verifier's leeway (zero without exp). A connection it opened is
 	// closed then, unless refreshed with a later token.
 	Deadline time.Time
+	// Info is the "info" claim, a JSON object of at most MaxInfoBytes
+	// (compacted), shown with the connection in presence and join/leave
+	// events; nil when absent.
+	Info json.RawMessage
+}
+
+// MaxInfoBytes bounds the info claim: it is held with every presence
+// entry and sent in every join and leave event.
+const MaxInfoBytes = 1024
+
+// ErrInfo is an info claim that is not a JSON object of at most
+// MaxInfoBytes.
+var ErrInfo = errors.New("info is not a JSON object of at most 1024 bytes")
+
+// ParseInfo checks and compacts an info object (a token's claim, or what a
+// client supplies in open mode).
+func ParseInfo(raw []byte) (json.RawMessage, error) {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil || b.Len() > MaxInfoBytes || b.Len() < 2 || b.Bytes()[0] != '{' || !utf8.Valid(b.Bytes()) {
+		return nil, ErrInfo
+	}
+	return json.RawMessage(b.Bytes()), nil
 }
 
 // tokenClaims is the payload as decoded. A claim of the wrong JSON type
 // fails decoding, which jwt/v5 reports as a malformed token.
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	Channels []string `json:"channels"`
-	Publish  []string `json:"publish"`
+	Channels []string        `json:"channels"`
+	Publish  []string        `json:"publish"`
+	Info     json.RawMessage `json:"info"`
 }
 
 // Verify checks token's signature, exp and nbf, and the pushgate claims,
@@ -49,6 +76,13 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		return nil, err
 	}
 	c := &Claims{User: tc.Subject, Channels: tc.Channels, Publish: tc.Publish}
+	if len(tc.Info) > 0 && string(tc.Info) != "null" {
+		info, err := ParseInfo(tc.Info)
+		if err != nil {
+			return nil, claimError("info", err)
+		}
+		c.Info = info
+	}
 	if tc.ExpiresAt != nil {
 		c.ExpiresAt = tc.ExpiresAt.Time
 		c.Deadline = c.ExpiresAt.Add(v.leeway)

@@ -157,3 +157,28 @@ func TestVerifyConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestInfoClaim(t *testing.T) {
+	v := newVerifier(t, auth.Config{Secret: secret})
+	c, err := v.Verify(sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice", "info": map[string]any{"name": "Alice", "n": []int{1, 2}}}))
+	if err != nil || string(c.Info) != `{"n":[1,2],"name":"Alice"}` {
+		t.Fatalf("%s, %v", c.Info, err)
+	}
+	if c, err := v.Verify(sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice"})); err != nil || c.Info != nil {
+		t.Fatalf("no info: %s, %v", c.Info, err)
+	}
+	for name, info := range map[string]any{
+		"array":    []int{1},
+		"string":   "Alice",
+		"too big":  map[string]string{"name": strings.Repeat("x", auth.MaxInfoBytes)},
+		"a number": 7,
+	} {
+		_, err := v.Verify(sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice", "info": info}))
+		if !errors.Is(err, auth.ErrClaims) || !errors.Is(err, auth.ErrInfo) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := auth.ParseInfo([]byte("{\"a\":\"\xff\"}")); err == nil {
+		t.Error("info that is not UTF-8 accepted")
+	}
+}

@@ -43,3 +43,27 @@ func BenchmarkPublish(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEvent10k is one join event (Hub.Event) to a channel of 10,000
+// subscribers, timed until each was handed it: what a presence channel's
+// join or leave costs the node.
+func BenchmarkEvent10k(b *testing.B) {
+	const n = 10_000
+	h := New(Config{HistorySize: -1})
+	defer h.Close()
+	subs := make([]*counter, n)
+	for i := range subs {
+		subs[i] = &counter{}
+		if err := h.Subscribe(h.Join(subs[i]), "room", nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	h.flush()
+	env := protocol.AppendPresenceEvent(nil, protocol.EventJoin, "room", &protocol.Client{Client: "abcdefgh.1z", User: "alice", Info: []byte(`{"name":"Alice"}`)})
+	b.ReportAllocs()
+	for b.Loop() {
+		h.Event("room", append(protocol.Buffer(len(env)), env...))
+		h.flush()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/delivery")
+}

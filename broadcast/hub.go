@@ -319,6 +319,26 @@ func (h *Hub) Reply(m *Member, env []byte) {
 	}
 }
 
+// Event sends the envelope in env, built into a protocol.Buffer, to every
+// subscriber of channel, in order with the channel's messages; it is not
+// a publication (no offset, no history). Each subscriber's encoding of it
+// is built once. It reports how many shards took it (0: the channel has
+// no subscriber on this node). The caller bounds how many it sends.
+func (h *Hub) Event(channel string, env []byte) int {
+	t, ch := h.lockChannel(channel, lookup)
+	if ch == nil {
+		return 0
+	}
+	defer unlockChannel(t, ch)
+	w, n := protocol.NewWire(env), 0
+	for i, c := range ch.shards {
+		if c > 0 && h.shards[i].push(op{kind: opEvent, ch: ch, wire: w}) {
+			n++
+		}
+	}
+	return n
+}
+
 // Backlog is how many of m's own ops (subscribes, unsubscribes, replies)
 // wait on its shard: a connection that sends ops faster than its shard
 // runs them has a growing backlog, which the caller bounds.

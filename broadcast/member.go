@@ -62,6 +62,9 @@ func (m *Member) Channels() []string {
 	return names
 }
 
+// Subscribed reports whether m is subscribed to the channel name.
+func (m *Member) Subscribed(name string) bool { return m.find(name) >= 0 }
+
 func (m *Member) find(name string) int {
 	for i, ch := range m.chans {
 		if ch.name == name {

@@ -16,6 +16,7 @@ const (
 	opLeave              // remove m from chans
 	opReply              // send reply to m
 	opEpoch              // ch started a new epoch: forget its skips, send reply to its subscribers
+	opEvent              // send wire to ch's subscribers
 	opCall               // run fn (tests, flush)
 )
 
@@ -204,6 +205,8 @@ func (s *shard) do(o *op) {
 				delete(s.skip, k)
 			}
 		}
+		fallthrough
+	case opEvent:
 		for m := range s.subs[o.ch] {
 			_ = s.send(m, o.wire.Encoded(m.enc, nil))
 		}

@@ -51,6 +51,7 @@ type Gateway struct {
 	// because the node holds --max-node-channels.
 	ChannelsRefused  prometheus.Counter
 	historyEvictions *prometheus.CounterVec
+	presenceEvents   *prometheus.CounterVec
 	// FanoutDuration is the time from a publication reaching this node's
 	// hub to its last frame handed to the kernel (or queued behind a full
 	// socket), observed once per publication.
@@ -101,6 +102,8 @@ func New(reg prometheus.Registerer) *Gateway {
 			"Client subscribes and publishes refused because they would create a channel past --max-node-channels."),
 		historyEvictions: f.counterVec("history_evictions_total",
 			"Messages dropped from history, by reason: expired (--history-ttl), size (--history-size), channel_bytes (--history-max-channel-bytes), budget (--history-max-bytes), restart (the channel's epoch changed).", "reason"),
+		presenceEvents: f.counterVec("presence_events_total",
+			"Join and leave events of presence channels, by event: join and leave were sent to the channel's subscribers on this node, dropped were over --presence-event-rate.", "event"),
 		FanoutDuration: f.histogram("fanout_duration_seconds",
 			"Time from a publication reaching the hub to its last frame handed to the kernel.",
 			prometheus.ExponentialBuckets(50e-6, 2.5, 14)), // 50µs .. 7.5s
@@ -132,6 +135,19 @@ func (g *Gateway) Handshakes(result string) prometheus.Counter {
 // HistoryEvictions returns the counter of history dropped for one reason.
 func (g *Gateway) HistoryEvictions(reason string) prometheus.Counter {
 	return g.historyEvictions.WithLabelValues(reason)
+}
+
+// PresenceEvents returns the counter of presence events of one kind (join,
+// leave, dropped).
+func (g *Gateway) PresenceEvents(event string) prometheus.Counter {
+	return g.presenceEvents.WithLabelValues(event)
+}
+
+// ObservePresence exports the presence entries this node holds: one per
+// connection and presence channel it subscribes to (bounded by
+// connections times --max-channels).
+func (g *Gateway) ObservePresence(clients func() int) {
+	factory{g.reg}.gaugeFunc("presence_clients", "Presence entries on this node: connections times the presence channels each subscribes to.", clients)
 }
 
 // HandshakesShed returns the counter of shed handshakes for one reason.

@@ -77,3 +77,75 @@ func appendString(dst []byte, s string) []byte {
 	b, _ := json.Marshal(s) // a string always marshals
 	return append(dst, b...)
 }
+
+// Client is a connection as presence shows it.
+type Client struct {
+	Client string          `json:"client"`
+	User   string          `json:"user,omitempty"`
+	Info   json.RawMessage `json:"info,omitempty"`
+}
+
+// appendClientFields appends "client":…,"user":…,"info":… (user and info
+// when set).
+func appendClientFields(dst []byte, c *Client) []byte {
+	dst = append(dst, `"client":"`...)
+	dst = append(dst, c.Client...)
+	dst = append(dst, '"')
+	if c.User != "" {
+		dst = append(dst, `,"user":"`...)
+		dst = append(dst, c.User...)
+		dst = append(dst, '"')
+	}
+	if len(c.Info) > 0 {
+		dst = append(dst, `,"info":`...)
+		dst = append(dst, c.Info...)
+	}
+	return dst
+}
+
+// ClientSize is about what c takes in an envelope.
+func ClientSize(c *Client) int { return 40 + len(c.Client) + len(c.User) + len(c.Info) }
+
+// AppendPresence appends
+// {"type":"presence","channel":…,"clients":[…]}, with "truncated":true
+// when clients are not all the channel's.
+func AppendPresence(dst []byte, channel string, clients []Client, truncated bool) []byte {
+	dst = append(dst, `{"type":"presence","channel":"`...)
+	dst = append(dst, channel...)
+	dst = append(dst, `","clients":[`...)
+	for i := range clients {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '{')
+		dst = appendClientFields(dst, &clients[i])
+		dst = append(dst, '}')
+	}
+	dst = append(dst, ']')
+	if truncated {
+		dst = append(dst, `,"truncated":true`...)
+	}
+	return append(dst, '}')
+}
+
+// Presence events.
+const (
+	EventJoin  = "join"
+	EventLeave = "leave"
+)
+
+// AppendPresenceEvent appends {"type":"join"|"leave","channel":…,
+// "client":…,"user":…,"info":…}.
+func AppendPresenceEvent(dst []byte, event, channel string, c *Client) []byte {
+	dst = append(dst, `{"type":"`...)
+	dst = append(dst, event...)
+	dst = append(dst, `","channel":"`...)
+	dst = append(dst, channel...)
+	dst = append(dst, `",`...)
+	dst = appendClientFields(dst, c)
+	return append(dst, '}')
+}
+
+// Ping is the app-level ping envelope: browsers cannot see WebSocket
+// pings, so a client that gets no frame for a while can tell a dead link.
+const Ping = `{"type":"ping"}`

@@ -17,6 +17,8 @@ const (
 	CodeInvalidToken      Code = "invalid_token"      // a refresh token that does not verify
 	CodeRateLimited       Code = "rate_limited"       // a message over the connection's message rate, dropped
 	CodeChannelLimit      Code = "channel_limit"      // the node holds its maximum number of channels
+	CodePresenceOff       Code = "presence_off"       // presence is not kept for this channel
+	CodePresenceLagging   Code = "presence_lagging"   // join/leave events of the channel over their rate were dropped
 )
 
 // MsgInvalidChannel is the message of CodeInvalidChannel.

@@ -14,6 +14,8 @@ const (
 	OpUnsubscribe Op = "unsubscribe"
 	OpPublish     Op = "publish"
 	OpRefresh     Op = "refresh"
+	OpPresence    Op = "presence"
+	OpPong        Op = "pong"
 )
 
 // Command is any client op; the fields an op does not use are ignored.

@@ -101,6 +101,9 @@ type Config struct {
 	// PingInterval is how long a connection may stay silent before it is
 	// pinged (default 25s).
 	PingInterval time.Duration
+	// AppPing is the frame sent with each ping to connections that want
+	// one (Conn.WantAppPing). Default none.
+	AppPing []byte
 	// PongTimeout is how long a pinged connection has to answer before it
 	// is closed (default 10s).
 	PongTimeout time.Duration

@@ -89,6 +89,7 @@ type Conn struct {
 const (
 	flagThrottled uint32 = 1 << iota // reading paused for the byte rate; the heartbeat resumes it
 	flagBehind                       // a writability event is awaited
+	flagAppPing                      // pinged with Config.AppPing too
 )
 
 func (c *Conn) setFlag(f uint32, on bool) {
@@ -136,6 +137,12 @@ func (c *Conn) SetExpiry(t time.Time) {
 	}
 	c.expires.Store(sec)
 }
+
+// WantAppPing makes the heartbeat send the connection Config.AppPing, a
+// frame its application sees, each time it sends a ping: browsers cannot
+// see WebSocket pings, so a page that gets no frame for a while can tell
+// the link is dead. It costs no timer: the pings are the heartbeat's.
+func (c *Conn) WantAppPing() { c.setFlag(flagAppPing, true) }
 
 // readTask is the pool task that serves a readable connection.
 type readTask Conn

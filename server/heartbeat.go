@@ -11,7 +11,8 @@ import (
 // every 49 days; all comparisons are differences) and sweeps the
 // connection table:
 //
-//   - a connection silent for PingInterval gets a ping;
+//   - a connection silent for PingInterval gets a ping (and AppPing, if
+//     it asked: Conn.WantAppPing);
 //   - one still silent PongTimeout after its ping is closed (1001) and
 //     kicked: a dead peer or a half-open TCP connection;
 //   - one whose closing handshake outlived CloseTimeout is kicked;
@@ -113,7 +114,9 @@ func (c *Conn) heartbeat(now, wall uint32) {
 		if at == 0 {
 			c.pingAt.Store(now)
 			s.m.HeartbeatPings.Inc()
-			_ = c.sendLocked(wsproto.PingFrame)
+			if c.sendLocked(wsproto.PingFrame) == nil && c.hasFlag(flagAppPing) && s.cfg.AppPing != nil {
+				_ = c.sendLocked(s.cfg.AppPing)
+			}
 			return
 		}
 		if now-at >= s.pongMs {

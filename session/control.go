@@ -86,7 +86,13 @@ func (h *Handler) Subscribe(_ context.Context, t Target, channel string) (int, e
 // each is sent "unsubscribed", after which no message of the channel
 // follows. It returns how many were subscribed.
 func (h *Handler) Unsubscribe(_ context.Context, t Target, channel string) (int, error) {
-	return h.onChannel(t, channel, func(s *Session) bool { return h.hub.Unsubscribe(s.m, channel) == nil })
+	return h.onChannel(t, channel, func(s *Session) bool {
+		if h.hub.Unsubscribe(s.m, channel) != nil {
+			return false
+		}
+		h.left(s, channel)
+		return true
+	})
 }
 
 // onChannel runs do on each of the target's live sessions, with its lock

@@ -12,6 +12,7 @@ import (
 	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/internal/wstest"
 	"github.com/pushgate/pushgate/metrics"
+	"github.com/pushgate/pushgate/presence"
 	"github.com/pushgate/pushgate/protocol"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/session"
@@ -36,6 +37,7 @@ type options struct {
 	compress bool           // negotiate permessage-deflate
 	backlog  int            // session.Config.MaxBacklog
 	tune     func(*server.Config)
+	presence presence.Config
 }
 
 func start(t testing.TB, o options) *gateway {
@@ -46,8 +48,10 @@ func start(t testing.TB, o options) *gateway {
 		t.Fatal(err)
 	}
 	m := metrics.New(nil)
-	sessions := session.New(session.Config{Hub: hub, ClientPublish: patterns, Verifier: o.verifier, Metrics: m, MaxBacklog: o.backlog})
+	sessions := session.New(session.Config{Hub: hub, ClientPublish: patterns, Verifier: o.verifier, Metrics: m, MaxBacklog: o.backlog,
+		Presence: presence.New(o.presence)})
 	cfg := server.Config{
+		AppPing:            session.AppPing,
 		Metrics:            m,
 		Handler:            sessions,
 		OutboundQueueBytes: o.queue,

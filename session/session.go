@@ -12,6 +12,7 @@ import (
 	"github.com/pushgate/pushgate/auth"
 	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/metrics"
+	"github.com/pushgate/pushgate/presence"
 	"github.com/pushgate/pushgate/protocol"
 	"github.com/pushgate/pushgate/server"
 )
@@ -41,6 +42,9 @@ type Config struct {
 	// Node names this node in client ids, which are unique in a cluster
 	// when nodes' names are. Default: random.
 	Node string
+	// Presence keeps the presence of the channels that have it, and says
+	// which. Default: none.
+	Presence *presence.Registry
 }
 
 // Conn is a client's connection as a session sees it, whatever transport
@@ -51,6 +55,9 @@ type Conn interface {
 	// SetExpiry closes the connection with 4001 once t has passed; the
 	// zero time clears it.
 	SetExpiry(t time.Time)
+	// WantAppPing asks for app-level pings ({"type":"ping"}) with the
+	// transport's own keepalives.
+	WantAppPing()
 	// Close starts closing the connection for reason, with text for the
 	// client.
 	Close(reason server.CloseReason, text string)
@@ -68,6 +75,7 @@ type Handler struct {
 	verifier  *auth.Verifier
 	backlog   int
 	index     index
+	presence  *presence.Registry
 }
 
 // New returns the Handler for cfg.
@@ -87,8 +95,11 @@ func New(cfg Config) *Handler {
 	if cfg.Node == "" {
 		cfg.Node = randomNode()
 	}
+	if cfg.Presence == nil {
+		cfg.Presence = presence.New(presence.Config{})
+	}
 	h := &Handler{backlog: cfg.MaxBacklog, hub: cfg.Hub, publisher: cfg.Publisher, publish: cfg.ClientPublish,
-		m: cfg.Metrics, log: cfg.Logger, verifier: cfg.Verifier}
+		m: cfg.Metrics, log: cfg.Logger, verifier: cfg.Verifier, presence: cfg.Presence}
 	h.index.init(cfg.Node)
 	return h
 }
@@ -103,29 +114,43 @@ type Session struct {
 	mu     sync.Mutex
 	closed bool   // under mu: End has run; commands do nothing
 	kicked bool   // under mu: the server is closing it (Disconnect)
+	authed bool   // authentication is on: claims are a token's
 	id     uint32 // the client id's serial on this node (index.go)
 	conn   Conn
 	m      *broadcast.Member
-	claims *auth.Claims // nil when authentication is off; replaced by refresh, under mu
+	// claims are the token's (replaced by refresh, under mu); in open
+	// mode nil, or only the info the client gave.
+	claims *auth.Claims
 }
 
 // Start begins the session of a new connection: it joins the hub, is
 // indexed, and makes the subscriptions of the connection's query
 // (channels=a,b, and the personal channel of the claims' user, recovered
 // from user_since and user_epoch). claims is nil when authentication is
-// off. Call End when the connection has closed.
+// off; the client may then give its info itself (info=<JSON object>), for
+// presence. ping=1 asks for app-level pings. Call End when the connection
+// has closed.
 func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
-	s := &Session{conn: c, m: h.hub.Join(c), claims: claims}
+	s := &Session{conn: c, m: h.hub.Join(c), claims: claims, authed: claims != nil}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	h.index.add(s)
-	if claims != nil {
-		c.SetExpiry(claims.Deadline)
-	}
 	q, err := url.ParseQuery(string(query)) // keeps the well-formed pairs
 	if err != nil {
 		h.reply(s, protocol.CodeBadRequest, "malformed query", "")
 	}
+	if claims != nil {
+		c.SetExpiry(claims.Deadline)
+	} else if raw := q.Get("info"); raw != "" {
+		if info, err := auth.ParseInfo([]byte(raw)); err != nil {
+			h.reply(s, protocol.CodeBadRequest, "info must be a JSON object of at most 1024 bytes", "")
+		} else {
+			s.claims = &auth.Claims{Info: info}
+		}
+	}
+	if q.Get("ping") == "1" {
+		c.WantAppPing()
+	}
+	h.index.add(s)
 	if user := s.user(); user != "" {
 		var pos *broadcast.Position
 		if since := q.Get("user_since"); since != "" {
@@ -157,6 +182,9 @@ func (h *Handler) End(s *Session) {
 	}
 	s.closed = true
 	h.index.remove(s)
+	for _, name := range s.m.Channels() {
+		h.left(s, name)
+	}
 	h.hub.Leave(s.m)
 }
 
@@ -199,6 +227,9 @@ func (h *Handler) Handle(s *Session, payload []byte) {
 		h.clientPublish(s, cmd.Channel, cmd.Data)
 	case protocol.OpRefresh:
 		h.refresh(s, cmd.Token)
+	case protocol.OpPresence:
+		h.presenceOp(s, cmd.Channel)
+	case protocol.OpPong: // its bytes were the answer
 	default:
 		h.reply(s, protocol.CodeBadRequest, "unknown op", "")
 	}
@@ -224,6 +255,7 @@ func (h *Handler) subscribe(s *Session, name string, pos *broadcast.Position) {
 func (h *Handler) join(s *Session, name string, pos *broadcast.Position, quiet bool) bool {
 	switch err := h.hub.Subscribe(s.m, name, pos); {
 	case err == nil:
+		h.joined(s, name)
 		return true
 	case errors.Is(err, broadcast.ErrAlreadySubscribed) && quiet:
 	case errors.Is(err, broadcast.ErrAlreadySubscribed):
@@ -246,7 +278,9 @@ func (h *Handler) unsubscribe(s *Session, name string) {
 	}
 	if err := h.hub.Unsubscribe(s.m, name); err != nil {
 		h.reply(s, protocol.CodeNotSubscribed, "not subscribed", name)
+		return
 	}
+	h.left(s, name)
 }
 
 func (h *Handler) clientPublish(s *Session, name string, data []byte) {
@@ -289,7 +323,7 @@ func (h *Handler) clientPublish(s *Session, name string, data []byte) {
 // user, before the old one expires. The new claims govern later ops;
 // subscriptions already made stay.
 func (h *Handler) refresh(s *Session, token string) {
-	if h.verifier == nil || s.claims == nil {
+	if h.verifier == nil || !s.authed {
 		h.reply(s, protocol.CodeBadRequest, "authentication is off: there is no token to refresh", "")
 		return
 	}
@@ -315,7 +349,7 @@ func (s *Session) maySubscribe(name string) bool {
 	if user, ok := protocol.Personal(name); ok {
 		return user != "" && user == s.user()
 	}
-	return s.claims == nil || s.claims.Channels.Match(name)
+	return !s.authed || s.claims.Channels.Match(name)
 }
 
 func (h *Handler) mayPublish(s *Session, name string) bool {

@@ -17,6 +17,10 @@ var (
 	_ Conn                    = (*server.Conn)(nil)
 )
 
+// AppPing is the app-level ping as a WebSocket frame, for
+// server.Config.AppPing.
+var AppPing = protocol.Frame(protocol.WebSocket, append(protocol.Buffer(len(protocol.Ping)), protocol.Ping...))
+
 // Open starts the session of a WebSocket connection; the upgrade's
 // authorizer left the token's claims, if any, in hs.State.
 func (h *Handler) Open(c *server.Conn, hs wsproto.Handshake, query []byte) {

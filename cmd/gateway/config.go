@@ -13,6 +13,7 @@ import (
 	"github.com/pushgate/pushgate/auth"
 	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/broker"
+	"github.com/pushgate/pushgate/presence"
 	"github.com/pushgate/pushgate/protocol"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/wsproto"
@@ -39,6 +40,8 @@ type config struct {
 	JWTLeeway        time.Duration
 	ClientPublish    string
 	MaxClientBacklog int
+	Presence         presence.Config
+	PresenceChannels string
 	Broker           broker.Config
 	LogFormat        string
 	LogLevel         string
@@ -93,6 +96,9 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&h.MaxChannels, "max-channels", 128, "channels one connection may subscribe to")
 	fs.IntVar(&h.MaxPending, "max-pending-publishes", 4096, "publications fanned out at once; API publishes wait past it, client publishes get 'overloaded'")
 	fs.IntVar(&h.MaxClientPending, "max-pending-client-publishes", 0, "the share of --max-pending-publishes client publishes may hold, so API publishes always find room (0: half)")
+	fs.StringVar(&c.PresenceChannels, "presence", "", "comma-separated channel patterns that keep presence and send join/leave events (chat:*, room:*); empty: none")
+	fs.IntVar(&c.Presence.EventRate, "presence-event-rate", 50, "join and leave events one presence channel sends per second; past it one presence_lagging notice, then the rest are dropped until the next second")
+	fs.IntVar(&c.Presence.MaxList, "presence-max-list", 1000, "clients one presence answer lists at most (then \"truncated\":true)")
 	fs.IntVar(&c.MaxClientBacklog, "max-client-backlog", 512, "one connection's ops waiting for its delivery shard; past it the connection is closed with 1013")
 	b := &c.Broker
 	fs.StringVar(&b.URL, "broker", "", "NATS URL(s) of the cluster broker, e.g. nats://nats:4222 (JetStream enabled); empty: a single node with the in-memory broker")
@@ -128,6 +134,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	c.Server.AllowedOrigins = splitList(c.AllowedOrigins)
 	if c.clientPublish, err = protocol.ParsePatterns(c.ClientPublish); err != nil {
 		return c, fmt.Errorf("invalid --client-publish %q: %v", c.ClientPublish, err)
+	}
+	if c.Presence.Channels, err = protocol.ParsePatterns(c.PresenceChannels); err != nil {
+		return c, fmt.Errorf("invalid --presence %q: %v", c.PresenceChannels, err)
 	}
 	if err := c.readSecretFiles(); err != nil {
 		return c, err

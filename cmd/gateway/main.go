@@ -22,6 +22,7 @@ import (
 	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/broker"
 	"github.com/pushgate/pushgate/metrics"
+	"github.com/pushgate/pushgate/presence"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/session"
 	"github.com/pushgate/pushgate/web"
@@ -87,8 +88,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sc.Logger = log
 	sc.Metrics = gm
 	sc.Pages = web.Handler()
-	sessions := session.New(session.Config{Hub: hub, Publisher: publisher, Metrics: gm, ClientPublish: cfg.clientPublish, Logger: log, Verifier: verifier, MaxBacklog: cfg.MaxClientBacklog})
+	pres := presence.New(cfg.Presence)
+	gm.ObservePresence(func() int { return int(pres.Clients()) })
+	sessions := session.New(session.Config{Hub: hub, Publisher: publisher, Metrics: gm, ClientPublish: cfg.clientPublish, Logger: log,
+		Verifier: verifier, MaxBacklog: cfg.MaxClientBacklog, Presence: pres})
 	sc.Handler = sessions
+	sc.AppPing = session.AppPing
 	if verifier != nil {
 		sc.Authorize = verifier.Authorize
 	}

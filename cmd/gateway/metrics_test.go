@@ -318,6 +318,23 @@ func TestEveryMetric(t *testing.T) {
 		expect{name: "pushgate_handshakes_shed_total", label: "reason=full", min: 1},
 	)
 
+	// Presence, on a gateway that keeps it for "room": two clients join,
+	// one leaves.
+	pg := runGateway(t, proctest.FreeAddr(t), proctest.FreeAddr(t), "--presence", "room")
+	stay, _ := wstest.Dial(t, pg.addr, "/ws?channels=room")
+	stay.ExpectMsg("subscribed", "")
+	stay.ExpectMsg("join", "")
+	goer, _ := wstest.Dial(t, pg.addr, "/ws?channels=room")
+	goer.ExpectMsg("subscribed", "")
+	stay.ExpectMsg("join", "")
+	goer.Write(wstest.Frame(true, 0, ws.OpClose, wstest.ClosePayload(1000, "")))
+	stay.ExpectMsg("leave", "")
+	checkMetrics(t, pg.admin, checked,
+		expect{name: "pushgate_presence_clients", want: 1},
+		expect{name: "pushgate_presence_events_total", label: "event=join", want: 2},
+		expect{name: "pushgate_presence_events_total", label: "event=leave", want: 1},
+	)
+
 	// Every pushgate metric the gateway exports was checked.
 	for name := range scrape(t, g.admin) {
 		if strings.HasPrefix(name, "pushgate_") && !checked[name] {
