@@ -31,6 +31,10 @@ type Config struct {
 	MaxBodyBytes int64
 	// Connections reports the open connections for /api/stats.
 	Connections func() int
+	// Node names this node in stats (and in its connections' client ids).
+	Node string
+	// PresenceClients reports the presence entries for /api/stats.
+	PresenceClients func() int64
 	// Control acts on live connections (disconnect, subscribe,
 	// unsubscribe). Without it those endpoints answer 501.
 	Control Control
@@ -42,6 +46,9 @@ type Control interface {
 	Disconnect(ctx context.Context, t session.Target, reconnect bool, reason string) (int, error)
 	Subscribe(ctx context.Context, t session.Target, channel string) (int, error)
 	Unsubscribe(ctx context.Context, t session.Target, channel string) (int, error)
+	Presence(ctx context.Context, channel string) (session.PresenceList, error)
+	PresenceStats(ctx context.Context, channel string) (session.PresenceStats, error)
+	Channels(ctx context.Context, prefix, cursor string, limit int) (session.ChannelPage, error)
 }
 
 // New returns the handler of /api/.
@@ -67,6 +74,9 @@ func New(cfg Config) http.Handler {
 		{"POST", "/api/disconnect", a.disconnect},
 		{"POST", "/api/subscribe", a.subscribe},
 		{"POST", "/api/unsubscribe", a.unsubscribe},
+		{"GET", "/api/presence", a.presence},
+		{"GET", "/api/presence_stats", a.presenceStats},
+		{"GET", "/api/channels", a.channels},
 	} {
 		mux.HandleFunc(e.method+" "+e.path, e.h)
 		mux.HandleFunc(e.path, methodNotAllowed(e.method))
@@ -258,19 +268,26 @@ func (a *api) history(w http.ResponseWriter, r *http.Request) {
 }
 
 type statsResponse struct {
-	Connections int   `json:"connections"`
-	Channels    int64 `json:"channels"`
-	Subscribers int64 `json:"subscribers"`
-	History     int64 `json:"history"`
-	InFlight    int   `json:"in_flight"`
-	QueuedOps   int64 `json:"queued_ops"`
+	Node            string `json:"node,omitempty"`
+	Connections     int    `json:"connections"`
+	Channels        int64  `json:"channels"`
+	Subscribers     int64  `json:"subscribers"`
+	History         int64  `json:"history"`
+	HistoryBytes    int64  `json:"history_bytes"`
+	PresenceClients int64  `json:"presence_clients"`
+	InFlight        int    `json:"in_flight"`
+	QueuedOps       int64  `json:"queued_ops"`
 }
 
 func (a *api) stats(w http.ResponseWriter, r *http.Request) {
 	s := a.cfg.Hub.Stats()
-	out := statsResponse{Channels: s.Channels, Subscribers: s.Subscribers, History: s.History, InFlight: s.InFlight, QueuedOps: s.QueuedOps}
+	out := statsResponse{Node: a.cfg.Node, Channels: s.Channels, Subscribers: s.Subscribers, History: s.History, HistoryBytes: s.HistoryBytes,
+		InFlight: s.InFlight, QueuedOps: s.QueuedOps}
 	if a.cfg.Connections != nil {
 		out.Connections = a.cfg.Connections()
+	}
+	if a.cfg.PresenceClients != nil {
+		out.PresenceClients = a.cfg.PresenceClients()
 	}
 	writeJSON(w, http.StatusOK, out)
 }

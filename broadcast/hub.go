@@ -297,15 +297,18 @@ func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 	}
 	ch.subs++
 	ch.shards[m.shardIdx]++
+	// Counted before the reply is queued: a client that has its reply
+	// finds itself in Stats.
+	h.subscribers.Add(1)
 	ok := m.shard.push(o)
 	if !ok {
 		ch.subs--
 		ch.shards[m.shardIdx]--
+		h.subscribers.Add(-1)
 		unlockChannel(t, ch)
 		return ErrClosed
 	}
 	unlockChannel(t, ch)
-	h.subscribers.Add(1)
 	m.chans = append(m.chans, ch)
 	return nil
 }

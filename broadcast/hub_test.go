@@ -694,3 +694,52 @@ func TestBacklog(t *testing.T) {
 		t.Fatalf("backlog %d, queued ops %d once run; want 0", n, q)
 	}
 }
+
+func TestChannelsListing(t *testing.T) {
+	h := New(Config{HistorySize: 1})
+	defer h.Close()
+	var names []string
+	for i := range 25 {
+		name := fmt.Sprintf("room:%02d", i)
+		names = append(names, name)
+		for range i % 3 {
+			if err := h.Subscribe(h.Join(newRecorder()), name, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i%3 == 0 { // no subscriber: kept by its history
+			if _, err := h.Publish(context.Background(), name, []byte("1")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := h.Subscribe(h.Join(newRecorder()), "other", nil); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		list, more := h.Channels("room:", cursor, 10)
+		for _, c := range list {
+			got = append(got, c.Name)
+			var i int
+			fmt.Sscanf(c.Name, "room:%d", &i)
+			if c.Subscribers != i%3 {
+				t.Fatalf("%s: %d subscribers, want %d", c.Name, c.Subscribers, i%3)
+			}
+		}
+		if !more {
+			if pages != 2 {
+				t.Fatalf("%d pages, want 3", pages+1)
+			}
+			break
+		}
+		cursor = list[len(list)-1].Name
+	}
+	if fmt.Sprint(got) != fmt.Sprint(names) {
+		t.Fatalf("listed %v", got)
+	}
+	if all, more := h.Channels("", "", 0); len(all) != 26 || more {
+		t.Fatalf("all: %d %v", len(all), more)
+	}
+}

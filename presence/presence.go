@@ -54,9 +54,9 @@ type shard struct {
 // room is one channel's presence.
 type room struct {
 	clients map[string]*protocol.Client // by client id
-	users   map[string]int32           // connections per user ("" not kept)
-	second  int64                      // the second events are being counted in
-	events  int                        // events decided in that second
+	users   map[string]int32            // connections per user ("" not kept)
+	second  int64                       // the second events are being counted in
+	events  int                         // events decided in that second
 }
 
 // New returns a Registry for cfg.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/protocol"
 	"github.com/pushgate/pushgate/server"
 )
@@ -116,8 +117,77 @@ func (h *Handler) onChannel(t Target, channel string, do func(*Session) bool) (i
 	return n, nil
 }
 
+// Node is this node's name, the first part of its client ids.
+func (h *Handler) Node() string { return h.index.node }
+
 // ClientID is the client id of a session.
 func (h *Handler) ClientID(s *Session) string { return h.index.clientID(s) }
 
 // Local reports whether client names a client of this node.
 func (h *Handler) Local(client string) bool { return h.index.local(client) }
+
+// ErrPresenceOff is a presence request for a channel that keeps none.
+var ErrPresenceOff = errors.New("session: this channel does not keep presence")
+
+// PresenceList is a channel's clients, as many as the cap allows, and how
+// many it has in all.
+type PresenceList struct {
+	Clients []protocol.Client
+	Total   int
+}
+
+// Presence lists channel's clients on this node (at most the registry's
+// MaxList).
+func (h *Handler) Presence(_ context.Context, channel string) (PresenceList, error) {
+	if err := h.presenceChannel(channel); err != nil {
+		return PresenceList{}, err
+	}
+	clients, total := h.presence.List(channel, 0)
+	return PresenceList{Clients: clients, Total: total}, nil
+}
+
+// PresenceStats counts a channel's clients and its distinct users.
+type PresenceStats struct {
+	Clients int
+	Users   int
+	// UserNames are the users, for a cluster's union: set only when asked
+	// (withUsers).
+	UserNames []string
+}
+
+// PresenceStats counts channel's clients and users on this node.
+func (h *Handler) PresenceStats(_ context.Context, channel string) (PresenceStats, error) {
+	if err := h.presenceChannel(channel); err != nil {
+		return PresenceStats{}, err
+	}
+	clients, _, users := h.presence.Stats(channel, false)
+	return PresenceStats{Clients: clients, Users: users}, nil
+}
+
+func (h *Handler) presenceChannel(channel string) error {
+	switch {
+	case !protocol.ValidName(channel):
+		return protocol.ErrChannelName
+	case !h.presence.On(channel):
+		return ErrPresenceOff
+	}
+	return nil
+}
+
+// ChannelPage is a page of channels in name order; Next, when not empty,
+// is the cursor of the next page.
+type ChannelPage struct {
+	Channels []broadcast.ChannelInfo
+	Next     string
+}
+
+// Channels lists this node's channels starting with prefix, after
+// cursor, at most limit (broadcast.MaxListChannels).
+func (h *Handler) Channels(_ context.Context, prefix, cursor string, limit int) (ChannelPage, error) {
+	list, more := h.hub.Channels(prefix, cursor, limit)
+	p := ChannelPage{Channels: list}
+	if more {
+		p.Next = list[len(list)-1].Name
+	}
+	return p, nil
+}

@@ -104,7 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	api := adminapi.New(adminapi.Config{
 		Hub: hub, Publisher: publisher, Metrics: gm, APIKey: cfg.APIKey, MaxBodyBytes: cfg.MaxPublishBytes, Connections: srv.Len,
-		Control: sessions,
+		Control: sessions, Node: sessions.Node(), PresenceClients: pres.Clients,
 	})
 	public, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
