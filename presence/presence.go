@@ -186,6 +186,20 @@ func (r *Registry) List(channel string, limit int) (clients []protocol.Client, t
 	return clients, len(rm.clients)
 }
 
+// Channels returns the channels with presence entries on this node.
+func (r *Registry) Channels() []string {
+	var out []string
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.Lock()
+		for name := range sh.rooms {
+			out = append(out, name)
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
 // Stats returns channel's client count and its users (each counted once
 // however many connections it has), and the users themselves, for a
 // cluster's union, when withUsers.

@@ -1,15 +1,13 @@
 package server_test
 
 import (
-	"context"
-	"net"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
+	"github.com/pushgate/pushgate/internal/servertest"
 	"github.com/pushgate/pushgate/metrics"
 	"github.com/pushgate/pushgate/server"
 )
@@ -30,10 +28,6 @@ type gateway struct {
 // test ends.
 func start(t testing.TB, cfg server.Config) *gateway {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	reg := prometheus.NewRegistry()
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(reg)
@@ -42,17 +36,7 @@ func start(t testing.TB, cfg server.Config) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return &gateway{Server: srv, addr: ln.Addr().String(), m: cfg.Metrics, reg: reg}
+	return &gateway{Server: srv, addr: servertest.Serve(t, srv), m: cfg.Metrics, reg: reg}
 }
 
 // echo is the configuration most protocol tests use.

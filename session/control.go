@@ -120,12 +120,6 @@ func (h *Handler) onChannel(t Target, channel string, do func(*Session) bool) (i
 // Node is this node's name, the first part of its client ids.
 func (h *Handler) Node() string { return h.index.node }
 
-// ClientID is the client id of a session.
-func (h *Handler) ClientID(s *Session) string { return h.index.clientID(s) }
-
-// Local reports whether client names a client of this node.
-func (h *Handler) Local(client string) bool { return h.index.local(client) }
-
 // ErrPresenceOff is a presence request for a channel that keeps none.
 var ErrPresenceOff = errors.New("session: this channel does not keep presence")
 

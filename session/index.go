@@ -112,18 +112,22 @@ func (x *index) remove(s *Session) {
 	}
 }
 
-// local reports whether the client id names a client of this node.
-func (x *index) local(id string) bool {
-	node, _, ok := strings.Cut(id, ".")
-	return ok && node == x.node
+// NodeOf returns the node part of a client id.
+func NodeOf(client string) (node string, ok bool) {
+	i := strings.LastIndexByte(client, '.')
+	if i <= 0 {
+		return "", false
+	}
+	return client[:i], true
 }
 
 // client returns the session with client id, nil if none is live here.
 func (x *index) client(id string) *Session {
-	node, serial, ok := strings.Cut(id, ".")
-	if !ok || node != x.node {
+	i := strings.LastIndexByte(id, '.')
+	if i <= 0 || id[:i] != x.node {
 		return nil
 	}
+	serial := id[i+1:]
 	n, err := strconv.ParseUint(serial, 36, 32)
 	if err != nil {
 		return nil

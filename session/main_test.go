@@ -2,14 +2,13 @@ package session_test
 
 import (
 	"context"
-	"net"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/pushgate/pushgate/auth"
 	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/internal/servertest"
 	"github.com/pushgate/pushgate/internal/wstest"
 	"github.com/pushgate/pushgate/metrics"
 	"github.com/pushgate/pushgate/presence"
@@ -67,20 +66,8 @@ func start(t testing.TB, o options) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-served
-		hub.Close()
-	})
-	return &gateway{srv: srv, hub: hub, sessions: sessions, m: m, addr: ln.Addr().String()}
+	addr := servertest.Serve(t, srv, hub.Close)
+	return &gateway{srv: srv, hub: hub, sessions: sessions, m: m, addr: addr}
 }
 
 // dial upgrades to /ws with the query and extra header lines.

@@ -10,6 +10,27 @@ import (
 // told when it joins and leaves (unsubscribe, close, eviction), within the
 // registry's event rate.
 
+// Peers carries this node's presence events to the other nodes of a
+// cluster (package control).
+type Peers interface {
+	// PresenceEvent hands an event (join, leave or notice) sent to
+	// channel's subscribers here to the other nodes' subscribers. env
+	// is only valid during the call.
+	PresenceEvent(channel string, env []byte)
+}
+
+// SetPeers makes h relay its presence events to peers. Call it before the
+// first connection.
+func (h *Handler) SetPeers(p Peers) { h.peers = p }
+
+// event sends env to channel's subscribers, here and on the other nodes.
+func (h *Handler) event(channel string, env []byte) {
+	if h.peers != nil {
+		h.peers.PresenceEvent(channel, env[protocol.Headroom:])
+	}
+	h.hub.Event(channel, env)
+}
+
 // client is s as presence shows it. s.mu is held.
 func (h *Handler) client(s *Session) protocol.Client {
 	c := protocol.Client{Client: h.index.clientID(s), User: s.user()}
@@ -44,10 +65,10 @@ func (h *Handler) announce(event, channel string, c *protocol.Client, d presence
 	switch d {
 	case presence.Send:
 		h.m.PresenceEvents(event).Inc()
-		h.hub.Event(channel, protocol.AppendPresenceEvent(protocol.Buffer(64+len(channel)+protocol.ClientSize(c)), event, channel, c))
+		h.event(channel, protocol.AppendPresenceEvent(protocol.Buffer(64+len(channel)+protocol.ClientSize(c)), event, channel, c))
 	case presence.Notice:
 		h.m.PresenceEvents("dropped").Inc()
-		h.hub.Event(channel, protocol.AppendError(protocol.Buffer(200), protocol.CodePresenceLagging,
+		h.event(channel, protocol.AppendError(protocol.Buffer(200), protocol.CodePresenceLagging,
 			"join and leave events of this channel are over their rate: some are dropped; ask for presence again", channel))
 	default:
 		h.m.PresenceEvents("dropped").Inc()

@@ -76,6 +76,7 @@ type Handler struct {
 	backlog   int
 	index     index
 	presence  *presence.Registry
+	peers     Peers // nil on a single node
 }
 
 // New returns the Handler for cfg.

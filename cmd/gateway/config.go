@@ -41,6 +41,7 @@ type config struct {
 	ClientPublish    string
 	MaxClientBacklog int
 	Presence         presence.Config
+	NodeLeaseTTL     time.Duration
 	PresenceChannels string
 	Broker           broker.Config
 	LogFormat        string
@@ -104,6 +105,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&b.URL, "broker", "", "NATS URL(s) of the cluster broker, e.g. nats://nats:4222 (JetStream enabled); empty: a single node with the in-memory broker")
 	fs.StringVar(&b.Stream, "broker-stream", "PUSHGATE", "JetStream stream the cluster's gateways share (and its subject prefix)")
 	fs.IntVar(&b.Replicas, "broker-replicas", 1, "replicas of the stream when the gateway creates it (3 on a NATS cluster)")
+	fs.DurationVar(&c.NodeLeaseTTL, "node-lease-ttl", 15*time.Second, "cluster mode: how long a node that stopped renewing its lease (it died) still counts as live; within it the others tell presence subscribers to ask again")
 	fs.DurationVar(&b.PublishTimeout, "broker-publish-timeout", 5*time.Second, "time a publish has for the broker to confirm it before it is answered with an error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")

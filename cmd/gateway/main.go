@@ -21,6 +21,7 @@ import (
 	"github.com/pushgate/pushgate/adminapi"
 	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/broker"
+	controlplane "github.com/pushgate/pushgate/control"
 	"github.com/pushgate/pushgate/metrics"
 	"github.com/pushgate/pushgate/presence"
 	"github.com/pushgate/pushgate/server"
@@ -102,9 +103,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "pushgate: %v\n", err)
 		return 2
 	}
+	var control adminapi.Control = sessions
+	if cfg.Broker.URL != "" {
+		cluster, err := controlplane.New(controlplane.Config{URL: cfg.Broker.URL, Stream: cfg.Broker.Stream, Replicas: cfg.Broker.Replicas,
+			Local: sessions, Hub: hub, Presence: pres, LeaseTTL: cfg.NodeLeaseTTL, Logger: log})
+		if err != nil {
+			fmt.Fprintf(stderr, "pushgate: %v\n", err)
+			return 1
+		}
+		// Closed after the drain (deferred calls run last first), so
+		// that the leave events of the connections it closes go out.
+		defer cluster.Close()
+		sessions.SetPeers(cluster)
+		control = cluster
+	}
 	api := adminapi.New(adminapi.Config{
 		Hub: hub, Publisher: publisher, Metrics: gm, APIKey: cfg.APIKey, MaxBodyBytes: cfg.MaxPublishBytes, Connections: srv.Len,
-		Control: sessions, Node: sessions.Node(), PresenceClients: pres.Clients,
+		Control: control, Node: sessions.Node(), PresenceClients: pres.Clients,
 	})
 	public, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

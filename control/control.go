@@ -1,0 +1,279 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/presence"
+	"github.com/pushgate/pushgate/protocol"
+	"github.com/pushgate/pushgate/session"
+)
+
+// Config configures a Cluster.
+type Config struct {
+	// URL is the NATS URL(s), as the broker's. Required.
+	URL string
+	// Stream names the cluster: subjects and the lease bucket derive
+	// from it. Default "PUSHGATE", as the broker's.
+	Stream string
+	// Replicas of the lease bucket when this node creates it. Default 1.
+	Replicas int
+	// Local is this node's sessions. Required.
+	Local *session.Handler
+	// Hub takes the presence events of other nodes. Required.
+	Hub *broadcast.Hub
+	// Presence is this node's presence registry. Required.
+	Presence *presence.Registry
+	// LeaseTTL is how long a node that stopped refreshing its lease still
+	// counts as live. Default 15s.
+	LeaseTTL time.Duration
+	// Timeout bounds a call that asks every node. Default 2s.
+	Timeout time.Duration
+	// Logger receives the control plane's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Cluster is this node's part of the control plane.
+type Cluster struct {
+	cfg  Config
+	node string
+	nc   *nats.Conn
+	log  *slog.Logger
+
+	subjAll, subjPresence string
+	subs                  []*nats.Subscription
+
+	mu   sync.Mutex
+	live map[string]bool // nodes with a lease, as last listed (this one included)
+	kv   jetstream.KeyValue
+
+	quit chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// Subjects of the control plane. They are outside the broker's stream
+// ("<stream>.>"), which must not capture them.
+func nodeSubject(stream, node string) string { return stream + "-control.node." + node }
+
+// New connects to NATS, takes this node's lease, and answers the other
+// nodes' calls. NATS need not be up yet: calls fail with
+// broadcast.ErrUnavailable until it is.
+func New(cfg Config) (*Cluster, error) {
+	if cfg.URL == "" || cfg.Local == nil || cfg.Hub == nil || cfg.Presence == nil {
+		return nil, errors.New("control: URL, Local, Hub and Presence are required")
+	}
+	if cfg.Stream == "" {
+		cfg.Stream = "PUSHGATE"
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 15 * time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	c := &Cluster{
+		cfg: cfg, node: cfg.Local.Node(), log: cfg.Logger.With("control", cfg.URL),
+		subjAll: cfg.Stream + "-control.all", subjPresence: cfg.Stream + "-presence",
+		live: map[string]bool{}, quit: make(chan struct{}),
+	}
+	nc, err := nats.Connect(cfg.URL,
+		nats.Name("pushgate control "+c.node),
+		nats.NoEcho(), // this node answers its own calls and relays its own events
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectBufSize(-1),
+		nats.PingInterval(time.Second),
+		nats.MaxPingsOutstanding(2),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			c.log.Warn("control: NATS error", "err", err)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	c.nc = nc
+	for _, s := range []struct {
+		subject string
+		handle  nats.MsgHandler
+	}{
+		{nodeSubject(cfg.Stream, c.node), c.answer},
+		{c.subjAll, c.answer},
+		{c.subjPresence, c.relayed},
+	} {
+		sub, err := nc.Subscribe(s.subject, s.handle)
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("control: %w", err)
+		}
+		c.subs = append(c.subs, sub)
+	}
+	c.wg.Add(1)
+	go c.leases()
+	return c, nil
+}
+
+// Close gives up this node's lease and leaves the control plane. Call it
+// after the node's connections have closed, so that their leave events
+// went out.
+func (c *Cluster) Close() {
+	c.once.Do(func() {
+		close(c.quit)
+		c.wg.Wait()
+		c.mu.Lock()
+		kv := c.kv
+		c.mu.Unlock()
+		if kv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = kv.Delete(ctx, c.node)
+			cancel()
+		}
+		_ = c.nc.Drain()
+		c.nc.Close()
+	})
+}
+
+// leases keeps this node's lease and the list of live nodes, and tells
+// local presence subscribers when a node disappears.
+func (c *Cluster) leases() {
+	defer c.wg.Done()
+	every := c.cfg.LeaseTTL / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		c.refresh(every)
+		select {
+		case <-c.quit:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// refresh puts this node's lease and lists the live nodes.
+func (c *Cluster) refresh(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	kv, err := c.bucket(ctx)
+	if err != nil {
+		c.log.Warn("control: no lease bucket", "err", err)
+		return
+	}
+	if _, err := kv.Put(ctx, c.node, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+		c.log.Warn("control: lease not renewed", "err", err)
+		return
+	}
+	keys, err := kv.Keys(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		c.log.Warn("control: cannot list nodes", "err", err)
+		return
+	}
+	now := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		now[k] = true
+	}
+	c.mu.Lock()
+	var gone []string
+	for n := range c.live {
+		if !now[n] {
+			gone = append(gone, n)
+		}
+	}
+	c.live = now
+	c.mu.Unlock()
+	if len(gone) > 0 {
+		c.log.Info("control: nodes left the cluster", "nodes", gone)
+		c.nodesGone()
+	}
+}
+
+// bucket returns the lease bucket, created when missing.
+func (c *Cluster) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	c.mu.Lock()
+	kv := c.kv
+	c.mu.Unlock()
+	if kv != nil {
+		return kv, nil
+	}
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		return nil, err
+	}
+	kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      c.cfg.Stream + "_nodes",
+		Description: "pushgate nodes' leases",
+		TTL:         c.cfg.LeaseTTL,
+		Storage:     jetstream.MemoryStorage,
+		Replicas:    c.cfg.Replicas,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.kv = kv
+	c.mu.Unlock()
+	return kv, nil
+}
+
+// nodesGone sends every local subscriber of a presence channel a
+// presence_lagging notice: members of a dead node left without a leave.
+func (c *Cluster) nodesGone() {
+	for _, ch := range c.cfg.Presence.Channels() {
+		c.cfg.Hub.Event(ch, protocol.AppendError(protocol.Buffer(200), protocol.CodePresenceLagging,
+			"a node left the cluster: its clients left without leave events; ask for presence again", ch))
+	}
+}
+
+// others is the live nodes but this one.
+func (c *Cluster) others() map[string]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]bool, len(c.live))
+	for n := range c.live {
+		if n != c.node {
+			out[n] = true
+		}
+	}
+	return out
+}
+
+// PresenceEvent publishes a presence event sent on this node to the
+// others (session.Peers).
+func (c *Cluster) PresenceEvent(channel string, env []byte) {
+	msg := nats.NewMsg(c.subjPresence)
+	msg.Header.Set(hdrChannel, channel)
+	msg.Data = env
+	if err := c.nc.PublishMsg(msg); err != nil {
+		c.log.Debug("control: presence event not relayed", "channel", channel, "err", err)
+	}
+}
+
+const hdrChannel = "Pushgate-Channel"
+
+// relayed hands another node's presence event to this node's
+// subscribers of its channel.
+func (c *Cluster) relayed(m *nats.Msg) {
+	channel := m.Header.Get(hdrChannel)
+	if !protocol.ValidName(channel) || !json.Valid(m.Data) {
+		return
+	}
+	c.cfg.Hub.Event(channel, append(protocol.Buffer(len(m.Data)), m.Data...))
+}
+
+var _ session.Peers = (*Cluster)(nil)

@@ -1,0 +1,251 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"go.uber.org/goleak"
+
+	"github.com/pushgate/pushgate/auth"
+	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/internal/proctest"
+	"github.com/pushgate/pushgate/internal/servertest"
+	"github.com/pushgate/pushgate/internal/wstest"
+	"github.com/pushgate/pushgate/presence"
+	"github.com/pushgate/pushgate/protocol"
+	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/session"
+	"github.com/pushgate/pushgate/wsproto"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var secret = []byte("0123456789abcdef0123456789abcdef-test")
+
+func startNATS(t *testing.T) string {
+	t.Helper()
+	_, p, _ := net.SplitHostPort(proctest.FreeAddr(t))
+	port, _ := strconv.Atoi(p)
+	s, err := natsserver.NewServer(&natsserver.Options{
+		Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return "nats://127.0.0.1:" + p
+}
+
+// node is one gateway: a hub, sessions with presence on "room*", a
+// WebSocket listener, and its part of the control plane.
+type node struct {
+	addr     string
+	sessions *session.Handler
+	cluster  *Cluster
+}
+
+func startNode(t *testing.T, url string, ttl time.Duration) *node {
+	t.Helper()
+	hub := broadcast.New(broadcast.Config{})
+	pat, _ := protocol.ParsePatterns("room*")
+	pres := presence.New(presence.Config{Channels: pat})
+	v, _ := auth.NewVerifier(auth.Config{Secret: secret})
+	sessions := session.New(session.Config{Hub: hub, Presence: pres, Verifier: v})
+	c, err := New(Config{URL: url, Local: sessions, Hub: hub, Presence: pres, LeaseTTL: ttl, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions.SetPeers(c)
+	srv, err := server.New(server.Config{Handler: sessions, Authorize: v.Authorize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := servertest.Serve(t, srv, c.Close, hub.Close)
+	return &node{addr: addr, sessions: sessions, cluster: c}
+}
+
+// waitNodes waits until every node's lease listing has all of them.
+func waitNodes(t *testing.T, nodes ...*node) {
+	t.Helper()
+	wstest.Eventually(t, "every node to see the others", func() bool {
+		for _, n := range nodes {
+			n.cluster.refresh(time.Second)
+			if len(n.cluster.others()) != len(nodes)-1 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// dial connects user to n with a token and subscribes it to channels.
+func (n *node) dial(t *testing.T, user string, channels ...string) *wstest.Client {
+	t.Helper()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": user, "channels": []string{"*"}, "info": map[string]string{"name": user}}).
+		SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := wstest.Dial(t, n.addr, "/ws?token="+tok, "Sec-WebSocket-Protocol: pushgate.v1")
+	c.ExpectMsg("subscribed", "")
+	for _, ch := range channels {
+		c.Send(`{"op":"subscribe","channel":"` + ch + `"}`)
+		c.ExpectMsg("subscribed", "")
+	}
+	return c
+}
+
+type event struct {
+	Type, Channel, Client, User, Code string
+}
+
+// next reads c's next frame as a presence event or notice.
+func next(t *testing.T, c *wstest.Client) event {
+	t.Helper()
+	var e event
+	m := c.ReadMsg()
+	if err := json.Unmarshal(m.Raw, &e); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestClusterPresenceAndCommands(t *testing.T) {
+	url := startNATS(t)
+	a, b := startNode(t, url, 3*time.Second), startNode(t, url, 3*time.Second)
+	waitNodes(t, a, b)
+	ctx := context.Background()
+
+	ann := a.dial(t, "ann", "room")
+	if e := next(t, ann); e.Type != "join" || e.User != "ann" {
+		t.Fatalf("own join %+v", e)
+	}
+	bob := b.dial(t, "bob", "room")
+	bobID := next(t, bob).Client
+	// Bob's join on b reaches ann on a.
+	if e := next(t, ann); e.Type != "join" || e.Client != bobID || e.User != "bob" {
+		t.Fatalf("ann saw %+v", e)
+	}
+	ann2 := b.dial(t, "ann", "room") // ann again, on b
+	next(t, ann2)
+	next(t, ann)
+	next(t, bob)
+
+	for _, n := range []*node{a, b} {
+		p, err := n.cluster.Presence(ctx, "room")
+		if err != nil || p.Total != 3 || len(p.Clients) != 3 {
+			t.Fatalf("presence from %s: %+v %v", n.sessions.Node(), p, err)
+		}
+		s, err := n.cluster.PresenceStats(ctx, "room")
+		if err != nil || s.Clients != 3 || s.Users != 2 {
+			t.Fatalf("stats: %+v %v; want 3 clients of 2 users", s, err)
+		}
+	}
+	if _, err := a.cluster.Presence(ctx, "lobby"); !errors.Is(err, session.ErrPresenceOff) {
+		t.Fatalf("presence of a channel without it: %v", err)
+	}
+
+	// A command on a for a client of b reaches it.
+	n, err := a.cluster.Subscribe(ctx, session.Target{Client: bobID}, "news")
+	if err != nil || n != 1 {
+		t.Fatalf("subscribe bob from a: %d %v", n, err)
+	}
+	if m := bob.ExpectMsg("subscribed", ""); m.Channel != "news" {
+		t.Fatalf("bob got %s", m.Raw)
+	}
+	page, err := a.cluster.Channels(ctx, "", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, c := range page.Channels {
+		got[c.Name] = c.Subscribers
+	}
+	if got["room"] != 3 || got["news"] != 1 || got["#ann"] != 2 || page.Next != "" {
+		t.Fatalf("channels %v", got)
+	}
+	if page, _ := a.cluster.Channels(ctx, "", "", 2); len(page.Channels) != 2 || page.Next != page.Channels[1].Name ||
+		!slices.IsSortedFunc(page.Channels, func(x, y broadcast.ChannelInfo) int { return compare(x.Name, y.Name) }) {
+		t.Fatalf("first page of 2: %+v", page)
+	}
+	n, err = b.cluster.Unsubscribe(ctx, session.Target{User: "bob"}, "news")
+	if err != nil || n != 1 {
+		t.Fatalf("unsubscribe: %d %v", n, err)
+	}
+	bob.ExpectMsg("unsubscribed", "")
+
+	// A user's connections on both nodes.
+	n, err = b.cluster.Disconnect(ctx, session.Target{User: "ann"}, false, "gone fishing")
+	if err != nil || n != 2 {
+		t.Fatalf("disconnect ann: %d %v", n, err)
+	}
+	for _, c := range []*wstest.Client{ann, ann2} {
+		if r := c.ExpectClose(wsproto.CloseDisconnectedHard); r != "gone fishing" {
+			t.Fatalf("reason %q", r)
+		}
+	}
+	// Bob hears both leave, one from each node.
+	for range 2 {
+		if e := next(t, bob); e.Type != "leave" || e.User != "ann" {
+			t.Fatalf("bob saw %+v", e)
+		}
+	}
+	if n, err := a.cluster.Disconnect(ctx, session.Target{Client: "nosuchnode.1"}, true, ""); n != 0 || err != nil {
+		t.Fatalf("unknown node: %d %v", n, err)
+	}
+}
+
+func compare(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// A node that dies (no drain, its lease left to expire) leaves no ghost in
+// lists, and within its lease the others tell their presence subscribers
+// to ask again.
+func TestClusterNodeDies(t *testing.T) {
+	url := startNATS(t)
+	a, b := startNode(t, url, 1500*time.Millisecond), startNode(t, url, 1500*time.Millisecond)
+	waitNodes(t, a, b)
+	ann := a.dial(t, "ann", "room")
+	next(t, ann)
+	bob := b.dial(t, "bob", "room")
+	next(t, bob)
+	next(t, ann) // bob's join
+	// b dies: its control plane goes silent without giving up its lease
+	// (its sockets stay open: what matters is that nobody hears of them).
+	b.cluster.once.Do(func() { // Close, but for giving up the lease
+		close(b.cluster.quit)
+		b.cluster.wg.Wait()
+		b.cluster.nc.Close()
+	})
+	start := time.Now()
+	p, err := a.cluster.Presence(context.Background(), "room")
+	if err != nil || p.Total != 1 || p.Clients[0].User != "ann" {
+		t.Fatalf("presence with b dead: %+v %v", p, err)
+	}
+	if e := next(t, ann); e.Type != "error" || e.Code != "presence_lagging" || e.Channel != "room" {
+		t.Fatalf("ann got %+v, want a presence_lagging notice", e)
+	}
+	// Bound: the lease (1.5 s) and a third of it for a to look.
+	if d := time.Since(start); d > 1500*time.Millisecond*4/3+time.Second {
+		t.Fatalf("notice after %v", d)
+	}
+}
