@@ -322,6 +322,14 @@ func (h *Hub) Reply(m *Member, env []byte) {
 	}
 }
 
+// ReplyWire is Reply with an envelope shared with other connections
+// (encoded once per encoding).
+func (h *Hub) ReplyWire(m *Member, w *protocol.Wire) {
+	if !m.shard.push(op{kind: opReply, m: m, wire: w, byMember: true}) {
+		_ = m.sub.Send(w.Encoded(m.enc, nil))
+	}
+}
+
 // Event sends the envelope in env, built into a protocol.Buffer, to every
 // subscriber of channel, in order with the channel's messages; it is not
 // a publication (no offset, no history). Each subscriber's encoding of it

@@ -53,6 +53,9 @@ type Member struct {
 	left     bool
 }
 
+// Subscriber returns the connection m is.
+func (m *Member) Subscriber() Subscriber { return m.sub }
+
 // Channels returns the names of the channels m is subscribed to.
 func (m *Member) Channels() []string {
 	names := make([]string, len(m.chans))

@@ -31,7 +31,7 @@ type op struct {
 	pub    *publication
 	replay []*publication
 	reply  []byte         // an envelope in a protocol.Buffer, for m alone
-	wire   *protocol.Wire // an envelope for every subscriber of ch
+	wire   *protocol.Wire // an envelope for every subscriber of ch, or shared by replies
 	chans  []*channel
 	skip   uint64 // opSubscribe: offsets up to this one are not sent to m
 	fn     func()
@@ -198,6 +198,10 @@ func (s *shard) do(o *op) {
 			s.remove(ch, o.m)
 		}
 	case opReply:
+		if o.wire != nil {
+			_ = s.send(o.m, o.wire.Encoded(o.m.enc, nil))
+			break
+		}
 		_ = s.send(o.m, protocol.Frame(o.m.enc, o.reply))
 	case opEpoch:
 		for k := range s.skip {

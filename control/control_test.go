@@ -72,6 +72,7 @@ func startNode(t *testing.T, url string, ttl time.Duration) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sessions.SetLookup(srv.Data)
 	addr := servertest.Serve(t, srv, c.Close, hub.Close)
 	return &node{addr: addr, sessions: sessions, cluster: c}
 }

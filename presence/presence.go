@@ -57,6 +57,13 @@ type room struct {
 	users   map[string]int32            // connections per user ("" not kept)
 	second  int64                       // the second events are being counted in
 	events  int                         // events decided in that second
+
+	// The encoded answer to a presence op, shared by every connection
+	// that asks within a second of it being built, or as long as nobody
+	// joined or left: a flood of presence ops costs one list a second.
+	answer   *protocol.Wire
+	answerAt time.Time
+	changed  bool // a join or leave since answer was built
 }
 
 // New returns a Registry for cfg.
@@ -131,6 +138,7 @@ func (r *Registry) Join(channel string, c protocol.Client) Decision {
 		return Drop
 	}
 	rm.clients[c.Client] = &c
+	rm.changed = true
 	if c.User != "" {
 		rm.users[c.User]++
 	}
@@ -150,6 +158,7 @@ func (r *Registry) Leave(channel, client string) (c protocol.Client, d Decision,
 	}
 	c = *rm.clients[client]
 	delete(rm.clients, client)
+	rm.changed = true
 	if c.User != "" {
 		if rm.users[c.User]--; rm.users[c.User] <= 0 {
 			delete(rm.users, c.User)
@@ -184,6 +193,38 @@ func (r *Registry) List(channel string, limit int) (clients []protocol.Client, t
 		clients = append(clients, *c)
 	}
 	return clients, len(rm.clients)
+}
+
+// AnswerMaxAge is how old a presence answer may be while clients join and
+// leave (see Answer).
+const AnswerMaxAge = time.Second
+
+// Answer returns the encoded answer to a presence op for channel: encode
+// builds it from up to MaxList clients and the total; it is shared while
+// nobody joined or left, else for AnswerMaxAge, so that however many
+// connections ask, a channel's list is built at most once a second. It
+// returns nil for a channel with nobody.
+func (r *Registry) Answer(channel string, encode func(clients []protocol.Client, total int) *protocol.Wire) *protocol.Wire {
+	sh := r.shard(channel)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	rm := sh.rooms[channel]
+	if rm == nil {
+		return nil
+	}
+	now := r.cfg.Now()
+	if rm.answer != nil && (!rm.changed || now.Sub(rm.answerAt) < AnswerMaxAge) {
+		return rm.answer
+	}
+	clients := make([]protocol.Client, 0, min(r.cfg.MaxList, len(rm.clients)))
+	for _, c := range rm.clients {
+		if len(clients) == r.cfg.MaxList {
+			break
+		}
+		clients = append(clients, *c)
+	}
+	rm.answer, rm.answerAt, rm.changed = encode(clients, len(rm.clients)), now, false
+	return rm.answer
 }
 
 // Channels returns the channels with presence entries on this node.

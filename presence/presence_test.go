@@ -105,3 +105,39 @@ func BenchmarkList10k(b *testing.B) {
 		r.List("big", 0)
 	}
 }
+
+// A presence answer is built once and shared while nobody comes or goes;
+// under churn it is rebuilt at most once per AnswerMaxAge.
+func TestAnswerShared(t *testing.T) {
+	pat, _ := protocol.ParsePatterns("*")
+	now := time.Unix(100, 0)
+	r := presence.New(presence.Config{Channels: pat, Now: func() time.Time { return now }})
+	builds := 0
+	encode := func(clients []protocol.Client, total int) *protocol.Wire {
+		builds++
+		return protocol.NewWire(protocol.AppendPresence(protocol.Buffer(64), "c", clients, false))
+	}
+	if r.Answer("c", encode) != nil {
+		t.Fatal("an answer for nobody")
+	}
+	r.Join("c", protocol.Client{Client: "a"})
+	w := r.Answer("c", encode)
+	now = now.Add(time.Hour)
+	if r.Answer("c", encode) != w || builds != 1 {
+		t.Fatal("rebuilt with nobody coming or going")
+	}
+	r.Join("c", protocol.Client{Client: "b"})
+	w2 := r.Answer("c", encode)
+	if w2 == w || builds != 2 {
+		t.Fatal("not rebuilt after a join")
+	}
+	r.Join("c", protocol.Client{Client: "d"})
+	now = now.Add(presence.AnswerMaxAge / 2)
+	if r.Answer("c", encode) != w2 || builds != 2 {
+		t.Fatal("rebuilt within AnswerMaxAge")
+	}
+	now = now.Add(presence.AnswerMaxAge)
+	if r.Answer("c", encode) == w2 || builds != 3 {
+		t.Fatal("not rebuilt after AnswerMaxAge")
+	}
+}

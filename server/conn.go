@@ -44,7 +44,7 @@ const maxReadsPerTask = 16
 // writes to the socket holds mu.
 type Conn struct {
 	srv  *Server
-	data any             // the Handler's state for this connection
+	data atomic.Value    // the Handler's state for this connection (SetData)
 	rs   *wsproto.Reader // partial frame or message; nil when idle
 	out  *outQueue       // bytes the socket has not taken yet; nil if none (under mu)
 
@@ -117,13 +117,17 @@ func (c *Conn) Encoding() protocol.Encoding {
 	return protocol.WebSocket
 }
 
-// SetData keeps the Handler's state for the connection; Data returns it.
-// They are meant for the connection's own Handler calls, which never
-// overlap and are ordered (Open, Message..., Closed).
-func (c *Conn) SetData(v any) { c.data = v }
+// SetData keeps the Handler's state for the connection; Data returns it,
+// nil before. Any goroutine may read it (Server.Data finds it by slot).
+func (c *Conn) SetData(v any) { c.data.Store(v) }
 
 // Data returns what SetData stored.
-func (c *Conn) Data() any { return c.data }
+func (c *Conn) Data() any { return c.data.Load() }
+
+// Slot names the connection among the server's open connections: a small
+// integer (its descriptor), reused once it has closed. Server.Data finds
+// a connection's data by it.
+func (c *Conn) Slot() int { return int(c.fd) }
 
 // SetExpiry makes the heartbeat close the connection with 4001 "token
 // expired" once t has passed (within a heartbeat tick); the zero time

@@ -186,6 +186,16 @@ func New(cfg Config) (*Server, error) {
 // Len is the number of open WebSocket connections.
 func (s *Server) Len() int { return s.conns.len() }
 
+// Data returns the Handler's data (Conn.SetData) of the open connection in
+// slot (Conn.Slot), nil if there is none. The handler checks that it is
+// the connection it means: slots are reused.
+func (s *Server) Data(slot int) any {
+	if c := s.conns.get(slot); c != nil {
+		return c.Data()
+	}
+	return nil
+}
+
 // Ready reports whether the server takes new connections: false once
 // Shutdown has begun.
 func (s *Server) Ready() bool { return !s.draining.Load() }

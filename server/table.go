@@ -35,6 +35,16 @@ func (t *connTable) put(fd int, c *Conn) {
 	t.mu.Unlock()
 }
 
+// get returns the connection in fd's slot, nil if none.
+func (t *connTable) get(fd int) *Conn {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if fd < 0 || fd >= len(t.slots) {
+		return nil
+	}
+	return t.slots[fd]
+}
+
 // remove clears fd's slot if it holds c.
 func (t *connTable) remove(fd int, c *Conn) {
 	t.mu.Lock()

@@ -64,7 +64,7 @@ func (h *Handler) Disconnect(_ context.Context, t Target, reconnect bool, reason
 		s.mu.Lock()
 		if !s.closed && !s.kicked {
 			s.kicked = true
-			c := s.conn
+			c := s.conn()
 			h.hub.After(s.m, func() { c.Close(why, reason) })
 			n++
 		}

@@ -9,16 +9,20 @@ import (
 )
 
 // index finds this node's live sessions by client id and by user, for the
-// server's commands. It is sharded, like the hub's tables, so connections
-// opening and closing on all cores do not meet on one lock.
+// server's commands.
 //
-// A client id is "<node>.<serial>": the node's name and a serial in base
-// 36. The serial is 32 bits (a session's size is what an idle connection
-// costs): it wraps after 4 billion connections on one node, and a live
-// session whose serial comes round again is not replaced, so ids never
-// name two live sessions.
+// A client id is "<node>.<n>": the node's name, then, in base 36, the
+// connection's slot among the server's open connections (its descriptor)
+// and a serial, as slot<<32 | serial. By client id a session is found
+// through the server's own table of connections (Lookup), so the index
+// costs an idle connection nothing: the serial tells a session from a
+// later one in the same slot. (It wraps after 4 billion connections on one
+// node; two sessions with one id would have to share a slot across them.)
+// By user, sessions are listed in maps sharded like the hub's tables;
+// only connections with a user are there.
 type index struct {
 	node   string
+	lookup atomic.Pointer[func(slot int) any]
 	serial atomic.Uint32
 	shards [indexShards]indexShard
 }
@@ -26,18 +30,22 @@ type index struct {
 const indexShards = 64
 
 type indexShard struct {
-	mu      sync.RWMutex
-	clients map[uint32]*Session
-	users   map[string][]*Session // a user's sessions on this node
+	mu    sync.RWMutex
+	users map[string][]*Session // a user's sessions on this node
 }
 
-func (x *index) init(node string) {
+func (x *index) init(node string, lookup func(slot int) any) {
 	x.node = node
+	if lookup != nil {
+		x.lookup.Store(&lookup)
+	}
 	for i := range x.shards {
-		x.shards[i].clients = make(map[uint32]*Session)
 		x.shards[i].users = make(map[string][]*Session)
 	}
 }
+
+// SetLookup sets Config.Lookup, for a server built after the handler.
+func (h *Handler) SetLookup(lookup func(slot int) any) { h.index.lookup.Store(&lookup) }
 
 // randomNode names a node that was not given a name: 8 base-36 digits.
 func randomNode() string {
@@ -48,8 +56,6 @@ func randomNode() string {
 	return strings.Repeat("0", 8-len(s)) + s
 }
 
-func (x *index) clientShard(id uint32) *indexShard { return &x.shards[id%indexShards] }
-
 func (x *index) userShard(user string) *indexShard {
 	// FNV-1a: users are short, and this is not on a hot path.
 	h := uint32(2166136261)
@@ -59,24 +65,9 @@ func (x *index) userShard(user string) *indexShard {
 	return &x.shards[h%indexShards]
 }
 
-// add gives s a client id and indexes it. s.mu is held.
+// add gives s its serial and indexes it by user. s.mu is held.
 func (x *index) add(s *Session) {
-	for {
-		id := x.serial.Add(1)
-		if id == 0 {
-			continue
-		}
-		sh := x.clientShard(id)
-		sh.mu.Lock()
-		if sh.clients[id] != nil {
-			sh.mu.Unlock()
-			continue // still live after a wrap
-		}
-		sh.clients[id] = s
-		sh.mu.Unlock()
-		s.id = id
-		break
-	}
+	s.id = x.serial.Add(1)
 	if user := s.user(); user != "" {
 		sh := x.userShard(user)
 		sh.mu.Lock()
@@ -87,28 +78,26 @@ func (x *index) add(s *Session) {
 
 // remove unindexes s. s.mu is held.
 func (x *index) remove(s *Session) {
-	sh := x.clientShard(s.id)
+	user := s.user()
+	if user == "" {
+		return
+	}
+	sh := x.userShard(user)
 	sh.mu.Lock()
-	delete(sh.clients, s.id)
-	sh.mu.Unlock()
-	if user := s.user(); user != "" {
-		sh := x.userShard(user)
-		sh.mu.Lock()
-		list := sh.users[user]
-		for i, o := range list {
-			if o == s {
-				list[i] = list[len(list)-1]
-				list[len(list)-1] = nil
-				list = list[:len(list)-1]
-				break
-			}
+	defer sh.mu.Unlock()
+	list := sh.users[user]
+	for i, o := range list {
+		if o == s {
+			list[i] = list[len(list)-1]
+			list[len(list)-1] = nil
+			list = list[:len(list)-1]
+			break
 		}
-		if len(list) == 0 {
-			delete(sh.users, user)
-		} else {
-			sh.users[user] = list
-		}
-		sh.mu.Unlock()
+	}
+	if len(list) == 0 {
+		delete(sh.users, user)
+	} else {
+		sh.users[user] = list
 	}
 }
 
@@ -123,19 +112,20 @@ func NodeOf(client string) (node string, ok bool) {
 
 // client returns the session with client id, nil if none is live here.
 func (x *index) client(id string) *Session {
-	i := strings.LastIndexByte(id, '.')
-	if i <= 0 || id[:i] != x.node {
+	node, ok := NodeOf(id)
+	lookup := x.lookup.Load()
+	if !ok || node != x.node || lookup == nil {
 		return nil
 	}
-	serial := id[i+1:]
-	n, err := strconv.ParseUint(serial, 36, 32)
-	if err != nil {
+	n, err := strconv.ParseUint(id[len(node)+1:], 36, 64)
+	if err != nil || n>>32 > 1<<31 {
 		return nil
 	}
-	sh := x.clientShard(uint32(n))
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	return sh.clients[uint32(n)]
+	s, _ := (*lookup)(int(n >> 32)).(*Session)
+	if s == nil || s.id != uint32(n) {
+		return nil
+	}
+	return s
 }
 
 // user returns user's live sessions on this node.
@@ -148,5 +138,5 @@ func (x *index) user(user string) []*Session {
 
 // clientID is s's client id.
 func (x *index) clientID(s *Session) string {
-	return x.node + "." + strconv.FormatUint(uint64(s.id), 36)
+	return x.node + "." + strconv.FormatUint(uint64(s.conn().Slot())<<32|uint64(s.id), 36)
 }

@@ -66,6 +66,7 @@ func start(t testing.TB, o options) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sessions.SetLookup(srv.Data)
 	addr := servertest.Serve(t, srv, hub.Close)
 	return &gateway{srv: srv, hub: hub, sessions: sessions, m: m, addr: addr}
 }

@@ -76,7 +76,9 @@ func (h *Handler) announce(event, channel string, c *protocol.Client, d presence
 }
 
 // presenceOp answers {"op":"presence"}: the channel's clients, up to the
-// registry's cap ("truncated" past it). The connection must be subscribed.
+// registry's cap ("truncated" past it), at most a second old while clients
+// come and go (presence.Registry.Answer). The connection must be
+// subscribed.
 func (h *Handler) presenceOp(s *Session, name string) {
 	switch {
 	case !protocol.ValidName(name):
@@ -86,11 +88,17 @@ func (h *Handler) presenceOp(s *Session, name string) {
 	case !s.m.Subscribed(name):
 		h.reply(s, protocol.CodeNotSubscribed, "subscribe to the channel to see its presence", name)
 	default:
-		list, total := h.presence.List(name, 0)
-		size := 64 + len(name)
-		for i := range list {
-			size += protocol.ClientSize(&list[i])
+		encode := func(list []protocol.Client, total int) *protocol.Wire {
+			size := 64 + len(name)
+			for i := range list {
+				size += protocol.ClientSize(&list[i])
+			}
+			return protocol.NewWire(protocol.AppendPresence(protocol.Buffer(size), name, list, total > len(list)))
 		}
-		h.hub.Reply(s.m, protocol.AppendPresence(protocol.Buffer(size), name, list, total > len(list)))
+		w := h.presence.Answer(name, encode)
+		if w == nil { // not listed: subscribed while its presence was off
+			w = encode(nil, 0)
+		}
+		h.hub.ReplyWire(s.m, w)
 	}
 }

@@ -45,6 +45,10 @@ type Config struct {
 	// Presence keeps the presence of the channels that have it, and says
 	// which. Default: none.
 	Presence *presence.Registry
+	// Lookup returns the data of the open connection in a slot
+	// (server.Server.Data): the index of sessions by client id. Without
+	// it (set it later with SetLookup) no client id is found.
+	Lookup func(slot int) any
 }
 
 // Conn is a client's connection as a session sees it, whatever transport
@@ -61,6 +65,9 @@ type Conn interface {
 	// Close starts closing the connection for reason, with text for the
 	// client.
 	Close(reason server.CloseReason, text string)
+	// Slot names the connection among its server's open ones (reused once
+	// it closed); the handler's Lookup finds it by slot.
+	Slot() int
 }
 
 // Handler serves the pushgate.v1 protocol: it turns a connection's ops
@@ -101,7 +108,7 @@ func New(cfg Config) *Handler {
 	}
 	h := &Handler{backlog: cfg.MaxBacklog, hub: cfg.Hub, publisher: cfg.Publisher, publish: cfg.ClientPublish,
 		m: cfg.Metrics, log: cfg.Logger, verifier: cfg.Verifier, presence: cfg.Presence}
-	h.index.init(cfg.Node)
+	h.index.init(cfg.Node, cfg.Lookup)
 	return h
 }
 
@@ -113,12 +120,11 @@ func New(cfg Config) *Handler {
 // the index's locks, then the hub's (see LOCKS.md).
 type Session struct {
 	mu     sync.Mutex
-	closed bool   // under mu: End has run; commands do nothing
-	kicked bool   // under mu: the server is closing it (Disconnect)
-	authed bool   // authentication is on: claims are a token's
-	id     uint32 // the client id's serial on this node (index.go)
-	conn   Conn
-	m      *broadcast.Member
+	closed bool              // under mu: End has run; commands do nothing
+	kicked bool              // under mu: the server is closing it (Disconnect)
+	authed bool              // authentication is on: claims are a token's
+	id     uint32            // the client id's serial on this node (index.go)
+	m      *broadcast.Member // its connection is m's Subscriber
 	// claims are the token's (replaced by refresh, under mu); in open
 	// mode nil, or only the info the client gave.
 	claims *auth.Claims
@@ -132,7 +138,7 @@ type Session struct {
 // presence. ping=1 asks for app-level pings. Call End when the connection
 // has closed.
 func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
-	s := &Session{conn: c, m: h.hub.Join(c), claims: claims, authed: claims != nil}
+	s := &Session{m: h.hub.Join(c), claims: claims, authed: claims != nil}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q, err := url.ParseQuery(string(query)) // keeps the well-formed pairs
@@ -189,6 +195,9 @@ func (h *Handler) End(s *Session) {
 	h.hub.Leave(s.m)
 }
 
+// conn is the session's connection.
+func (s *Session) conn() Conn { return s.m.Subscriber().(Conn) }
+
 // user is the session's user, "" when anonymous. s.mu is held.
 func (s *Session) user() string {
 	if s.claims == nil {
@@ -202,7 +211,7 @@ func (h *Handler) Handle(s *Session, payload []byte) {
 	if h.hub.Backlog(s.m) >= h.backlog {
 		// Its shard runs its ops slower than it sends them: replying
 		// would only add to the pile.
-		s.conn.Close(server.ReasonOverloaded, "too many ops in flight")
+		s.conn().Close(server.ReasonOverloaded, "too many ops in flight")
 		return
 	}
 	cmd, err := protocol.ParseCommand(payload)
@@ -338,7 +347,7 @@ func (h *Handler) refresh(s *Session, token string) {
 		return
 	}
 	s.claims = claims
-	s.conn.SetExpiry(claims.Deadline)
+	s.conn().SetExpiry(claims.Deadline)
 	var expires int64
 	if !claims.ExpiresAt.IsZero() {
 		expires = claims.ExpiresAt.Unix()

@@ -103,6 +103,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "pushgate: %v\n", err)
 		return 2
 	}
+	sessions.SetLookup(srv.Data)
 	var control adminapi.Control = sessions
 	if cfg.Broker.URL != "" {
 		cluster, err := controlplane.New(controlplane.Config{URL: cfg.Broker.URL, Stream: cfg.Broker.Stream, Replicas: cfg.Broker.Replicas,
