@@ -15,9 +15,15 @@ import (
 
 // TestJSClientEndToEnd runs web/testdata/e2e.test.mjs with Node's test
 // runner: pushgate.js itself, against two gateway processes in cluster
-// mode on Debian's nats-server. It sees a channel restart in a new epoch
-// under a live subscription, and refreshes its token on the open
-// connection (and reconnects after 4001 when a refresh is refused).
+// mode on Debian's nats-server, and two single ones. It sees a channel
+// restart in a new epoch under a live subscription, and refreshes its
+// token on the open connection (and reconnects after 4001 when a refresh
+// is refused). On gateway C (tokens, --presence 'room:*') it lists
+// presence, sees joins and leaves, and follows the admin API's subscribe,
+// unsubscribe and disconnect (4002, 4003); on gateway D (open mode,
+// --ping-interval 200ms, --presence-event-rate 3) it sends its own info,
+// answers app-level pings, replaces a dead link and re-asks presence
+// after a presence_lagging notice.
 func TestJSClientEndToEnd(t *testing.T) {
 	node := proctest.Program(t, "node")
 	modules, err := filepath.Abs("../../server/testdata/nodews/node_modules")
@@ -36,6 +42,15 @@ func TestJSClientEndToEnd(t *testing.T) {
 		addr, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
 		g := proctest.Start(t, "", bin, "--addr", addr, "--admin-addr", admin, "--broker", natsURL,
 			"--history-ttl", "1s", "--jwt-secret", secret, "--jwt-leeway", "0s")
+		g.WaitHTTP(t, "http://"+admin+"/readyz", http.StatusOK)
+		env = append(env, "PG_WS_"+name+"=ws://"+addr, "PG_ADMIN_"+name+"=http://"+admin)
+	}
+	for name, args := range map[string][]string{
+		"C": {"--jwt-secret", secret, "--presence", "room:*"},
+		"D": {"--presence", "room:*", "--presence-event-rate", "3", "--ping-interval", "200ms"},
+	} {
+		addr, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
+		g := proctest.Start(t, "", bin, append([]string{"--addr", addr, "--admin-addr", admin}, args...)...)
 		g.WaitHTTP(t, "http://"+admin+"/readyz", http.StatusOK)
 		env = append(env, "PG_WS_"+name+"=ws://"+addr, "PG_ADMIN_"+name+"=http://"+admin)
 	}

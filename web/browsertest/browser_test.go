@@ -188,7 +188,7 @@ func TestChatInBrowser(t *testing.T) {
 	newTab := browser(t)
 	addr, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	// Publishing to chat:lobby only: a publish to another room is refused.
-	args := []string{"--client-publish", "chat:lobby"}
+	args := []string{"--client-publish", "chat:lobby"} // and no --presence
 	g := runGateway(t, addr, admin, args...)
 
 	join := func(name string, tab context.Context, room string) {
@@ -206,6 +206,9 @@ func TestChatInBrowser(t *testing.T) {
 	for name, tab := range tabs {
 		join(name, tab, "lobby")
 		page(t, tab, name+" is in", waitJS(synced))
+		// Without --presence there is no member list, and the page says so.
+		page(t, tab, name+" says there is no member list", waitJS(`document.body.dataset.presence === 'off' && `+
+			`!document.querySelector('#members').hidden && document.querySelector('#presence-note').textContent.includes("--presence 'chat:*'")`))
 	}
 	before := time.Now()
 	page(t, ann, "ann sends",
@@ -316,4 +319,113 @@ func TestChatInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#messages li[data-state="failed"] button[data-action="edit"]`)),
 		waitJS(countText("nobody hears this")+` === 0 && document.querySelector('#text').value === 'nobody hears this'`),
 	)
+}
+
+// memberNames is the names a page lists as in the room, comma-separated.
+const memberNames = `[...document.querySelectorAll('#member-list li .member-name')].map(e => e.textContent).join()`
+
+// logged is an expression that holds once the page's log announces text.
+func logged(text string) string {
+	return fmt.Sprintf(`[...document.querySelectorAll('#messages li.event')].some(li => li.textContent.startsWith(%q))`, text)
+}
+
+// adminPost posts body to the admin API and returns the answer, failing
+// the test unless it is 200.
+func adminPost(t *testing.T, admin, path, body string) string {
+	t.Helper()
+	resp, err := http.Post("http://"+admin+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %s %s", path, resp.Status, answer)
+	}
+	return string(answer)
+}
+
+// Presence in the chat page, on a gateway with --presence 'chat:*' in
+// open mode: three pages in one room list each other, by the names they
+// gave (marked unverified), and their logs announce a join and a leave;
+// a page the backend disconnects without reconnect stays disconnected and
+// says why.
+func TestPresenceInBrowser(t *testing.T) {
+	newTab := browser(t)
+	addr, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
+	runGateway(t, addr, admin, "--presence", "chat:*")
+	join := func(name string, tab context.Context) {
+		t.Helper()
+		page(t, tab, name+" joins",
+			chromedp.Navigate("http://"+addr+"/"),
+			chromedp.WaitVisible(chromedp.CSS("#name")),
+			chromedp.SetValue(chromedp.CSS("#name"), name),
+			chromedp.Click(chromedp.CSS("#join")),
+			waitJS(synced),
+		)
+	}
+	ann, bob, cat := newTab(), newTab(), newTab()
+	join("ann", ann)
+	join("bob", bob)
+	page(t, ann, "ann sees bob join", waitJS(logged("bob joined")), waitJS(memberNames+` === 'ann,bob'`))
+	join("cat", cat)
+	tabs := map[string]context.Context{"ann": ann, "bob": bob, "cat": cat}
+	for name, tab := range tabs {
+		page(t, tab, name+" lists the room",
+			waitJS(`document.body.dataset.presence === 'chat:lobby'`),
+			waitJS(memberNames+` === 'ann,bob,cat'`),
+			// Open mode: every name is what its page says.
+			waitJS(`document.querySelectorAll('#member-list li .unverified').length === 3`),
+			waitJS(fmt.Sprintf(`document.querySelector('#member-list li.self .member-name')?.textContent === %q`, name)),
+			waitJS(fmt.Sprintf(`document.querySelector('#me').textContent === 'you are %s unverified'`, name)),
+		)
+	}
+	for _, name := range []string{"ann", "bob"} {
+		page(t, tabs[name], name+" sees cat join", waitJS(logged("cat joined")))
+	}
+
+	// bob closes his tab: the others see him leave.
+	if err := chromedp.Cancel(bob); err != nil {
+		t.Fatalf("closing bob's tab: %v", err)
+	}
+	for _, name := range []string{"ann", "cat"} {
+		page(t, tabs[name], name+" sees bob leave", waitJS(logged("bob left")), waitJS(memberNames+` === 'ann,cat'`))
+	}
+
+	// The backend disconnects cat's page, and asks it not to come back.
+	// The badge's states from now on: pushgate.js says "reconnecting" as a
+	// connection closes if it is going to retry.
+	page(t, cat, "cat watches its badge", chromedp.Evaluate[chromedp.Void](`window.badge = [];
+		new MutationObserver(() => badge.push(document.querySelector('#status').dataset.state))
+			.observe(document.querySelector('#status'), {attributes: true});`))
+	client, err := chromedp.Run(cat, chromedp.Evaluate[string](`document.querySelector('#member-list li.self').dataset.client`))
+	if err != nil {
+		t.Fatalf("cat's client id: %v", err)
+	}
+	if got := adminPost(t, admin, "/api/disconnect", fmt.Sprintf(`{"client":%q,"reconnect":false,"reason":"kicked by a moderator"}`, client)); strings.TrimSpace(got) != `{"connections":1}` {
+		t.Fatalf("disconnect: %s", got)
+	}
+	page(t, cat, "cat is disconnected and says why",
+		waitJS(status("disconnected")),
+		waitJS(`document.body.dataset.kicked === 'true' && !document.querySelector('#notice').hidden`),
+		waitJS(`document.querySelector('#notice').textContent.includes('Disconnected by the server: kicked by a moderator')`),
+		waitJS(`document.querySelector('#send').disabled`),
+	)
+	page(t, ann, "ann sees cat leave", waitJS(logged("cat left")), waitJS(memberNames+` === 'ann'`))
+	// cat's page did not retry: its badge went from connected to
+	// disconnected and nowhere else, and the gateway holds ann's
+	// connection alone.
+	page(t, cat, "cat stays disconnected", waitJS(`badge.length > 0 && badge.every(s => s === 'disconnected')`))
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"pushgate_connections 1\n", "pushgate_presence_clients 1\n"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("the gateway's metrics lack %q", want)
+		}
+	}
+	page(t, ann, "ann saw cat join once", waitJS(`[...document.querySelectorAll('#messages li.event')].filter(li => li.textContent.startsWith('cat joined')).length === 1`))
 }

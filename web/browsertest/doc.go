@@ -3,7 +3,11 @@
 // and sees the room's history, the gateway restarts (the badges say
 // "reconnecting", a message sent meanwhile waits as queued), the pages
 // reconnect and catch up through pushgate.js, and a refused publish stays
-// on the page to retry or edit.
+// on the page to retry or edit; without --presence the page says it has
+// no member list. With --presence 'chat:*', three pages in a room list
+// each other (names marked unverified in open mode), announce a join and
+// a leave (a closed tab), and a page the admin API disconnects with
+// reconnect:false stays disconnected and shows the reason.
 //
 // It is a module of its own, so that the gateway's users never download
 // chromedp; the repository's go.work joins it to the gateway, which its

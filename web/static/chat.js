@@ -2,8 +2,12 @@
 // channel "chat:<room>"; a message is published as {name, text, ts, id}:
 // ts the sender's clock in Unix milliseconds, id a random string that lets
 // the sender recognise its own message when it comes back. Messages from
-// elsewhere may lack either. User data only ever reaches the page through
-// textContent.
+// elsewhere may lack either. With the gateway's --presence 'chat:*' the
+// page lists who is in the room (presence, kept current by join and leave
+// events, which the log announces); names come from the clients' info:
+// a token's "info" claim, or in open mode the name each page sends itself
+// (?info), shown as unverified. User data only ever reaches the page
+// through textContent.
 (function () {
   "use strict";
 
@@ -19,6 +23,14 @@
   const token = new URLSearchParams(location.search).get("token") || undefined;
   const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
   const pg = new Pushgate(url, { token });
+  // The token's user and info, as it says (the gateway verifies it).
+  const claims = token ? decodeClaims(token) : {};
+  const tokenName = claims.info && typeof claims.info.name === "string" && claims.info.name
+    ? claims.info.name : typeof claims.sub === "string" ? claims.sub : "";
+  const members = new Map(); // client id -> {client, user, info}, for the room
+  let self = null; // this page's client id in the room
+  let asking = 0; // counts presence requests: only the last one's answer counts
+  let reask = null; // timer of a presence request after presence_lagging
 
   let name = "";
   let room = null; // {channel, sub} once joined
@@ -177,6 +189,130 @@
     mark(out, live ? "sending" : "queued");
   }
 
+  // decodeClaims reads a JWT's claims, without verifying them: the
+  // gateway does.
+  function decodeClaims(jwt) {
+    try {
+      const part = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const c = JSON.parse(atob(part + "===".slice((part.length + 3) % 4)));
+      return c && typeof c === "object" ? c : {};
+    } catch {
+      return {};
+    }
+  }
+
+  // whoName is the name a client goes by: its info's, else its user.
+  function whoName(c) {
+    return (c.info && typeof c.info.name === "string" && c.info.name) || c.user || "anonymous";
+  }
+
+  // unverified marks a name the client gave itself: no token vouches for
+  // it.
+  function unverified() {
+    const u = document.createElement("span");
+    u.className = "unverified";
+    u.textContent = "unverified";
+    u.title = "open mode: this name is what the page says, not a verified user";
+    return u;
+  }
+
+  // showMembers draws the member list, sorted by name.
+  function showMembers() {
+    const items = [...members.values()].sort((a, b) => whoName(a).localeCompare(whoName(b)) || (a.client < b.client ? -1 : 1));
+    $("member-list").replaceChildren(...items.map((c) => {
+      const li = document.createElement("li");
+      li.dataset.client = c.client;
+      const n = document.createElement("span");
+      n.className = "member-name";
+      n.textContent = whoName(c);
+      li.append(n);
+      if (!c.user) li.append(unverified());
+      if (c.client === self) {
+        li.classList.add("self");
+        li.append(" (you)");
+      }
+      return li;
+    }));
+    $("members-title").textContent = "In the room (" + members.size + ")";
+  }
+
+  // presenceNote says why the member list is missing or partial, or
+  // clears that.
+  function presenceNote(text) {
+    const note = $("presence-note");
+    note.textContent = text;
+    note.hidden = !text;
+  }
+
+  // askPresence fetches the room's member list, replacing what the page
+  // had: join and leave events keep it current from then on.
+  function askPresence() {
+    clearTimeout(reask);
+    reask = null;
+    if (!room) return;
+    const channel = room.channel;
+    const mine = ++asking;
+    pg.presence(channel).then((list) => {
+      if (mine !== asking || !room || room.channel !== channel) return;
+      members.clear();
+      for (const c of list.clients) members.set(c.client, c);
+      showMembers();
+      presenceNote(list.truncated ? "Only some of the room's members are listed." : "");
+      $("member-list").hidden = false;
+      $("members").hidden = false;
+      document.body.dataset.presence = channel;
+    }, (e) => {
+      if (mine !== asking || !room || room.channel !== channel || e.code !== "presence_off") return;
+      // not_connected: asked again once subscribed again.
+      members.clear();
+      showMembers();
+      $("members-title").textContent = "In the room";
+      $("member-list").hidden = true;
+      presenceNote("No member list: the gateway shows who is in a room when started with --presence 'chat:*'.");
+      $("members").hidden = false;
+      document.body.dataset.presence = "off";
+    });
+  }
+
+  // announce puts "<name> joined" or "left" in the log.
+  function announce(c, what) {
+    const li = document.createElement("li");
+    li.className = "event";
+    li.dataset.event = what;
+    li.dataset.client = c.client;
+    li.textContent = whoName(c) + " " + what;
+    if (!c.user) li.append(" ", unverified());
+    place(li);
+  }
+
+  function onJoin(e) {
+    if (!room || e.channel !== room.channel) return;
+    const c = { client: e.client, user: e.user, info: e.info };
+    // The server sends a client its own join right after its subscribed.
+    if (self === null) self = c.client;
+    const known = members.has(c.client);
+    members.set(c.client, c);
+    showMembers();
+    if (!known && c.client !== self) announce(c, "joined");
+  }
+
+  function onLeave(e) {
+    if (!room || e.channel !== room.channel) return;
+    const c = members.get(e.client) || { client: e.client, user: e.user, info: e.info };
+    if (!members.delete(e.client)) return;
+    showMembers();
+    announce(c, "left");
+  }
+
+  // showMe says who this page is: the token's name, or in open mode the
+  // name it sends, unverified.
+  function showMe() {
+    const me = $("me");
+    me.textContent = "you are " + name;
+    if (!token) me.append(" ", unverified());
+    me.hidden = !name;
+  }
+
   function newID() {
     if (typeof crypto !== "undefined" && crypto.randomUUID) return crypto.randomUUID();
     return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2);
@@ -197,6 +333,12 @@
       confirmed.clear();
       delete document.body.dataset.joined;
       delete document.body.dataset.synced;
+      delete document.body.dataset.presence;
+      // The list is asked again once subscribed again.
+      members.clear();
+      self = null;
+      asking++;
+      showMembers();
     }
   });
   // body[data-joined] names the room's channel while the server confirms
@@ -204,7 +346,24 @@
   // body[data-synced] once the history replayed with it is in, too.
   pg.on("subscribed", (e) => {
     confirmed.add(e.channel);
-    if (room && e.channel === room.channel) document.body.dataset.joined = e.channel;
+    if (room && e.channel === room.channel) {
+      document.body.dataset.joined = e.channel;
+      self = null; // its join comes next
+      askPresence();
+    }
+  });
+  pg.on("lagging", (e) => {
+    // Some joins and leaves were dropped: ask again, after the random
+    // delay that keeps the room's pages from asking all at once.
+    if (!room || e.channel !== room.channel || reask !== null) return;
+    reask = setTimeout(askPresence, e.retryAfter);
+  });
+  // Kicked by the backend: after 4003 pushgate.js stays disconnected.
+  pg.on("disconnected", (e) => {
+    if (e.reconnect) return;
+    document.body.dataset.kicked = "true";
+    $("text").disabled = $("send").disabled = $("join").disabled = true;
+    show("Disconnected by the server" + (e.reason ? ": " + e.reason : "") + ". It asked this page not to reconnect; reload to try again.");
   });
   pg.on("resync", (e) => {
     if (!(room && e.channel === room.channel) && e.channel[0] !== "#") return;
@@ -253,30 +412,46 @@
 
   $("join-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    const n = $("name").value.trim();
+    if (document.body.dataset.kicked) return;
+    const n = tokenName || $("name").value.trim();
     if (!n) {
       show("Pick a name first.");
       $("name").focus();
       return;
     }
+    const renamed = name !== n;
     name = n;
+    showMe();
+    if (!token && renamed) {
+      // Open mode: the name is the info this page gives the gateway, for
+      // presence; a new name takes a new connection.
+      pg.opts.info = { name };
+      if (pg.state !== "disconnected") pg.close();
+    }
     const r = $("room").value.replace(/[^A-Za-z0-9_-]/g, "") || "lobby";
     $("room").value = r;
     const channel = "chat:" + r;
     if (!room || room.channel !== channel) {
       if (room) room.sub.unsubscribe();
+      members.clear();
+      self = null;
+      asking++;
+      showMembers();
+      $("members").hidden = true;
+      delete document.body.dataset.presence;
       list.replaceChildren();
       shown.clear();
       outgoing.clear();
       clear();
       delete document.body.dataset.synced;
       // A late joiner sees what the gateway's history holds.
-      room = { channel, sub: pg.subscribe(channel, render, { history: true }) };
+      room = { channel, sub: pg.subscribe(channel, render, { history: true, onJoin, onLeave }) };
       $("room-title").textContent = "Room " + r;
     }
     document.body.dataset.room = r;
     $("text").disabled = $("send").disabled = false;
     $("text").focus();
+    pg.connect(); // a no-op while connected
   });
 
   $("send-form").addEventListener("submit", (e) => {
@@ -306,5 +481,10 @@
   });
 
   notice.addEventListener("click", clear);
-  pg.connect();
+  if (tokenName) {
+    // The token names the user: that is the name.
+    $("name").value = tokenName;
+    $("name").readOnly = true;
+    $("name").title = "the name in your token";
+  }
 })();

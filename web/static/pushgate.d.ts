@@ -19,6 +19,12 @@ declare class Pushgate {
   opts: Pushgate.ResolvedOptions;
   /** Where the connection stands; each change is a "state" event. */
   readonly state: Pushgate.State;
+  /**
+   * The last close by the server's disconnect (4002: the client
+   * reconnected; 4003: it stopped, and reason says why); null until one,
+   * and again after connect().
+   */
+  readonly lastDisconnect: Pushgate.DisconnectedEvent | null;
 
   /** Starts connecting, and keeps reconnecting until close(). */
   connect(): void;
@@ -32,7 +38,10 @@ declare class Pushgate {
   /**
    * Subscribes to a channel. A channel starting with "#" is the personal
    * channel, which the server subscribes by itself; no op is sent for it.
-   * The handler is called with each message's data, once per offset.
+   * The handler is called with each message's data, once per offset;
+   * opts.onJoin and opts.onLeave with the channel's presence events.
+   * Subscribing to a channel the server subscribed the client to adds a
+   * handler to that subscription.
    */
   subscribe<T = unknown>(
     channel: string,
@@ -49,6 +58,15 @@ declare class Pushgate {
    *   "error" event with code "outbox_full" is emitted too).
    */
   publish(channel: string, data: unknown): boolean;
+
+  /**
+   * Lists the clients subscribed to a channel that keeps presence (the
+   * gateway's --presence); the client must be subscribed to it. Rejects
+   * with a Pushgate.PresenceError: the server's "presence_off",
+   * "not_subscribed" or "invalid_channel", or "not_connected" (not
+   * connected when asked, or the connection closed before the answer).
+   */
+  presence(channel: string): Promise<Pushgate.PresenceList>;
 
   /**
    * Adds an event listener.
@@ -89,6 +107,21 @@ declare namespace Pushgate {
      * frame (resets the backoff). Default 5000.
      */
     stableAfter?: number;
+    /**
+     * ms without any frame from the server after which the connection
+     * counts as dead and is replaced (a "close" event with 1006 and
+     * "ping timeout"). The client asks for app-level pings (?ping=1), sent
+     * after the gateway's --ping-interval (25 s) of silence, and answers
+     * them. 0: neither. Default 40000.
+     */
+    pingTimeout?: number;
+    /**
+     * A JSON object (at most 1 KiB) describing the client in presence,
+     * sent as ?info=: only an open-mode gateway (no authentication) uses
+     * it, unverified; with a token, the token's "info" claim is used.
+     * Default null.
+     */
+    info?: Record<string, unknown> | null;
   }
 
   /** Options with their defaults. */
@@ -97,6 +130,8 @@ declare namespace Pushgate {
     maxBackoff: number;
     outboxSize: number;
     stableAfter: number;
+    pingTimeout: number;
+    info: Record<string, unknown> | null;
   }
 
   interface SubscribeOptions {
@@ -107,6 +142,10 @@ declare namespace Pushgate {
      * channels.
      */
     history?: boolean;
+    /** Called with each client that joins the channel, this one included. */
+    onJoin?: (event: PresenceEvent) => void;
+    /** Called with each client that leaves the channel. */
+    onLeave?: (event: PresenceEvent) => void;
   }
 
   interface Subscription {
@@ -172,10 +211,72 @@ declare namespace Pushgate {
     channel?: string;
   }
 
-  /** A closed connection: the WebSocket close code and reason. */
+  /**
+   * A closed connection: the WebSocket close code and reason (1006 and
+   * "ping timeout" when nothing came for opts.pingTimeout).
+   */
   interface CloseEvent {
     code: number;
     reason: string;
+  }
+
+  /** A client as presence shows it. */
+  interface PresenceClient {
+    /** The connection's id, unique in the cluster. */
+    client: string;
+    /** Its token's user; none when anonymous. */
+    user?: string;
+    /**
+     * Its token's "info" claim, or in open mode what the client sent
+     * (unverified).
+     */
+    info?: Record<string, unknown>;
+  }
+
+  /** The answer of presence(). */
+  interface PresenceList {
+    channel: string;
+    clients: PresenceClient[];
+    /** The server listed only part of the channel's clients. */
+    truncated: boolean;
+  }
+
+  /** Why presence() rejected. */
+  interface PresenceError extends Error {
+    code: "presence_off" | "not_subscribed" | "invalid_channel" | "not_connected" | (string & {});
+    channel: string;
+  }
+
+  /** A client subscribed to ("join") or left ("leave") a channel. */
+  interface PresenceEvent extends PresenceClient {
+    channel: string;
+  }
+
+  /**
+   * The channel's join and leave events were over the gateway's rate and
+   * some were dropped: ask presence() again after retryAfter ms (a random
+   * 1 to 3 s, so that clients do not all ask at once).
+   */
+  interface LaggingEvent {
+    channel: string;
+    message: string;
+    retryAfter: number;
+  }
+
+  /**
+   * The server disconnected the client: 4002, it may reconnect (the client
+   * does, as after any close); 4003, it must not (the client stops, in
+   * state "disconnected"). reason is the backend's.
+   */
+  interface DisconnectedEvent {
+    code: 4002 | 4003;
+    reason: string;
+    reconnect: boolean;
+  }
+
+  /** The server ended a subscription: the client dropped the channel. */
+  interface ServerUnsubscribedEvent {
+    channel: string;
   }
 
   /** The server took a fresh token; expires is its "exp" (Unix seconds). */
@@ -192,5 +293,17 @@ declare namespace Pushgate {
     refreshed: RefreshedEvent;
     error: ErrorEvent;
     close: CloseEvent;
+    disconnected: DisconnectedEvent;
+    join: PresenceEvent;
+    leave: PresenceEvent;
+    lagging: LaggingEvent;
+    /**
+     * The server subscribed the client to a channel it did not ask for:
+     * the client keeps it as its own (resubscribed, recovered, on
+     * reconnects); its messages are "message" events, and go to handlers
+     * that subscribe() adds.
+     */
+    serverSubscribed: SubscribedEvent;
+    serverUnsubscribed: ServerUnsubscribedEvent;
   }
 }

@@ -8,8 +8,21 @@
  * restarted in a new epoch under a live subscription, is a "resync" event;
  * no message is delivered twice within an epoch. A subscription may ask for
  * the history the gateway holds. Given the token as a function, it
- * refreshes the connection's token before it expires. Outside a browser it
- * needs a global WebSocket (Node 22 has one) and an explicit URL.
+ * refreshes the connection's token before it expires.
+ *
+ * Presence (channels the gateway runs with --presence): presence(channel)
+ * lists who is subscribed; subscribe(channel, fn, {onJoin, onLeave}) and
+ * the "join" and "leave" events tell who comes and goes; "lagging" says
+ * the server dropped some of them (ask presence again after its
+ * retryAfter). The server may subscribe the client to a channel itself
+ * ("serverSubscribed"): the client then keeps it as its own, recovered on
+ * reconnects, until it or the server ("serverUnsubscribed") ends it. A
+ * server disconnect is a "disconnected" event with its code and reason:
+ * 4002 reconnects, 4003 stops the client (lastDisconnect keeps why). The
+ * connection asks for app-level pings (?ping=1), answers them, and is
+ * dropped and reconnected when no frame at all came for pingTimeout.
+ * Outside a browser it needs a global WebSocket (Node 22 has one) and an
+ * explicit URL.
  */
 (function (global) {
   "use strict";
@@ -25,6 +38,14 @@
    * @property {number} [outboxSize=100] publishes kept while disconnected.
    * @property {number} [stableAfter=5000] ms open after which a connection
    *   counts as healthy even without a frame (resets the backoff).
+   * @property {number} [pingTimeout=40000] ms without any frame from the
+   *   server after which the connection counts as dead and is replaced;
+   *   the client asks for app-level pings (?ping=1), which the server
+   *   sends after 25 s of silence by default. 0: no pings, no watchdog.
+   * @property {Object|null} [info=null] a JSON object describing the
+   *   client, sent as ?info= for presence: an open-mode gateway (no
+   *   authentication) shows it, unverified; with a token the token's
+   *   "info" claim is used instead.
    */
 
   class Pushgate {
@@ -35,7 +56,7 @@
      */
     constructor(url, opts) {
       this.url = url || (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
-      this.opts = Object.assign({ minBackoff: 250, maxBackoff: 10000, outboxSize: 100, stableAfter: 5000 }, opts);
+      this.opts = Object.assign({ minBackoff: 250, maxBackoff: 10000, outboxSize: 100, stableAfter: 5000, pingTimeout: 40000, info: null }, opts);
       /**
        * "connecting": the first attempt after connect(); "connected";
        * "reconnecting": the connection failed or closed, and the client is
@@ -44,6 +65,11 @@
        * @type {"connecting"|"connected"|"reconnecting"|"disconnected"}
        */
       this.state = "disconnected";
+      /**
+       * The last close by the server's disconnect ({code: 4002|4003,
+       * reason, reconnect}), null until one, and again after connect().
+       */
+      this.lastDisconnect = null;
       this._subs = new Map(); // channel -> newSub()
       this._personal = null; // "#user" once the server subscribed us to it
       this._outbox = []; // publish frames waiting for a connection
@@ -52,6 +78,9 @@
       this._gen = 0; // bumped by every connect/close; stale work checks it
       this._timer = null;
       this._refreshTimer = null;
+      this._pingTimer = null; // the connection's watchdog
+      this._asked = []; // presence requests waiting for their answer, in order
+      this._unsubscribing = new Map(); // channel -> own unsubscribes in flight
       this._expires = 0; // "exp" of the token the connection was opened with
       this._attempt = 0; // consecutive failed connections
       this._retrying = false; // a connection failed or closed since connect()
@@ -62,6 +91,7 @@
     connect() {
       if (!this._closed) return;
       this._closed = false;
+      this.lastDisconnect = null;
       this._attempt = 0;
       this._retrying = false;
       this._open();
@@ -77,6 +107,7 @@
       const ws = this._ws;
       this._ws = null;
       if (ws) ws.close(1000);
+      this._ended();
       this._setState("disconnected");
     }
 
@@ -85,12 +116,16 @@
      * channel, which the server subscribes by itself; no op is sent for it.
      * @param {string} channel
      * @param {function(*, {channel: string, offset: number, epoch: string}): void} onMessage
-     * @param {{history?: boolean}} [opts] history: when this call creates
-     *   the channel's subscription, its first subscribe asks the server for
-     *   all the history it holds ("since": 0), delivered before live
-     *   messages; a "synced" event says when it is in.
+     * @param {{history?: boolean, onJoin?: function(Object): void, onLeave?: function(Object): void}} [opts]
+     *   history: when this call creates the channel's subscription, its
+     *   first subscribe asks the server for all the history it holds
+     *   ("since": 0), delivered before live messages; a "synced" event says
+     *   when it is in. onJoin, onLeave: called with each join and leave
+     *   event of the channel ({channel, client, user, info}), as the
+     *   "join" and "leave" events, the client's own join included.
      * @returns {{unsubscribe: function(): void}} unsubscribe removes this
-     *   handler; the channel is unsubscribed when its last handler goes.
+     *   handler; the channel is unsubscribed when its last handler goes
+     *   (a subscription the server made too, once a handler was added).
      */
     subscribe(channel, onMessage, opts) {
       let sub = this._subs.get(channel);
@@ -99,7 +134,8 @@
         sub.history = !!(opts && opts.history) && channel[0] !== "#";
         if (channel[0] !== "#") this._sendSubscribe(channel, sub);
       }
-      const entry = { fn: onMessage }; // distinct per call, even for one fn
+      // distinct per call, even for one fn
+      const entry = { fn: onMessage, onJoin: opts && opts.onJoin, onLeave: opts && opts.onLeave };
       sub.handlers.add(entry);
       return {
         unsubscribe: () => {
@@ -107,7 +143,8 @@
           if (!sub.handlers.delete(entry) || sub.handlers.size > 0 || channel[0] === "#") return;
           if (this._subs.get(channel) !== sub) return;
           this._subs.delete(channel);
-          this._send({ op: "unsubscribe", channel });
+          // Its "unsubscribed" answers this, and is no server's.
+          if (this._send({ op: "unsubscribe", channel })) this._unsubscribing.set(channel, (this._unsubscribing.get(channel) || 0) + 1);
         },
       };
     }
@@ -132,6 +169,26 @@
     }
 
     /**
+     * Asks who is subscribed to a channel that keeps presence; the client
+     * must be subscribed to it (or have sent its subscribe).
+     * @param {string} channel
+     * @returns {Promise<{channel: string, clients: Array<{client: string, user?: string, info?: Object}>, truncated: boolean}>}
+     *   truncated: the server lists only part of the channel's clients. It
+     *   rejects with an Error whose code is the server's ("presence_off":
+     *   the channel keeps no presence, "not_subscribed", "invalid_channel")
+     *   or "not_connected" (not connected when asked, or the connection
+     *   closed before the answer), and whose channel is the channel.
+     */
+    presence(channel) {
+      return new Promise((resolve, reject) => {
+        const fail = (code, message) => reject(Object.assign(new Error(message), { code, channel }));
+        if (!validName(channel)) return fail("invalid_channel", "not a channel name: " + channel);
+        if (!this._send({ op: "presence", channel })) return fail("not_connected", "not connected");
+        this._asked.push({ channel, resolve, fail });
+      });
+    }
+
+    /**
      * Adds an event listener. Events: "state" (the new state), "message"
      * ({channel, offset, epoch, data}), "subscribed" (the server's reply),
      * "resync" ({channel, epoch, reason: "recovery"|"gap"|"epoch"}: messages
@@ -143,7 +200,19 @@
      * and when it holds nothing at all, with the next message), "refreshed" ({expires}: the server took a fresh token),
      * "error" ({code, message, channel}: a server error reply, or code
      * "outbox_full", "connect" or "refresh" from the client), "close" ({code,
-     * reason} of each closed connection).
+     * reason} of each closed connection; 1006 "ping timeout" when the
+     * watchdog gave up on it), "disconnected" ({code, reason, reconnect}:
+     * the server disconnected the client: 4002, it reconnects; 4003, it
+     * stops), "join" and "leave" ({channel, client, user, info}: a client
+     * subscribed to or left a channel with presence), "lagging" ({channel,
+     * message, retryAfter}: the channel's join and leave events were over
+     * their rate and some were dropped: ask presence() again after
+     * retryAfter ms, a random 1 to 3 s), "serverSubscribed" ({channel,
+     * offset, epoch, recovered}: the server subscribed the client to a
+     * channel it did not ask for; the client keeps it as its own, and its
+     * messages come as "message" events and to handlers that subscribe()
+     * adds), "serverUnsubscribed" ({channel}: the server ended a
+     * subscription; the client dropped it).
      * @returns {function(): void} removes the listener.
      */
     on(name, fn) {
@@ -192,6 +261,8 @@
         if (gen !== this._gen) return; // close() or another connect meanwhile
         const u = new URL(this.url);
         if (token) u.searchParams.set("token", token);
+        if (this.opts.pingTimeout > 0) u.searchParams.set("ping", "1");
+        if (this.opts.info != null) u.searchParams.set("info", JSON.stringify(this.opts.info));
         const p = this._personal && this._subs.get(this._personal);
         if (p) p.recovering = p.offset !== null; // through the URL: no op for it
         if (p && p.recovering) {
@@ -208,9 +279,36 @@
       this._ws = ws;
       let openedAt = null;
       let healthy = false; // a message or subscribed reply arrived
+      let heard = Date.now(); // when the last frame arrived
+      // lost ends the connection ws, closed with code and reason.
+      const lost = (code, reason) => {
+        this._ws = null;
+        this._ended();
+        this._emit("close", { code, reason });
+        if (code === 4002 || code === 4003) {
+          this.lastDisconnect = { code, reason, reconnect: code === 4002 };
+          this._emit("disconnected", this.lastDisconnect);
+        }
+        this._retry(code, healthy || (openedAt !== null && Date.now() - openedAt >= this.opts.stableAfter));
+      };
+      // The watchdog: one timer, re-armed for when the connection would
+      // have been silent for pingTimeout, given the last frame.
+      const limit = this.opts.pingTimeout;
+      const watch = () => {
+        if (this._ws !== ws) return;
+        const idle = Date.now() - heard;
+        if (idle < limit) {
+          this._pingTimer = setTimeout(watch, limit - idle);
+          return;
+        }
+        try { ws.close(1000, "ping timeout"); } catch { /* closing anyway */ }
+        lost(1006, "ping timeout");
+      };
+      if (limit > 0) this._pingTimer = setTimeout(watch, limit);
+      ws.onerror = () => {}; // a close follows
       ws.onopen = () => {
         if (this._ws !== ws) return;
-        openedAt = Date.now();
+        openedAt = heard = Date.now();
         this._retrying = false;
         this._setState("connected");
         this._scheduleRefresh(gen, this._expires);
@@ -219,6 +317,7 @@
       };
       ws.onmessage = (e) => {
         if (this._ws !== ws) return;
+        heard = Date.now();
         let f;
         try { f = JSON.parse(e.data); } catch { return; }
         if (!f) return;
@@ -227,10 +326,16 @@
       };
       ws.onclose = (e) => {
         if (this._ws !== ws) return;
-        this._ws = null;
-        this._emit("close", { code: e.code, reason: e.reason || "" });
-        this._retry(e.code, healthy || (openedAt !== null && Date.now() - openedAt >= this.opts.stableAfter));
+        lost(e.code, e.reason || "");
       };
+    }
+
+    /** Forgets what waited for answers on the connection that ended. */
+    _ended() {
+      clearTimeout(this._pingTimer);
+      this._unsubscribing.clear();
+      const asked = this._asked.splice(0);
+      for (const a of asked) a.fail("not_connected", "the connection closed before the answer");
     }
 
     /**
@@ -290,7 +395,25 @@
       switch (f.type) {
         case "subscribed": return this._subscribed(f, sub);
         case "message": return this._message(f, sub);
-        case "error": return this._emit("error", { code: f.code, message: f.message, channel: f.channel });
+        case "error": return this._error(f);
+        case "ping": return this._send({ op: "pong" });
+        case "presence": {
+          const i = this._asked.findIndex((a) => a.channel === f.channel);
+          if (i < 0) return;
+          const [a] = this._asked.splice(i, 1);
+          return a.resolve({ channel: f.channel, clients: Array.isArray(f.clients) ? f.clients : [], truncated: !!f.truncated });
+        }
+        case "join":
+        case "leave": {
+          if (!sub) return;
+          const e = { channel: f.channel, client: f.client, user: f.user, info: f.info };
+          const join = f.type === "join";
+          for (const h of [...sub.handlers]) {
+            const fn = join ? h.onJoin : h.onLeave;
+            if (fn) call(fn, e);
+          }
+          return join ? this._emit("join", e) : this._emit("leave", e);
+        }
         case "refreshed":
           // A token no fresher than the last (a cached one) is not asked
           // again before the server closes with 4001 and a reconnect asks.
@@ -299,18 +422,51 @@
             this._scheduleRefresh(this._gen, f.expires);
           }
           return this._emit("refreshed", { expires: f.expires });
-        case "unsubscribed":
-          // A subscription made again before this reply came: the next
-          // "subscribed" answers it, not an epoch change.
-          if (sub) sub.live = false;
-          return;
+        case "unsubscribed": {
+          const own = this._unsubscribing.get(f.channel) || 0;
+          if (own > 0) {
+            // The reply to our unsubscribe. A subscription made again
+            // before it came: the next "subscribed" answers it, not an
+            // epoch change.
+            this._unsubscribing.set(f.channel, own - 1);
+            if (sub) sub.live = false;
+            return;
+          }
+          if (!sub) return;
+          // The server ended the subscription.
+          this._subs.delete(f.channel);
+          if (this._personal === f.channel) this._personal = null;
+          return this._emit("serverUnsubscribed", { channel: f.channel });
+        }
       }
     }
 
+    _error(f) {
+      const e = { code: f.code, message: f.message, channel: f.channel };
+      if (f.code === "presence_lagging") {
+        return this._emit("lagging", { channel: f.channel, message: f.message, retryAfter: 1000 + Math.random() * 2000 });
+      }
+      if (f.code === "presence_off" || f.code === "not_subscribed") {
+        const i = this._asked.findIndex((a) => a.channel === f.channel);
+        if (i >= 0) return this._asked.splice(i, 1)[0].fail(f.code, f.message);
+      }
+      if (f.code === "not_subscribed" && this._unsubscribing.get(f.channel) > 0) {
+        // Our unsubscribe came after the server's: it answered ours.
+        this._unsubscribing.set(f.channel, this._unsubscribing.get(f.channel) - 1);
+      }
+      this._emit("error", e);
+    }
+
     _subscribed(f, sub) {
+      let server = false;
       if (!sub && typeof f.channel === "string" && f.channel[0] === "#") {
         // Unasked: the personal channel of the token's user.
         this._subs.set(f.channel, (sub = newSub()));
+      } else if (!sub && typeof f.channel === "string" && !(this._unsubscribing.get(f.channel) > 0)) {
+        // Unasked, and no answer to a subscribe we took back since: the
+        // server subscribed us. From now on it is ours.
+        this._subs.set(f.channel, (sub = newSub()));
+        server = true;
       }
       if (!sub) return; // unsubscribed since
       if (sub.live) return this._epochChanged(f, sub);
@@ -328,6 +484,7 @@
       sub.epoch = f.epoch;
       sub.pending = sub.recovering = sub.loading = false;
       this._emit("subscribed", { channel: f.channel, offset: f.offset, epoch: f.epoch, recovered: !!f.recovered });
+      if (server) this._emit("serverSubscribed", { channel: f.channel, offset: f.offset, epoch: f.epoch, recovered: !!f.recovered });
       if (resync) this._emit("resync", { channel: f.channel, epoch: f.epoch, reason: "recovery" });
       this._syncTo(f.channel, sub, f.offset);
     }
@@ -365,7 +522,7 @@
       sub.offset = f.offset;
       if (gap) this._emit("resync", { channel: f.channel, epoch: sub.epoch, reason: "gap" });
       const meta = { channel: f.channel, offset: f.offset, epoch: sub.epoch };
-      for (const { fn } of [...sub.handlers]) call(fn, f.data, meta);
+      for (const { fn } of [...sub.handlers]) if (fn) call(fn, f.data, meta);
       this._emit("message", Object.assign({ data: f.data }, meta));
       if (sub.syncTo !== null && f.offset >= sub.syncTo) {
         sub.syncTo = null;
@@ -381,6 +538,12 @@
       handlers: new Set(), epoch: null, offset: null, history: false,
       pending: false, recovering: false, loading: false, live: false, syncTo: null,
     };
+  }
+
+  /** validName reports whether a channel name is one the server takes:
+   * 1-128 of A-Z a-z 0-9 _ - . : @ + =, or "#" and a user's name. */
+  function validName(channel) {
+    return typeof channel === "string" && /^(#[\w\-.:@+=]{1,127}|[\w\-.:@+=]{1,128})$/.test(channel);
   }
 
   /** tokenExpiry returns a JWT's "exp" (Unix seconds), or 0 when it has

@@ -51,7 +51,11 @@ function load(opts = {}) {
   vm.createContext(ctx);
   vm.runInContext("Date.now = () => env.now; Math.random = () => env.random;", Object.assign(ctx, { env }));
   vm.runInContext(source, ctx, { filename: "pushgate.js" });
-  env.Pushgate = ctx.Pushgate;
+  // Checks not about liveness run without the watchdog (pingTimeout 0):
+  // their timers are the backoff's and the refresh's.
+  env.Pushgate = ctx.Pushgate && class extends ctx.Pushgate {
+    constructor(url, o) { super(url, Object.assign({ pingTimeout: 0 }, o)); }
+  };
   env.last = () => env.sockets[env.sockets.length - 1];
   // fire runs the pending timers and returns their delays.
   env.fire = () => {
@@ -71,7 +75,10 @@ const jwt = (claims) =>
 
 // record collects a client's events.
 function record(pg) {
-  const ev = { state: [], error: [], resync: [], synced: [], message: [], subscribed: [], close: [], refreshed: [] };
+  const ev = {
+    state: [], error: [], resync: [], synced: [], message: [], subscribed: [], close: [], refreshed: [],
+    disconnected: [], join: [], leave: [], lagging: [], serverSubscribed: [], serverUnsubscribed: [],
+  };
   // Objects made in the client's context are copied into this one, so
   // that deepStrictEqual sees the same prototypes.
   for (const name of Object.keys(ev)) pg.on(name, (x) => ev[name].push(JSON.parse(JSON.stringify(x))));
@@ -504,6 +511,169 @@ const checks = {
     // A second handler does not ask for history again.
     pg.subscribe("plain", () => {}, { history: true });
     assert.equal(ws.sent.length, 3);
+  },
+
+  async "presence: the list, its errors, join and leave"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws");
+    const ev = record(pg);
+    const joins = [], leaves = [];
+    pg.subscribe("room:a", () => {}, { onJoin: (e) => joins.push(e), onLeave: (e) => leaves.push(e) });
+    pg.subscribe("room:a", () => {}); // no presence callbacks
+    pg.subscribe("room:b", () => {}, { onJoin: () => assert.fail("room:b has no joins here") });
+    const early = await pg.presence("room:a").then(() => "resolved", (e) => [e.code, e.channel]);
+    assert.deepEqual(early, ["not_connected", "room:a"]);
+    pg.connect();
+    const ws = env.last();
+    ws.open();
+    ws.recv({ type: "subscribed", channel: "room:a", offset: 0, epoch: "e" });
+    const me = { type: "join", channel: "room:a", client: "n1.1", user: "ann", info: { name: "Ann" } };
+    ws.recv(me);
+    const asked = pg.presence("room:a");
+    const off = pg.presence("news");
+    const other = pg.presence("room:b");
+    const bad = pg.presence("no spaces");
+    assert.deepEqual(ws.sent.slice(-3), [
+      { op: "presence", channel: "room:a" },
+      { op: "presence", channel: "news" },
+      { op: "presence", channel: "room:b" },
+    ], "no op for an invalid name");
+    ws.recv({ type: "error", code: "presence_off", message: "this channel does not keep presence", channel: "news" });
+    ws.recv({ type: "presence", channel: "room:a", clients: [{ client: "n1.1", user: "ann", info: { name: "Ann" } }, { client: "n1.2" }], truncated: true });
+    const list = JSON.parse(JSON.stringify(await asked));
+    assert.deepEqual(list, { channel: "room:a", clients: [{ client: "n1.1", user: "ann", info: { name: "Ann" } }, { client: "n1.2" }], truncated: true });
+    const e = await off.catch((e) => e);
+    assert.deepEqual([e.code, e.channel, e.message], ["presence_off", "news", "this channel does not keep presence"]);
+    assert.equal((await bad.catch((e) => e)).code, "invalid_channel");
+    ws.recv({ type: "leave", channel: "room:a", client: "n1.2" });
+    ws.recv({ type: "join", channel: "room:gone", client: "n1.3" }); // not subscribed: ignored
+    const copy = (x) => JSON.parse(JSON.stringify(x));
+    assert.deepEqual(copy(joins), [{ channel: "room:a", client: "n1.1", user: "ann", info: { name: "Ann" } }]);
+    assert.deepEqual(copy(leaves), [{ channel: "room:a", client: "n1.2" }]);
+    assert.deepEqual(ev.join, copy(joins));
+    assert.deepEqual(ev.leave, copy(leaves));
+    assert.deepEqual(ev.error, [], "answered presence errors are the promise's, not error events");
+    // The lagging notice is its own event, with a delay of 1 to 3 s.
+    env.random = 0.5;
+    ws.recv({ type: "error", code: "presence_lagging", message: "dropped", channel: "room:a" });
+    assert.deepEqual(ev.lagging, [{ channel: "room:a", message: "dropped", retryAfter: 2000 }]);
+    assert.deepEqual(ev.error, []);
+    // The connection closes with a request in flight: it rejects.
+    const lost = pg.presence("room:b");
+    ws.drop(1006);
+    assert.equal((await lost.catch((e) => e)).code, "not_connected");
+    assert.equal((await other.catch((e) => e)).code, "not_connected");
+  },
+
+  "the server's subscriptions are kept and recovered; its unsubscribes drop them"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws");
+    const ev = record(pg);
+    pg.connect();
+    let ws = env.last();
+    ws.open();
+    ws.recv({ type: "subscribed", channel: "alerts", offset: 3, epoch: "a1", recovered: false });
+    assert.deepEqual(ev.serverSubscribed, [{ channel: "alerts", offset: 3, epoch: "a1", recovered: false }]);
+    ws.recv({ type: "message", channel: "alerts", offset: 4, data: "one" });
+    const got = [];
+    pg.subscribe("alerts", (d) => got.push(d)); // a handler for it: no op
+    assert.deepEqual(ws.sent, []);
+    ws.recv({ type: "message", channel: "alerts", offset: 5, data: "two" });
+    assert.deepEqual(ev.message.map((m) => m.data), ["one", "two"]);
+    assert.deepEqual(got, ["two"]);
+    // A reconnect resubscribes it from where it was.
+    ws.drop(1006);
+    env.fire();
+    ws = env.last();
+    ws.open();
+    assert.deepEqual(ws.sent, [{ op: "subscribe", channel: "alerts", since: 5, epoch: "a1" }]);
+    ws.recv({ type: "subscribed", channel: "alerts", offset: 6, epoch: "a1", recovered: true });
+    ws.recv({ type: "message", channel: "alerts", offset: 6, data: "three" });
+    assert.deepEqual(got, ["two", "three"]);
+    assert.equal(ev.serverSubscribed.length, 1, "our own resubscribe is no server subscription");
+    // The server unsubscribes it: dropped, not resubscribed.
+    ws.recv({ type: "unsubscribed", channel: "alerts" });
+    assert.deepEqual(ev.serverUnsubscribed, [{ channel: "alerts" }]);
+    ws.recv({ type: "message", channel: "alerts", offset: 7, data: "late" });
+    assert.deepEqual(got, ["two", "three"]);
+    // The answer to our own unsubscribe is not the server's; nor is the
+    // late reply to a subscribe taken back before it came.
+    pg.subscribe("news", () => {}).unsubscribe();
+    ws.recv({ type: "subscribed", channel: "news", offset: 1, epoch: "n" });
+    ws.recv({ type: "unsubscribed", channel: "news" });
+    assert.equal(ev.serverSubscribed.length, 1);
+    assert.equal(ev.serverUnsubscribed.length, 1);
+    // The server unsubscribes a channel we asked for.
+    pg.subscribe("mine", () => {});
+    ws.recv({ type: "subscribed", channel: "mine", offset: 0, epoch: "m" });
+    ws.recv({ type: "unsubscribed", channel: "mine" });
+    assert.deepEqual(ev.serverUnsubscribed[1], { channel: "mine" });
+    ws.drop(1006);
+    env.fire();
+    env.last().open();
+    assert.deepEqual(env.last().sent, [], "nothing to resubscribe");
+  },
+
+  "4002 reconnects, 4003 stops and says why"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws");
+    const ev = record(pg);
+    pg.connect();
+    env.last().open();
+    env.last().onclose({ code: 4002, reason: "moved" });
+    assert.deepEqual(ev.disconnected, [{ code: 4002, reason: "moved", reconnect: true }]);
+    assert.equal(pg.state, "reconnecting");
+    assert.equal(env.fire().length, 1);
+    env.last().open();
+    env.last().onclose({ code: 4003, reason: "banned for spam" });
+    assert.deepEqual(ev.disconnected[1], { code: 4003, reason: "banned for spam", reconnect: false });
+    assert.deepEqual(JSON.parse(JSON.stringify(pg.lastDisconnect)), { code: 4003, reason: "banned for spam", reconnect: false });
+    assert.deepEqual(ev.state.slice(-2), ["connected", "disconnected"]);
+    assert.deepEqual(env.fire(), []);
+    pg.connect();
+    assert.equal(pg.lastDisconnect, null);
+  },
+
+  "liveness: app pings are answered; a silent connection is replaced"() {
+    const env = load();
+    const pg = new env.Pushgate("ws://gw.test/ws", { pingTimeout: 1000, info: { name: "Ann" } });
+    const ev = record(pg);
+    pg.subscribe("news", () => {});
+    pg.connect();
+    let ws = env.last();
+    assert.equal(ws.url.searchParams.get("ping"), "1");
+    assert.equal(ws.url.searchParams.get("info"), '{"name":"Ann"}');
+    assert.deepEqual(env.timers.map((t) => t.ms), [1000], "one watchdog, armed at once");
+    ws.open();
+    ws.recv({ type: "subscribed", channel: "news", offset: 0, epoch: "e" });
+    env.now += 600;
+    ws.recv({ type: "ping" });
+    assert.deepEqual(ws.sent.slice(-1), [{ op: "pong" }]);
+    for (let i = 0; i < 50; i++) ws.recv({ type: "message", channel: "news", offset: i + 1, data: i });
+    assert.equal(env.timers.length, 1, "no timer per frame");
+    env.now += 400;
+    assert.deepEqual(env.fire(), [1000]);
+    assert.deepEqual(env.timers.map((t) => t.ms), [600], "re-armed for the last frame's deadline");
+    assert.equal(pg.state, "connected");
+    env.now += 600;
+    env.fire();
+    assert.equal(ws.closedWith, 1000);
+    assert.deepEqual(ev.close, [{ code: 1006, reason: "ping timeout" }]);
+    assert.equal(pg.state, "reconnecting");
+    env.fire(); // the reconnect
+    ws.drop(1006); // the old socket's close, much later: ignored
+    assert.equal(ev.close.length, 1);
+    ws = env.last();
+    assert.equal(env.sockets.length, 2);
+    ws.open();
+    assert.deepEqual(ws.sent, [{ op: "subscribe", channel: "news", since: 50, epoch: "e" }]);
+    // pingTimeout 0: no pings asked, no watchdog.
+    const quiet = new env.Pushgate("ws://gw.test/ws");
+    env.timers.length = 0;
+    quiet.connect();
+    assert.equal(env.last().url.searchParams.get("ping"), null);
+    assert.equal(env.last().url.searchParams.get("info"), null);
+    assert.equal(env.timers.length, 0);
   },
 
   "as CommonJS it is the module's export, not a global"() {

@@ -50,6 +50,29 @@ pg.on("refreshed", (e) => void (e.expires + 1));
 pg.on("error", (e) => void [e.code, e.message, e.channel?.length]);
 pg.on("close", (e) => void [e.code + 1, e.reason.length]);
 
+pg.on("disconnected", (e) => {
+  const code: 4002 | 4003 = e.code;
+  void [code, e.reason.length, e.reconnect];
+});
+pg.on("join", (e) => void [e.channel, e.client, e.user?.length, e.info?.["name"]]);
+pg.on("leave", (e) => void [e.channel, e.client]);
+pg.on("lagging", (e) => void [e.channel, e.message, e.retryAfter + 1]);
+pg.on("serverSubscribed", (e) => pg.subscribe(e.channel, (data) => void data));
+pg.on("serverUnsubscribed", (e) => void e.channel.length);
+pg.subscribe("room:1", () => {}, { onJoin: (e) => void e.client, onLeave: (e) => void e.user });
+pg.presence("room:1").then(
+  (list: Pushgate.PresenceList) => {
+    const clients: Pushgate.PresenceClient[] = list.clients;
+    const partial: boolean = list.truncated;
+    void [clients[0]?.client, partial];
+  },
+  (err: Pushgate.PresenceError) => void [err.code, err.channel, err.message],
+);
+new Pushgate("ws://x/ws", { pingTimeout: 0, info: { name: "ann" } });
+new Pushgate("ws://x/ws", { info: null });
+const kicked: Pushgate.DisconnectedEvent | null = pg.lastDisconnect;
+void kicked;
+
 const queued: boolean = pg.publish("chat:lobby", { name: "ann", text: "hi", ts: Date.now() });
 void queued;
 const state: Pushgate.State = pg.state;
@@ -82,3 +105,9 @@ pg.subscribe(1, () => {});
 pg.subscribe("news", () => {}, { history: "yes" });
 // @ts-expect-error: there is no resync reason "timeout"
 pg.on("resync", (e) => e.reason === "timeout");
+// @ts-expect-error: info is an object, not a name
+new Pushgate("ws://x/ws", { info: "ann" });
+// @ts-expect-error: presence takes a channel
+void pg.presence();
+// @ts-expect-error: the client sets lastDisconnect
+pg.lastDisconnect = null;
