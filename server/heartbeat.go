@@ -12,7 +12,8 @@ import (
 // connection table:
 //
 //   - a connection silent for PingInterval gets a ping (and AppPing, if
-//     it asked: Conn.WantAppPing);
+//     it asked: Conn.WantAppPing); one that asked for AppPing and was
+//     sent nothing for PingInterval gets AppPing, however much it sends;
 //   - one still silent PongTimeout after its ping is closed (1001) and
 //     kicked: a dead peer or a half-open TCP connection;
 //   - one whose closing handshake outlived CloseTimeout is kicked;
@@ -64,7 +65,7 @@ func (c *Conn) heartbeat(now, wall uint32) {
 	if c.hasFlag(flagThrottled) {
 		c.resumeIfPaid(now)
 	}
-	expired, overdue, stuck := false, false, false
+	expired, overdue, stuck, quiet := false, false, false, false
 	switch c.state.Load() {
 	case stateClosed:
 		return
@@ -74,7 +75,8 @@ func (c *Conn) heartbeat(now, wall uint32) {
 		pa := c.partialAt.Load()
 		overdue = pa != 0 && now-pa >= s.msgTimeoutMs && !c.hasFlag(flagThrottled)
 		stuck = c.hasFlag(flagBehind) && now-c.wroteAt.Load() >= s.pongMs
-		if !expired && !overdue && !stuck && now-c.seen.Load() < s.pingMs && c.pingAt.Load() == 0 {
+		quiet = c.hasFlag(flagAppPing) && !c.hasFlag(flagBehind) && now-c.wroteAt.Load() >= s.pingMs
+		if !expired && !overdue && !stuck && !quiet && now-c.seen.Load() < s.pingMs && c.pingAt.Load() == 0 {
 			return // the common case, without a lock
 		}
 	}
@@ -109,6 +111,11 @@ func (c *Conn) heartbeat(now, wall uint32) {
 		}
 		if now-seen < s.pingMs {
 			c.pingAt.Store(0)
+			if quiet && s.cfg.AppPing != nil {
+				// It talks but is sent nothing: its application, which
+				// cannot see our silence from a dead link, gets a ping.
+				_ = c.sendLocked(s.cfg.AppPing)
+			}
 			return
 		}
 		if at == 0 {

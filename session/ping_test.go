@@ -35,3 +35,38 @@ func TestAppPing(t *testing.T) {
 		plain.Write(wstest.Frame(true, 0, ws.OpPong, nil))
 	}
 }
+
+// A connection that asked for app-level pings and keeps talking, but is
+// sent nothing, still gets {"type":"ping"}: its application cannot tell
+// our silence from a dead link.
+func TestAppPingWhileTalking(t *testing.T) {
+	g := start(t, options{tune: func(c *server.Config) {
+		c.PingInterval = 150 * time.Millisecond
+		c.PongTimeout = time.Minute
+	}})
+	c := g.dial(t, "?ping=1")
+	done := make(chan struct{})
+	talked := make(chan struct{})
+	go func() {
+		defer close(talked)
+		tick := time.NewTicker(30 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if _, err := c.Conn.Write(wstest.Text(`{"op":"pong"}`)); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	defer func() { close(done); <-talked }()
+	for range 3 {
+		h, p := c.ReadFrame()
+		if h.OpCode != ws.OpText || string(p) != `{"type":"ping"}` {
+			t.Fatalf("got %v %q, want only app-level pings (the client is never silent)", h.OpCode, p)
+		}
+	}
+}
