@@ -267,7 +267,8 @@ func (a *api) history(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-type statsResponse struct {
+// NodeStats is one node's part of /api/stats.
+type NodeStats struct {
 	Node            string `json:"node,omitempty"`
 	Connections     int    `json:"connections"`
 	Channels        int64  `json:"channels"`
@@ -279,15 +280,59 @@ type statsResponse struct {
 	QueuedOps       int64  `json:"queued_ops"`
 }
 
-func (a *api) stats(w http.ResponseWriter, r *http.Request) {
-	s := a.cfg.Hub.Stats()
-	out := statsResponse{Node: a.cfg.Node, Channels: s.Channels, Subscribers: s.Subscribers, History: s.History, HistoryBytes: s.HistoryBytes,
+// statsResponse is /api/stats: this node's counts, or in a cluster the
+// sums over the nodes that answered, with each node's in Nodes.
+type statsResponse struct {
+	NodeStats
+	Nodes []NodeStats `json:"nodes,omitempty"`
+}
+
+// StatsGatherer is a Control that asks every node of a cluster for its
+// NodeStats (as JSON).
+type StatsGatherer interface {
+	Stats(ctx context.Context) ([]json.RawMessage, error)
+}
+
+// LocalStats returns this node's counts.
+func LocalStats(cfg Config) NodeStats {
+	s := cfg.Hub.Stats()
+	out := NodeStats{Node: cfg.Node, Channels: s.Channels, Subscribers: s.Subscribers, History: s.History, HistoryBytes: s.HistoryBytes,
 		InFlight: s.InFlight, QueuedOps: s.QueuedOps}
-	if a.cfg.Connections != nil {
-		out.Connections = a.cfg.Connections()
+	if cfg.Connections != nil {
+		out.Connections = cfg.Connections()
 	}
-	if a.cfg.PresenceClients != nil {
-		out.PresenceClients = a.cfg.PresenceClients()
+	if cfg.PresenceClients != nil {
+		out.PresenceClients = cfg.PresenceClients()
+	}
+	return out
+}
+
+func (a *api) stats(w http.ResponseWriter, r *http.Request) {
+	g, ok := a.cfg.Control.(StatsGatherer)
+	if !ok {
+		writeJSON(w, http.StatusOK, statsResponse{NodeStats: LocalStats(a.cfg)})
+		return
+	}
+	nodes, err := g.Stats(r.Context())
+	if err != nil {
+		a.answerControl(w, 0, err)
+		return
+	}
+	var out statsResponse
+	for _, raw := range nodes {
+		var n NodeStats
+		if json.Unmarshal(raw, &n) != nil {
+			continue
+		}
+		out.Nodes = append(out.Nodes, n)
+		out.Connections += n.Connections
+		out.Channels += n.Channels // a channel on several nodes counts on each
+		out.Subscribers += n.Subscribers
+		out.History += n.History
+		out.HistoryBytes += n.HistoryBytes
+		out.PresenceClients += n.PresenceClients
+		out.InFlight += n.InFlight
+		out.QueuedOps += n.QueuedOps
 	}
 	writeJSON(w, http.StatusOK, out)
 }

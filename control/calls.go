@@ -38,6 +38,7 @@ type reply struct {
 	UserCount   int                     `json:"user_count,omitempty"`
 	Channels    []broadcast.ChannelInfo `json:"channels,omitempty"`
 	More        bool                    `json:"more,omitempty"`
+	Stats       json.RawMessage         `json:"stats,omitempty"`
 }
 
 // Ops.
@@ -48,6 +49,7 @@ const (
 	opPresence      = "presence"
 	opPresenceStats = "presence_stats"
 	opChannels      = "channels"
+	opStats         = "stats"
 )
 
 // maxUsersExact bounds the user names a node sends for presence_stats;
@@ -91,6 +93,10 @@ func (c *Cluster) local(ctx context.Context, req *request, rep *reply, remote bo
 		rep.Total, rep.UserCount = clients, n
 		if n <= maxUsersExact {
 			rep.Users = users
+		}
+	case opStats:
+		if c.cfg.LocalStats != nil {
+			rep.Stats, err = json.Marshal(c.cfg.LocalStats())
 		}
 	case opChannels:
 		var p session.ChannelPage
@@ -286,6 +292,18 @@ func (c *Cluster) PresenceStats(ctx context.Context, channel string) (session.Pr
 		s.Users = len(users)
 	}
 	return s, nil
+}
+
+// Stats returns every node's counts (Config.LocalStats), this node's first.
+func (c *Cluster) Stats(ctx context.Context) ([]json.RawMessage, error) {
+	replies, err := c.ask(ctx, request{Op: opStats})
+	out := make([]json.RawMessage, 0, len(replies))
+	for _, r := range replies {
+		if len(r.Stats) > 0 {
+			out = append(out, r.Stats)
+		}
+	}
+	return out, err
 }
 
 // Channels lists the channels of every node in name order, a page at a

@@ -38,6 +38,9 @@ type Config struct {
 	LeaseTTL time.Duration
 	// Timeout bounds a call that asks every node. Default 2s.
 	Timeout time.Duration
+	// LocalStats returns this node's counts for a cluster-wide
+	// /api/stats (any JSON value). Default none.
+	LocalStats func() any
 	// Logger receives the control plane's logs. Default slog.Default().
 	Logger *slog.Logger
 }

@@ -104,10 +104,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	sessions.SetLookup(srv.Data)
-	var control adminapi.Control = sessions
+	apiCfg := adminapi.Config{
+		Hub: hub, Publisher: publisher, Metrics: gm, APIKey: cfg.APIKey, MaxBodyBytes: cfg.MaxPublishBytes, Connections: srv.Len,
+		Control: sessions, Node: sessions.Node(), PresenceClients: pres.Clients,
+	}
 	if cfg.Broker.URL != "" {
+		statsCfg := apiCfg // a copy: the other nodes' calls read it while apiCfg changes
 		cluster, err := controlplane.New(controlplane.Config{URL: cfg.Broker.URL, Stream: cfg.Broker.Stream, Replicas: cfg.Broker.Replicas,
-			Local: sessions, Hub: hub, Presence: pres, LeaseTTL: cfg.NodeLeaseTTL, Logger: log})
+			Local: sessions, Hub: hub, Presence: pres, LeaseTTL: cfg.NodeLeaseTTL, Logger: log,
+			LocalStats: func() any { return adminapi.LocalStats(statsCfg) }})
 		if err != nil {
 			fmt.Fprintf(stderr, "pushgate: %v\n", err)
 			return 1
@@ -116,12 +121,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// that the leave events of the connections it closes go out.
 		defer cluster.Close()
 		sessions.SetPeers(cluster)
-		control = cluster
+		apiCfg.Control = cluster
 	}
-	api := adminapi.New(adminapi.Config{
-		Hub: hub, Publisher: publisher, Metrics: gm, APIKey: cfg.APIKey, MaxBodyBytes: cfg.MaxPublishBytes, Connections: srv.Len,
-		Control: control, Node: sessions.Node(), PresenceClients: pres.Clients,
-	})
+	api := adminapi.New(apiCfg)
 	public, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushgate: public listener: %v\n", err)

@@ -68,6 +68,16 @@ func TestClusterPresenceEndToEnd(t *testing.T) {
 	if m := b.ExpectMsg("subscribed", ""); m.Channel != "news" {
 		t.Fatalf("bob got %s", m.Raw)
 	}
+	// Stats are the cluster's: both nodes, and their sums.
+	_, body = get(t, "http://"+gws[1].admin+"/api/stats", "")
+	var st struct {
+		Connections     int
+		PresenceClients int `json:"presence_clients"`
+		Nodes           []struct{ Node string }
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil || len(st.Nodes) != 2 || st.PresenceClients != 2 || st.Connections != 2 {
+		t.Fatalf("cluster stats: %s", body)
+	}
 	// b dies.
 	_ = gws[1].Stop(t, syscall.SIGKILL, 10*time.Second)
 	killed := time.Now()
