@@ -116,6 +116,9 @@ func New(reg prometheus.Registerer) *Gateway {
 	g.PublishesBroker = publishes.WithLabelValues("broker")
 	refused := f.counterVec("publishes_refused_total",
 		"Publishes refused, by reason: overloaded (too many in flight) or unavailable (shutting down, broker down).", "reason")
+	for _, e := range []string{"join", "leave", "dropped"} {
+		g.presenceEvents.WithLabelValues(e) // exported from the start, at 0
+	}
 	g.PublishesOverloaded = refused.WithLabelValues("overloaded")
 	g.PublishesUnavailable = refused.WithLabelValues("unavailable")
 	return g

@@ -195,15 +195,20 @@ func (r *Registry) List(channel string, limit int) (clients []protocol.Client, t
 	return clients, len(rm.clients)
 }
 
-// AnswerMaxAge is how old a presence answer may be while clients join and
-// leave (see Answer).
-const AnswerMaxAge = time.Second
+// A presence answer of a channel of more than AnswerCacheMin clients may
+// be AnswerMaxAge old while clients join and leave (see Answer); smaller
+// channels' answers are always current.
+const (
+	AnswerMaxAge   = time.Second
+	AnswerCacheMin = 100
+)
 
 // Answer returns the encoded answer to a presence op for channel: encode
-// builds it from up to MaxList clients and the total; it is shared while
-// nobody joined or left, else for AnswerMaxAge, so that however many
-// connections ask, a channel's list is built at most once a second. It
-// returns nil for a channel with nobody.
+// builds it from up to MaxList clients and the total. It is shared while
+// nobody joined or left; in a channel of more than AnswerCacheMin clients
+// also for AnswerMaxAge after that, so that however many connections ask,
+// a big channel's list is built at most once a second (a small one's
+// costs little to build). It returns nil for a channel with nobody.
 func (r *Registry) Answer(channel string, encode func(clients []protocol.Client, total int) *protocol.Wire) *protocol.Wire {
 	sh := r.shard(channel)
 	sh.mu.Lock()
@@ -213,7 +218,7 @@ func (r *Registry) Answer(channel string, encode func(clients []protocol.Client,
 		return nil
 	}
 	now := r.cfg.Now()
-	if rm.answer != nil && (!rm.changed || now.Sub(rm.answerAt) < AnswerMaxAge) {
+	if rm.answer != nil && (!rm.changed || len(rm.clients) > AnswerCacheMin && now.Sub(rm.answerAt) < AnswerMaxAge) {
 		return rm.answer
 	}
 	clients := make([]protocol.Client, 0, min(r.cfg.MaxList, len(rm.clients)))

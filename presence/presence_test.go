@@ -107,7 +107,8 @@ func BenchmarkList10k(b *testing.B) {
 }
 
 // A presence answer is built once and shared while nobody comes or goes;
-// under churn it is rebuilt at most once per AnswerMaxAge.
+// under churn, a big channel's is rebuilt at most once per AnswerMaxAge,
+// a small one's every time.
 func TestAnswerShared(t *testing.T) {
 	pat, _ := protocol.ParsePatterns("*")
 	now := time.Unix(100, 0)
@@ -119,6 +120,9 @@ func TestAnswerShared(t *testing.T) {
 	}
 	if r.Answer("c", encode) != nil {
 		t.Fatal("an answer for nobody")
+	}
+	for i := range presence.AnswerCacheMin {
+		r.Join("c", protocol.Client{Client: "m" + strconv.Itoa(i)})
 	}
 	r.Join("c", protocol.Client{Client: "a"})
 	w := r.Answer("c", encode)
@@ -139,5 +143,12 @@ func TestAnswerShared(t *testing.T) {
 	now = now.Add(presence.AnswerMaxAge)
 	if r.Answer("c", encode) == w2 || builds != 3 {
 		t.Fatal("not rebuilt after AnswerMaxAge")
+	}
+	// A small channel's answer is always current.
+	r.Join("s", protocol.Client{Client: "x"})
+	small := r.Answer("s", encode)
+	r.Join("s", protocol.Client{Client: "y"})
+	if r.Answer("s", encode) == small || builds != 5 {
+		t.Fatal("a small channel's answer was stale")
 	}
 }

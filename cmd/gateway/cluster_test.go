@@ -324,11 +324,13 @@ func gatewayConnections(t *testing.T, admin string) int {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var s struct{ Connections int }
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		t.Fatal(err)
+	// In cluster mode /api/stats sums the nodes; this node's own counts
+	// come first under "nodes".
+	var s struct{ Nodes []struct{ Connections int } }
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil || len(s.Nodes) == 0 {
+		t.Fatalf("stats without nodes: %v", err)
 	}
-	return s.Connections
+	return s.Nodes[0].Connections
 }
 
 // clusterClient is a pushgate.v1 client as an application writes one: it
