@@ -88,4 +88,4 @@ fuzz:
 # bench runs the micro-benchmarks; the load harness is `go run ./bench`
 # (see bench/README.md).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./wsproto ./server ./broadcast ./bench
+	$(GO) test -run '^$$' -bench . -benchmem ./wsproto ./server ./broadcast ./presence ./bench

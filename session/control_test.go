@@ -9,7 +9,9 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/pushgate/pushgate/auth"
 	"github.com/pushgate/pushgate/internal/wstest"
+	"github.com/pushgate/pushgate/presence"
 	"github.com/pushgate/pushgate/protocol"
 	"github.com/pushgate/pushgate/session"
 	"github.com/pushgate/pushgate/wsproto"
@@ -127,10 +129,14 @@ func TestServerSideSubscribe(t *testing.T) {
 }
 
 // Commands from other goroutines race with the clients' own ops and
-// closes on the same connections: nothing is lost or double counted, and
-// -race finds no unguarded access.
+// closes on the same connections, on presence channels: nothing is lost
+// or double counted, no presence entry outlives its connection, and -race
+// finds no unguarded access.
 func TestCommandsRaceClientOps(t *testing.T) {
-	g := startAuth(t, "")
+	v, _ := auth.NewVerifier(auth.Config{Secret: secret})
+	pat, _ := protocol.ParsePatterns("c*")
+	pres := presence.Config{Channels: pat, EventRate: 1 << 20}
+	g := start(t, options{verifier: v, presence: pres})
 	ctx := context.Background()
 	const conns = 8
 	clients := make([]*wstest.Client, conns)
@@ -155,19 +161,41 @@ func TestCommandsRaceClientOps(t *testing.T) {
 			for j := range 50 {
 				_, _ = g.sessions.Subscribe(ctx, session.Target{User: "racer"}, fmt.Sprintf("c%d", j%5))
 				_, _ = g.sessions.Unsubscribe(ctx, session.Target{User: "racer"}, fmt.Sprintf("c%d", (j+1)%5))
+				_, _ = g.sessions.Presence(ctx, fmt.Sprintf("c%d", j%5))
 			}
 		}()
 	}
+	// Others connect, subscribe and vanish while the commands run.
+	churner := token(t, secret, jwt.MapClaims{"sub": "churner", "channels": []string{"*"}})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range 20 {
+			c, err := wstest.TryConnectFrom("127.0.0.1", g.addr)
+			if err != nil {
+				continue
+			}
+			if c.TryUpgrade("/ws?channels=c1,c2&token="+churner, "Sec-WebSocket-Protocol: pushgate.v1") == nil {
+				_, _ = g.sessions.Disconnect(ctx, session.Target{User: "churner"}, true, "churn")
+			}
+			c.Conn.Close()
+		}
+	}()
 	wg.Wait()
-	n, err := g.sessions.Disconnect(ctx, session.Target{User: "racer"}, true, "")
-	if err != nil || n != conns {
-		t.Fatalf("disconnect: %d, %v", n, err)
-	}
+	_, _ = g.sessions.Disconnect(ctx, session.Target{User: "racer"}, true, "")
 	for _, c := range clients {
 		c.ExpectClose(wsproto.CloseDisconnected)
 	}
-	wstest.Eventually(t, "every subscription released", func() bool {
+	wstest.Eventually(t, "every subscription and presence entry released", func() bool {
 		s := g.hub.Stats()
-		return s.Members == 0 && s.Subscribers == 0
+		if s.Members != 0 || s.Subscribers != 0 {
+			return false
+		}
+		for i := range 5 {
+			if p, _ := g.sessions.Presence(ctx, fmt.Sprintf("c%d", i)); p.Total != 0 {
+				return false
+			}
+		}
+		return true
 	})
 }
