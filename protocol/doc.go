@@ -11,6 +11,8 @@
 //	{"op":"unsubscribe","channel":"news"}
 //	{"op":"publish","channel":"chat:lobby","data":<any JSON>}
 //	{"op":"refresh","token":"<JWT>"}
+//	{"op":"presence","channel":"chat:lobby"}
+//	{"op":"pong"}
 //
 // Server to client:
 //
@@ -19,6 +21,10 @@
 //	{"type":"unsubscribed","channel":"news"}
 //	{"type":"error","code":"forbidden","message":"...","channel":"news"}
 //	{"type":"refreshed","expires":<unix seconds>}
+//	{"type":"presence","channel":"chat:lobby","clients":[{"client":"...","user":"alice","info":{...}}]}
+//	{"type":"join","channel":"chat:lobby","client":"...","user":"alice","info":{...}}
+//	{"type":"leave","channel":"chat:lobby","client":"...","user":"alice","info":{...}}
+//	{"type":"ping"}
 //
 // # Encodings
 //

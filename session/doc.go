@@ -25,4 +25,16 @@
 // 4001 once exp plus the verifier's leeway has passed (server.Conn's
 // SetExpiry, checked by the heartbeat), unless a refresh op brought a
 // valid token for the same user first.
+//
+// Presence (presence.go): on channels the registry keeps presence for, a
+// subscribe joins the channel's presence and tells its subscribers, and
+// an unsubscribe, a close or a server's disconnect leaves it; a Peers
+// (package control) carries those events to the other nodes of a cluster.
+//
+// The server's commands (control.go): Disconnect (4002, or 4003 for good),
+// Subscribe and Unsubscribe act on a user's connections or one client's,
+// from any goroutine, under each target session's lock. A client id is
+// "<node>.<n>" (index.go): sessions are found by it through the server's
+// own table of connections, and by user through a sharded index of the
+// connections that have one.
 package session
