@@ -27,6 +27,9 @@ type Claims struct {
 	// (compacted), shown with the connection in presence and join/leave
 	// events; nil when absent.
 	Info json.RawMessage
+	// Open marks claims no token made: in open mode, only the Info a
+	// client gave itself.
+	Open bool
 }
 
 // MaxInfoBytes bounds the info claim: it is held with every presence

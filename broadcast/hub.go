@@ -323,7 +323,9 @@ func (h *Hub) Reply(m *Member, env []byte) {
 }
 
 // ReplyWire is Reply with an envelope shared with other connections
-// (encoded once per encoding).
+// (encoded once per encoding), written as m's socket drains, as a replay
+// is (Pacer): it may be large, and must not count against m's outbound
+// bound. Any goroutine may call it.
 func (h *Hub) ReplyWire(m *Member, w *protocol.Wire) {
 	if !m.shard.push(op{kind: opReply, m: m, wire: w, byMember: true}) {
 		_ = m.sub.Send(w.Encoded(m.enc, nil))

@@ -199,7 +199,9 @@ func (s *shard) do(o *op) {
 		}
 	case opReply:
 		if o.wire != nil {
-			_ = s.send(o.m, o.wire.Encoded(o.m.enc, nil))
+			if s.pace(o.m, o.wire.Encoded(o.m.enc, nil)) == nil && !s.batching && o.m.queued > 0 {
+				s.flush()
+			}
 			break
 		}
 		_ = s.send(o.m, protocol.Frame(o.m.enc, o.reply))

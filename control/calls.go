@@ -65,8 +65,30 @@ func (c *Cluster) answer(m *nats.Msg) {
 	} else if err := c.local(context.Background(), &req, &rep, true); err != nil {
 		rep.Error = err.Error()
 	}
-	data, _ := json.Marshal(rep)
-	_ = m.Respond(data)
+	data := c.fit(&rep)
+	if err := m.Respond(data); err != nil {
+		c.log.Warn("control: answer not sent", "op", req.Op, "bytes", len(data), "err", err)
+	}
+}
+
+// fit encodes rep within NATS's payload limit: a presence list is cut
+// (its total kept), a user list dropped (its count kept, so that the
+// merged count is the sum: an upper bound).
+func (c *Cluster) fit(rep *reply) []byte {
+	limit := int(c.nc.MaxPayload()) - 4096 // room for headers
+	for {
+		data, _ := json.Marshal(rep)
+		switch {
+		case len(data) <= limit:
+			return data
+		case len(rep.Users) > 0:
+			rep.Users = nil
+		case len(rep.Clients) > 0:
+			rep.Clients = rep.Clients[:len(rep.Clients)/2]
+		default:
+			return data
+		}
+	}
 }
 
 // local runs req on this node into rep.
@@ -171,9 +193,12 @@ func (c *Cluster) askAll(ctx context.Context, req request) ([]reply, error) {
 	if !c.nc.IsConnected() {
 		return nil, unavailable()
 	}
-	waiting := c.others()
+	waiting, listed := c.others()
+	if !listed {
+		return nil, unavailable() // which nodes to wait for is not known yet
+	}
 	inbox := c.nc.NewRespInbox()
-	ch := make(chan *nats.Msg, 64)
+	ch := make(chan *nats.Msg, 1024)
 	sub, err := c.nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return nil, unavailable()
@@ -195,7 +220,10 @@ func (c *Cluster) askAll(ctx context.Context, req request) ([]reply, error) {
 			}
 			delete(waiting, rep.Node)
 			if rep.Error != "" {
-				return nil, remoteError(rep.Error)
+				// It refused what this node took (a node of another
+				// version or settings): it has nothing to add.
+				c.log.Warn("control: a node refused a call", "op", req.Op, "node", rep.Node, "error", rep.Error)
+				continue
 			}
 			out = append(out, rep)
 		case <-ctx.Done():

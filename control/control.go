@@ -1,12 +1,14 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -55,9 +57,16 @@ type Cluster struct {
 	subjAll, subjPresence string
 	subs                  []*nats.Subscription
 
-	mu   sync.Mutex
-	live map[string]bool // nodes with a lease, as last listed (this one included)
-	kv   jetstream.KeyValue
+	mu     sync.Mutex
+	live   map[string]bool // nodes with a lease, as listed and watched (this one included)
+	listed bool            // live has been listed once
+	kv     jetstream.KeyValue
+
+	// Presence events to relay, sent by their own goroutine so that a slow
+	// NATS never blocks a connection's op; past its capacity an event is
+	// dropped, and the other nodes are told to ask again.
+	relay   chan relayEvent
+	relayed atomic.Bool // an event was lost: tell the others once connected
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -94,6 +103,7 @@ func New(cfg Config) (*Cluster, error) {
 		cfg: cfg, node: cfg.Local.Node(), log: cfg.Logger.With("control", cfg.URL),
 		subjAll: cfg.Stream + "-control.all", subjPresence: cfg.Stream + "-presence",
 		live: map[string]bool{}, quit: make(chan struct{}),
+		relay: make(chan relayEvent, relayQueue),
 	}
 	nc, err := nats.Connect(cfg.URL,
 		nats.Name("pushgate control "+c.node),
@@ -105,8 +115,12 @@ func New(cfg Config) (*Cluster, error) {
 		nats.PingInterval(time.Second),
 		nats.MaxPingsOutstanding(2),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			// A slow consumer among them: relayed events were lost.
 			c.log.Warn("control: NATS error", "err", err)
+			c.eventsLost()
 		}),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { c.eventsLost() }),
+		nats.ReconnectHandler(func(*nats.Conn) { c.resync() }),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("control: %w", err)
@@ -118,7 +132,7 @@ func New(cfg Config) (*Cluster, error) {
 	}{
 		{nodeSubject(cfg.Stream, c.node), c.answer},
 		{c.subjAll, c.answer},
-		{c.subjPresence, c.relayed},
+		{c.subjPresence, c.relayedEvent},
 	} {
 		sub, err := nc.Subscribe(s.subject, s.handle)
 		if err != nil {
@@ -127,8 +141,9 @@ func New(cfg Config) (*Cluster, error) {
 		}
 		c.subs = append(c.subs, sub)
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.leases()
+	go c.relayLoop()
 	return c, nil
 }
 
@@ -147,26 +162,84 @@ func (c *Cluster) Close() {
 			_ = kv.Delete(ctx, c.node)
 			cancel()
 		}
-		_ = c.nc.Drain()
+		// Drain answers the calls under way, then closes; bounded.
+		closed := make(chan struct{})
+		c.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if c.nc.Drain() == nil {
+			select {
+			case <-closed:
+			case <-time.After(2 * time.Second):
+			}
+		}
 		c.nc.Close()
 	})
 }
 
 // leases keeps this node's lease and the list of live nodes, and tells
-// local presence subscribers when a node disappears.
+// local presence subscribers when a node disappears. Between listings, a
+// watch of the bucket sees nodes arrive and drain at once; a lease that
+// expires (a dead node) shows at the next listing.
 func (c *Cluster) leases() {
 	defer c.wg.Done()
 	every := c.cfg.LeaseTTL / 3
 	t := time.NewTicker(every)
 	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var watch jetstream.KeyWatcher
+	c.refresh(every)
 	for {
-		c.refresh(every)
+		if watch == nil {
+			watch = c.watch(ctx)
+		}
+		var updates <-chan jetstream.KeyValueEntry
+		if watch != nil {
+			updates = watch.Updates()
+		}
 		select {
 		case <-c.quit:
 			return
 		case <-t.C:
+			c.refresh(every)
+		case e, ok := <-updates:
+			if !ok {
+				watch = nil
+				continue
+			}
+			c.watched(e)
 		}
 	}
+}
+
+// watch watches the lease bucket, nil if it cannot yet.
+func (c *Cluster) watch(ctx context.Context) jetstream.KeyWatcher {
+	c.mu.Lock()
+	kv := c.kv
+	c.mu.Unlock()
+	if kv == nil {
+		return nil
+	}
+	w, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return nil
+	}
+	return w
+}
+
+// watched applies a change of the lease bucket.
+func (c *Cluster) watched(e jetstream.KeyValueEntry) {
+	if e == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.Operation() == jetstream.KeyValuePut {
+		c.live[e.Key()] = true
+		return
+	}
+	// A node that drained deleted its lease; its connections' leave
+	// events went out as they closed.
+	delete(c.live, e.Key())
 }
 
 // refresh puts this node's lease and lists the live nodes.
@@ -198,7 +271,7 @@ func (c *Cluster) refresh(timeout time.Duration) {
 			gone = append(gone, n)
 		}
 	}
-	c.live = now
+	c.live, c.listed = now, true
 	c.mu.Unlock()
 	if len(gone) > 0 {
 		c.log.Info("control: nodes left the cluster", "nodes", gone)
@@ -235,7 +308,8 @@ func (c *Cluster) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 }
 
 // nodesGone sends every local subscriber of a presence channel a
-// presence_lagging notice: members of a dead node left without a leave.
+// presence_lagging notice: members of a dead node left without a leave,
+// or events between nodes were lost.
 func (c *Cluster) nodesGone() {
 	for _, ch := range c.cfg.Presence.Channels() {
 		c.cfg.Hub.Event(ch, protocol.AppendError(protocol.Buffer(200), protocol.CodePresenceLagging,
@@ -243,8 +317,9 @@ func (c *Cluster) nodesGone() {
 	}
 }
 
-// others is the live nodes but this one.
-func (c *Cluster) others() map[string]bool {
+// others is the live nodes but this one; ok is false until the nodes
+// have been listed once.
+func (c *Cluster) others() (nodes map[string]bool, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make(map[string]bool, len(c.live))
@@ -253,25 +328,85 @@ func (c *Cluster) others() map[string]bool {
 			out[n] = true
 		}
 	}
-	return out
+	return out, c.listed
 }
 
-// PresenceEvent publishes a presence event sent on this node to the
-// others (session.Peers).
+// relayQueue bounds the presence events waiting to be relayed.
+const relayQueue = 4096
+
+type relayEvent struct {
+	channel string
+	env     []byte
+}
+
+// PresenceEvent queues a presence event sent on this node for the others
+// (session.Peers). It never blocks: past relayQueue waiting, the event is
+// dropped and the others are told to ask again.
 func (c *Cluster) PresenceEvent(channel string, env []byte) {
-	msg := nats.NewMsg(c.subjPresence)
-	msg.Header.Set(hdrChannel, channel)
-	msg.Data = env
-	if err := c.nc.PublishMsg(msg); err != nil {
-		c.log.Debug("control: presence event not relayed", "channel", channel, "err", err)
+	select {
+	case c.relay <- relayEvent{channel, bytes.Clone(env)}:
+	default:
+		c.eventsLost()
 	}
 }
 
-const hdrChannel = "Pushgate-Channel"
+// relayLoop publishes queued presence events.
+func (c *Cluster) relayLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.quit:
+			return
+		case e := <-c.relay:
+			msg := nats.NewMsg(c.subjPresence)
+			msg.Header.Set(hdrChannel, e.channel)
+			msg.Data = e.env
+			if err := c.nc.PublishMsg(msg); err != nil {
+				c.eventsLost()
+			} else if c.relayed.Load() && c.nc.IsConnected() {
+				c.resync()
+			}
+		}
+	}
+}
+
+// Headers of relayed events.
+const (
+	hdrChannel = "Pushgate-Channel"
+	hdrResync  = "Pushgate-Resync" // events were lost: ask for presence again
+)
+
+// eventsLost records that presence events between nodes were lost (NATS
+// down, or a queue full): subscribers here may miss some, and the
+// others' may miss this node's. Each side tells its subscribers to ask
+// again, here now, there once NATS is back (resync).
+func (c *Cluster) eventsLost() {
+	if c.relayed.CompareAndSwap(false, true) {
+		c.nodesGone()
+	}
+}
+
+// resync tells the other nodes, once connected again, that events were
+// lost, so that they too tell their presence subscribers to ask again.
+func (c *Cluster) resync() {
+	if !c.relayed.Load() {
+		return
+	}
+	msg := nats.NewMsg(c.subjPresence)
+	msg.Header.Set(hdrResync, c.node)
+	if c.nc.PublishMsg(msg) == nil {
+		c.relayed.Store(false)
+		c.nodesGone()
+	}
+}
 
 // relayed hands another node's presence event to this node's
 // subscribers of its channel.
-func (c *Cluster) relayed(m *nats.Msg) {
+func (c *Cluster) relayedEvent(m *nats.Msg) {
+	if m.Header.Get(hdrResync) != "" {
+		c.nodesGone()
+		return
+	}
 	channel := m.Header.Get(hdrChannel)
 	if !protocol.ValidName(channel) || !json.Valid(m.Data) {
 		return

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,13 +31,15 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var secret = []byte("0123456789abcdef0123456789abcdef-test")
 
-func startNATS(t *testing.T) string {
+func startNATS(t *testing.T, maxPayload ...int32) string {
 	t.Helper()
 	_, p, _ := net.SplitHostPort(proctest.FreeAddr(t))
 	port, _ := strconv.Atoi(p)
-	s, err := natsserver.NewServer(&natsserver.Options{
-		Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-	})
+	opts := &natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}
+	if len(maxPayload) > 0 {
+		opts.MaxPayload = maxPayload[0]
+	}
+	s, err := natsserver.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +86,7 @@ func waitNodes(t *testing.T, nodes ...*node) {
 	wstest.Eventually(t, "every node to see the others", func() bool {
 		for _, n := range nodes {
 			n.cluster.refresh(time.Second)
-			if len(n.cluster.others()) != len(nodes)-1 {
+			if others, _ := n.cluster.others(); len(others) != len(nodes)-1 {
 				return false
 			}
 		}
@@ -94,7 +97,13 @@ func waitNodes(t *testing.T, nodes ...*node) {
 // dial connects user to n with a token and subscribes it to channels.
 func (n *node) dial(t *testing.T, user string, channels ...string) *wstest.Client {
 	t.Helper()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": user, "channels": []string{"*"}, "info": map[string]string{"name": user}}).
+	return n.dialInfo(t, user, user, channels...)
+}
+
+// dialInfo is dial with the name in the token's info.
+func (n *node) dialInfo(t *testing.T, user, name string, channels ...string) *wstest.Client {
+	t.Helper()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": user, "channels": []string{"*"}, "info": map[string]string{"name": name}}).
 		SignedString(secret)
 	if err != nil {
 		t.Fatal(err)
@@ -153,6 +162,15 @@ func TestClusterPresenceAndCommands(t *testing.T) {
 		if err != nil || s.Clients != 3 || s.Users != 2 {
 			t.Fatalf("stats: %+v %v; want 3 clients of 2 users", s, err)
 		}
+	}
+	// A client's presence op lists every node's clients.
+	ann.Send(`{"op":"presence","channel":"room"}`)
+	var p struct {
+		Type    string
+		Clients []protocol.Client
+	}
+	if err := json.Unmarshal(ann.ReadMsg().Raw, &p); err != nil || p.Type != "presence" || len(p.Clients) != 3 {
+		t.Fatalf("ann's presence op: %+v %v", p, err)
 	}
 	if _, err := a.cluster.Presence(ctx, "lobby"); !errors.Is(err, session.ErrPresenceOff) {
 		t.Fatalf("presence of a channel without it: %v", err)
@@ -248,5 +266,26 @@ func TestClusterNodeDies(t *testing.T) {
 	// Bound: the lease (1.5 s) and a third of it for a to look.
 	if d := time.Since(start); d > 1500*time.Millisecond*4/3+time.Second {
 		t.Fatalf("notice after %v", d)
+	}
+}
+
+// A node's answer that would pass NATS's payload limit is cut to fit,
+// its totals kept: the call neither times out nor loses the node.
+func TestClusterAnswerFitsPayload(t *testing.T) {
+	url := startNATS(t, 64<<10)
+	a, b := startNode(t, url, 3*time.Second), startNode(t, url, 3*time.Second)
+	waitNodes(t, a, b)
+	name := strings.Repeat("n", 1000)
+	for i := range 80 { // 80 KiB of info on b
+		c := b.dialInfo(t, "u"+strconv.Itoa(i), name, "room")
+		defer c.Conn.Close()
+	}
+	p, err := a.cluster.Presence(context.Background(), "room")
+	if err != nil || p.Total != 80 || len(p.Clients) == 0 || len(p.Clients) >= 80 {
+		t.Fatalf("presence through a 64 KiB NATS: total %d, %d listed, %v; want all 80 counted, a part listed", p.Total, len(p.Clients), err)
+	}
+	s, err := a.cluster.PresenceStats(context.Background(), "room")
+	if err != nil || s.Clients != 80 || s.Users != 80 {
+		t.Fatalf("stats: %+v %v", s, err)
 	}
 }

@@ -49,6 +49,9 @@ type Registry struct {
 type shard struct {
 	mu    sync.Mutex
 	rooms map[string]*room
+	// recent keeps the event counts of channels emptied in recentSecond.
+	recent       map[string]rate
+	recentSecond int64
 }
 
 // room is one channel's presence.
@@ -58,12 +61,10 @@ type room struct {
 	second  int64                       // the second events are being counted in
 	events  int                         // events decided in that second
 
-	// The encoded answer to a presence op, shared by every connection
-	// that asks within a second of it being built, or as long as nobody
-	// joined or left: a flood of presence ops costs one list a second.
-	answer   *protocol.Wire
+	// Presence ops of a big channel (Answer): when the last answer was
+	// built, and the asks waiting for the next one.
 	answerAt time.Time
-	changed  bool // a join or leave since answer was built
+	waiting  []func(*protocol.Wire)
 }
 
 // New returns a Registry for cfg.
@@ -125,7 +126,13 @@ func (r *Registry) decide(rm *room) Decision {
 
 // Join records c in channel and says what to do with its join event. A
 // client already there is not counted twice (and its event is dropped).
-func (r *Registry) Join(channel string, c protocol.Client) Decision {
+//
+// announce, when set, is called with the decision under the registry's
+// lock, as Answer's deliver is: events and answers of a channel are handed
+// on (to the hub's queues) in the order the registry changed, so no
+// answer is older than an event sent before it. It may hand on, but must
+// not call the registry.
+func (r *Registry) Join(channel string, c protocol.Client, announce func(Decision)) Decision {
 	sh := r.shard(channel)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -133,22 +140,27 @@ func (r *Registry) Join(channel string, c protocol.Client) Decision {
 	if rm == nil {
 		rm = &room{clients: make(map[string]*protocol.Client), users: make(map[string]int32)}
 		sh.rooms[channel] = rm
+		sh.restoreRate(channel, rm, r.cfg.Now().Unix())
 	}
 	if rm.clients[c.Client] != nil {
 		return Drop
 	}
 	rm.clients[c.Client] = &c
-	rm.changed = true
 	if c.User != "" {
 		rm.users[c.User]++
 	}
 	r.clients.Add(1)
-	return r.decide(rm)
+	d := r.decide(rm)
+	if announce != nil {
+		announce(d)
+	}
+	return d
 }
 
 // Leave removes client from channel and returns its entry and what to do
-// with its leave event; ok is false if it was not there.
-func (r *Registry) Leave(channel, client string) (c protocol.Client, d Decision, ok bool) {
+// with its leave event; ok is false if it was not there. announce is as
+// Join's.
+func (r *Registry) Leave(channel, client string, announce func(protocol.Client, Decision)) (c protocol.Client, d Decision, ok bool) {
 	sh := r.shard(channel)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -158,7 +170,6 @@ func (r *Registry) Leave(channel, client string) (c protocol.Client, d Decision,
 	}
 	c = *rm.clients[client]
 	delete(rm.clients, client)
-	rm.changed = true
 	if c.User != "" {
 		if rm.users[c.User]--; rm.users[c.User] <= 0 {
 			delete(rm.users, c.User)
@@ -166,10 +177,37 @@ func (r *Registry) Leave(channel, client string) (c protocol.Client, d Decision,
 	}
 	r.clients.Add(-1)
 	d = r.decide(rm)
-	if len(rm.clients) == 0 {
+	if announce != nil {
+		announce(c, d)
+	}
+	if len(rm.clients) == 0 && len(rm.waiting) == 0 {
 		delete(sh.rooms, channel)
+		sh.keepRate(channel, rm)
 	}
 	return c, d, true
+}
+
+// rate is a channel's event count in a second, kept while the channel is
+// empty so that leaving and joining again does not restart its rate.
+type rate struct {
+	second int64
+	events int
+}
+
+// keepRate keeps an emptied room's event count for the rest of its
+// second. The shard's lock is held.
+func (sh *shard) keepRate(channel string, rm *room) {
+	if sh.recent == nil || sh.recentSecond != rm.second {
+		sh.recent, sh.recentSecond = map[string]rate{}, rm.second // older ones are spent
+	}
+	sh.recent[channel] = rate{rm.second, rm.events}
+}
+
+// restoreRate gives a new room the count its channel had this second.
+func (sh *shard) restoreRate(channel string, rm *room, now int64) {
+	if r, ok := sh.recent[channel]; ok && r.second == now {
+		rm.second, rm.events = r.second, r.events
+	}
 }
 
 // List returns up to limit (at most MaxList) of channel's clients and how
@@ -195,32 +233,68 @@ func (r *Registry) List(channel string, limit int) (clients []protocol.Client, t
 	return clients, len(rm.clients)
 }
 
-// A presence answer of a channel of more than AnswerCacheMin clients may
-// be AnswerMaxAge old while clients join and leave (see Answer); smaller
-// channels' answers are always current.
+// A channel of more than AnswerBatchMin clients builds its presence
+// answer at most twice per AnswerInterval: an ask within AnswerInterval of
+// the last build waits for the next, which answers every ask that waited
+// (Answer). Smaller channels build one for every ask; they cost little.
 const (
-	AnswerMaxAge   = time.Second
-	AnswerCacheMin = 100
+	AnswerInterval = time.Second
+	AnswerBatchMin = 100
+	// maxWaiting bounds the asks one channel holds for its next answer.
+	maxWaiting = 1 << 16
 )
 
-// Answer returns the encoded answer to a presence op for channel: encode
-// builds it from up to MaxList clients and the total. It is shared while
-// nobody joined or left; in a channel of more than AnswerCacheMin clients
-// also for AnswerMaxAge after that, so that however many connections ask,
-// a big channel's list is built at most once a second (a small one's
-// costs little to build). It returns nil for a channel with nobody.
-func (r *Registry) Answer(channel string, encode func(clients []protocol.Client, total int) *protocol.Wire) *protocol.Wire {
+// Answer answers a presence op for channel: deliver is called with
+// encode's envelope of up to MaxList clients and the total, under the
+// registry's lock (see Join): now, or, when a big channel built an answer
+// less than AnswerInterval ago, with the next one, from another goroutine.
+// No answer is kept once delivered. It reports false, and does not call
+// deliver, when the channel holds maxWaiting asks already.
+func (r *Registry) Answer(channel string, encode func(clients []protocol.Client, total int) *protocol.Wire,
+	deliver func(*protocol.Wire)) bool {
 	sh := r.shard(channel)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rm := sh.rooms[channel]
 	if rm == nil {
-		return nil
+		deliver(encode(nil, 0))
+		return true
 	}
 	now := r.cfg.Now()
-	if rm.answer != nil && (!rm.changed || len(rm.clients) > AnswerCacheMin && now.Sub(rm.answerAt) < AnswerMaxAge) {
-		return rm.answer
+	if len(rm.clients) <= AnswerBatchMin || now.Sub(rm.answerAt) >= AnswerInterval {
+		rm.answerAt = now
+		deliver(r.buildLocked(rm, encode))
+		return true
 	}
+	if len(rm.waiting) >= maxWaiting {
+		return false
+	}
+	rm.waiting = append(rm.waiting, deliver)
+	if len(rm.waiting) == 1 {
+		time.AfterFunc(rm.answerAt.Add(AnswerInterval).Sub(now), func() { r.flush(channel, rm, encode) })
+	}
+	return true
+}
+
+// flush answers the asks that waited for rm's next answer.
+func (r *Registry) flush(channel string, rm *room, encode func([]protocol.Client, int) *protocol.Wire) {
+	sh := r.shard(channel)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	rm.answerAt = r.cfg.Now()
+	w := r.buildLocked(rm, encode)
+	for _, deliver := range rm.waiting {
+		deliver(w)
+	}
+	rm.waiting = nil
+	if len(rm.clients) == 0 {
+		delete(sh.rooms, channel)
+		sh.keepRate(channel, rm)
+	}
+}
+
+// buildLocked encodes rm's answer. Its shard's lock is held.
+func (r *Registry) buildLocked(rm *room, encode func([]protocol.Client, int) *protocol.Wire) *protocol.Wire {
 	clients := make([]protocol.Client, 0, min(r.cfg.MaxList, len(rm.clients)))
 	for _, c := range rm.clients {
 		if len(clients) == r.cfg.MaxList {
@@ -228,8 +302,7 @@ func (r *Registry) Answer(channel string, encode func(clients []protocol.Client,
 		}
 		clients = append(clients, *c)
 	}
-	rm.answer, rm.answerAt, rm.changed = encode(clients, len(rm.clients)), now, false
-	return rm.answer
+	return encode(clients, len(rm.clients))
 }
 
 // Channels returns the channels with presence entries on this node.

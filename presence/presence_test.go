@@ -1,7 +1,9 @@
 package presence_test
 
 import (
+	"encoding/json"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,11 +20,11 @@ func TestCountsAndList(t *testing.T) {
 	}
 	users := []string{"alice", "alice", "bob", "", ""}
 	for i, u := range users {
-		if d := r.Join("room:a", protocol.Client{Client: "n." + strconv.Itoa(i), User: u}); d != presence.Send {
+		if d := r.Join("room:a", protocol.Client{Client: "n." + strconv.Itoa(i), User: u}, nil); d != presence.Send {
 			t.Fatalf("join %d: %v", i, d)
 		}
 	}
-	if d := r.Join("room:a", protocol.Client{Client: "n.0", User: "alice"}); d != presence.Drop {
+	if d := r.Join("room:a", protocol.Client{Client: "n.0", User: "alice"}, nil); d != presence.Drop {
 		t.Fatal("a client joined twice")
 	}
 	clients, _, userCount := r.Stats("room:a", false)
@@ -37,11 +39,11 @@ func TestCountsAndList(t *testing.T) {
 		t.Fatalf("limit 2 listed %d", len(list))
 	}
 	for _, id := range []string{"n.0", "n.2"} {
-		if _, _, ok := r.Leave("room:a", id); !ok {
+		if _, _, ok := r.Leave("room:a", id, nil); !ok {
 			t.Fatalf("leave %s", id)
 		}
 	}
-	if _, _, ok := r.Leave("room:a", "n.0"); ok {
+	if _, _, ok := r.Leave("room:a", "n.0", nil); ok {
 		t.Fatal("left twice")
 	}
 	_, users2, userCount := r.Stats("room:a", true)
@@ -49,7 +51,7 @@ func TestCountsAndList(t *testing.T) {
 		t.Fatalf("users after leaves: %v", users2)
 	}
 	for _, id := range []string{"n.1", "n.3", "n.4"} {
-		r.Leave("room:a", id)
+		r.Leave("room:a", id, nil)
 	}
 	if c, _, _ := r.Stats("room:a", false); c != 0 || r.Clients() != 0 {
 		t.Fatal("an empty room still counts")
@@ -62,16 +64,25 @@ func TestEventRate(t *testing.T) {
 	r := presence.New(presence.Config{Channels: pat, EventRate: 2, Now: func() time.Time { return now }})
 	want := []presence.Decision{presence.Send, presence.Send, presence.Notice, presence.Drop, presence.Drop}
 	for i, w := range want {
-		if d := r.Join("c", protocol.Client{Client: strconv.Itoa(i)}); d != w {
+		if d := r.Join("c", protocol.Client{Client: strconv.Itoa(i)}, nil); d != w {
 			t.Fatalf("event %d: %v, want %v", i, d, w)
 		}
 	}
+	// A lone client that leaves and joins again, emptying the channel
+	// each time, does not restart its rate.
+	r.Join("e", protocol.Client{Client: "a"}, nil)
+	for i := range 4 {
+		_, d, _ := r.Leave("e", "a", nil)
+		if d2 := r.Join("e", protocol.Client{Client: "a"}, nil); i > 0 && (d != presence.Drop || d2 != presence.Drop) {
+			t.Fatalf("cycle %d: %v %v, want drops: the rate is the channel's, emptied or not", i, d, d2)
+		}
+	}
 	now = now.Add(time.Second)
-	if _, d, _ := r.Leave("c", "0"); d != presence.Send {
+	if _, d, _ := r.Leave("c", "0", nil); d != presence.Send {
 		t.Fatalf("next second: %v", d)
 	}
 	// Another channel has its own rate.
-	if d := r.Join("d", protocol.Client{Client: "x"}); d != presence.Send {
+	if d := r.Join("d", protocol.Client{Client: "x"}, nil); d != presence.Send {
 		t.Fatal(d)
 	}
 }
@@ -82,13 +93,13 @@ func BenchmarkJoinLeave10k(b *testing.B) {
 	pat, _ := protocol.ParsePatterns("*")
 	r := presence.New(presence.Config{Channels: pat, EventRate: 1 << 30})
 	for i := range 10_000 {
-		r.Join("big", protocol.Client{Client: "m." + strconv.Itoa(i), User: "u" + strconv.Itoa(i%5000)})
+		r.Join("big", protocol.Client{Client: "m." + strconv.Itoa(i), User: "u" + strconv.Itoa(i%5000)}, nil)
 	}
 	c := protocol.Client{Client: "new.1", User: "newcomer"}
 	b.ReportAllocs()
 	for b.Loop() {
-		r.Join("big", c)
-		r.Leave("big", c.Client)
+		r.Join("big", c, nil)
+		r.Leave("big", c.Client, nil)
 	}
 }
 
@@ -98,7 +109,7 @@ func BenchmarkList10k(b *testing.B) {
 	pat, _ := protocol.ParsePatterns("*")
 	r := presence.New(presence.Config{Channels: pat, EventRate: 1 << 30})
 	for i := range 10_000 {
-		r.Join("big", protocol.Client{Client: "m." + strconv.Itoa(i), User: "u" + strconv.Itoa(i)})
+		r.Join("big", protocol.Client{Client: "m." + strconv.Itoa(i), User: "u" + strconv.Itoa(i)}, nil)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -106,49 +117,56 @@ func BenchmarkList10k(b *testing.B) {
 	}
 }
 
-// A presence answer is built once and shared while nobody comes or goes;
-// under churn, a big channel's is rebuilt at most once per AnswerMaxAge,
-// a small one's every time.
-func TestAnswerShared(t *testing.T) {
+// A small channel's answer is built for every ask; a big one's at most
+// once per AnswerInterval past the first: the asks in between wait for
+// the next build, which answers them all, and nothing is kept after.
+func TestAnswerBatched(t *testing.T) {
 	pat, _ := protocol.ParsePatterns("*")
 	now := time.Unix(100, 0)
-	r := presence.New(presence.Config{Channels: pat, Now: func() time.Time { return now }})
+	var mu sync.Mutex
+	r := presence.New(presence.Config{Channels: pat, Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }})
 	builds := 0
 	encode := func(clients []protocol.Client, total int) *protocol.Wire {
 		builds++
 		return protocol.NewWire(protocol.AppendPresence(protocol.Buffer(64), "c", clients, false))
 	}
-	if r.Answer("c", encode) != nil {
-		t.Fatal("an answer for nobody")
+	var got []*protocol.Wire
+	deliver := func(w *protocol.Wire) { got = append(got, w) }
+	r.Join("s", protocol.Client{Client: "x"}, nil)
+	for range 3 {
+		r.Answer("s", encode, deliver)
 	}
-	for i := range presence.AnswerCacheMin {
-		r.Join("c", protocol.Client{Client: "m" + strconv.Itoa(i)})
+	if builds != 3 || len(got) != 3 {
+		t.Fatalf("small channel: %d builds for %d answers, want one each", builds, len(got))
 	}
-	r.Join("c", protocol.Client{Client: "a"})
-	w := r.Answer("c", encode)
-	now = now.Add(time.Hour)
-	if r.Answer("c", encode) != w || builds != 1 {
-		t.Fatal("rebuilt with nobody coming or going")
+	for i := range presence.AnswerBatchMin + 1 {
+		r.Join("c", protocol.Client{Client: "m" + strconv.Itoa(i)}, nil)
 	}
-	r.Join("c", protocol.Client{Client: "b"})
-	w2 := r.Answer("c", encode)
-	if w2 == w || builds != 2 {
-		t.Fatal("not rebuilt after a join")
+	builds, got = 0, nil
+	r.Answer("c", encode, deliver) // built now
+	if builds != 1 || len(got) != 1 {
+		t.Fatalf("first ask of a big channel: %d builds, %d answers", builds, len(got))
 	}
-	r.Join("c", protocol.Client{Client: "d"})
-	now = now.Add(presence.AnswerMaxAge / 2)
-	if r.Answer("c", encode) != w2 || builds != 2 {
-		t.Fatal("rebuilt within AnswerMaxAge")
+	done := make(chan struct{})
+	var late []*protocol.Wire
+	for range 5 {
+		r.Answer("c", encode, func(w *protocol.Wire) {
+			late = append(late, w) // under the registry's lock: one at a time
+			if len(late) == 5 {
+				close(done)
+			}
+		})
 	}
-	now = now.Add(presence.AnswerMaxAge)
-	if r.Answer("c", encode) == w2 || builds != 3 {
-		t.Fatal("not rebuilt after AnswerMaxAge")
+	if builds != 1 {
+		t.Fatalf("asks within the interval built %d answers", builds-1)
 	}
-	// A small channel's answer is always current.
-	r.Join("s", protocol.Client{Client: "x"})
-	small := r.Answer("s", encode)
-	r.Join("s", protocol.Client{Client: "y"})
-	if r.Answer("s", encode) == small || builds != 5 {
-		t.Fatal("a small channel's answer was stale")
+	r.Join("c", protocol.Client{Client: "newcomer"}, nil)
+	<-done // the flush, AnswerInterval after the first build
+	if builds != 2 || late[0] != late[4] {
+		t.Fatalf("%d builds; the waiting asks must share the one next answer", builds)
+	}
+	var p struct{ Clients []protocol.Client }
+	if err := json.Unmarshal(late[0].Envelope(), &p); err != nil || len(p.Clients) != presence.AnswerBatchMin+2 {
+		t.Fatalf("the deferred answer lists %d clients, want the newcomer too", len(p.Clients))
 	}
 }

@@ -109,7 +109,7 @@ func (h *Handler) onChannel(t Target, channel string, do func(*Session) bool) (i
 	n := 0
 	for _, s := range list {
 		s.mu.Lock()
-		if !s.closed && do(s) {
+		if !s.closed && !s.kicked && do(s) {
 			n++
 		}
 		s.mu.Unlock()

@@ -1,6 +1,9 @@
 package session
 
 import (
+	"context"
+	"time"
+
 	"github.com/pushgate/pushgate/presence"
 	"github.com/pushgate/pushgate/protocol"
 )
@@ -15,8 +18,10 @@ import (
 type Peers interface {
 	// PresenceEvent hands an event (join, leave or notice) sent to
 	// channel's subscribers here to the other nodes' subscribers. env
-	// is only valid during the call.
+	// is only valid during the call. It must not block.
 	PresenceEvent(channel string, env []byte)
+	// Presence lists channel's clients on every node.
+	Presence(ctx context.Context, channel string) (PresenceList, error)
 }
 
 // SetPeers makes h relay its presence events to peers. Call it before the
@@ -46,7 +51,7 @@ func (h *Handler) joined(s *Session, name string) {
 		return
 	}
 	c := h.client(s)
-	h.announce(protocol.EventJoin, name, &c, h.presence.Join(name, c))
+	h.presence.Join(name, c, func(d presence.Decision) { h.announce(protocol.EventJoin, name, &c, d) })
 }
 
 // left records that s is no longer subscribed to name. s.mu is held.
@@ -54,13 +59,14 @@ func (h *Handler) left(s *Session, name string) {
 	if !h.presence.On(name) {
 		return
 	}
-	if c, d, ok := h.presence.Leave(name, h.index.clientID(s)); ok {
+	h.presence.Leave(name, h.index.clientID(s), func(c protocol.Client, d presence.Decision) {
 		h.announce(protocol.EventLeave, name, &c, d)
-	}
+	})
 }
 
-// announce sends a join or leave event to the channel's subscribers on
-// this node, as the registry decided.
+// announce sends a join or leave event to the channel's subscribers, as
+// the registry decided; it runs under the registry's lock (see
+// presence.Registry.Join).
 func (h *Handler) announce(event, channel string, c *protocol.Client, d presence.Decision) {
 	switch d {
 	case presence.Send:
@@ -75,30 +81,109 @@ func (h *Handler) announce(event, channel string, c *protocol.Client, d presence
 	}
 }
 
+// A connection asks for presence at most presenceBurst times at once and
+// once per presenceEvery after that: an answer may be a megabyte (1,000
+// clients with their info), and it is written as the socket drains.
+const (
+	presenceEvery = 5 // ticks of 100 ms: two a second
+	presenceBurst = 4
+)
+
+// presenceAllowed takes a presence op from s's budget: a generic cell
+// rate algorithm whose one state is the time its next op is due, in 100 ms
+// ticks mod 2^16 (a Session's size is what an idle connection costs). s.mu
+// is held.
+func (s *Session) presenceAllowed(now time.Time) bool {
+	tick := uint16(now.UnixMilli() / 100)
+	const limit = presenceEvery * (presenceBurst - 1)
+	due := int16(s.presenceAt - tick)
+	if due < 0 || due > limit+presenceEvery { // idle, or a due time from a wrap ago
+		s.presenceAt, due = tick, 0
+	}
+	if due > limit {
+		return false
+	}
+	s.presenceAt += presenceEvery
+	return true
+}
+
 // presenceOp answers {"op":"presence"}: the channel's clients, up to the
-// registry's cap ("truncated" past it), at most a second old while clients
-// come and go (presence.Registry.Answer). The connection must be
-// subscribed.
+// registry's cap ("truncated" past it). The connection must be subscribed.
+// On one node the answer is built after every join and leave event the
+// connection was sent before it; a big channel builds one at most twice a
+// second for all who ask (presence.Registry.Answer). In a cluster it
+// merges every node's (see presenceCluster).
 func (h *Handler) presenceOp(s *Session, name string) {
 	switch {
 	case !protocol.ValidName(name):
 		h.reply(s, protocol.CodeInvalidChannel, protocol.MsgInvalidChannel, "")
+		return
 	case !h.presence.On(name):
 		h.reply(s, protocol.CodePresenceOff, "this channel does not keep presence", name)
+		return
 	case !s.m.Subscribed(name):
 		h.reply(s, protocol.CodeNotSubscribed, "subscribe to the channel to see its presence", name)
-	default:
-		encode := func(list []protocol.Client, total int) *protocol.Wire {
-			size := 64 + len(name)
-			for i := range list {
-				size += protocol.ClientSize(&list[i])
-			}
-			return protocol.NewWire(protocol.AppendPresence(protocol.Buffer(size), name, list, total > len(list)))
-		}
-		w := h.presence.Answer(name, encode)
-		if w == nil { // not listed: subscribed while its presence was off
-			w = encode(nil, 0)
-		}
-		h.hub.ReplyWire(s.m, w)
+		return
+	case !s.presenceAllowed(time.Now()):
+		h.reply(s, protocol.CodeRateLimited, "presence: at most 2 a second, in bursts of 4; this one was dropped", name)
+		return
+	}
+	m := s.m
+	deliver := func(w *protocol.Wire) { h.hub.ReplyWire(m, w) }
+	if h.peers != nil {
+		h.presenceCluster(s, name, deliver)
+		return
+	}
+	if !h.presence.Answer(name, func(list []protocol.Client, total int) *protocol.Wire {
+		return presenceWire(name, list, total)
+	}, deliver) {
+		h.reply(s, protocol.CodeOverloaded, "too many presence asks of this channel, try again", name)
 	}
 }
+
+// presenceWire encodes a presence answer.
+func presenceWire(name string, list []protocol.Client, total int) *protocol.Wire {
+	size := 64 + len(name)
+	for i := range list {
+		size += protocol.ClientSize(&list[i])
+	}
+	return protocol.NewWire(protocol.AppendPresence(protocol.Buffer(size), name, list, total > len(list)))
+}
+
+// maxClusterAsks bounds the presence ops a node waits on other nodes for
+// at once; past it the op is answered "overloaded".
+const maxClusterAsks = 256
+
+// presenceCluster answers a presence op with every node's clients (Peers):
+// the asks of one channel that arrive while its nodes are being asked
+// share that answer. It is sent when the nodes have answered, possibly
+// after the replies to later ops; an event from another node may cross
+// it. s.mu is held.
+func (h *Handler) presenceCluster(s *Session, name string, deliver func(*protocol.Wire)) {
+	select {
+	case h.clusterAsks <- struct{}{}:
+	default:
+		h.reply(s, protocol.CodeOverloaded, "too many presence asks in flight, try again", name)
+		return
+	}
+	go func() {
+		defer func() { <-h.clusterAsks }()
+		v, err, _ := h.asks.Do(name, func() (any, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), clusterAskTimeout)
+			defer cancel()
+			p, err := h.peers.Presence(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			return presenceWire(name, p.Clients, p.Total), nil
+		})
+		if err != nil {
+			h.replyLater(s, protocol.CodeUnavailable, "presence: the other nodes cannot be asked now, try again", name)
+			return
+		}
+		deliver(v.(*protocol.Wire))
+	}()
+}
+
+// clusterAskTimeout bounds a presence op's wait for the other nodes.
+const clusterAskTimeout = 3 * time.Second

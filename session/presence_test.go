@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
@@ -147,6 +148,31 @@ func TestPresenceFromToken(t *testing.T) {
 		}
 		break
 	}
+}
+
+// A connection asks for presence at most 4 times at once, then twice a
+// second: each answer may be large.
+func TestPresenceOpRate(t *testing.T) {
+	pat, _ := protocol.ParsePatterns("room")
+	g := start(t, options{presence: presence.Config{Channels: pat}})
+	c, _ := joinRoom(t, g, "room", "Ann")
+	for range 5 {
+		c.Send(`{"op":"presence","channel":"room"}`)
+	}
+	for range 4 {
+		readPresence(t, c, "presence")
+	}
+	if m := c.ExpectMsg("error", "rate_limited"); m.Channel != "room" {
+		t.Fatalf("got %s", m.Raw)
+	}
+	// The budget refills: within a second another is answered.
+	wstest.Until(t, 5*time.Second, func() error {
+		c.Send(`{"op":"presence","channel":"room"}`)
+		if m := c.ReadMsg(); m.Type != "presence" {
+			return errors.New(string(m.Raw))
+		}
+		return nil
+	})
 }
 
 func TestPresenceInfoRefused(t *testing.T) {

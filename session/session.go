@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/pushgate/pushgate/auth"
 	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/metrics"
@@ -66,8 +68,10 @@ type Conn interface {
 	// client.
 	Close(reason server.CloseReason, text string)
 	// Slot names the connection among its server's open ones (reused once
-	// it closed); the handler's Lookup finds it by slot.
+	// it closed); the handler's Lookup finds it by slot, and what SetData
+	// stored there.
 	Slot() int
+	SetData(v any)
 }
 
 // Handler serves the pushgate.v1 protocol: it turns a connection's ops
@@ -84,6 +88,9 @@ type Handler struct {
 	index     index
 	presence  *presence.Registry
 	peers     Peers // nil on a single node
+	// Presence ops waiting on other nodes (presenceCluster).
+	asks        singleflight.Group
+	clusterAsks chan struct{}
 }
 
 // New returns the Handler for cfg.
@@ -107,7 +114,8 @@ func New(cfg Config) *Handler {
 		cfg.Presence = presence.New(presence.Config{})
 	}
 	h := &Handler{backlog: cfg.MaxBacklog, hub: cfg.Hub, publisher: cfg.Publisher, publish: cfg.ClientPublish,
-		m: cfg.Metrics, log: cfg.Logger, verifier: cfg.Verifier, presence: cfg.Presence}
+		m: cfg.Metrics, log: cfg.Logger, verifier: cfg.Verifier, presence: cfg.Presence,
+		clusterAsks: make(chan struct{}, maxClusterAsks)}
 	h.index.init(cfg.Node, cfg.Lookup)
 	return h
 }
@@ -119,14 +127,14 @@ func New(cfg Config) *Handler {
 // API goroutines) run one at a time under it. Lock order: Session.mu, then
 // the index's locks, then the hub's (see LOCKS.md).
 type Session struct {
-	mu     sync.Mutex
-	closed bool              // under mu: End has run; commands do nothing
-	kicked bool              // under mu: the server is closing it (Disconnect)
-	authed bool              // authentication is on: claims are a token's
-	id     uint32            // the client id's serial on this node (index.go)
-	m      *broadcast.Member // its connection is m's Subscriber
+	mu         sync.Mutex
+	closed     bool              // under mu: End has run; commands do nothing
+	kicked     bool              // under mu: the server is closing it (Disconnect)
+	presenceAt uint16            // under mu: presence ops' rate (presenceAllowed)
+	id         uint32            // the client id's serial on this node (index.go)
+	m          *broadcast.Member // its connection is m's Subscriber
 	// claims are the token's (replaced by refresh, under mu); in open
-	// mode nil, or only the info the client gave.
+	// mode nil, or the info the client gave (Open).
 	claims *auth.Claims
 }
 
@@ -138,7 +146,7 @@ type Session struct {
 // presence. ping=1 asks for app-level pings. Call End when the connection
 // has closed.
 func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
-	s := &Session{m: h.hub.Join(c), claims: claims, authed: claims != nil}
+	s := &Session{m: h.hub.Join(c), claims: claims}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q, err := url.ParseQuery(string(query)) // keeps the well-formed pairs
@@ -151,13 +159,15 @@ func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
 		if info, err := auth.ParseInfo([]byte(raw)); err != nil {
 			h.reply(s, protocol.CodeBadRequest, "info must be a JSON object of at most 1024 bytes", "")
 		} else {
-			s.claims = &auth.Claims{Info: info}
+			s.claims = &auth.Claims{Info: info, Open: true}
 		}
 	}
 	if q.Get("ping") == "1" {
 		c.WantAppPing()
 	}
 	h.index.add(s)
+	// Findable by client id before its first join event names it.
+	c.SetData(s)
 	if user := s.user(); user != "" {
 		var pos *broadcast.Position
 		if since := q.Get("user_since"); since != "" {
@@ -194,6 +204,9 @@ func (h *Handler) End(s *Session) {
 	}
 	h.hub.Leave(s.m)
 }
+
+// authed reports whether authentication is on: the claims are a token's.
+func (s *Session) authed() bool { return s.claims != nil && !s.claims.Open }
 
 // conn is the session's connection.
 func (s *Session) conn() Conn { return s.m.Subscriber().(Conn) }
@@ -333,7 +346,7 @@ func (h *Handler) clientPublish(s *Session, name string, data []byte) {
 // user, before the old one expires. The new claims govern later ops;
 // subscriptions already made stay.
 func (h *Handler) refresh(s *Session, token string) {
-	if h.verifier == nil || !s.authed {
+	if h.verifier == nil || !s.authed() {
 		h.reply(s, protocol.CodeBadRequest, "authentication is off: there is no token to refresh", "")
 		return
 	}
@@ -359,7 +372,7 @@ func (s *Session) maySubscribe(name string) bool {
 	if user, ok := protocol.Personal(name); ok {
 		return user != "" && user == s.user()
 	}
-	return !s.authed || s.claims.Channels.Match(name)
+	return !s.authed() || s.claims.Channels.Match(name)
 }
 
 func (h *Handler) mayPublish(s *Session, name string) bool {

@@ -25,7 +25,7 @@ var AppPing = protocol.Frame(protocol.WebSocket, append(protocol.Buffer(len(prot
 // authorizer left the token's claims, if any, in hs.State.
 func (h *Handler) Open(c *server.Conn, hs wsproto.Handshake, query []byte) {
 	claims, _ := hs.State.(*auth.Claims)
-	c.SetData(h.Start(c, claims, query))
+	h.Start(c, claims, query) // which stores the session in c (SetData)
 }
 
 // Message runs one client op; pushgate.v1 ops are JSON text frames.
