@@ -226,7 +226,7 @@ func frameOf(t *testing.T, c *attack.Conn) map[string]json.RawMessage {
 // and not what it was sent.
 func TestPresenceInfo(t *testing.T) {
 	const channel = "chat:info"
-	s := besiege(t, "--presence", "chat:*")
+	s := besiege(t, "--presence", "chat:*", "--pprof")
 	full := `{"name":"` + strings.Repeat("n", 1024-11) + `"}`
 	deep := `{"a":` + strings.Repeat("[", 500) + strings.Repeat("]", 500) + `}`
 	for _, tc := range []struct {
@@ -277,12 +277,15 @@ func TestPresenceInfo(t *testing.T) {
 	// a connection holds, not the join events (with its info) that n
 	// subscribers of one channel are each sent for each of the others.
 	const n = 2000
-	heap := func() float64 {
+	heap := func() float64 { // live, after a collection (the profiler's gc=1)
+		if code, _ := get(t, "http://"+s.admin+"/debug/pprof/heap?gc=1", ""); code != http.StatusOK {
+			t.Fatalf("the heap profile: %d", code)
+		}
 		m, err := attack.Scrape(context.Background(), "http://"+s.admin+"/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
-		return m["go_memstats_heap_inuse_bytes"]
+		return m["go_memstats_heap_alloc_bytes"]
 	}
 	var conns []*attack.Conn
 	defer func() {
