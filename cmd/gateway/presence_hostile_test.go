@@ -327,3 +327,76 @@ func TestPresenceInfo(t *testing.T) {
 		t.Errorf("a connection with a 1 KiB info holds %.0f bytes of heap: over 3 KiB", compact)
 	}
 }
+
+// TestPresenceAnswersHeld: 300 connections, each with a 1 KiB info,
+// subscribe to the same 128 presence channels (--max-channels), and one
+// of them asks each channel's presence once. The README's bound on
+// presence memory is one entry per connection and channel
+// (pushgate_presence_clients), the info shared; but each answer built is
+// kept with its channel for as long as nobody joins or leaves it, and
+// holds a copy of up to --presence-max-list infos: here 128 answers of
+// 300 KiB, 300 KiB a connection that asked nothing, held after every
+// answer was delivered and not in any metric. This test holds the node
+// to the README's bound: what the asks leave behind, once answered, is
+// within a few bytes a presence entry.
+func TestPresenceAnswersHeld(t *testing.T) {
+	const (
+		conns    = 300
+		channels = 128
+	)
+	s := besiege(t, "--presence", "chat:*", "--presence-event-rate", "1", "--pprof")
+	heap := func() float64 { // live, after a collection (the profiler's gc=1)
+		if code, _ := get(t, "http://"+s.admin+"/debug/pprof/heap?gc=1", ""); code != http.StatusOK {
+			t.Fatalf("the heap profile: %d", code)
+		}
+		m, err := attack.Scrape(context.Background(), "http://"+s.admin+"/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m["go_memstats_heap_alloc_bytes"]
+	}
+	names := make([]string, channels)
+	for i := range names {
+		names[i] = fmt.Sprintf("chat:a%d", i)
+	}
+	var cs []*attack.Conn
+	defer func() {
+		for _, c := range cs {
+			c.Close()
+		}
+	}()
+	received := make(chan int64, conns)
+	for i := range conns {
+		c, err := s.target.Dial(context.Background(), i, "channels="+strings.Join(names, ",")+"&"+attack.Info(1024))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+		go func() { n, _ := io.Copy(io.Discard, c); received <- n }()
+	}
+	s.awaitPresence(names[0], conns, conns*channels)
+	before := heap()
+	var ops []byte
+	for _, name := range names {
+		ops = append(ops, attack.Text(attack.PresenceOp(name))...)
+	}
+	sent0 := value(scrape(t, s.admin), "pushgate_sent_bytes_total", "")
+	if _, err := cs[0].Write(ops); err != nil {
+		t.Fatal(err)
+	}
+	// The answers are delivered once the gateway has sent their bytes.
+	wstest.Until(t, 30*time.Second, func() error {
+		if d := value(scrape(t, s.admin), "pushgate_sent_bytes_total", "") - sent0; d < channels*conns*1024 {
+			return fmt.Errorf("%.1f MiB of answers sent", d/(1<<20))
+		}
+		return nil
+	})
+	held := heap() - before
+	t.Logf("%d connections with a 1 KiB info in %d presence channels, %d entries: one asked each channel's presence once; "+
+		"the live heap is %.1f MiB larger after the answers were delivered (%.0f bytes an entry); gateway RSS %.1f MiB before, %.1f MiB at most",
+		conns, channels, conns*channels, held/(1<<20), held/(conns*channels), mib(s.before), mib(s.rss.max()))
+	if held > conns*channels*64 {
+		t.Errorf("the presence answers left %.1f MiB held after their delivery: %.0f bytes for each of the %d presence entries, "+
+			"which the README counts as what presence holds", held/(1<<20), held/(conns*channels), conns*channels)
+	}
+}
