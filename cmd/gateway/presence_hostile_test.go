@@ -81,6 +81,20 @@ func (s *siege) awaitPresence(channel string, clients, entries int) {
 	})
 }
 
+// liveHeap is the gateway's live heap, read after a collection (its
+// profiler's heap?gc=1: the gateway runs with --pprof).
+func (s *siege) liveHeap() float64 {
+	s.t.Helper()
+	if code, _ := get(s.t, "http://"+s.admin+"/debug/pprof/heap?gc=1", ""); code != http.StatusOK {
+		s.t.Fatalf("the heap profile: %d", code)
+	}
+	m, err := attack.Scrape(context.Background(), "http://"+s.admin+"/metrics")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return m["go_memstats_heap_alloc_bytes"]
+}
+
 // TestPresenceStorm: a reconnect storm on one presence channel. 20
 // connections upgrade with channels=chat:storm and a 1 KiB info and close
 // at once, again and again, and 10 more subscribe and unsubscribe as fast
@@ -277,16 +291,6 @@ func TestPresenceInfo(t *testing.T) {
 	// a connection holds, not the join events (with its info) that n
 	// subscribers of one channel are each sent for each of the others.
 	const n = 2000
-	heap := func() float64 { // live, after a collection (the profiler's gc=1)
-		if code, _ := get(t, "http://"+s.admin+"/debug/pprof/heap?gc=1", ""); code != http.StatusOK {
-			t.Fatalf("the heap profile: %d", code)
-		}
-		m, err := attack.Scrape(context.Background(), "http://"+s.admin+"/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m["go_memstats_heap_alloc_bytes"]
-	}
 	var conns []*attack.Conn
 	defer func() {
 		for _, c := range conns {
@@ -294,7 +298,7 @@ func TestPresenceInfo(t *testing.T) {
 		}
 	}()
 	hold := func(info string) (perConn, rssPerConn float64) {
-		heap0, rss0 := heap(), s.gw.RSS(t)
+		heap0, rss0 := s.liveHeap(), s.gw.RSS(t)
 		for i := range n {
 			c, err := s.target.Dial(context.Background(), i, fmt.Sprintf("channels=chat:m%d&info=%s", len(conns), info))
 			if err != nil {
@@ -304,7 +308,7 @@ func TestPresenceInfo(t *testing.T) {
 			go func() { _, _ = io.Copy(io.Discard, c) }()
 		}
 		s.awaitPresence("", len(conns), len(conns))
-		return (heap() - heap0) / n, float64(s.gw.RSS(t)-rss0) / n
+		return (s.liveHeap() - heap0) / n, float64(s.gw.RSS(t)-rss0) / n
 	}
 	compact, compactRSS := hold(url.QueryEscape(full))
 	padded, paddedRSS := hold(url.QueryEscape("{"+strings.Repeat(" ", 6000)) + url.QueryEscape(full[1:]))
@@ -345,16 +349,6 @@ func TestPresenceAnswersHeld(t *testing.T) {
 		channels = 128
 	)
 	s := besiege(t, "--presence", "chat:*", "--presence-event-rate", "1", "--pprof")
-	heap := func() float64 { // live, after a collection (the profiler's gc=1)
-		if code, _ := get(t, "http://"+s.admin+"/debug/pprof/heap?gc=1", ""); code != http.StatusOK {
-			t.Fatalf("the heap profile: %d", code)
-		}
-		m, err := attack.Scrape(context.Background(), "http://"+s.admin+"/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m["go_memstats_heap_alloc_bytes"]
-	}
 	names := make([]string, channels)
 	for i := range names {
 		names[i] = fmt.Sprintf("chat:a%d", i)
@@ -375,7 +369,7 @@ func TestPresenceAnswersHeld(t *testing.T) {
 		go func() { n, _ := io.Copy(io.Discard, c); received <- n }()
 	}
 	s.awaitPresence(names[0], conns, conns*channels)
-	before := heap()
+	before := s.liveHeap()
 	var ops []byte
 	for _, name := range names {
 		ops = append(ops, attack.Text(attack.PresenceOp(name))...)
@@ -391,7 +385,7 @@ func TestPresenceAnswersHeld(t *testing.T) {
 		}
 		return nil
 	})
-	held := heap() - before
+	held := s.liveHeap() - before
 	t.Logf("%d connections with a 1 KiB info in %d presence channels, %d entries: one asked each channel's presence once; "+
 		"the live heap is %.1f MiB larger after the answers were delivered (%.0f bytes an entry); gateway RSS %.1f MiB before, %.1f MiB at most",
 		conns, channels, conns*channels, held/(1<<20), held/(conns*channels), mib(s.before), mib(s.rss.max()))
