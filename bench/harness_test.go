@@ -469,7 +469,7 @@ func TestProcReadings(t *testing.T) {
 	if err != nil || rss < 1<<20 {
 		t.Errorf("own RSS %d, %v", rss, err)
 	}
-	if _, err := procCPU(os.Getpid()); err != nil {
+	if _, err := procstat.CPU(os.Getpid()); err != nil {
 		t.Error(err)
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

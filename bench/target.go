@@ -298,7 +298,7 @@ func (t *target) footprint() footprint {
 		if rss, err := procstat.RSS(t.pid); err == nil {
 			f.RSS = rss
 		}
-		if cpu, err := procCPU(t.pid); err == nil {
+		if cpu, err := procstat.CPU(t.pid); err == nil {
 			f.CPU, f.CPUKnown = cpu, true
 		}
 	}
@@ -319,33 +319,6 @@ func (m metricValues) value(name string, def int64) int64 {
 func scrape(u string) (metricValues, error) {
 	m, err := attack.Scrape(context.Background(), u)
 	return metricValues(m), err
-}
-
-// clockTick is USER_HZ, which /proc/<pid>/stat counts CPU time in; it is
-// 100 on every Linux this runs on.
-const clockTick = 100
-
-// procCPU reads user+system CPU time of pid.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name may hold spaces; fields count from after its ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("malformed stat")
-	}
-	fields := strings.Fields(string(b[i+1:]))
-	if len(fields) < 13 {
-		return 0, errors.New("short stat")
-	}
-	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
-	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	return time.Duration(utime+stime) * time.Second / clockTick, nil
 }
 
 // meminfo reads /proc/meminfo: kernel slab and memory in use, machine-wide.

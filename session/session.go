@@ -183,7 +183,10 @@ func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
 	for _, list := range q["channels"] {
 		for _, name := range strings.Split(list, ",") {
 			if name != "" {
-				h.subscribe(s, name, nil)
+				// A copy: the name is held as long as the subscription,
+				// and a part of the query would hold all of it (up to the
+				// head's limit).
+				h.subscribe(s, strings.Clone(name), nil)
 			}
 		}
 	}

@@ -54,6 +54,9 @@ type siege struct {
 	pub    *attack.Publisher
 	rss    *rssSampler
 	before int64 // RSS when ready
+	// healthy is the healthy client's Channel and Query (default: a
+	// channel of its own, no query).
+	healthy attack.Healthy
 }
 
 // besiege starts a gateway with flags, plus those in
@@ -100,7 +103,7 @@ func (s *siege) during(d time.Duration, watch []string, specs ...attack.Spec) si
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
 		h := attack.Healthy{Target: &attack.Target{Addr: s.target.Addr, Sources: []string{"127.0.0.9"}}, Publisher: s.pub,
-			Ready: func() { close(ready) }}
+			Channel: s.healthy.Channel, Query: s.healthy.Query, Ready: func() { close(ready) }}
 		healthy <- h.Run(ctx)
 	}()
 	select {

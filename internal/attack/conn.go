@@ -152,15 +152,16 @@ func (c *Conn) write(b []byte) error {
 	return err
 }
 
-// drain reads what the gateway sends, discarding messages, until it
-// closes: it returns the close code (0 when the connection ended without a
-// close frame).
-func (c *Conn) drain() int {
+// drain reads what the gateway sends, discarding messages and counting
+// their bytes in st.Received, until it closes: it returns the close code
+// (0 when the connection ended without a close frame).
+func (c *Conn) drain(st *Stats) int {
 	for {
 		h, p, err := c.ReadFrame(ws.MaxControlFramePayloadSize)
 		if err != nil {
 			return 0
 		}
+		st.Received.Add(frameBytes(h))
 		if h.OpCode == ws.OpClose {
 			if len(p) < 2 {
 				return 0
@@ -176,6 +177,7 @@ type Stats struct {
 	Refused  atomic.Int64 // dials or upgrades that failed
 	Messages atomic.Int64 // messages (or first fragments) sent whole
 	Bytes    atomic.Int64 // bytes written
+	Received atomic.Int64 // bytes of the frames the gateway sent
 
 	mu     sync.Mutex
 	closes map[int]int64
@@ -196,6 +198,7 @@ type Tally struct {
 	Refused  int64 `json:"refused"`  // dials or upgrades that failed
 	Messages int64 `json:"messages"` // messages (or first fragments) sent whole
 	Bytes    int64 `json:"bytes"`    // bytes written
+	Received int64 `json:"received"` // bytes of the frames the gateway sent
 	// Closes counts the connections the gateway closed, by close code; 0
 	// is a connection that ended without a close frame.
 	Closes map[int]int64 `json:"closes,omitempty"`
@@ -206,7 +209,7 @@ func (s *Stats) Tally() Tally {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Tally{Dials: s.Dials.Load(), Refused: s.Refused.Load(), Messages: s.Messages.Load(), Bytes: s.Bytes.Load(),
-		Closes: maps.Clone(s.closes)}
+		Received: s.Received.Load(), Closes: maps.Clone(s.closes)}
 }
 
 // String sums the tally up in one line.
@@ -219,8 +222,8 @@ func (t Tally) String() string {
 	if len(parts) > 0 {
 		closes = strings.Join(parts, " ")
 	}
-	return fmt.Sprintf("%d connections (%d refused), %d messages, %.1f MiB sent, closed: %s",
-		t.Dials, t.Refused, t.Messages, float64(t.Bytes)/(1<<20), closes)
+	return fmt.Sprintf("%d connections (%d refused), %d messages, %.1f MiB sent, %.1f MiB received, closed: %s",
+		t.Dials, t.Refused, t.Messages, float64(t.Bytes)/(1<<20), float64(t.Received)/(1<<20), closes)
 }
 
 // swarm runs n attackers until ctx ends. Attacker i dials (dial number i
@@ -261,7 +264,7 @@ func (c *Conn) pump(ctx context.Context, st *Stats, next func(ctx context.Contex
 	wctx, cancel := context.WithCancel(ctx)
 	closed := make(chan struct{})
 	go func() {
-		code := c.drain()
+		code := c.drain(st)
 		if ctx.Err() == nil {
 			st.closed(code)
 		}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,12 @@ type Healthy struct {
 	Every time.Duration
 	// Grace is how long answers are awaited after ctx ends (default 2s).
 	Grace time.Duration
+	// Channel, when set, is the channel its deliveries are published to
+	// (default a channel of its own): a presence channel, to watch its
+	// join and leave events (Health.Presence).
+	Channel string
+	// Query is added to its upgrade's query (an info=, say).
+	Query string
 	// Ready, when set, is called once the client is connected and
 	// subscribed, before its first probe (so that an attack can start
 	// after it: a client that came later might find, say, no channel
@@ -42,9 +49,20 @@ type Health struct {
 	// Errors counts the error replies to its ops, by code: under some
 	// attacks an op is refused (channel_limit) rather than slow.
 	Errors map[string]int `json:",omitempty"`
+	// Presence counts the join and leave events and presence_lagging
+	// notices of its channel, by the second they arrived in.
+	Presence []PresenceSecond `json:",omitempty"`
 	// Err says why the client stopped before its context ended: it could
 	// not connect, or the gateway closed it.
 	Err string `json:",omitempty"`
+}
+
+// PresenceSecond is what a Healthy client got of its channel's presence
+// in one second of the clock (Unix seconds).
+type PresenceSecond struct {
+	Second  int64
+	Events  int // joins and leaves
+	Notices int // presence_lagging errors
 }
 
 // Latency summarises the probes of one kind.
@@ -84,6 +102,21 @@ type healthyRun struct {
 	delLat    []time.Duration
 	errors    map[string]int
 	seq       int64
+	presence  []PresenceSecond
+}
+
+// presenceAt counts an event (or a notice) arriving at now. r.mu is held.
+func (r *healthyRun) presenceAt(now time.Time, notice bool) {
+	sec := now.Unix()
+	if n := len(r.presence); n == 0 || r.presence[n-1].Second != sec {
+		r.presence = append(r.presence, PresenceSecond{Second: sec})
+	}
+	p := &r.presence[len(r.presence)-1]
+	if notice {
+		p.Notices++
+	} else {
+		p.Events++
+	}
 }
 
 // Run measures until ctx ends, then waits Grace for the answers still due.
@@ -97,7 +130,10 @@ func (h *Healthy) Run(ctx context.Context) Health {
 	}
 	id := strconv.FormatUint(rand.Uint64()%(1<<40), 36)
 	r := &healthyRun{probe: "healthy." + id + ".op", deliver: "healthy." + id, published: map[int64]time.Time{}}
-	c, err := h.Target.dial(ctx, h.Source, dialOpts{query: "channels=" + r.deliver})
+	if h.Channel != "" {
+		r.deliver = h.Channel
+	}
+	c, err := h.Target.dial(ctx, h.Source, dialOpts{query: strings.Trim("channels="+r.deliver+"&"+h.Query, "&")})
 	if err != nil {
 		return Health{Err: "connecting: " + err.Error()}
 	}
@@ -173,6 +209,7 @@ awaiting:
 	health.Ops, health.Deliveries = r.summary(h.Publisher != nil)
 	r.mu.Lock()
 	health.Errors = r.errors
+	health.Presence = r.presence
 	r.mu.Unlock()
 	return health
 }
@@ -216,6 +253,13 @@ func (r *healthyRun) read(c *Conn, subscribed chan<- struct{}) error {
 			return fmt.Errorf("subscribing: %s: %s", m.Code, m.Message)
 		}
 		r.mu.Lock()
+		switch {
+		case m.Channel != r.deliver:
+		case m.Type == "join" || m.Type == "leave":
+			r.presenceAt(now, false)
+		case m.Type == "error" && m.Code == "presence_lagging":
+			r.presenceAt(now, true)
+		}
 		if m.Type == "error" {
 			if r.errors == nil {
 				r.errors = map[string]int{}

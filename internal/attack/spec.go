@@ -22,6 +22,10 @@ const (
 	KindOps      = "ops"      // FloodOps: Op as fast as read
 	KindChannels = "channels" // FloodChannels: Size-byte publishes to channels named Channel + n, new ones or Spread of them
 	KindStall    = "stall"    // StallReaders: subscribed to Channel, never reading, while Publisher publishes Size bytes there Rate times a second
+
+	KindChurn       = "churn"       // Churn: upgrade with Query, close at once, again
+	KindResubscribe = "resubscribe" // Resubscribe: subscribe to Channel and unsubscribe, as fast as read
+	KindMembers     = "members"     // Members: upgrade with Query and stay, reading; Op Rate times a second (0: as fast as read) when set
 )
 
 // Spec describes one attack, for Run here or in a child process.
@@ -35,8 +39,11 @@ type Spec struct {
 	Op      string        `json:"op,omitempty"`
 	Channel string        `json:"channel,omitempty"`
 	Spread  int           `json:"spread,omitempty"`
+	// Query is added to the upgrades' query (churn, resubscribe,
+	// members): channels=…, info=… (see Info).
+	Query string `json:"query,omitempty"`
 	// Publisher and Rate drive the publishes of a stall attack (its Stats
-	// count them as messages).
+	// count them as messages); Rate is also how often members send Op.
 	Publisher *Publisher `json:"publisher,omitempty"`
 	Rate      float64    `json:"rate,omitempty"`
 }
@@ -62,6 +69,12 @@ func (s Spec) Run(ctx context.Context, st *Stats) error {
 		}
 		t.StallReaders(ctx, s.Conns, s.Channel, st)
 		wg.Wait()
+	case KindChurn:
+		t.Churn(ctx, s.Conns, s.Query, st)
+	case KindResubscribe:
+		t.Resubscribe(ctx, s.Conns, s.Channel, s.Query, st)
+	case KindMembers:
+		t.Members(ctx, s.Conns, s.Query, s.Op, s.Rate, st)
 	default:
 		return fmt.Errorf("attack: unknown kind %q", s.Kind)
 	}
