@@ -33,22 +33,52 @@ var secret = []byte("0123456789abcdef0123456789abcdef-test")
 
 func startNATS(t *testing.T, maxPayload ...int32) string {
 	t.Helper()
+	n := newNATS(t, maxPayload...)
+	n.start()
+	t.Cleanup(n.stop)
+	return n.url
+}
+
+// natsServer is an embedded NATS that a test may stop and start again on
+// its port.
+type natsServer struct {
+	t    *testing.T
+	opts natsserver.Options
+	url  string
+	srv  *natsserver.Server
+}
+
+func newNATS(t *testing.T, maxPayload ...int32) *natsServer {
 	_, p, _ := net.SplitHostPort(proctest.FreeAddr(t))
 	port, _ := strconv.Atoi(p)
-	opts := &natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}
+	n := &natsServer{t: t, url: "nats://127.0.0.1:" + p,
+		opts: natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}}
 	if len(maxPayload) > 0 {
-		opts.MaxPayload = maxPayload[0]
+		n.opts.MaxPayload = maxPayload[0]
 	}
-	s, err := natsserver.NewServer(opts)
+	return n
+}
+
+func (n *natsServer) start() {
+	n.t.Helper()
+	opts := n.opts
+	s, err := natsserver.NewServer(&opts)
 	if err != nil {
-		t.Fatal(err)
+		n.t.Fatal(err)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS did not start")
+		n.t.Fatal("NATS did not start")
 	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return "nats://127.0.0.1:" + p
+	n.srv = s
+}
+
+func (n *natsServer) stop() {
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+		n.srv = nil
+	}
 }
 
 // node is one gateway: a hub, sessions with presence on "room*", a
@@ -314,5 +344,34 @@ func TestClusterAnswerFitsPayload(t *testing.T) {
 	s, err := a.cluster.PresenceStats(context.Background(), "room")
 	if err != nil || s.Clients != 80 || s.Users != 80 {
 		t.Fatalf("stats: %+v %v", s, err)
+	}
+}
+
+// When NATS goes away, events between nodes are lost: each node tells its
+// presence subscribers to ask again at once, and, once NATS is back, tells
+// the other nodes to tell theirs.
+func TestClusterEventsLost(t *testing.T) {
+	n := newNATS(t)
+	n.start()
+	t.Cleanup(n.stop)
+	a, b := startNode(t, n.url, 3*time.Second), startNode(t, n.url, 3*time.Second)
+	waitNodes(t, a, b)
+	ann := a.dial(t, "ann", "room")
+	next(t, ann)
+	bob := b.dial(t, "bob", "room")
+	next(t, bob)
+	skipEvents(t, ann, "join") // bob's
+	n.stop()
+	for _, c := range []*wstest.Client{ann, bob} {
+		if m := skipEvents(t, c, "error"); m.Code != "presence_lagging" {
+			t.Fatalf("with NATS gone: %s", m.Raw)
+		}
+	}
+	n.start()
+	// Back: each node resyncs the other, whose subscribers are told again.
+	for _, c := range []*wstest.Client{ann, bob} {
+		if m := skipEvents(t, c, "error"); m.Code != "presence_lagging" {
+			t.Fatalf("with NATS back: %s", m.Raw)
+		}
 	}
 }
