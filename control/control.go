@@ -190,7 +190,11 @@ func (c *Cluster) leases() {
 	c.refresh(every)
 	for {
 		if watch == nil {
-			watch = c.watch(ctx)
+			// Watched first, then listed: a lease put before the
+			// listing is in it, one put after it is seen by the watch.
+			if watch = c.watch(ctx); watch != nil {
+				c.refresh(every)
+			}
 		}
 		var updates <-chan jetstream.KeyValueEntry
 		if watch != nil {

@@ -77,16 +77,20 @@ func TestClusterPresenceEndToEnd(t *testing.T) {
 	if m := skipEvents(t, b, "subscribed"); m.Channel != "news" {
 		t.Fatalf("bob got %s", m.Raw)
 	}
-	// Stats are the cluster's: both nodes, and their sums.
-	_, body = get(t, "http://"+gws[1].admin+"/api/stats", "")
-	var st struct {
-		Connections     int
-		PresenceClients int `json:"presence_clients"`
-		Nodes           []struct{ Node string }
-	}
-	if err := json.Unmarshal([]byte(body), &st); err != nil || len(st.Nodes) != 2 || st.PresenceClients != 2 || st.Connections != 2 {
-		t.Fatalf("cluster stats: %s", body)
-	}
+	// Stats are the cluster's: both nodes, and their sums (once b has
+	// listed a: until it has listed the nodes at all it answers 503).
+	wstest.Until(t, 10*time.Second, func() error {
+		_, body := get(t, "http://"+gws[1].admin+"/api/stats", "")
+		var st struct {
+			Connections     int
+			PresenceClients int `json:"presence_clients"`
+			Nodes           []struct{ Node string }
+		}
+		if err := json.Unmarshal([]byte(body), &st); err != nil || len(st.Nodes) != 2 || st.PresenceClients != 2 || st.Connections != 2 {
+			return errors.New("cluster stats: " + body)
+		}
+		return nil
+	})
 	// b dies.
 	_ = gws[1].Stop(t, syscall.SIGKILL, 10*time.Second)
 	killed := time.Now()
