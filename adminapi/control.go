@@ -111,7 +111,11 @@ func (a *api) answerControl(w http.ResponseWriter, n int, err error) {
 		writeJSON(w, http.StatusOK, controlResponse{Connections: n})
 	case errors.Is(err, broadcast.ErrUnavailable):
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "broker_unavailable", "the cluster broker (NATS) cannot reach the other nodes")
+		msg := "the cluster broker (NATS) cannot reach the other nodes"
+		if ue := (*broadcast.UnavailableError)(nil); errors.As(err, &ue) {
+			msg = ue.Reason
+		}
+		writeError(w, http.StatusServiceUnavailable, "broker_unavailable", msg)
 	case errors.Is(err, protocol.ErrChannelName):
 		writeError(w, http.StatusBadRequest, "invalid_channel", protocol.ChannelNameRule+", or #<user>")
 	case errors.Is(err, protocol.ErrUserName):

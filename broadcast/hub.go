@@ -219,12 +219,18 @@ func (h *Hub) lockChannel(name string, mode createMode) (*chanTable, *channel) {
 		t.mu.RUnlock()
 		t.mu.Lock()
 		if ch = t.chans[name]; ch == nil {
+			// Counted before it exists: creations racing in other tables
+			// cannot pass MaxNodeChannels together.
+			if n := h.channels.Add(1); mode == createLimited && n > int64(h.cfg.MaxNodeChannels) {
+				h.channels.Add(-1)
+				t.mu.Unlock()
+				return nil, nil
+			}
 			ch = &channel{name: name, shards: make([]int32, len(h.shards))}
 			if !h.cfg.Clustered { // else the broker's first message names it
 				ch.epoch = h.epoch + "-" + strconv.FormatUint(h.gen.Add(1), 36)
 			}
 			t.chans[name] = ch
-			h.channels.Add(1)
 		}
 		t.mu.Unlock()
 		return h.lockChannel(name, mode) // the table was unlocked: look again

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -56,8 +57,27 @@ const (
 // past it the count is the sum of nodes' counts, an upper bound.
 const maxUsersExact = 10_000
 
-// answer runs another node's call on this node and replies.
+// answer runs another node's call on this node and replies, on a
+// goroutine of its own (at most maxAnswering at once, then on NATS's), so
+// that a command is not queued behind a big presence answer.
 func (c *Cluster) answer(m *nats.Msg) {
+	select {
+	case c.answering <- struct{}{}:
+		c.answers.Add(1)
+		go func() {
+			defer c.answers.Done()
+			defer func() { <-c.answering }()
+			c.answerNow(m)
+		}()
+	default:
+		c.answerNow(m)
+	}
+}
+
+// maxAnswering bounds the calls of other nodes answered at once.
+const maxAnswering = 64
+
+func (c *Cluster) answerNow(m *nats.Msg) {
 	var req request
 	rep := reply{Node: c.node}
 	if err := json.Unmarshal(m.Data, &req); err != nil {
@@ -151,8 +171,18 @@ func (c *Cluster) ask(ctx context.Context, req request) ([]reply, error) {
 	if err := c.local(ctx, &req, &mine, false); err != nil {
 		return nil, err
 	}
-	replies, err := c.askAll(ctx, req)
+	replies, missing, err := c.askAll(ctx, req)
+	if err == nil && len(missing) > 0 && command(req.Op) {
+		// It may hold connections of the target: the caller must know
+		// the command may not have reached them.
+		err = &broadcast.UnavailableError{Reason: fmt.Sprintf("node(s) %s did not answer in time; the command may not have reached their connections", strings.Join(missing, ", "))}
+	}
 	return append([]reply{mine}, replies...), err
+}
+
+// command reports whether op acts on connections (rather than reads).
+func command(op string) bool {
+	return op == opDisconnect || op == opSubscribe || op == opUnsubscribe
 }
 
 func (c *Cluster) timeout(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -189,28 +219,27 @@ func (c *Cluster) askNode(ctx context.Context, node string, req request) ([]repl
 // the last listing count too. A live node that does not answer is logged:
 // it is dead (its lease not yet expired) or hung, and has no answer to
 // give.
-func (c *Cluster) askAll(ctx context.Context, req request) ([]reply, error) {
+func (c *Cluster) askAll(ctx context.Context, req request) (out []reply, missing []string, err error) {
 	if !c.nc.IsConnected() {
-		return nil, unavailable()
+		return nil, nil, unavailable()
 	}
 	waiting, listed := c.others()
 	if !listed {
-		return nil, unavailable() // which nodes to wait for is not known yet
+		return nil, nil, unavailable() // which nodes to wait for is not known yet
 	}
 	inbox := c.nc.NewRespInbox()
 	ch := make(chan *nats.Msg, 1024)
 	sub, err := c.nc.ChanSubscribe(inbox, ch)
 	if err != nil {
-		return nil, unavailable()
+		return nil, nil, unavailable()
 	}
 	defer sub.Unsubscribe() //nolint:errcheck
 	data, _ := json.Marshal(req)
 	if err := c.nc.PublishRequest(c.subjAll, inbox, data); err != nil {
-		return nil, unavailable()
+		return nil, nil, unavailable()
 	}
 	ctx, cancel := c.timeout(ctx)
 	defer cancel()
-	var out []reply
 	for len(waiting) > 0 {
 		select {
 		case m := <-ch:
@@ -227,11 +256,12 @@ func (c *Cluster) askAll(ctx context.Context, req request) ([]reply, error) {
 			}
 			out = append(out, rep)
 		case <-ctx.Done():
-			c.log.Warn("control: nodes did not answer in time", "op", req.Op, "nodes", keys(waiting))
-			return out, nil
+			missing = keys(waiting)
+			c.log.Warn("control: nodes did not answer in time", "op", req.Op, "nodes", missing)
+			return out, missing, nil
 		}
 	}
-	return out, nil
+	return out, nil, nil
 }
 
 func keys(m map[string]bool) []string {

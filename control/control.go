@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/presence"
@@ -40,6 +41,9 @@ type Config struct {
 	LeaseTTL time.Duration
 	// Timeout bounds a call that asks every node. Default 2s.
 	Timeout time.Duration
+	// Lost counts presence events that could not be relayed to the other
+	// nodes. Default: an unregistered counter.
+	Lost prometheus.Counter
 	// LocalStats returns this node's counts for a cluster-wide
 	// /api/stats (any JSON value). Default none.
 	LocalStats func() any
@@ -65,8 +69,13 @@ type Cluster struct {
 	// Presence events to relay, sent by their own goroutine so that a slow
 	// NATS never blocks a connection's op; past its capacity an event is
 	// dropped, and the other nodes are told to ask again.
-	relay   chan relayEvent
-	relayed atomic.Bool // an event was lost: tell the others once connected
+	relay      chan relayEvent
+	unsynced   atomic.Bool   // events were lost: tell the others once connected
+	lost       chan struct{} // wakes the lease goroutine to notify (eventsLost)
+	lastNotice time.Time     // of lost events; lease goroutine only
+
+	answering chan struct{}  // calls of other nodes being answered (answer)
+	answers   sync.WaitGroup // their goroutines
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -103,7 +112,12 @@ func New(cfg Config) (*Cluster, error) {
 		cfg: cfg, node: cfg.Local.Node(), log: cfg.Logger.With("control", cfg.URL),
 		subjAll: cfg.Stream + "-control.all", subjPresence: cfg.Stream + "-presence",
 		live: map[string]bool{}, quit: make(chan struct{}),
-		relay: make(chan relayEvent, relayQueue),
+		relay: make(chan relayEvent, relayQueue), lost: make(chan struct{}, 1),
+		answering: make(chan struct{}, maxAnswering),
+	}
+	if cfg.Lost == nil {
+		cfg.Lost = prometheus.NewCounter(prometheus.CounterOpts{Name: "unregistered"})
+		c.cfg.Lost = cfg.Lost
 	}
 	nc, err := nats.Connect(cfg.URL,
 		nats.Name("pushgate control "+c.node),
@@ -120,7 +134,10 @@ func New(cfg Config) (*Cluster, error) {
 			c.eventsLost()
 		}),
 		nats.DisconnectErrHandler(func(*nats.Conn, error) { c.eventsLost() }),
-		nats.ReconnectHandler(func(*nats.Conn) { c.resync() }),
+		nats.ReconnectHandler(func(*nats.Conn) { c.eventsLost() }), // resync now
+		// A hung NATS holds a publish at most this long (default: a
+		// minute), and with it the relay and the pings that notice.
+		nats.FlusherTimeout(2*time.Second),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("control: %w", err)
@@ -171,6 +188,7 @@ func (c *Cluster) Close() {
 			case <-time.After(2 * time.Second):
 			}
 		}
+		c.answers.Wait()
 		c.nc.Close()
 	})
 }
@@ -187,13 +205,14 @@ func (c *Cluster) leases() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var watch jetstream.KeyWatcher
-	c.refresh(every)
+	c.refresh(every, false) // puts the lease; creates the bucket
 	for {
 		if watch == nil {
 			// Watched first, then listed: a lease put before the
 			// listing is in it, one put after it is seen by the watch.
+			// Until both, the nodes are not known (calls get 503).
 			if watch = c.watch(ctx); watch != nil {
-				c.refresh(every)
+				c.refresh(every, true)
 			}
 		}
 		var updates <-chan jetstream.KeyValueEntry
@@ -204,7 +223,9 @@ func (c *Cluster) leases() {
 		case <-c.quit:
 			return
 		case <-t.C:
-			c.refresh(every)
+			c.refresh(every, watch != nil)
+		case <-c.lost:
+			c.notifyLost()
 		case e, ok := <-updates:
 			if !ok {
 				watch = nil
@@ -246,8 +267,9 @@ func (c *Cluster) watched(e jetstream.KeyValueEntry) {
 	delete(c.live, e.Key())
 }
 
-// refresh puts this node's lease and lists the live nodes.
-func (c *Cluster) refresh(timeout time.Duration) {
+// refresh puts this node's lease and lists the live nodes; the listing
+// counts as knowing them when watched is set (see leases).
+func (c *Cluster) refresh(timeout time.Duration, watched bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	kv, err := c.bucket(ctx)
@@ -275,7 +297,8 @@ func (c *Cluster) refresh(timeout time.Duration) {
 			gone = append(gone, n)
 		}
 	}
-	c.live, c.listed = now, true
+	c.live = now
+	c.listed = c.listed || watched
 	c.mu.Unlock()
 	if len(gone) > 0 {
 		c.log.Info("control: nodes left the cluster", "nodes", gone)
@@ -344,32 +367,56 @@ type relayEvent struct {
 }
 
 // PresenceEvent queues a presence event sent on this node for the others
-// (session.Peers). It never blocks: past relayQueue waiting, the event is
-// dropped and the others are told to ask again.
+// (session.Peers). It runs under the presence registry's lock, so it
+// never blocks and never calls the registry: past relayQueue waiting, the
+// event is dropped, counted, and the loss signalled (eventsLost).
 func (c *Cluster) PresenceEvent(channel string, env []byte) {
 	select {
 	case c.relay <- relayEvent{channel, bytes.Clone(env)}:
 	default:
+		c.cfg.Lost.Inc()
 		c.eventsLost()
 	}
 }
 
-// relayLoop publishes queued presence events.
+// relayLoop publishes queued presence events; on Close it publishes what
+// is still queued (within a second) so that the last connections' leave
+// events go out.
 func (c *Cluster) relayLoop() {
 	defer c.wg.Done()
 	for {
 		select {
 		case <-c.quit:
-			return
-		case e := <-c.relay:
-			msg := nats.NewMsg(c.subjPresence)
-			msg.Header.Set(hdrChannel, e.channel)
-			msg.Data = e.env
-			if err := c.nc.PublishMsg(msg); err != nil {
-				c.eventsLost()
-			} else if c.relayed.Load() && c.nc.IsConnected() {
-				c.resync()
+			deadline := time.After(time.Second)
+			for {
+				select {
+				case e := <-c.relay:
+					c.publish(e)
+					continue
+				case <-deadline:
+				default:
+				}
+				return
 			}
+		case e := <-c.relay:
+			c.publish(e)
+		}
+	}
+}
+
+func (c *Cluster) publish(e relayEvent) {
+	msg := nats.NewMsg(c.subjPresence)
+	msg.Header.Set(hdrChannel, e.channel)
+	msg.Data = e.env
+	if err := c.nc.PublishMsg(msg); err != nil {
+		c.cfg.Lost.Inc()
+		c.eventsLost()
+		return
+	}
+	if c.unsynced.Load() && len(c.relay) == 0 {
+		select { // drained: the others can be told now
+		case c.lost <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -381,34 +428,57 @@ const (
 )
 
 // eventsLost records that presence events between nodes were lost (NATS
-// down, or a queue full): subscribers here may miss some, and the
-// others' may miss this node's. Each side tells its subscribers to ask
-// again, here now, there once NATS is back (resync).
+// down, the queue full, a slow subscription): subscribers here may miss
+// some, and the others' may miss this node's. It only flags and signals:
+// the lease goroutine tells this node's subscribers (notifyLost), and the
+// others' once NATS is back and the queue has drained. Any goroutine, any
+// lock held.
 func (c *Cluster) eventsLost() {
-	if c.relayed.CompareAndSwap(false, true) {
-		c.nodesGone()
+	c.unsynced.Store(true)
+	select {
+	case c.lost <- struct{}{}:
+	default:
 	}
 }
 
-// resync tells the other nodes, once connected again, that events were
-// lost, so that they too tell their presence subscribers to ask again.
-func (c *Cluster) resync() {
-	if !c.relayed.Load() {
+// notifyLost tells this node's presence subscribers to ask again, at most
+// once per resyncEvery, and, when events were lost, tells the other nodes
+// once the relay queue has drained and NATS is connected (resync). It
+// runs on the lease goroutine.
+func (c *Cluster) notifyLost() {
+	now := time.Now()
+	if now.Sub(c.lastNotice) < resyncEvery {
+		time.AfterFunc(resyncEvery-now.Sub(c.lastNotice), func() {
+			select {
+			case c.lost <- struct{}{}:
+			default:
+			}
+		})
 		return
 	}
-	msg := nats.NewMsg(c.subjPresence)
-	msg.Header.Set(hdrResync, c.node)
-	if c.nc.PublishMsg(msg) == nil {
-		c.relayed.Store(false)
-		c.nodesGone()
+	c.lastNotice = now
+	c.nodesGone()
+	if c.unsynced.Load() && len(c.relay) == 0 && c.nc.IsConnected() {
+		msg := nats.NewMsg(c.subjPresence)
+		msg.Header.Set(hdrResync, c.node)
+		if c.nc.PublishMsg(msg) == nil {
+			c.unsynced.Store(false)
+		}
 	}
 }
+
+// resyncEvery bounds how often lost events make this node's presence
+// subscribers ask again.
+const resyncEvery = time.Second
 
 // relayed hands another node's presence event to this node's
 // subscribers of its channel.
 func (c *Cluster) relayedEvent(m *nats.Msg) {
 	if m.Header.Get(hdrResync) != "" {
-		c.nodesGone()
+		select { // the lease goroutine tells this node's subscribers
+		case c.lost <- struct{}{}:
+		default:
+		}
 		return
 	}
 	channel := m.Header.Get(hdrChannel)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
 	"github.com/pushgate/pushgate/auth"
@@ -106,7 +108,7 @@ func startNode(t *testing.T, url string, ttl time.Duration) *node {
 		t.Fatal(err)
 	}
 	sessions.SetLookup(srv.Data)
-	addr := servertest.Serve(t, srv, c.Close, hub.Close)
+	addr := servertest.Serve(t, srv, sessions.Close, c.Close, hub.Close)
 	return &node{addr: addr, sessions: sessions, cluster: c}
 }
 
@@ -115,7 +117,7 @@ func waitNodes(t *testing.T, nodes ...*node) {
 	t.Helper()
 	wstest.Eventually(t, "every node to see the others", func() bool {
 		for _, n := range nodes {
-			n.cluster.refresh(time.Second)
+			n.cluster.refresh(time.Second, true)
 			if others, _ := n.cluster.others(); len(others) != len(nodes)-1 {
 				return false
 			}
@@ -313,6 +315,11 @@ func TestClusterNodeDies(t *testing.T) {
 		b.cluster.nc.Close()
 	})
 	start := time.Now()
+	// A command by user cannot know whether b held some of the user's
+	// connections: it says so (503) rather than answer a count.
+	if _, err := a.cluster.Disconnect(context.Background(), session.Target{User: "bob"}, true, ""); !errors.Is(err, broadcast.ErrUnavailable) {
+		t.Fatalf("disconnect with b silent: %v, want unavailable", err)
+	}
 	p, err := a.cluster.Presence(context.Background(), "room")
 	if err != nil || p.Total != 1 || p.Clients[0].User != "ann" {
 		t.Fatalf("presence with b dead: %+v %v", p, err)
@@ -373,5 +380,34 @@ func TestClusterEventsLost(t *testing.T) {
 		if m := skipEvents(t, c, "error"); m.Code != "presence_lagging" {
 			t.Fatalf("with NATS back: %s", m.Raw)
 		}
+	}
+}
+
+// A presence event that finds the relay queue full is dropped, counted
+// and signalled, without blocking or calling the registry: it is handed
+// over under the registry's lock (a full queue used to deadlock it).
+func TestRelayFullDoesNotBlock(t *testing.T) {
+	pat, _ := protocol.ParsePatterns("*")
+	reg := presence.New(presence.Config{Channels: pat})
+	hub := broadcast.New(broadcast.Config{})
+	defer hub.Close()
+	lost := prometheus.NewCounter(prometheus.CounterOpts{Name: "lost"})
+	c := &Cluster{cfg: Config{Presence: reg, Hub: hub, Lost: lost}, relay: make(chan relayEvent), lost: make(chan struct{}, 1)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 3 {
+			reg.Join("room", protocol.Client{Client: "c" + strconv.Itoa(i)}, func(presence.Decision) {
+				c.PresenceEvent("room", []byte(`{"type":"join"}`))
+			})
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a full relay queue blocked the registry")
+	}
+	if testutil.ToFloat64(lost) != 3 || !c.unsynced.Load() || len(c.lost) != 1 {
+		t.Fatalf("lost %v, unsynced %v, signalled %d", testutil.ToFloat64(lost), c.unsynced.Load(), len(c.lost))
 	}
 }

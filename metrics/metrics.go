@@ -103,7 +103,7 @@ func New(reg prometheus.Registerer) *Gateway {
 		historyEvictions: f.counterVec("history_evictions_total",
 			"Messages dropped from history, by reason: expired (--history-ttl), size (--history-size), channel_bytes (--history-max-channel-bytes), budget (--history-max-bytes), restart (the channel's epoch changed).", "reason"),
 		presenceEvents: f.counterVec("presence_events_total",
-			"Join and leave events of presence channels, by event: join and leave were sent to the channel's subscribers on this node, dropped were over --presence-event-rate.", "event"),
+			"Join and leave events of presence channels, by event: join and leave were sent to the channel's subscribers on this node, dropped were over --presence-event-rate, lost could not be relayed to the other nodes of a cluster.", "event"),
 		FanoutDuration: f.histogram("fanout_duration_seconds",
 			"Time from a publication reaching the hub to its last frame handed to the kernel.",
 			prometheus.ExponentialBuckets(50e-6, 2.5, 14)), // 50µs .. 7.5s
@@ -116,7 +116,7 @@ func New(reg prometheus.Registerer) *Gateway {
 	g.PublishesBroker = publishes.WithLabelValues("broker")
 	refused := f.counterVec("publishes_refused_total",
 		"Publishes refused, by reason: overloaded (too many in flight) or unavailable (shutting down, broker down).", "reason")
-	for _, e := range []string{"join", "leave", "dropped"} {
+	for _, e := range []string{"join", "leave", "dropped", "lost"} {
 		g.presenceEvents.WithLabelValues(e) // exported from the start, at 0
 	}
 	g.PublishesOverloaded = refused.WithLabelValues("overloaded")

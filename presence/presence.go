@@ -197,7 +197,10 @@ type rate struct {
 // keepRate keeps an emptied room's event count for the rest of its
 // second. The shard's lock is held.
 func (sh *shard) keepRate(channel string, rm *room) {
-	if sh.recent == nil || sh.recentSecond != rm.second {
+	switch {
+	case rm.second < sh.recentSecond:
+		return // its second is past: nothing to keep
+	case sh.recent == nil || rm.second > sh.recentSecond:
 		sh.recent, sh.recentSecond = map[string]rate{}, rm.second // older ones are spent
 	}
 	sh.recent[channel] = rate{rm.second, rm.events}

@@ -135,9 +135,12 @@ func TestShutdown(t *testing.T) {
 	for _, at := range closedAt {
 		last = maxTime(last, at)
 	}
-	// The server waits before closing the later ones, so this bound holds
-	// however slow the machine is.
-	if spread := last.Sub(start); spread < window*(n-2)/n {
+	// The server waits before closing the later ones. Its window is the
+	// deadline less CloseTimeout, counted when Shutdown gets there: a
+	// loaded machine (the whole suite under -race on 2 cores) takes a few
+	// hundred milliseconds of it first. Closed all at once, the spread
+	// would be a few milliseconds.
+	if spread := last.Sub(start); spread < window/2 {
 		t.Errorf("closes spread over %v, want about %v", spread, window)
 	}
 	if got := count(m.ConnectionsClosed("shutdown")); got != n {

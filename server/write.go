@@ -11,6 +11,16 @@ import (
 	"github.com/pushgate/pushgate/wsproto"
 )
 
+// Waiting is how many bytes wait for the socket: queued, paced or not.
+func (c *Conn) Waiting() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.out == nil {
+		return 0
+	}
+	return c.out.size
+}
+
 // Errors returned by Send.
 var (
 	ErrClosed       = errors.New("server: connection closed")

@@ -67,7 +67,7 @@ func start(t testing.TB, o options) *gateway {
 		t.Fatal(err)
 	}
 	sessions.SetLookup(srv.Data)
-	addr := servertest.Serve(t, srv, hub.Close)
+	addr := servertest.Serve(t, srv, sessions.Close, hub.Close)
 	return &gateway{srv: srv, hub: hub, sessions: sessions, m: m, addr: addr}
 }
 

@@ -94,7 +94,7 @@ const (
 // ticks mod 2^16 (a Session's size is what an idle connection costs). s.mu
 // is held.
 func (s *Session) presenceAllowed(now time.Time) bool {
-	tick := uint16(now.UnixMilli() / 100)
+	tick := presenceTick(now)
 	const limit = presenceEvery * (presenceBurst - 1)
 	due := int16(s.presenceAt - tick)
 	if due < 0 || due > limit+presenceEvery { // idle, or a due time from a wrap ago
@@ -106,6 +106,15 @@ func (s *Session) presenceAllowed(now time.Time) bool {
 	s.presenceAt += presenceEvery
 	return true
 }
+
+// presenceTick is the clock of presenceAllowed. (After 109 minutes idle
+// the due time may look ahead once: a burst is then a little smaller.)
+func presenceTick(now time.Time) uint16 { return uint16(now.UnixMilli() / 100) }
+
+// maxPresenceBacklog bounds what may wait for a connection's socket when
+// it asks for presence: answers are paced, not counted against the
+// outbound bound, so a reader that trickles must not pile them up.
+const maxPresenceBacklog = 1 << 20
 
 // presenceOp answers {"op":"presence"}: the channel's clients, up to the
 // registry's cap ("truncated" past it). The connection must be subscribed.
@@ -126,6 +135,9 @@ func (h *Handler) presenceOp(s *Session, name string) {
 		return
 	case !s.presenceAllowed(time.Now()):
 		h.reply(s, protocol.CodeRateLimited, "presence: at most 2 a second, in bursts of 4; this one was dropped", name)
+		return
+	case s.conn().Waiting() > maxPresenceBacklog:
+		h.reply(s, protocol.CodeRateLimited, "presence: more than 1 MiB still waits for your socket; this one was dropped", name)
 		return
 	}
 	m := s.m
@@ -154,19 +166,27 @@ func presenceWire(name string, list []protocol.Client, total int) *protocol.Wire
 // at once; past it the op is answered "overloaded".
 const maxClusterAsks = 256
 
-// presenceCluster answers a presence op with every node's clients (Peers):
-// the asks of one channel that arrive while its nodes are being asked
-// share that answer. It is sent when the nodes have answered, possibly
-// after the replies to later ops; an event from another node may cross
-// it. s.mu is held.
+// presenceCluster answers a presence op with every node's clients (Peers).
+// The asks of one channel that arrive while its nodes are being asked
+// share that answer, and a channel of more than presence.AnswerBatchMin
+// clients keeps it for presence.AnswerInterval, for the asks that follow:
+// a big channel costs the cluster at most about one call a second. It is
+// sent when the nodes have answered, possibly after the replies to later
+// ops, and events (this node's too) may cross it. s.mu is held.
 func (h *Handler) presenceCluster(s *Session, name string, deliver func(*protocol.Wire)) {
+	if w := h.recentAnswer(name); w != nil {
+		deliver(w)
+		return
+	}
 	select {
 	case h.clusterAsks <- struct{}{}:
 	default:
 		h.reply(s, protocol.CodeOverloaded, "too many presence asks in flight, try again", name)
 		return
 	}
+	h.asking.Add(1)
 	go func() {
+		defer h.asking.Done()
 		defer func() { <-h.clusterAsks }()
 		v, err, _ := h.asks.Do(name, func() (any, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), clusterAskTimeout)
@@ -175,7 +195,11 @@ func (h *Handler) presenceCluster(s *Session, name string, deliver func(*protoco
 			if err != nil {
 				return nil, err
 			}
-			return presenceWire(name, p.Clients, p.Total), nil
+			w := presenceWire(name, p.Clients, p.Total)
+			if p.Total > presence.AnswerBatchMin {
+				h.keepAnswer(name, w)
+			}
+			return w, nil
 		})
 		if err != nil {
 			h.replyLater(s, protocol.CodeUnavailable, "presence: the other nodes cannot be asked now, try again", name)
@@ -184,6 +208,35 @@ func (h *Handler) presenceCluster(s *Session, name string, deliver func(*protoco
 		deliver(v.(*protocol.Wire))
 	}()
 }
+
+// recentAnswer is a big channel's cluster answer from the last
+// presence.AnswerInterval, or nil.
+func (h *Handler) recentAnswer(name string) *protocol.Wire {
+	h.answersMu.Lock()
+	defer h.answersMu.Unlock()
+	return h.answers[name]
+}
+
+// keepAnswer keeps w for presence.AnswerInterval.
+func (h *Handler) keepAnswer(name string, w *protocol.Wire) {
+	h.answersMu.Lock()
+	defer h.answersMu.Unlock()
+	if h.answers == nil {
+		h.answers = map[string]*protocol.Wire{}
+	}
+	h.answers[name] = w
+	time.AfterFunc(presence.AnswerInterval, func() {
+		h.answersMu.Lock()
+		defer h.answersMu.Unlock()
+		if h.answers[name] == w {
+			delete(h.answers, name)
+		}
+	})
+}
+
+// Close waits for the presence asks still waiting on other nodes (at most
+// their timeout).
+func (h *Handler) Close() { h.asking.Wait() }
 
 // clusterAskTimeout bounds a presence op's wait for the other nodes.
 const clusterAskTimeout = 3 * time.Second

@@ -72,6 +72,8 @@ type Conn interface {
 	// stored there.
 	Slot() int
 	SetData(v any)
+	// Waiting is how many bytes wait for the connection's socket.
+	Waiting() int
 }
 
 // Handler serves the pushgate.v1 protocol: it turns a connection's ops
@@ -88,9 +90,13 @@ type Handler struct {
 	index     index
 	presence  *presence.Registry
 	peers     Peers // nil on a single node
-	// Presence ops waiting on other nodes (presenceCluster).
+	// Presence ops waiting on other nodes (presenceCluster), and big
+	// channels' answers kept for a second.
 	asks        singleflight.Group
 	clusterAsks chan struct{}
+	asking      sync.WaitGroup
+	answersMu   sync.Mutex
+	answers     map[string]*protocol.Wire
 }
 
 // New returns the Handler for cfg.
@@ -146,7 +152,7 @@ type Session struct {
 // presence. ping=1 asks for app-level pings. Call End when the connection
 // has closed.
 func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
-	s := &Session{m: h.hub.Join(c), claims: claims}
+	s := &Session{m: h.hub.Join(c), claims: claims, presenceAt: presenceTick(time.Now())}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q, err := url.ParseQuery(string(query)) // keeps the well-formed pairs

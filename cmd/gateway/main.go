@@ -94,6 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sessions := session.New(session.Config{Hub: hub, Publisher: publisher, Metrics: gm, ClientPublish: cfg.clientPublish, Logger: log,
 		Verifier: verifier, MaxBacklog: cfg.MaxClientBacklog, Presence: pres})
 	sc.Handler = sessions
+	defer sessions.Close()
 	sc.AppPing = session.AppPing
 	if verifier != nil {
 		sc.Authorize = verifier.Authorize
@@ -112,7 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		statsCfg := apiCfg // a copy: the other nodes' calls read it while apiCfg changes
 		cluster, err := controlplane.New(controlplane.Config{URL: cfg.Broker.URL, Stream: cfg.Broker.Stream, Replicas: cfg.Broker.Replicas,
 			Local: sessions, Hub: hub, Presence: pres, LeaseTTL: cfg.NodeLeaseTTL, Logger: log,
-			LocalStats: func() any { return adminapi.LocalStats(statsCfg) }})
+			LocalStats: func() any { return adminapi.LocalStats(statsCfg) }, Lost: gm.PresenceEvents("lost")})
 		if err != nil {
 			fmt.Fprintf(stderr, "pushgate: %v\n", err)
 			return 1
