@@ -91,6 +91,29 @@ func TestClusterPresenceEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
+	// And the other commands: unsubscribe, then disconnect for good.
+	status, body = call(t, "POST", "http://"+gws[0].admin+"/api/unsubscribe", `{"client":"`+bID+`","channel":"news"}`, "")
+	if status != http.StatusOK || !strings.Contains(body, `"connections":1`) {
+		t.Fatalf("unsubscribe bob through a: %d %s", status, body)
+	}
+	if m := skipEvents(t, b, "unsubscribed"); m.Channel != "news" {
+		t.Fatalf("bob got %s", m.Raw)
+	}
+	status, body = call(t, "POST", "http://"+gws[0].admin+"/api/disconnect", `{"client":"`+bID+`","reconnect":false,"reason":"bye"}`, "")
+	if status != http.StatusOK || !strings.Contains(body, `"connections":1`) {
+		t.Fatalf("disconnect bob through a: %d %s", status, body)
+	}
+	if reason := b.ExpectClose(4003); reason != "bye" {
+		t.Fatalf("bob closed with %q", reason)
+	}
+	if m := skipEvents(t, a, "leave"); !strings.Contains(string(m.Raw), `"name":"bob"`) {
+		t.Fatalf("a got %s", m.Raw)
+	}
+	// cy, on b, is there when b dies.
+	join(gws[1], "cy")
+	if m := skipEvents(t, a, "join"); !strings.Contains(string(m.Raw), `"name":"cy"`) {
+		t.Fatalf("a got %s", m.Raw)
+	}
 	// b dies.
 	_ = gws[1].Stop(t, syscall.SIGKILL, 10*time.Second)
 	killed := time.Now()
