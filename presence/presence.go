@@ -88,6 +88,9 @@ func New(cfg Config) *Registry {
 // On reports whether channel keeps presence.
 func (r *Registry) On(channel string) bool { return r.cfg.Channels.Match(channel) }
 
+// Any reports whether any channel keeps presence.
+func (r *Registry) Any() bool { return len(r.cfg.Channels) > 0 }
+
 // MaxList is the most clients a list returns.
 func (r *Registry) MaxList() int { return r.cfg.MaxList }
 
@@ -226,14 +229,7 @@ func (r *Registry) List(channel string, limit int) (clients []protocol.Client, t
 	if rm == nil {
 		return nil, 0
 	}
-	clients = make([]protocol.Client, 0, min(limit, len(rm.clients)))
-	for _, c := range rm.clients {
-		if len(clients) == limit {
-			break
-		}
-		clients = append(clients, *c)
-	}
-	return clients, len(rm.clients)
+	return rm.listLocked(limit), len(rm.clients)
 }
 
 // A channel of more than AnswerBatchMin clients builds its presence
@@ -298,14 +294,19 @@ func (r *Registry) flush(channel string, rm *room, encode func([]protocol.Client
 
 // buildLocked encodes rm's answer. Its shard's lock is held.
 func (r *Registry) buildLocked(rm *room, encode func([]protocol.Client, int) *protocol.Wire) *protocol.Wire {
-	clients := make([]protocol.Client, 0, min(r.cfg.MaxList, len(rm.clients)))
+	return encode(rm.listLocked(r.cfg.MaxList), len(rm.clients))
+}
+
+// listLocked copies up to limit of rm's clients. Its shard's lock is held.
+func (rm *room) listLocked(limit int) []protocol.Client {
+	clients := make([]protocol.Client, 0, min(limit, len(rm.clients)))
 	for _, c := range rm.clients {
-		if len(clients) == r.cfg.MaxList {
+		if len(clients) == limit {
 			break
 		}
 		clients = append(clients, *c)
 	}
-	return encode(clients, len(rm.clients))
+	return clients
 }
 
 // Channels returns the channels with presence entries on this node.

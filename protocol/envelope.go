@@ -25,8 +25,9 @@ func AppendMessage(dst []byte, channel string, offset uint64, data []byte) (env,
 	return dst, dst[start:end:end]
 }
 
-// MessageSize is the length of AppendMessage's envelope, within 20 bytes.
-func MessageSize(channel string, data []byte) int { return 60 + len(channel) + len(data) }
+// MessageSize is the most AppendMessage's envelope takes: 49 bytes of
+// JSON around the channel and the data, and an offset of up to 20 digits.
+func MessageSize(channel string, data []byte) int { return 69 + len(channel) + len(data) }
 
 // AppendSubscribed appends
 // {"type":"subscribed","channel":…,"offset":…,"epoch":…,"recovered":…}.

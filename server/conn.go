@@ -105,9 +105,6 @@ func (c *Conn) hasFlag(f uint32) bool { return c.flags.Load()&f != 0 }
 // errPeerClosed stops the frame reader after a close frame.
 var errPeerClosed = errors.New("server: peer sent close")
 
-// Compression reports whether permessage-deflate was negotiated.
-func (c *Conn) Compression() bool { return c.compression }
-
 // Encoding is how the connection takes envelopes: WebSocket frames,
 // compressed when it negotiated permessage-deflate.
 func (c *Conn) Encoding() protocol.Encoding {

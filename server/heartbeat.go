@@ -62,7 +62,8 @@ func (s *Server) runHeartbeat() {
 
 func (c *Conn) heartbeat(now, wall uint32) {
 	s := c.srv
-	if c.hasFlag(flagThrottled) {
+	flags := c.flags.Load()
+	if flags&flagThrottled != 0 {
 		c.resumeIfPaid(now)
 	}
 	expired, overdue, stuck, quiet := false, false, false, false
@@ -73,9 +74,10 @@ func (c *Conn) heartbeat(now, wall uint32) {
 		exp := c.expires.Load()
 		expired = exp != 0 && wall >= exp
 		pa := c.partialAt.Load()
-		overdue = pa != 0 && now-pa >= s.msgTimeoutMs && !c.hasFlag(flagThrottled)
-		stuck = c.hasFlag(flagBehind) && now-c.wroteAt.Load() >= s.pongMs
-		quiet = c.hasFlag(flagAppPing) && !c.hasFlag(flagBehind) && now-c.wroteAt.Load() >= s.pingMs
+		overdue = pa != 0 && now-pa >= s.msgTimeoutMs && !c.hasFlag(flagThrottled) // resumeIfPaid may have cleared it
+		wrote := now - c.wroteAt.Load()
+		stuck = flags&flagBehind != 0 && wrote >= s.pongMs
+		quiet = flags&(flagAppPing|flagBehind) == flagAppPing && wrote >= s.pingMs
 		if !expired && !overdue && !stuck && !quiet && now-c.seen.Load() < s.pingMs && c.pingAt.Load() == 0 {
 			return // the common case, without a lock
 		}

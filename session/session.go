@@ -208,8 +208,10 @@ func (h *Handler) End(s *Session) {
 	}
 	s.closed = true
 	h.index.remove(s)
-	for _, name := range s.m.Channels() {
-		h.left(s, name)
+	if h.presence.Any() { // else no channel list to make for every close
+		for _, name := range s.m.Channels() {
+			h.left(s, name)
+		}
 	}
 	h.hub.Leave(s.m)
 }
