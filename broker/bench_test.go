@@ -41,5 +41,5 @@ func BenchmarkPublishManyChannels(b *testing.B) {
 func benchNode(b *testing.B) *node {
 	b.Helper()
 	nats := startNATS(b)
-	return startNode(b, nats.url(), Config{})
+	return startNode(b, nats.URL, Config{})
 }

@@ -6,22 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
 	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/internal/natstest"
 	"github.com/pushgate/pushgate/internal/proctest"
 	"github.com/pushgate/pushgate/internal/wstest"
 	"github.com/pushgate/pushgate/metrics"
@@ -30,49 +28,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// natsServer is an embedded NATS server with JetStream, restartable on the
-// same port and store.
-type natsServer struct {
-	t    testing.TB
-	port int
-	dir  string
-	srv  *natsserver.Server
-}
-
-func startNATS(t testing.TB) *natsServer {
-	t.Helper()
-	_, p, _ := net.SplitHostPort(proctest.FreeAddr(t))
-	port, _ := strconv.Atoi(p)
-	n := &natsServer{t: t, port: port, dir: t.TempDir()}
-	n.start()
-	t.Cleanup(n.stop)
-	return n
-}
-
-func (n *natsServer) url() string { return "nats://127.0.0.1:" + strconv.Itoa(n.port) }
-
-func (n *natsServer) start() {
-	n.t.Helper()
-	s, err := natsserver.NewServer(&natsserver.Options{
-		Host: "127.0.0.1", Port: n.port, JetStream: true, StoreDir: n.dir, NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		n.t.Fatal("NATS did not start")
-	}
-	n.srv = s
-}
-
-func (n *natsServer) stop() {
-	if n.srv != nil {
-		n.srv.Shutdown()
-		n.srv.WaitForShutdown()
-		n.srv = nil
-	}
-}
+func startNATS(t testing.TB) *natstest.Server { return natstest.Start(t) }
 
 // node is one gateway's hub and broker, without sockets.
 type node struct {
@@ -234,7 +190,7 @@ func publish(t *testing.T, p broadcast.Publisher, channel string, i int) broadca
 // same order everywhere.
 func TestClusterFanoutAndNumbering(t *testing.T) {
 	nats := startNATS(t)
-	a, b := startNode(t, nats.url(), Config{}), startNode(t, nats.url(), Config{})
+	a, b := startNode(t, nats.URL, Config{}), startNode(t, nats.URL, Config{})
 	var clients []*client
 	for range 3 {
 		clients = append(clients, a.client(t, "room.1", nil), b.client(t, "room.1", nil))
@@ -299,7 +255,7 @@ func TestClusterFanoutAndNumbering(t *testing.T) {
 // reconnects to the other node recovers what it missed with since.
 func TestClusterUsersAndRecoveryOnOtherNode(t *testing.T) {
 	nats := startNATS(t)
-	a, b := startNode(t, nats.url(), Config{}), startNode(t, nats.url(), Config{})
+	a, b := startNode(t, nats.URL, Config{}), startNode(t, nats.URL, Config{})
 	alice := protocol.PersonalChannel("alice")
 	onB := b.client(t, alice, nil)
 	bob := b.client(t, protocol.PersonalChannel("bob"), nil)
@@ -330,11 +286,11 @@ func TestClusterUsersAndRecoveryOnOtherNode(t *testing.T) {
 // ready, and serves recovery from it.
 func TestClusterLateNodeReadsHistory(t *testing.T) {
 	nats := startNATS(t)
-	a := startNodeHistory(t, nats.url(), Config{}, 20)
+	a := startNodeHistory(t, nats.URL, Config{}, 20)
 	for i := range 30 {
 		publish(t, a.b, "news", i)
 	}
-	c := startNodeHistory(t, nats.url(), Config{}, 20) // ready means caught up
+	c := startNodeHistory(t, nats.URL, Config{}, 20) // ready means caught up
 	h := c.hub.History("news", 0)
 	if h.Offset != 30 || len(h.Entries) != 20 || h.Entries[0].Offset != 11 {
 		t.Fatalf("late node's history: offset %d, %d entries from %d; want 30, 20 from 11",
@@ -352,14 +308,14 @@ func TestClusterLateNodeReadsHistory(t *testing.T) {
 // reconnect by themselves and deliver again, with no gap and no duplicate.
 func TestClusterSurvivesNATSRestart(t *testing.T) {
 	nats := startNATS(t)
-	a, b := startNode(t, nats.url(), Config{}), startNode(t, nats.url(), Config{})
+	a, b := startNode(t, nats.URL, Config{}), startNode(t, nats.URL, Config{})
 	onA, onB := a.client(t, "news", nil), b.client(t, "news", nil)
 	for i := range 5 {
 		publish(t, a.b, "news", i)
 	}
 	onB.waitOffsets(t, "news", seq(1, 5))
 
-	nats.stop()
+	nats.Stop()
 	wstest.Until(t, 10*time.Second, func() error {
 		if a.b.Ready() == nil {
 			return errors.New("node a still ready with NATS down")
@@ -396,7 +352,7 @@ func TestClusterSurvivesNATSRestart(t *testing.T) {
 		return nil
 	})
 
-	nats.start()
+	nats.Start()
 	for _, n := range []*node{a, b} {
 		wstest.Until(t, 20*time.Second, func() error { return n.b.Ready() })
 	}
@@ -421,7 +377,7 @@ func TestClusterSurvivesNATSRestart(t *testing.T) {
 // they publish, whatever the machine's speed.
 func TestClusterPublishInFlightWhenNATSDies(t *testing.T) {
 	nats := startNATS(t)
-	a := startNode(t, nats.url(), Config{PublishTimeout: time.Second})
+	a := startNode(t, nats.URL, Config{PublishTimeout: time.Second})
 	sub := a.client(t, "news", nil)
 	const publishers = 4
 	stopped := make(chan struct{}) // closed once NATS has shut down
@@ -462,7 +418,7 @@ func TestClusterPublishInFlightWhenNATSDies(t *testing.T) {
 		}
 		return nil
 	})
-	nats.stop()
+	nats.Stop()
 	close(stopped)
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -476,7 +432,7 @@ func TestClusterPublishInFlightWhenNATSDies(t *testing.T) {
 	if len(unexpected) > 0 || afterStop > 0 {
 		t.Fatalf("unexpected errors %v; %d publishes begun with NATS down succeeded", unexpected, afterStop)
 	}
-	nats.start()
+	nats.Start()
 	wstest.Until(t, 20*time.Second, func() error { return a.b.Ready() })
 	r := publish(t, a.b, "news", -1)
 	// Every confirmed publish was delivered; offsets are consecutive (a
@@ -509,9 +465,9 @@ func isClosed(c <-chan struct{}) bool {
 // and dropped; publications after it are delivered.
 func TestClusterDropsForeignMessages(t *testing.T) {
 	nats := startNATS(t)
-	a := startNode(t, nats.url(), Config{})
+	a := startNode(t, nats.URL, Config{})
 	sub := a.client(t, "news", nil)
-	nc, err := natsConnect(nats.url())
+	nc, err := natsConnect(nats.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -583,7 +539,7 @@ func (m *natsMsg) publish(nc *nats.Conn) error {
 func TestClusterEpochChangeReachesLiveSubscribers(t *testing.T) {
 	nats := startNATS(t)
 	cfg := Config{HistoryTTL: time.Second}
-	a, b := startNode(t, nats.url(), cfg), startNode(t, nats.url(), cfg)
+	a, b := startNode(t, nats.URL, cfg), startNode(t, nats.URL, cfg)
 	onA, onB := a.client(t, "tick", nil), b.client(t, "tick", nil)
 	first := publish(t, a.b, "tick", 1)
 	publish(t, a.b, "tick", 2)
@@ -620,7 +576,7 @@ func TestClusterEpochChangeReachesLiveSubscribers(t *testing.T) {
 // resume at its old position and skip what came first.
 func TestClusterStreamRecreatedWhileAway(t *testing.T) {
 	nats := startNATS(t)
-	a, b := startNode(t, nats.url(), Config{}), startNode(t, nats.url(), Config{})
+	a, b := startNode(t, nats.URL, Config{}), startNode(t, nats.URL, Config{})
 	onA := a.client(t, "news", nil)
 	for i := range 5 {
 		publish(t, b.b, "news", i)
@@ -635,11 +591,11 @@ func TestClusterStreamRecreatedWhileAway(t *testing.T) {
 			a.b.applyMu.Unlock()
 		}
 	}()
-	nats.stop()
-	if err := os.RemoveAll(nats.dir); err != nil {
+	nats.Stop()
+	if err := os.RemoveAll(nats.Dir); err != nil {
 		t.Fatal(err)
 	}
-	nats.start()
+	nats.Start()
 	wstest.Until(t, 20*time.Second, func() error { return b.b.Ready() })
 	var last broadcast.Result
 	for i := range 8 {
@@ -715,7 +671,7 @@ func TestClusterNoticesHungNATS(t *testing.T) {
 // timeout is refused, and never written to the stream.
 func TestPublishTimeoutCountsTheQueue(t *testing.T) {
 	nats := startNATS(t)
-	a := startNode(t, nats.url(), Config{PublishTimeout: time.Second})
+	a := startNode(t, nats.URL, Config{PublishTimeout: time.Second})
 	cs := &chanState{subject: subjectFor(a.b.prefix, "late")}
 	r := &request{ctx: context.Background(), queued: time.Now().Add(-2 * time.Second), data: []byte(`1`), id: a.b.msgID()}
 	if err := a.b.send(cs, r); !errors.Is(err, broadcast.ErrUnavailable) {
@@ -732,7 +688,7 @@ func TestPublishTimeoutCountsTheQueue(t *testing.T) {
 func TestClientPublishChannelCap(t *testing.T) {
 	nats := startNATS(t)
 	n := &node{hub: broadcast.New(broadcast.Config{Shards: 2, Clustered: true, MaxNodeChannels: 5}), m: metrics.NewBroker(nil), g: metrics.New(nil)}
-	b, err := New(Config{URL: nats.url(), Hub: n.hub, Metrics: n.m, Gateway: n.g,
+	b, err := New(Config{URL: nats.URL, Hub: n.hub, Metrics: n.m, Gateway: n.g,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), PublishTimeout: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)

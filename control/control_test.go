@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,7 +18,7 @@ import (
 
 	"github.com/pushgate/pushgate/auth"
 	"github.com/pushgate/pushgate/broadcast"
-	"github.com/pushgate/pushgate/internal/proctest"
+	"github.com/pushgate/pushgate/internal/natstest"
 	"github.com/pushgate/pushgate/internal/servertest"
 	"github.com/pushgate/pushgate/internal/wstest"
 	"github.com/pushgate/pushgate/presence"
@@ -33,55 +32,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var secret = []byte("0123456789abcdef0123456789abcdef-test")
 
-func startNATS(t *testing.T, maxPayload ...int32) string {
-	t.Helper()
-	n := newNATS(t, maxPayload...)
-	n.start()
-	t.Cleanup(n.stop)
-	return n.url
-}
-
-// natsServer is an embedded NATS that a test may stop and start again on
-// its port.
-type natsServer struct {
-	t    *testing.T
-	opts natsserver.Options
-	url  string
-	srv  *natsserver.Server
-}
-
-func newNATS(t *testing.T, maxPayload ...int32) *natsServer {
-	_, p, _ := net.SplitHostPort(proctest.FreeAddr(t))
-	port, _ := strconv.Atoi(p)
-	n := &natsServer{t: t, url: "nats://127.0.0.1:" + p,
-		opts: natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}}
-	if len(maxPayload) > 0 {
-		n.opts.MaxPayload = maxPayload[0]
-	}
-	return n
-}
-
-func (n *natsServer) start() {
-	n.t.Helper()
-	opts := n.opts
-	s, err := natsserver.NewServer(&opts)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		n.t.Fatal("NATS did not start")
-	}
-	n.srv = s
-}
-
-func (n *natsServer) stop() {
-	if n.srv != nil {
-		n.srv.Shutdown()
-		n.srv.WaitForShutdown()
-		n.srv = nil
-	}
-}
+func startNATS(t *testing.T) string { return natstest.Start(t).URL }
 
 // node is one gateway: a hub, sessions with presence on "room*", a
 // WebSocket listener, and its part of the control plane.
@@ -336,7 +287,7 @@ func TestClusterNodeDies(t *testing.T) {
 // A node's answer that would pass NATS's payload limit is cut to fit,
 // its totals kept: the call neither times out nor loses the node.
 func TestClusterAnswerFitsPayload(t *testing.T) {
-	url := startNATS(t, 64<<10)
+	url := natstest.Start(t, func(o *natsserver.Options) { o.MaxPayload = 64 << 10 }).URL
 	a, b := startNode(t, url, 3*time.Second), startNode(t, url, 3*time.Second)
 	waitNodes(t, a, b)
 	name := strings.Repeat("n", 1000)
@@ -358,23 +309,21 @@ func TestClusterAnswerFitsPayload(t *testing.T) {
 // presence subscribers to ask again at once, and, once NATS is back, tells
 // the other nodes to tell theirs.
 func TestClusterEventsLost(t *testing.T) {
-	n := newNATS(t)
-	n.start()
-	t.Cleanup(n.stop)
-	a, b := startNode(t, n.url, 3*time.Second), startNode(t, n.url, 3*time.Second)
+	n := natstest.Start(t)
+	a, b := startNode(t, n.URL, 3*time.Second), startNode(t, n.URL, 3*time.Second)
 	waitNodes(t, a, b)
 	ann := a.dial(t, "ann", "room")
 	next(t, ann)
 	bob := b.dial(t, "bob", "room")
 	next(t, bob)
 	skipEvents(t, ann, "join") // bob's
-	n.stop()
+	n.Stop()
 	for _, c := range []*wstest.Client{ann, bob} {
 		if m := skipEvents(t, c, "error"); m.Code != "presence_lagging" {
 			t.Fatalf("with NATS gone: %s", m.Raw)
 		}
 	}
-	n.start()
+	n.Start()
 	// Back: each node resyncs the other, whose subscribers are told again.
 	for _, c := range []*wstest.Client{ann, bob} {
 		if m := skipEvents(t, c, "error"); m.Code != "presence_lagging" {
