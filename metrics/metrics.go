@@ -52,6 +52,7 @@ type Gateway struct {
 	ChannelsRefused  prometheus.Counter
 	historyEvictions *prometheus.CounterVec
 	presenceEvents   *prometheus.CounterVec
+	presenceRefused  *prometheus.CounterVec
 	// FanoutDuration is the time from a publication reaching this node's
 	// hub to its last frame handed to the kernel (or queued behind a full
 	// socket), observed once per publication.
@@ -104,6 +105,8 @@ func New(reg prometheus.Registerer) *Gateway {
 			"Messages dropped from history, by reason: expired (--history-ttl), size (--history-size), channel_bytes (--history-max-channel-bytes), budget (--history-max-bytes), restart (the channel's epoch changed).", "reason"),
 		presenceEvents: f.counterVec("presence_events_total",
 			"Join and leave events of presence channels, by event: join and leave were sent to the channel's subscribers on this node, dropped were over --presence-event-rate, lost could not be relayed to the other nodes of a cluster.", "event"),
+		presenceRefused: f.counterVec("presence_asks_refused_total",
+			"Presence ops refused, by reason: rate (over 4 at once, then 2 a second per connection), backlog (over 1 MiB waits for the connection's socket), overloaded (65,536 asks wait for one channel's answer, or 256 for other nodes').", "reason"),
 		FanoutDuration: f.histogram("fanout_duration_seconds",
 			"Time from a publication reaching the hub to its last frame handed to the kernel.",
 			prometheus.ExponentialBuckets(50e-6, 2.5, 14)), // 50µs .. 7.5s
@@ -118,6 +121,9 @@ func New(reg prometheus.Registerer) *Gateway {
 		"Publishes refused, by reason: overloaded (too many in flight) or unavailable (shutting down, broker down).", "reason")
 	for _, e := range []string{"join", "leave", "dropped", "lost"} {
 		g.presenceEvents.WithLabelValues(e) // exported from the start, at 0
+	}
+	for _, r := range []string{"rate", "backlog", "overloaded"} {
+		g.presenceRefused.WithLabelValues(r)
 	}
 	g.PublishesOverloaded = refused.WithLabelValues("overloaded")
 	g.PublishesUnavailable = refused.WithLabelValues("unavailable")
@@ -144,6 +150,12 @@ func (g *Gateway) HistoryEvictions(reason string) prometheus.Counter {
 // leave, dropped).
 func (g *Gateway) PresenceEvents(event string) prometheus.Counter {
 	return g.presenceEvents.WithLabelValues(event)
+}
+
+// PresenceAsksRefused returns the counter of presence ops refused for one
+// reason (rate, backlog, overloaded).
+func (g *Gateway) PresenceAsksRefused(reason string) prometheus.Counter {
+	return g.presenceRefused.WithLabelValues(reason)
 }
 
 // ObservePresence exports the presence entries this node holds: one per

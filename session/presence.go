@@ -134,9 +134,11 @@ func (h *Handler) presenceOp(s *Session, name string) {
 		h.reply(s, protocol.CodeNotSubscribed, "subscribe to the channel to see its presence", name)
 		return
 	case !s.presenceAllowed(time.Now()):
+		h.m.PresenceAsksRefused("rate").Inc()
 		h.reply(s, protocol.CodeRateLimited, "presence: at most 2 a second, in bursts of 4; this one was dropped", name)
 		return
 	case s.conn().Waiting() > maxPresenceBacklog:
+		h.m.PresenceAsksRefused("backlog").Inc()
 		h.reply(s, protocol.CodeRateLimited, "presence: more than 1 MiB still waits for your socket; this one was dropped", name)
 		return
 	}
@@ -149,6 +151,7 @@ func (h *Handler) presenceOp(s *Session, name string) {
 	if !h.presence.Answer(name, func(list []protocol.Client, total int) *protocol.Wire {
 		return presenceWire(name, list, total)
 	}, deliver) {
+		h.m.PresenceAsksRefused("overloaded").Inc()
 		h.reply(s, protocol.CodeOverloaded, "too many presence asks of this channel, try again", name)
 	}
 }
@@ -181,6 +184,7 @@ func (h *Handler) presenceCluster(s *Session, name string, deliver func(*protoco
 	select {
 	case h.clusterAsks <- struct{}{}:
 	default:
+		h.m.PresenceAsksRefused("overloaded").Inc()
 		h.reply(s, protocol.CodeOverloaded, "too many presence asks in flight, try again", name)
 		return
 	}

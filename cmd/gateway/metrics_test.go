@@ -329,10 +329,19 @@ func TestEveryMetric(t *testing.T) {
 	stay.ExpectMsg("join", "")
 	goer.Write(wstest.Frame(true, 0, ws.OpClose, wstest.ClosePayload(1000, "")))
 	stay.ExpectMsg("leave", "")
+	// Five presence asks at once: four answered, the fifth refused.
+	for range 5 {
+		stay.Send(`{"op":"presence","channel":"room"}`)
+	}
+	for range 4 {
+		stay.ExpectMsg("presence", "")
+	}
+	stay.ExpectMsg("error", "rate_limited")
 	checkMetrics(t, pg.admin, checked,
 		expect{name: "pushgate_presence_clients", want: 1},
 		expect{name: "pushgate_presence_events_total", label: "event=join", want: 2},
 		expect{name: "pushgate_presence_events_total", label: "event=leave", want: 1},
+		expect{name: "pushgate_presence_asks_refused_total", label: "reason=rate", want: 1},
 	)
 
 	// Every pushgate metric the gateway exports was checked.
