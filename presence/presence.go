@@ -64,7 +64,7 @@ type room struct {
 	// Presence ops of a big channel (Answer): when the last answer was
 	// built, and the asks waiting for the next one.
 	answerAt time.Time
-	waiting  []func(*protocol.Wire)
+	waiting  []waiter
 }
 
 // New returns a Registry for cfg.
@@ -243,36 +243,59 @@ const (
 	maxWaiting = 1 << 16
 )
 
-// Answer answers a presence op for channel: deliver is called with
+// waiter is an ask waiting for a channel's next answer.
+type waiter struct {
+	asker   any // who asked: one ask of each waits at a time
+	deliver func(*protocol.Wire)
+}
+
+// Outcome says what Answer did with an ask.
+type Outcome uint8
+
+// Outcomes.
+const (
+	Answered Outcome = iota // deliver was called
+	Deferred                // deliver will be called with the next answer
+	Pending                 // the asker's earlier ask waits already: deliver will not be called
+	Full                    // maxWaiting asks wait: deliver will not be called
+)
+
+// Answer answers asker's presence op for channel: deliver is called with
 // encode's envelope of up to MaxList clients and the total, under the
 // registry's lock (see Join): now, or, when a big channel built an answer
 // less than AnswerInterval ago, with the next one, from another goroutine.
-// No answer is kept once delivered. It reports false, and does not call
-// deliver, when the channel holds maxWaiting asks already.
-func (r *Registry) Answer(channel string, encode func(clients []protocol.Client, total int) *protocol.Wire,
-	deliver func(*protocol.Wire)) bool {
+// An asker has at most one ask waiting: another, meanwhile, is Pending
+// (so what one connection is sent of a channel is one answer a second at
+// most). No answer is kept once delivered.
+func (r *Registry) Answer(channel string, asker any, encode func(clients []protocol.Client, total int) *protocol.Wire,
+	deliver func(*protocol.Wire)) Outcome {
 	sh := r.shard(channel)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rm := sh.rooms[channel]
 	if rm == nil {
 		deliver(encode(nil, 0))
-		return true
+		return Answered
 	}
 	now := r.cfg.Now()
 	if len(rm.clients) <= AnswerBatchMin || now.Sub(rm.answerAt) >= AnswerInterval {
 		rm.answerAt = now
 		deliver(r.buildLocked(rm, encode))
-		return true
+		return Answered
+	}
+	for _, w := range rm.waiting {
+		if w.asker == asker {
+			return Pending
+		}
 	}
 	if len(rm.waiting) >= maxWaiting {
-		return false
+		return Full
 	}
-	rm.waiting = append(rm.waiting, deliver)
+	rm.waiting = append(rm.waiting, waiter{asker, deliver})
 	if len(rm.waiting) == 1 {
 		time.AfterFunc(rm.answerAt.Add(AnswerInterval).Sub(now), func() { r.flush(channel, rm, encode) })
 	}
-	return true
+	return Deferred
 }
 
 // flush answers the asks that waited for rm's next answer.
@@ -282,8 +305,8 @@ func (r *Registry) flush(channel string, rm *room, encode func([]protocol.Client
 	defer sh.mu.Unlock()
 	rm.answerAt = r.cfg.Now()
 	w := r.buildLocked(rm, encode)
-	for _, deliver := range rm.waiting {
-		deliver(w)
+	for _, wt := range rm.waiting {
+		wt.deliver(w)
 	}
 	rm.waiting = nil
 	if len(rm.clients) == 0 {

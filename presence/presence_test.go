@@ -134,7 +134,7 @@ func TestAnswerBatched(t *testing.T) {
 	deliver := func(w *protocol.Wire) { got = append(got, w) }
 	r.Join("s", protocol.Client{Client: "x"}, nil)
 	for range 3 {
-		r.Answer("s", encode, deliver)
+		r.Answer("s", 0, encode, deliver)
 	}
 	if builds != 3 || len(got) != 3 {
 		t.Fatalf("small channel: %d builds for %d answers, want one each", builds, len(got))
@@ -143,19 +143,25 @@ func TestAnswerBatched(t *testing.T) {
 		r.Join("c", protocol.Client{Client: "m" + strconv.Itoa(i)}, nil)
 	}
 	builds, got = 0, nil
-	r.Answer("c", encode, deliver) // built now
+	r.Answer("c", 0, encode, deliver) // built now
 	if builds != 1 || len(got) != 1 {
 		t.Fatalf("first ask of a big channel: %d builds, %d answers", builds, len(got))
 	}
 	done := make(chan struct{})
 	var late []*protocol.Wire
-	for range 5 {
-		r.Answer("c", encode, func(w *protocol.Wire) {
+	for i := range 5 {
+		if o := r.Answer("c", i, encode, func(w *protocol.Wire) {
 			late = append(late, w) // under the registry's lock: one at a time
 			if len(late) == 5 {
 				close(done)
 			}
-		})
+		}); o != presence.Deferred {
+			t.Fatalf("ask %d: %v, want deferred", i, o)
+		}
+	}
+	// One asker has one ask waiting at most.
+	if o := r.Answer("c", 3, encode, func(*protocol.Wire) { t.Error("a pending ask answered") }); o != presence.Pending {
+		t.Fatalf("a second ask of one asker: %v, want pending", o)
 	}
 	if builds != 1 {
 		t.Fatalf("asks within the interval built %d answers", builds-1)

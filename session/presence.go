@@ -139,22 +139,35 @@ func (h *Handler) presenceOp(s *Session, name string) {
 		return
 	case s.conn().Waiting() > maxPresenceBacklog:
 		h.m.PresenceAsksRefused("backlog").Inc()
-		h.reply(s, protocol.CodeRateLimited, "presence: more than 1 MiB still waits for your socket; this one was dropped", name)
+		h.reply(s, protocol.CodeRateLimited, msgBacklog, name)
 		return
 	}
-	m := s.m
-	deliver := func(w *protocol.Wire) { h.hub.ReplyWire(m, w) }
+	m, conn := s.m, s.conn()
+	deliver := func(w *protocol.Wire) {
+		if conn.Waiting() > maxPresenceBacklog { // it grew while the ask waited
+			h.m.PresenceAsksRefused("backlog").Inc()
+			h.hub.Reply(m, protocol.AppendError(protocol.Buffer(64+len(msgBacklog)+len(name)), protocol.CodeRateLimited, msgBacklog, name))
+			return
+		}
+		h.hub.ReplyWire(m, w)
+	}
 	if h.peers != nil {
 		h.presenceCluster(s, name, deliver)
 		return
 	}
-	if !h.presence.Answer(name, func(list []protocol.Client, total int) *protocol.Wire {
+	switch h.presence.Answer(name, s, func(list []protocol.Client, total int) *protocol.Wire {
 		return presenceWire(name, list, total)
 	}, deliver) {
+	case presence.Pending:
+		h.m.PresenceAsksRefused("rate").Inc()
+		h.reply(s, protocol.CodeRateLimited, "presence: your last ask of this channel waits for its answer; this one was dropped", name)
+	case presence.Full:
 		h.m.PresenceAsksRefused("overloaded").Inc()
 		h.reply(s, protocol.CodeOverloaded, "too many presence asks of this channel, try again", name)
 	}
 }
+
+const msgBacklog = "presence: more than 1 MiB still waits for your socket; this one was dropped"
 
 // presenceWire encodes a presence answer.
 func presenceWire(name string, list []protocol.Client, total int) *protocol.Wire {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,6 +159,16 @@ func TestPresenceStorm(t *testing.T) {
 	s.awaitPresence(channel, members, members)
 }
 
+// besiegeRoom starts a gateway with presence on chat:* and members
+// connections with 1 KiB infos in channel, reading what they are sent.
+func besiegeRoom(t *testing.T, channel string, members int) *siege {
+	t.Helper()
+	s := besiege(t, "--presence", "chat:*")
+	s.background(attack.Spec{Kind: attack.KindMembers, Conns: members, Query: "channels=" + channel + "&" + attack.Info(1024)})
+	s.awaitPresence(channel, members, members)
+	return s
+}
+
 // TestPresenceOpFlood: 1,000 members of chat:big, each with a 1 KiB info,
 // make its presence answer a megabyte; 20 more members ask for it as fast
 // as the gateway reads, and come back whenever closed. The answer is
@@ -179,9 +190,7 @@ func TestPresenceOpFlood(t *testing.T) {
 		channel  = "chat:big"
 		d        = 6 * time.Second
 	)
-	s := besiege(t, "--presence", "chat:*")
-	s.background(attack.Spec{Kind: attack.KindMembers, Conns: members, Query: "channels=" + channel + "&" + attack.Info(1024)})
-	s.awaitPresence(channel, members, members)
+	s := besiegeRoom(t, channel, members)
 	before, err := attack.Scrape(context.Background(), "http://"+s.admin+"/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -391,5 +400,59 @@ func TestPresenceAnswersHeld(t *testing.T) {
 	if held > conns*channels*64 {
 		t.Errorf("the presence answers left %.1f MiB held after their delivery: %.0f bytes for each of the %d presence entries, "+
 			"which the README counts as what presence holds", held/(1<<20), held/(conns*channels), conns*channels)
+	}
+}
+
+// TestPresenceBacklog: 5 connections in a channel of 1,000 members with
+// 1 KiB infos (an answer is about 1.1 MiB) ask for presence four times a
+// second and never read. Answers are paced, not counted against
+// --outbound-queue-bytes, so the 1 MiB backlog bound is what stops them
+// piling up once the kernel's socket buffers (several MiB on loopback)
+// are full: past it their asks are refused (backlog), and what waits for
+// their sockets stays within the bound and an answer or two each.
+func TestPresenceBacklog(t *testing.T) {
+	const (
+		members = 1000
+		askers  = 5
+		channel = "chat:big"
+		d       = 6 * time.Second
+	)
+	s := besiegeRoom(t, channel, members)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range askers {
+		c, err := s.target.Dial(ctx, members+i, "channels="+channel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		wg.Go(func() { // never reads
+			tick := time.NewTicker(250 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				if _, err := c.Write(attack.Text(attack.PresenceOp(channel))); err != nil {
+					return
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		})
+	}
+	r := s.during(d, []string{"pushgate_outbound_queued_bytes"})
+	wg.Wait()
+	backlog := r.after[`pushgate_presence_asks_refused_total{reason="backlog"}`]
+	s.logf(r, "%d askers that never read: %v asks refused for their backlog, %v for the rate; queued for sockets at most %.1f MiB",
+		askers, backlog, r.after[`pushgate_presence_asks_refused_total{reason="rate"}`], r.peaks["pushgate_outbound_queued_bytes"]/(1<<20))
+	s.checkHealthy(r.health, healthyP50)
+	s.checkRSS(128 << 20)
+	if backlog == 0 {
+		t.Errorf("no ask refused for the backlog")
+	}
+	if q := r.peaks["pushgate_outbound_queued_bytes"]; q > askers*3<<20 {
+		t.Errorf("%.1f MiB queued for %d askers that never read: over 1 MiB and an answer or two each", q/(1<<20), askers)
 	}
 }
