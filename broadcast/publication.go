@@ -53,7 +53,7 @@ func newPublication(channel string, offset uint64, data []byte, at time.Time) *p
 // encodedFor returns the publication as m's connection is sent it.
 func (p *publication) encodedFor(m *Member) []byte {
 	if m.enc == protocol.WebSocket {
-		return p.wire.Encoded(protocol.WebSocket, nil) // built with p
+		return p.wire.Frame() // built with p
 	}
 	return p.wire.Encoded(m.enc, p.store)
 }

@@ -89,6 +89,10 @@ func (w *Wire) Init(buf []byte) {
 	w.once[WebSocket].Do(func() { w.enc[WebSocket] = encode(WebSocket, buf) })
 }
 
+// Frame returns the envelope's WebSocket frame, built by Init: the bytes
+// nearly every connection is sent, without Encoded's checks.
+func (w *Wire) Frame() []byte { return w.enc[WebSocket] }
+
 // Envelope returns the JSON envelope; it must not be modified.
 func (w *Wire) Envelope() []byte { return w.buf[Headroom:] }
 

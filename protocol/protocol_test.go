@@ -58,6 +58,9 @@ func TestWireEncodings(t *testing.T) {
 				t.Fatalf("%d-byte envelope, encoding %d: compressed %v", len(w.Envelope()), e, compressed)
 			}
 		}
+		if f := w.Frame(); &f[0] != &w.Encoded(protocol.WebSocket, nil)[0] {
+			t.Fatal("Frame is not the WebSocket encoding")
+		}
 		// Built once each: the same bytes every time.
 		if a, b := w.Encoded(protocol.WebSocketDeflate, nil), w.Encoded(protocol.WebSocketDeflate, nil); &a[0] != &b[0] {
 			t.Fatal("compressed copy built twice")
