@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -673,8 +675,12 @@ func TestPublishTimeoutCountsTheQueue(t *testing.T) {
 	nats := startNATS(t)
 	a := startNode(t, nats.URL, Config{PublishTimeout: time.Second})
 	cs := &chanState{subject: subjectFor(a.b.prefix, "late")}
-	r := &request{ctx: context.Background(), queued: time.Now().Add(-2 * time.Second), data: []byte(`1`), id: a.b.msgID()}
-	if err := a.b.send(cs, r); !errors.Is(err, broadcast.ErrUnavailable) {
+	a.b.slots <- struct{}{} // as Publish takes one
+	r := &request{ctx: context.Background(), queued: time.Now().Add(-2 * time.Second), data: []byte(`1`), id: a.b.msgID(), result: make(chan error, 1)}
+	if kept, _ := a.b.send(cs, []*request{r}); len(kept) != 0 {
+		t.Fatal("a publish queued for twice its timeout was sent")
+	}
+	if err := <-r.result; !errors.Is(err, broadcast.ErrUnavailable) {
 		t.Fatalf("a publish queued for twice its timeout: %v, want ErrUnavailable", err)
 	}
 	if _, err := (*a.b.stream.Load()).GetLastMsgForSubject(context.Background(), cs.subject); err == nil {
@@ -709,5 +715,106 @@ func TestClientPublishChannelCap(t *testing.T) {
 	}
 	if c := n.hub.Stats().Channels; c != 5 || refused != 15 {
 		t.Fatalf("%d channels, %d publishes refused; want 5 and 15", c, refused)
+	}
+}
+
+// A hot channel: many publishers on two nodes at once, through Publish and
+// TryPublish. Publications waiting for the channel go out together, several
+// to a stream message, and still each subscriber of each node gets 1..N
+// once, the data each publish was told it got, the same everywhere, and a
+// node started later reads the same history from the batches.
+func TestClusterHotChannelBatches(t *testing.T) {
+	nats := startNATS(t)
+	const history = 5000
+	a := startNodeHistory(t, nats.URL, Config{}, history)
+	b := startNodeHistory(t, nats.URL, Config{}, history)
+	onA, onB := a.client(t, "ticker", nil), b.client(t, "ticker", nil)
+
+	const publishers, each, clientEach = 32, 40, 100
+	want := map[uint64]string{} // offset → data, as the publishers were told
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for p := range publishers {
+		n := []*node{a, b}[p%2]
+		wg.Go(func() {
+			for i := range each {
+				data := fmt.Sprintf(`{"p":%d,"i":%d}`, p, i)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				r, err := n.b.Publish(ctx, "ticker", []byte(data))
+				cancel()
+				if err != nil {
+					t.Errorf("publish: %v", err)
+					return
+				}
+				mu.Lock()
+				if prev, ok := want[r.Offset]; ok {
+					t.Errorf("offset %d given to %s and %s", r.Offset, prev, data)
+				}
+				want[r.Offset] = data
+				mu.Unlock()
+			}
+		})
+	}
+	// Clients' publishes: queued without waiting, 100 from each node.
+	var failed atomic.Int32
+	for i := range clientEach {
+		for _, n := range []*node{a, b} {
+			for {
+				err := n.b.TryPublish("ticker", fmt.Appendf(nil, `{"client":%d}`, i), func(error) { failed.Add(1) })
+				if err == nil {
+					break
+				}
+				if !errors.Is(err, broadcast.ErrOverloaded) {
+					t.Fatal(err)
+				}
+				runtime.Gosched()
+			}
+		}
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	total := uint64(publishers*each + 2*clientEach)
+	for _, c := range []*client{onA, onB} {
+		c.waitOffsets(t, "ticker", seq(1, total))
+	}
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d client publishes failed", n)
+	}
+	onA.mu.Lock()
+	got := slices.Clone(onA.data["ticker"])
+	onA.mu.Unlock()
+	for o, data := range want {
+		if got[o-1] != data {
+			t.Fatalf("offset %d carries %s, but its publisher was told it got %s", o, got[o-1], data)
+		}
+	}
+	onB.mu.Lock()
+	same := slices.Equal(onB.data["ticker"], got)
+	onB.mu.Unlock()
+	if !same {
+		t.Fatal("the nodes' subscribers got different data at the same offsets")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := (*a.b.stream.Load()).Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs*2 > total {
+		t.Fatalf("the stream holds %d messages for %d publications: publications waiting for a channel are not sent together", info.State.Msgs, total)
+	}
+	t.Logf("%d publications in %d stream messages", total, info.State.Msgs)
+
+	late := startNodeHistory(t, nats.URL, Config{}, history)
+	r := late.client(t, "ticker", &broadcast.Position{Offset: 0, Epoch: a.hub.History("ticker", 0).Epoch})
+	r.waitOffsets(t, "ticker", seq(1, total))
+	r.mu.Lock()
+	same = slices.Equal(r.data["ticker"], got)
+	r.mu.Unlock()
+	if !same {
+		t.Fatal("a node started later read other data from the stream")
 	}
 }

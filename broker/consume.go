@@ -148,39 +148,56 @@ func (b *Broker) apply(msg jetstream.Msg) {
 	defer b.advance(seq, meta.NumPending)
 	h := msg.Headers()
 	name, ok := channelOf(b.prefix, msg.Subject())
-	offset, err := strconv.ParseUint(h.Get(hdrOffset), 10, 64)
-	epoch, data := h.Get(hdrEpoch), msg.Data()
-	if !ok || !protocol.ValidName(name) || err != nil || offset == 0 || epoch == "" || !broadcast.ValidData(data) {
+	first, err := strconv.ParseUint(h.Get(hdrOffset), 10, 64)
+	epoch := h.Get(hdrEpoch)
+	es, berr := entries(h, msg.Data())
+	valid := ok && protocol.ValidName(name) && err == nil && first != 0 && epoch != "" && berr == nil
+	for i := 0; valid && i < len(es); i++ {
+		valid = broadcast.ValidData(es[i].data)
+	}
+	if !valid {
 		b.m.Invalid.Inc()
 		b.log.Warn("broker: dropped a message that is not a pushgate publication", "subject", msg.Subject(), "seq", seq)
 		return
 	}
+	ours := h.Get(hdrNode) == b.cfg.Node
+	for i, e := range es {
+		if !b.applyOne(broadcast.Message{Channel: name, Epoch: epoch, Offset: first + uint64(i), Data: e.data, Time: meta.Timestamp}, e.id, ours) {
+			return
+		}
+	}
+}
+
+// applyOne hands the hub one publication of a stream message, whose
+// publish on this node, if ours and still waiting, is told when it is
+// fanned out. It reports false when the hub is closing.
+func (b *Broker) applyOne(m broadcast.Message, id string, ours bool) bool {
 	var done func(broadcast.Result)
-	if b.nwait.Load() > 0 {
+	if ours && b.nwait.Load() > 0 {
 		b.mu.Lock()
-		w := b.waiters[h.Get(jetstream.MsgIDHeader)]
+		w := b.waiters[id]
 		b.mu.Unlock()
 		if w != nil {
 			done = func(r broadcast.Result) { w <- r }
 		}
 	}
-	m := broadcast.Message{Channel: name, Epoch: epoch, Offset: offset, Data: data, Time: meta.Timestamp}
 	how, err := b.cfg.Hub.Apply(b.ctx, m, done)
 	switch {
 	case err != nil:
 		b.log.Debug("broker: not applied", "err", err) // closing
-		return
+		return false
 	case how == broadcast.AppliedBefore: // read again after a consumer reset
-		return
+		return true
 	case how == broadcast.AppliedAfterGap:
 		b.m.Gaps.Inc()
 		b.log.Warn("broker: publications of a channel were gone from the stream before this node read them",
-			"channel", name, "offset", offset)
+			"channel", m.Channel, "offset", m.Offset)
 	}
 	b.m.Received.Inc()
-	if h.Get(hdrNode) != b.cfg.Node {
+	if !ours {
 		b.cfg.Gateway.PublishesBroker.Inc()
 	}
+	return true
 }
 
 func (b *Broker) advance(seq, pending uint64) {

@@ -28,10 +28,15 @@
 // last message is forgotten at every reconnection, and a stream with a new
 // creation time is read from its start: NATS may have lost the old one.
 //
-// Publishes of one channel through one node go out one at a time, in the
-// order they came; channels go out in parallel. Each carries a message ID,
-// so a retry after a lost confirmation is not stored twice (JetStream's
-// duplicate window).
+// Publishes of one channel through one node go out in the order they
+// came, one stream message at a time; channels go out in parallel. The
+// publishes that queued for a channel while its last message went out go
+// out next, together, as one message (a batch: up to 1,024 publications
+// or 256 KiB), numbered consecutively. So a hot channel makes one
+// JetStream round trip for many publications, which one at a time would
+// cap at about one per round trip (see batch.go for the format). Each
+// message carries a message ID, so a retry after a lost confirmation is
+// not stored twice (JetStream's duplicate window).
 //
 // # Failure
 //

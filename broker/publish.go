@@ -40,9 +40,8 @@ type request struct {
 	result chan error  // Publish waits on it; nil for TryPublish
 	failed func(error) // TryPublish's error callback
 	client bool        // TryPublish's: holds a client slot too
-	offset uint64      // as numbered (planned)
-	epoch  string      // as numbered (planned)
-	plan   bool        // offset and epoch are chosen
+	offset uint64      // as numbered, once confirmed
+	epoch  string      // as numbered, once confirmed
 	waiter chan broadcast.Result
 }
 
@@ -140,9 +139,22 @@ func (b *Broker) enqueue(channel string, r *request) {
 	}
 }
 
-// drain publishes a channel's queue in order until it is empty.
+// Bounds of a batch: the publications of a channel that waited while the
+// one before went out are sent as one stream message, up to these. A
+// publication bigger than batchBytes goes alone.
+const (
+	maxBatch   = 1024
+	batchBytes = 256 << 10
+)
+
+// drain publishes a channel's queue in order until it is empty: at each
+// turn, everything that waited, up to a batch's bounds, as one stream
+// message. So a busy channel makes one JetStream round trip for many
+// publications, where one at a time would cap it at one per round trip.
 func (b *Broker) drain(cs *chanState) {
 	defer b.wg.Done()
+	limit := min(batchBytes, int(b.nc.MaxPayload())-4096) // room for headers
+	var reqs []*request
 	for {
 		b.mu.Lock()
 		if len(cs.queue) == 0 {
@@ -151,58 +163,85 @@ func (b *Broker) drain(cs *chanState) {
 			b.mu.Unlock()
 			return
 		}
-		r := cs.queue[0]
-		cs.queue[0] = nil
-		cs.queue = cs.queue[1:]
-		b.mu.Unlock()
-		err := b.send(cs, r)
-		<-b.slots
-		if r.client {
-			<-b.clientSlots
+		n, size := 1, batchSize(cs.queue[0])
+		for n < len(cs.queue) && n < maxBatch {
+			s := batchSize(cs.queue[n])
+			if size+s > limit {
+				break
+			}
+			size += s
+			n++
 		}
+		reqs = append(reqs[:0], cs.queue[:n]...)
+		clear(cs.queue[:n])
+		cs.queue = cs.queue[n:]
+		b.mu.Unlock()
+		var err error
+		reqs, err = b.send(cs, reqs)
 		if err != nil {
 			cs.known = false // the next one reads the channel's last message again
-			b.m.PublishErrors.Inc()
-			b.log.Warn("broker: publish failed", "subject", cs.subject, "err", err)
+			b.log.Warn("broker: publish failed", "subject", cs.subject, "publications", len(reqs), "err", err)
 		}
-		switch {
-		case r.result != nil:
-			r.result <- err
-		case err != nil && r.failed != nil:
-			r.failed(err)
+		for _, r := range reqs {
+			b.finish(r, err)
 		}
+		clear(reqs)
 	}
 }
 
-// send writes r to the stream as the channel's next message, retrying
-// until Config.PublishTimeout after r was queued: after a lost race it
-// numbers again; after a lost confirmation it sends the same message
-// again, which JetStream stores once (same message ID).
-func (b *Broker) send(cs *chanState, r *request) error {
-	start := time.Now()
-	deadline := r.queued.Add(b.cfg.PublishTimeout)
-	if d, ok := r.ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+// finish answers r's publisher and gives back its slots.
+func (b *Broker) finish(r *request, err error) {
+	<-b.slots
+	if r.client {
+		<-b.clientSlots
 	}
+	if err != nil {
+		b.m.PublishErrors.Inc()
+	}
+	switch {
+	case r.result != nil:
+		r.result <- err
+	case err != nil && r.failed != nil:
+		r.failed(err)
+	}
+}
+
+// send writes reqs to the stream as the channel's next publications, in
+// one message, retrying until PublishTimeout after the first was queued:
+// after a lost race it numbers them again; after a lost confirmation it
+// sends the same message again, which JetStream stores once (same message
+// ID). Until a first attempt, publications whose context ended or whose
+// time ran out are answered and left out; it returns the others, which its
+// error, if any, is for.
+func (b *Broker) send(cs *chanState, reqs []*request) ([]*request, error) {
+	start := time.Now()
 	sent := false // an attempt may have reached NATS
+	var (
+		first uint64 // the first publication's offset, when plan
+		epoch string
+		plan  bool
+		body  []byte
+	)
+	var deadline time.Time
 	for attempt := 0; ; attempt++ {
-		if err := r.ctx.Err(); err != nil && !sent {
-			return err
-		}
-		if !sent && !time.Now().Before(deadline) {
-			return unavailable("the publish waited %v in this node's queue for the channel; NATS is too slow", time.Since(r.queued).Round(time.Millisecond))
+		if !sent {
+			reqs = b.dropExpired(reqs)
+			if len(reqs) == 0 {
+				return nil, nil
+			}
+			deadline = b.deadline(reqs)
 		}
 		if !b.nc.IsConnected() {
 			if sent {
-				return unavailable("lost the connection to NATS before it confirmed the publish; it may or may not have been published")
+				return reqs, unavailable("lost the connection to NATS before it confirmed the publish; it may or may not have been published")
 			}
-			return unavailable("not connected to NATS")
+			return reqs, unavailable("not connected to NATS")
 		}
 		if cs.known && cs.conn != b.connection() {
 			// Learned before a reconnection: NATS may have lost the
 			// stream meanwhile, and a new stream's sequences mean
 			// nothing of the old one's.
-			cs.known, r.plan = false, false
+			cs.known, plan = false, false
 		}
 		if !cs.known {
 			if err := b.readLast(cs); err != nil {
@@ -210,21 +249,29 @@ func (b *Broker) send(cs *chanState, r *request) error {
 					sleep(b.ctx, backoff(attempt))
 					continue
 				}
-				return unavailable("cannot read the channel's last message: %v", err)
+				return reqs, unavailable("cannot read the channel's last message: %v", err)
 			}
 		}
-		if !r.plan {
-			r.offset, r.epoch, r.plan = cs.offset+1, cs.epoch, true
+		if !plan {
+			first, epoch, plan = cs.offset+1, cs.epoch, true
 			if cs.lastSeq == 0 { // nothing on the stream: a new epoch
-				r.offset, r.epoch = 1, randomHex(8)
+				first, epoch = 1, randomHex(8)
 			}
 		}
 		msg := nats.NewMsg(cs.subject)
-		msg.Data = r.data
-		msg.Header.Set(jetstream.MsgIDHeader, r.id)
+		if len(reqs) == 1 {
+			msg.Data = reqs[0].data
+		} else {
+			if body == nil {
+				body = appendBatch(nil, reqs)
+			}
+			msg.Data = body
+			msg.Header.Set(hdrCount, strconv.Itoa(len(reqs)))
+		}
+		msg.Header.Set(jetstream.MsgIDHeader, reqs[0].id)
 		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(cs.lastSeq, 10))
-		msg.Header.Set(hdrOffset, strconv.FormatUint(r.offset, 10))
-		msg.Header.Set(hdrEpoch, r.epoch)
+		msg.Header.Set(hdrOffset, strconv.FormatUint(first, 10))
+		msg.Header.Set(hdrEpoch, epoch)
 		msg.Header.Set(hdrNode, b.cfg.Node)
 		ctx, cancel := context.WithDeadline(b.ctx, minTime(deadline, time.Now().Add(2*time.Second)))
 		ack, err := b.js.PublishMsg(ctx, msg)
@@ -235,29 +282,69 @@ func (b *Broker) send(cs *chanState, r *request) error {
 		case err == nil && ack.Duplicate:
 			// An earlier attempt was stored after all, perhaps numbered
 			// otherwise: the stored message says how.
-			if err := b.learnStored(cs, r, ack.Sequence); err != nil {
-				return unavailable("NATS stored the publish but its numbering cannot be read: %v", err)
+			if first, epoch, err = b.learnStored(cs, reqs, ack.Sequence); err != nil {
+				return reqs, unavailable("NATS stored the publish but its numbering cannot be read: %v", err)
 			}
-			b.m.Published.Inc()
-			b.m.PublishDuration.Observe(time.Since(start).Seconds())
-			return nil
+			b.confirmed(reqs, first, epoch, start)
+			return reqs, nil
 		case err == nil:
-			cs.lastSeq, cs.offset, cs.epoch, cs.known = ack.Sequence, r.offset, r.epoch, true
-			b.m.Published.Inc()
-			b.m.PublishDuration.Observe(time.Since(start).Seconds())
-			return nil
+			cs.lastSeq, cs.offset, cs.epoch, cs.known = ack.Sequence, first+uint64(len(reqs))-1, epoch, true
+			b.confirmed(reqs, first, epoch, start)
+			return reqs, nil
 		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
 			// Another node published to the channel first: number again.
-			cs.known, r.plan = false, false
+			cs.known, plan = false, false
 		case b.ctx.Err() != nil:
-			return broadcast.ErrClosed
+			return reqs, broadcast.ErrClosed
 		case time.Now().Add(50 * time.Millisecond).Before(deadline):
 			sleep(b.ctx, backoff(attempt))
 		default:
-			return unavailable("NATS did not confirm the publish within %v (%v); it may or may not have been published",
+			return reqs, unavailable("NATS did not confirm the publish within %v (%v); it may or may not have been published",
 				b.cfg.PublishTimeout, err)
 		}
+	}
+}
+
+// dropExpired answers the publications of reqs whose context ended or
+// whose PublishTimeout ran out before they were sent, and returns the
+// others.
+func (b *Broker) dropExpired(reqs []*request) []*request {
+	now := time.Now()
+	kept := reqs[:0]
+	for _, r := range reqs {
+		switch {
+		case r.ctx.Err() != nil:
+			b.finish(r, r.ctx.Err())
+		case !now.Before(r.queued.Add(b.cfg.PublishTimeout)):
+			b.finish(r, unavailable("the publish waited %v in this node's queue for the channel; NATS is too slow", now.Sub(r.queued).Round(time.Millisecond)))
+		default:
+			kept = append(kept, r)
+		}
+	}
+	clear(reqs[len(kept):])
+	return kept
+}
+
+// deadline is when reqs must be confirmed: the earliest of their
+// PublishTimeouts and contexts' deadlines.
+func (b *Broker) deadline(reqs []*request) time.Time {
+	d := reqs[0].queued.Add(b.cfg.PublishTimeout) // queued in order
+	for _, r := range reqs {
+		if cd, ok := r.ctx.Deadline(); ok && cd.Before(d) {
+			d = cd
+		}
+	}
+	return d
+}
+
+// confirmed numbers reqs from first, as the stream has them.
+func (b *Broker) confirmed(reqs []*request, first uint64, epoch string, start time.Time) {
+	took := time.Since(start).Seconds()
+	for i, r := range reqs {
+		r.offset, r.epoch = first+uint64(i), epoch
+		b.m.Published.Inc()
+		b.m.PublishDuration.Observe(took)
 	}
 }
 
@@ -265,29 +352,27 @@ func (b *Broker) send(cs *chanState, r *request) error {
 // reconnection, and does so before anything can be published on the new one.
 func (b *Broker) connection() uint64 { return b.nc.Stats().Reconnects }
 
-// learnStored reads the message stored at seq, r's, and takes its numbering
-// for r and as the channel's last.
-func (b *Broker) learnStored(cs *chanState, r *request, seq uint64) error {
+// learnStored reads the message stored at seq, reqs', and returns the
+// numbering it gave them.
+func (b *Broker) learnStored(cs *chanState, reqs []*request, seq uint64) (first uint64, epoch string, err error) {
+	// Later messages of the channel may follow it: read the last again.
+	cs.known = false
 	sp := b.stream.Load()
 	if sp == nil {
-		return errors.New("the stream is not set up yet")
+		return 0, "", errors.New("the stream is not set up yet")
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
 	defer cancel()
 	m, err := (*sp).GetMsg(ctx, seq)
 	if err != nil {
-		cs.known = false
-		return err
+		return 0, "", err
 	}
-	offset, err := strconv.ParseUint(m.Header.Get(hdrOffset), 10, 64)
-	if err != nil || m.Header.Get(jetstream.MsgIDHeader) != r.id {
-		cs.known = false
-		return fmt.Errorf("message %d is not this publish", seq)
+	first, err = strconv.ParseUint(m.Header.Get(hdrOffset), 10, 64)
+	last, lerr := lastOffset(m.Header)
+	if err != nil || lerr != nil || m.Header.Get(jetstream.MsgIDHeader) != reqs[0].id || last-first+1 != uint64(len(reqs)) {
+		return 0, "", fmt.Errorf("message %d is not this publish", seq)
 	}
-	r.offset, r.epoch = offset, m.Header.Get(hdrEpoch)
-	// Later messages of the channel may follow it: read the last again.
-	cs.known = false
-	return nil
+	return first, m.Header.Get(hdrEpoch), nil
 }
 
 // readLast learns the channel's last message from the stream.
@@ -307,7 +392,7 @@ func (b *Broker) readLast(cs *chanState) error {
 	if err != nil {
 		return err
 	}
-	offset, err := strconv.ParseUint(m.Header.Get(hdrOffset), 10, 64)
+	offset, err := lastOffset(m.Header)
 	if err != nil || m.Header.Get(hdrEpoch) == "" {
 		// Not ours (someone wrote to the subject by hand): start an epoch
 		// after it.

@@ -222,8 +222,9 @@ type Broker struct {
 	// node, this one included); Invalid those dropped as malformed.
 	Received prometheus.Counter
 	Invalid  prometheus.Counter
-	// Lag is how many publications the broker holds that this node has
-	// not received yet, as of the last one received.
+	// Lag is how many stream messages the broker holds that this node has
+	// not received yet, as of the last one received (a batch of one
+	// channel's publications is one message).
 	Lag prometheus.Gauge
 	// Reconnects counts reconnections after the broker connection was lost.
 	Reconnects prometheus.Counter
@@ -267,7 +268,7 @@ func NewBroker(reg prometheus.Registerer) *Broker {
 		Invalid: f.counter("broker_invalid_messages_total",
 			"Messages on the broker's stream that were not pushgate publications, dropped."),
 		Lag: f.gauge("broker_lag_messages",
-			"Publications on the broker's stream this node has not received yet."),
+			"Messages on the broker's stream this node has not received yet (a batch of a channel's publications is one)."),
 		Reconnects: f.counter("broker_reconnects_total",
 			"Reconnections to the broker after the connection was lost."),
 		Gaps: f.counter("broker_gaps_total",
