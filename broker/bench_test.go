@@ -3,12 +3,18 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/internal/wstest"
 	"github.com/pushgate/pushgate/protocol"
 )
 
@@ -105,4 +111,55 @@ func benchNode(b *testing.B) *node {
 	b.Helper()
 	nats := startNATS(b)
 	return startNode(b, nats.URL, Config{})
+}
+
+// BenchmarkClusterRead is what every node reading every publication costs
+// as nodes are added: clients' publishes on one node to 1,000 channels,
+// until each of K nodes (in this process, on the same cores as NATS) has
+// applied them all. The time a publication per extra node is a node's
+// reading cost.
+func BenchmarkClusterRead(b *testing.B) {
+	for _, k := range []int{1, 2, 4, 7} {
+		b.Run(fmt.Sprintf("nodes=%d", k), func(b *testing.B) {
+			nats := startNATS(b)
+			nodes := make([]*node, k)
+			for i := range nodes {
+				nodes[i] = startNode(b, nats.URL, Config{})
+			}
+			data := []byte(`{"price":101.25}`)
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			for i := range b.N {
+				ch := "prices." + strconv.Itoa(i%1000)
+				for {
+					err := nodes[0].b.TryPublish(ch, data, func(err error) { b.Error(err) })
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, broadcast.ErrOverloaded) {
+						b.Fatal(err)
+					}
+					runtime.Gosched()
+				}
+			}
+			want := float64(b.N)
+			for _, n := range nodes {
+				wstest.Until(b, time.Minute, func() error {
+					if got := testutil.ToFloat64(n.m.Received); got < want {
+						return fmt.Errorf("a node received %v of %v", got, want)
+					}
+					return nil
+				})
+			}
+			b.StopTimer()
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/pub")
+		})
+	}
+}
+
+// cpuTime is the CPU time this process (NATS included) has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
