@@ -7,6 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pushgate/pushgate/broadcast"
 )
 
 // A stream message carries one publication, or several consecutive ones
@@ -89,19 +91,32 @@ func cutField(b []byte) (field, rest []byte, ok bool) {
 	return b[:n:n], b[n:], true
 }
 
-// lastOffset is the offset of a stream message's last publication, from
-// its headers.
-func lastOffset(h nats.Header) (uint64, error) {
+// stored is what a stream message of pushgate's holds: consecutive
+// publications of its channel from first, in epoch.
+type stored struct {
+	first   uint64
+	epoch   string
+	entries []entry
+}
+
+// decode reads a stream message; ok is false if it is not a pushgate
+// publication or batch (a message written to the stream by hand). The
+// nodes reading the stream and the node numbering the channel's next
+// publication both read messages with it, so they agree on what a message
+// holds.
+func decode(h nats.Header, data []byte) (p stored, ok bool) {
 	first, err := strconv.ParseUint(h.Get(hdrOffset), 10, 64)
+	if err != nil || first == 0 || h.Get(hdrEpoch) == "" {
+		return stored{}, false
+	}
+	es, err := entries(h, data)
 	if err != nil {
-		return 0, err
+		return stored{}, false
 	}
-	if c := h.Get(hdrCount); c != "" {
-		n, err := strconv.ParseUint(c, 10, 32)
-		if err != nil || n < 2 {
-			return 0, errBatch
+	for _, e := range es {
+		if !broadcast.ValidData(e.data) {
+			return stored{}, false
 		}
-		return first + n - 1, nil
 	}
-	return first, nil
+	return stored{first: first, epoch: h.Get(hdrEpoch), entries: es}, true
 }

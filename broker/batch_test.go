@@ -38,8 +38,9 @@ func TestBatchRoundTrip(t *testing.T) {
 			t.Fatalf("entry %d: %q %q, want %q %q", i, e.id, e.data, reqs[i].id, reqs[i].data)
 		}
 	}
-	if last, err := lastOffset(h); err != nil || last != 43 {
-		t.Fatalf("last offset %d (%v), want 43", last, err)
+	h.Set(hdrEpoch, "e1")
+	if p, ok := decode(h, body); !ok || p.first != 41 || p.epoch != "e1" || len(p.entries) != 3 {
+		t.Fatalf("decoded as %+v (%v), want 3 from 41 in e1", p, ok)
 	}
 
 	// A single publication is the message's data, as before batches.
@@ -50,8 +51,9 @@ func TestBatchRoundTrip(t *testing.T) {
 	if err != nil || len(es) != 1 || es[0].id != "n1-9" || string(es[0].data) != `{"b":2}` {
 		t.Fatalf("single publication read as %+v (%v)", es, err)
 	}
-	if last, err := lastOffset(one); err != nil || last != 7 {
-		t.Fatalf("last offset %d (%v), want 7", last, err)
+	one.Set(hdrEpoch, "e1")
+	if p, ok := decode(one, []byte(`{"b":2}`)); !ok || p.first != 7 || len(p.entries) != 1 {
+		t.Fatalf("decoded as %+v (%v), want 1 at 7", p, ok)
 	}
 }
 
@@ -80,13 +82,26 @@ func TestBatchMalformed(t *testing.T) {
 			t.Errorf("%s: read as %d entries, want an error", name, len(es))
 		}
 	}
-	h := nats.Header{}
-	h.Set(hdrOffset, "5")
-	for _, count := range []string{"1", "x", "-2"} {
-		h.Set(hdrCount, count)
-		if _, err := lastOffset(h); err == nil {
-			t.Errorf("count %q: last offset read, want an error", count)
+	// Not a publication of pushgate's: the readers drop it, and the node
+	// numbering the channel starts an epoch after it.
+	for name, h := range map[string]nats.Header{
+		"no offset":    {hdrEpoch: {"e"}},
+		"offset 0":     {hdrOffset: {"0"}, hdrEpoch: {"e"}},
+		"no epoch":     {hdrOffset: {"3"}},
+		"bad count":    {hdrOffset: {"3"}, hdrEpoch: {"e"}, hdrCount: {"4"}},
+		"invalid data": {hdrOffset: {"3"}, hdrEpoch: {"e"}},
+	} {
+		data := good
+		if name == "invalid data" {
+			data = []byte("not json")
 		}
+		if _, ok := decode(h, data); ok {
+			t.Errorf("%s: decoded, want it refused", name)
+		}
+	}
+	bad := appendBatch(nil, []*request{{id: "a", data: []byte(`1`)}, {id: "b", data: []byte(`{`)}})
+	if _, ok := decode(nats.Header{hdrOffset: {"3"}, hdrEpoch: {"e"}, hdrCount: {"2"}}, bad); ok {
+		t.Error("a batch with one invalid publication decoded, want it refused whole")
 	}
 }
 

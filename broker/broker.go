@@ -67,6 +67,10 @@ type Config struct {
 	// Node names this gateway in NATS and on its publications. Default the
 	// host name and a random suffix.
 	Node string
+	// Batches reports whether every node reading the stream reads
+	// batches; while it reports false, every publication goes alone. Nil
+	// means they all do.
+	Batches func() bool
 }
 
 func (c Config) withDefaults() Config {

@@ -113,6 +113,24 @@ func (c *client) Send(frame []byte) error {
 	return nil
 }
 
+// dataOf returns the data c got on channel, in order.
+func (c *client) dataOf(channel string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.data[channel])
+}
+
+// wantTold fails t unless each offset of told carries, in got, the data
+// its publisher was told it is at.
+func wantTold(t *testing.T, got []string, told map[uint64]string) {
+	t.Helper()
+	for o, d := range told {
+		if o == 0 || o > uint64(len(got)) || got[o-1] != d {
+			t.Fatalf("offset %d does not carry %s, which its publisher was told is there", o, d)
+		}
+	}
+}
+
 func (c *client) got(channel string) []uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -782,14 +800,8 @@ func TestClusterHotChannelBatches(t *testing.T) {
 	if n := failed.Load(); n > 0 {
 		t.Fatalf("%d client publishes failed", n)
 	}
-	onA.mu.Lock()
-	got := slices.Clone(onA.data["ticker"])
-	onA.mu.Unlock()
-	for o, data := range want {
-		if got[o-1] != data {
-			t.Fatalf("offset %d carries %s, but its publisher was told it got %s", o, got[o-1], data)
-		}
-	}
+	got := onA.dataOf("ticker")
+	wantTold(t, got, want)
 	onB.mu.Lock()
 	same := slices.Equal(onB.data["ticker"], got)
 	onB.mu.Unlock()

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -148,21 +147,15 @@ func (b *Broker) apply(msg jetstream.Msg) {
 	defer b.advance(seq, meta.NumPending)
 	h := msg.Headers()
 	name, ok := channelOf(b.prefix, msg.Subject())
-	first, err := strconv.ParseUint(h.Get(hdrOffset), 10, 64)
-	epoch := h.Get(hdrEpoch)
-	es, berr := entries(h, msg.Data())
-	valid := ok && protocol.ValidName(name) && err == nil && first != 0 && epoch != "" && berr == nil
-	for i := 0; valid && i < len(es); i++ {
-		valid = broadcast.ValidData(es[i].data)
-	}
-	if !valid {
+	p, valid := decode(h, msg.Data())
+	if !ok || !protocol.ValidName(name) || !valid {
 		b.m.Invalid.Inc()
 		b.log.Warn("broker: dropped a message that is not a pushgate publication", "subject", msg.Subject(), "seq", seq)
 		return
 	}
 	ours := h.Get(hdrNode) == b.cfg.Node
-	for i, e := range es {
-		if !b.applyOne(broadcast.Message{Channel: name, Epoch: epoch, Offset: first + uint64(i), Data: e.data, Time: meta.Timestamp}, e.id, ours) {
+	for i, e := range p.entries {
+		if !b.applyOne(broadcast.Message{Channel: name, Epoch: p.epoch, Offset: p.first + uint64(i), Data: e.data, Time: meta.Timestamp}, e.id, ours) {
 			return
 		}
 	}

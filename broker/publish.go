@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,13 +44,15 @@ type request struct {
 	offset uint64      // as numbered, once confirmed
 	epoch  string      // as numbered, once confirmed
 	waiter chan broadcast.Result
+	sent   atomic.Bool // handed to NATS at least once
 }
 
 // Publish publishes data to channel through the stream and waits until
 // the broker confirmed it and this node's subscribers were handed it. When
 // NATS is unreachable, or does not confirm within Config.PublishTimeout, it
 // fails with broadcast.ErrUnavailable. A publication whose ctx ends before
-// it was handed to NATS is not published.
+// it was handed to NATS is not published; one whose ctx ends after that
+// returns at once, and may or may not have been published.
 func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (broadcast.Result, error) {
 	if !broadcast.ValidData(data) {
 		return broadcast.Result{}, broadcast.ErrInvalidData
@@ -76,7 +79,26 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (broa
 		b.mu.Unlock()
 	}()
 	b.enqueue(channel, r)
-	if err := <-r.result; err != nil {
+	// Its batch may be tried for longer than this publish may wait: stop
+	// waiting at its own deadline (the batch still answers r.result, which
+	// is buffered, and gives back the slot).
+	own := time.NewTimer(time.Until(r.queued.Add(b.cfg.PublishTimeout)))
+	defer own.Stop()
+	var err error
+	select {
+	case err = <-r.result:
+	case <-own.C:
+		if r.sent.Load() {
+			return broadcast.Result{}, unavailable("NATS did not confirm the publish within %v; it may or may not have been published", b.cfg.PublishTimeout)
+		}
+		err = <-r.result // refused unsent when its turn comes
+	case <-ctx.Done():
+		if r.sent.Load() {
+			return broadcast.Result{}, unavailable("the publish's context ended before NATS confirmed it (%v); it may or may not have been published", ctx.Err())
+		}
+		err = <-r.result
+	}
+	if err != nil {
 		return broadcast.Result{}, err
 	}
 	// Confirmed: wait for this node's fan-out, which follows through the
@@ -164,7 +186,8 @@ func (b *Broker) drain(cs *chanState) {
 			return
 		}
 		n, size := 1, batchSize(cs.queue[0])
-		for n < len(cs.queue) && n < maxBatch {
+		batches := b.cfg.Batches == nil || b.cfg.Batches()
+		for batches && n < len(cs.queue) && n < maxBatch {
 			s := batchSize(cs.queue[n])
 			if size+s > limit {
 				break
@@ -207,14 +230,18 @@ func (b *Broker) finish(r *request, err error) {
 }
 
 // send writes reqs to the stream as the channel's next publications, in
-// one message, retrying until PublishTimeout after the first was queued:
-// after a lost race it numbers them again; after a lost confirmation it
-// sends the same message again, which JetStream stores once (same message
-// ID). Until a first attempt, publications whose context ended or whose
-// time ran out are answered and left out; it returns the others, which its
+// one message, retrying until PublishTimeout after the last was queued
+// (each publisher stops waiting at its own; see Publish): after a lost
+// race it numbers them again; after a lost confirmation it sends the same
+// message again. JetStream checks the expected last sequence before
+// duplicates, so that retry finds the message stored as a lost race and is
+// numbered again, and the next one is found a duplicate (same message ID),
+// whose numbering learnStored takes; the duplicate window (two minutes, or
+// the history TTL if shorter) must outlast those retries. Until a first
+// attempt, publications whose context ended or that waited too long are
+// answered and left out (dropExpired); it returns the others, which its
 // error, if any, is for.
 func (b *Broker) send(cs *chanState, reqs []*request) ([]*request, error) {
-	start := time.Now()
 	sent := false // an attempt may have reached NATS
 	var (
 		first uint64 // the first publication's offset, when plan
@@ -258,6 +285,11 @@ func (b *Broker) send(cs *chanState, reqs []*request) ([]*request, error) {
 				first, epoch = 1, randomHex(8)
 			}
 		}
+		if !sent {
+			for _, r := range reqs {
+				r.sent.Store(true)
+			}
+		}
 		msg := nats.NewMsg(cs.subject)
 		if len(reqs) == 1 {
 			msg.Data = reqs[0].data
@@ -285,11 +317,11 @@ func (b *Broker) send(cs *chanState, reqs []*request) ([]*request, error) {
 			if first, epoch, err = b.learnStored(cs, reqs, ack.Sequence); err != nil {
 				return reqs, unavailable("NATS stored the publish but its numbering cannot be read: %v", err)
 			}
-			b.confirmed(reqs, first, epoch, start)
+			b.confirmed(reqs, first, epoch)
 			return reqs, nil
 		case err == nil:
 			cs.lastSeq, cs.offset, cs.epoch, cs.known = ack.Sequence, first+uint64(len(reqs))-1, epoch, true
-			b.confirmed(reqs, first, epoch, start)
+			b.confirmed(reqs, first, epoch)
 			return reqs, nil
 		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
@@ -306,9 +338,13 @@ func (b *Broker) send(cs *chanState, reqs []*request) ([]*request, error) {
 	}
 }
 
-// dropExpired answers the publications of reqs whose context ended or
-// whose PublishTimeout ran out before they were sent, and returns the
-// others.
+// dropExpired answers the publications of reqs whose context ended, or
+// that waited in the queue for more than three quarters of their
+// PublishTimeout, before they were sent, and returns the others. The
+// quarter kept is time for NATS to confirm: a publication that had waited
+// that long would be sent with a batch that NATS, slow as it is, might
+// confirm too late for it, and its publisher would be told it may or may
+// not have been published; refused unsent, it is told it was not.
 func (b *Broker) dropExpired(reqs []*request) []*request {
 	now := time.Now()
 	kept := reqs[:0]
@@ -316,8 +352,8 @@ func (b *Broker) dropExpired(reqs []*request) []*request {
 		switch {
 		case r.ctx.Err() != nil:
 			b.finish(r, r.ctx.Err())
-		case !now.Before(r.queued.Add(b.cfg.PublishTimeout)):
-			b.finish(r, unavailable("the publish waited %v in this node's queue for the channel; NATS is too slow", now.Sub(r.queued).Round(time.Millisecond)))
+		case !now.Before(r.queued.Add(b.cfg.PublishTimeout - b.cfg.PublishTimeout/4)):
+			b.finish(r, unavailable("the publish waited %v in this node's queue for the channel, too long to be sent: NATS is too slow; it was not published", now.Sub(r.queued).Round(time.Millisecond)))
 		default:
 			kept = append(kept, r)
 		}
@@ -326,25 +362,27 @@ func (b *Broker) dropExpired(reqs []*request) []*request {
 	return kept
 }
 
-// deadline is when reqs must be confirmed: the earliest of their
-// PublishTimeouts and contexts' deadlines.
+// deadline is how long a batch is tried: until the last of its
+// publications' PublishTimeouts. A publisher whose own time (PublishTimeout
+// or context) runs out first stops waiting by itself (Publish); the batch
+// goes on for the others.
 func (b *Broker) deadline(reqs []*request) time.Time {
-	d := reqs[0].queued.Add(b.cfg.PublishTimeout) // queued in order
+	d := reqs[0].queued
 	for _, r := range reqs {
-		if cd, ok := r.ctx.Deadline(); ok && cd.Before(d) {
-			d = cd
+		if r.queued.After(d) {
+			d = r.queued
 		}
 	}
-	return d
+	return d.Add(b.cfg.PublishTimeout)
 }
 
 // confirmed numbers reqs from first, as the stream has them.
-func (b *Broker) confirmed(reqs []*request, first uint64, epoch string, start time.Time) {
-	took := time.Since(start).Seconds()
+func (b *Broker) confirmed(reqs []*request, first uint64, epoch string) {
+	now := time.Now()
 	for i, r := range reqs {
 		r.offset, r.epoch = first+uint64(i), epoch
 		b.m.Published.Inc()
-		b.m.PublishDuration.Observe(took)
+		b.m.PublishDuration.Observe(now.Sub(r.queued).Seconds())
 	}
 }
 
@@ -367,12 +405,11 @@ func (b *Broker) learnStored(cs *chanState, reqs []*request, seq uint64) (first 
 	if err != nil {
 		return 0, "", err
 	}
-	first, err = strconv.ParseUint(m.Header.Get(hdrOffset), 10, 64)
-	last, lerr := lastOffset(m.Header)
-	if err != nil || lerr != nil || m.Header.Get(jetstream.MsgIDHeader) != reqs[0].id || last-first+1 != uint64(len(reqs)) {
+	p, ok := decode(m.Header, m.Data)
+	if !ok || p.entries[0].id != reqs[0].id || len(p.entries) != len(reqs) {
 		return 0, "", fmt.Errorf("message %d is not this publish", seq)
 	}
-	return first, m.Header.Get(hdrEpoch), nil
+	return p.first, p.epoch, nil
 }
 
 // readLast learns the channel's last message from the stream.
@@ -392,13 +429,14 @@ func (b *Broker) readLast(cs *chanState) error {
 	if err != nil {
 		return err
 	}
-	offset, err := lastOffset(m.Header)
-	if err != nil || m.Header.Get(hdrEpoch) == "" {
+	p, ok := decode(m.Header, m.Data)
+	if !ok {
 		// Not ours (someone wrote to the subject by hand): start an epoch
-		// after it.
-		offset, m.Header = 0, nats.Header{hdrEpoch: {randomHex(8)}}
+		// after it, as the nodes reading it drop it.
+		cs.lastSeq, cs.offset, cs.epoch, cs.known = m.Sequence, 0, randomHex(8), true
+		return nil
 	}
-	cs.lastSeq, cs.offset, cs.epoch, cs.known = m.Sequence, offset, m.Header.Get(hdrEpoch), true
+	cs.lastSeq, cs.offset, cs.epoch, cs.known = m.Sequence, p.first+uint64(len(p.entries))-1, p.epoch, true
 	return nil
 }
 

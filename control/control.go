@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,7 +66,10 @@ type Cluster struct {
 	mu     sync.Mutex
 	live   map[string]bool // nodes with a lease, as listed and watched (this one included)
 	listed bool            // live has been listed once
-	kv     jetstream.KeyValue
+	// batches: the nodes whose last lease seen says they read batches
+	// (leaseFeatures); a node's lease is seen when it is renewed.
+	batches map[string]bool
+	kv      jetstream.KeyValue
 
 	// Presence events to relay, sent by their own goroutine so that a slow
 	// NATS never blocks a connection's op; past its capacity an event is
@@ -111,7 +116,7 @@ func New(cfg Config) (*Cluster, error) {
 	c := &Cluster{
 		cfg: cfg, node: cfg.Local.Node(), log: cfg.Logger.With("control", cfg.URL),
 		subjAll: cfg.Stream + "-control.all", subjPresence: cfg.Stream + "-presence",
-		live: map[string]bool{}, quit: make(chan struct{}),
+		live: map[string]bool{}, batches: map[string]bool{}, quit: make(chan struct{}),
 		relay: make(chan relayEvent, relayQueue), lost: make(chan struct{}, 1),
 		answering: make(chan struct{}, maxAnswering),
 	}
@@ -260,11 +265,45 @@ func (c *Cluster) watched(e jetstream.KeyValueEntry) {
 	defer c.mu.Unlock()
 	if e.Operation() == jetstream.KeyValuePut {
 		c.live[e.Key()] = true
+		c.batches[e.Key()] = readsBatches(e.Value())
 		return
 	}
 	// A node that drained deleted its lease; its connections' leave
 	// events went out as they closed.
 	delete(c.live, e.Key())
+	delete(c.batches, e.Key())
+}
+
+// A node's lease is the time it was renewed, then the features of the
+// node's that the others must know of, each a word.
+const (
+	// featureBatches: the node reads batches of publications on the
+	// broker's stream (see package broker).
+	featureBatches = "batches"
+	leaseFeatures  = " " + featureBatches
+)
+
+// readsBatches reports whether a lease says its node reads batches.
+func readsBatches(lease []byte) bool {
+	return slices.Contains(strings.Fields(string(lease)), featureBatches)
+}
+
+// ReadBatches reports whether every live node reads batches of
+// publications on the broker's stream (broker.Config.Batches): false
+// until the nodes have been listed and each one's lease has been
+// read, and while a node of a version before batching holds a lease.
+func (c *Cluster) ReadBatches() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.listed {
+		return false
+	}
+	for n := range c.live {
+		if n != c.node && !c.batches[n] {
+			return false
+		}
+	}
+	return true
 }
 
 // refresh puts this node's lease and lists the live nodes; the listing
@@ -277,7 +316,7 @@ func (c *Cluster) refresh(timeout time.Duration, watched bool) {
 		c.log.Warn("control: no lease bucket", "err", err)
 		return
 	}
-	if _, err := kv.Put(ctx, c.node, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+	if _, err := kv.Put(ctx, c.node, []byte(time.Now().UTC().Format(time.RFC3339)+leaseFeatures)); err != nil {
 		c.log.Warn("control: lease not renewed", "err", err)
 		return
 	}
@@ -290,7 +329,28 @@ func (c *Cluster) refresh(timeout time.Duration, watched bool) {
 	for _, k := range keys {
 		now[k] = true
 	}
+	// A node first listed is read once, so that batching need not wait
+	// for its renewal; after that the watch sees its lease.
 	c.mu.Lock()
+	var unread []string
+	for _, k := range keys {
+		if _, known := c.batches[k]; !known && k != c.node {
+			unread = append(unread, k)
+		}
+	}
+	c.mu.Unlock()
+	read := map[string]bool{}
+	for _, k := range unread {
+		if e, err := kv.Get(ctx, k); err == nil {
+			read[k] = readsBatches(e.Value())
+		}
+	}
+	c.mu.Lock()
+	for k, v := range read {
+		if _, known := c.batches[k]; !known {
+			c.batches[k] = v
+		}
+	}
 	var gone []string
 	for n := range c.live {
 		if !now[n] {
@@ -298,6 +358,11 @@ func (c *Cluster) refresh(timeout time.Duration, watched bool) {
 		}
 	}
 	c.live = now
+	for n := range c.batches {
+		if !now[n] {
+			delete(c.batches, n)
+		}
+	}
 	c.listed = c.listed || watched
 	c.mu.Unlock()
 	if len(gone) > 0 {

@@ -360,3 +360,29 @@ func TestRelayFullDoesNotBlock(t *testing.T) {
 		t.Fatalf("lost %v, unsynced %v, signalled %d", testutil.ToFloat64(lost), c.unsynced.Load(), len(c.lost))
 	}
 }
+
+// Batches on the broker's stream are written only while every live node
+// reads them: a node of a version before batching (its lease is a bare
+// time) turns them off until its lease goes.
+func TestReadBatchesWaitsForOldNodes(t *testing.T) {
+	url := startNATS(t)
+	a, b := startNode(t, url, 900*time.Millisecond), startNode(t, url, 900*time.Millisecond)
+	waitNodes(t, a, b)
+	wstest.Eventually(t, "a to see b's lease say it reads batches", a.cluster.ReadBatches)
+
+	a.cluster.mu.Lock()
+	kv := a.cluster.kv
+	a.cluster.mu.Unlock()
+	ctx := context.Background()
+	if _, err := kv.Put(ctx, "old-node", []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+		t.Fatal(err)
+	}
+	wstest.Eventually(t, "a to stop batching for the old node", func() bool { return !a.cluster.ReadBatches() })
+	wstest.Eventually(t, "b to stop batching for the old node", func() bool { return !b.cluster.ReadBatches() })
+	// The old node drains: its lease is deleted.
+	if err := kv.Delete(ctx, "old-node"); err != nil {
+		t.Fatal(err)
+	}
+	wstest.Eventually(t, "a to batch again", a.cluster.ReadBatches)
+	wstest.Eventually(t, "b to batch again", b.cluster.ReadBatches)
+}

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -74,9 +75,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	)
 	sc := cfg.Server
 	var publisher broadcast.Publisher = hub
+	var cluster atomic.Pointer[controlplane.Cluster]
 	if cfg.Broker.URL != "" {
 		bc := cfg.Broker
 		bc.Hub, bc.Metrics, bc.Gateway, bc.Logger = hub, metrics.NewBroker(reg), gm, log
+		// Batches once every node says it reads them (a rolling update
+		// from a version before batching); the control plane starts below.
+		bc.Batches = func() bool { c := cluster.Load(); return c != nil && c.ReadBatches() }
 		b, err := broker.New(bc)
 		if err != nil {
 			fmt.Fprintf(stderr, "pushgate: %v\n", err)
@@ -111,7 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if cfg.Broker.URL != "" {
 		statsCfg := apiCfg // a copy: the other nodes' calls read it while apiCfg changes
-		cluster, err := controlplane.New(controlplane.Config{URL: cfg.Broker.URL, Stream: cfg.Broker.Stream, Replicas: cfg.Broker.Replicas,
+		cp, err := controlplane.New(controlplane.Config{URL: cfg.Broker.URL, Stream: cfg.Broker.Stream, Replicas: cfg.Broker.Replicas,
 			Local: sessions, Hub: hub, Presence: pres, LeaseTTL: cfg.NodeLeaseTTL, Logger: log,
 			LocalStats: func() any { return adminapi.LocalStats(statsCfg) }, Lost: gm.PresenceEvents("lost")})
 		if err != nil {
@@ -120,9 +125,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		// Closed after the drain (deferred calls run last first), so
 		// that the leave events of the connections it closes go out.
-		defer cluster.Close()
-		sessions.SetPeers(cluster)
-		apiCfg.Control = cluster
+		defer cp.Close()
+		cluster.Store(cp)
+		sessions.SetPeers(cp)
+		apiCfg.Control = cp
 	}
 	api := adminapi.New(apiCfg)
 	public, err := net.Listen("tcp", cfg.Addr)
