@@ -5,8 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"hash/maphash"
+	"math"
 	"runtime"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -85,6 +85,7 @@ func (c Config) withDefaults() Config {
 	if c.Shards <= 0 {
 		c.Shards = 4 * runtime.GOMAXPROCS(0)
 	}
+	c.Shards = min(c.Shards, math.MaxUint16+1) // Member.shard
 	switch {
 	case c.HistorySize == 0:
 		c.HistorySize = 100
@@ -103,6 +104,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxChannels <= 0 {
 		c.MaxChannels = 128
 	}
+	c.MaxChannels = min(c.MaxChannels, math.MaxUint16) // Member.n
 	if c.MaxNodeChannels <= 0 {
 		c.MaxNodeChannels = 1_000_000
 	}
@@ -261,11 +263,14 @@ func unlockChannel(t *chanTable, ch *channel) {
 // Join adds a connection to the hub. Call Leave when it closes.
 func (h *Hub) Join(sub Subscriber) *Member {
 	h.members.Add(1)
-	i := int(h.next.Add(1) % uint32(len(h.shards)))
-	m := &Member{sub: sub, shard: h.shards[i], shardIdx: i, enc: sub.Encoding()}
-	m.batch, _ = sub.(Batcher)
-	if m.batch != nil {
-		_, m.paces = sub.(Pacer)
+	i := h.next.Add(1) % uint32(len(h.shards))
+	m := &Member{sub: sub, shard: uint16(i), enc: sub.Encoding()}
+	m.first.m = m
+	if _, ok := sub.(Batcher); ok {
+		m.flags |= memberBatches
+		if _, ok := sub.(Pacer); ok {
+			m.flags |= memberPaces
+		}
 	}
 	return m
 }
@@ -279,9 +284,9 @@ func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 	switch {
 	case m.left || h.closed.Load():
 		return ErrClosed
-	case m.find(name) >= 0:
+	case m.find(name) != nil:
 		return ErrAlreadySubscribed
-	case len(m.chans) >= h.cfg.MaxChannels:
+	case int(m.n) >= h.cfg.MaxChannels:
 		return ErrTooManyChannels
 	}
 	t, ch := h.lockChannel(name, createLimited)
@@ -302,20 +307,20 @@ func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 		o.reply = protocol.AppendSubscribed(protocol.Buffer(96+len(name)), name, offset, ch.epoch, recovered)
 	}
 	ch.subs++
-	ch.shards[m.shardIdx]++
+	ch.shards[m.shard]++
 	// Counted before the reply is queued: a client that has its reply
 	// finds itself in Stats.
 	h.subscribers.Add(1)
-	ok := m.shard.push(o)
-	if !ok {
+	o.sub = m.add(ch)
+	if !h.shardOf(m).push(o) {
+		m.drop(o.sub)
 		ch.subs--
-		ch.shards[m.shardIdx]--
+		ch.shards[m.shard]--
 		h.subscribers.Add(-1)
 		unlockChannel(t, ch)
 		return ErrClosed
 	}
 	unlockChannel(t, ch)
-	m.chans = append(m.chans, ch)
 	return nil
 }
 
@@ -323,7 +328,7 @@ func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 // not used again), after everything already queued for it, so that replies
 // to a connection's ops arrive in the order of the ops.
 func (h *Hub) Reply(m *Member, env []byte) {
-	if !m.shard.push(op{kind: opReply, m: m, reply: env, byMember: true}) {
+	if !h.shardOf(m).push(op{kind: opReply, m: m, reply: env, byMember: true}) {
 		_ = m.sub.Send(protocol.Frame(m.enc, env))
 	}
 }
@@ -333,7 +338,7 @@ func (h *Hub) Reply(m *Member, env []byte) {
 // is (Pacer): it may be large, and must not count against m's outbound
 // bound. Any goroutine may call it.
 func (h *Hub) ReplyWire(m *Member, w *protocol.Wire) {
-	if !m.shard.push(op{kind: opReply, m: m, wire: w, byMember: true}) {
+	if !h.shardOf(m).push(op{kind: opReply, m: m, wire: w, byMember: true}) {
 		_ = m.sub.Send(w.Encoded(m.enc, nil))
 	}
 }
@@ -367,7 +372,7 @@ func (h *Hub) Backlog(m *Member) int { return int(m.backlog.Load()) }
 // handed to it, so that, say, closing the connection follows its replies.
 // fn must not block.
 func (h *Hub) After(m *Member, fn func()) {
-	if !m.shard.push(op{kind: opCall, fn: fn}) {
+	if !h.shardOf(m).push(op{kind: opCall, fn: fn}) {
 		fn()
 	}
 }
@@ -375,13 +380,13 @@ func (h *Hub) After(m *Member, fn func()) {
 // Unsubscribe ends m's subscription to channel; the subscriber is sent an
 // "unsubscribed" reply after which no message of the channel follows.
 func (h *Hub) Unsubscribe(m *Member, name string) error {
-	i := m.find(name)
-	if i < 0 {
+	sub := m.find(name)
+	if sub == nil {
 		return ErrNotSubscribed
 	}
-	ch := m.chans[i]
-	m.chans = slices.Delete(m.chans, i, i+1)
-	h.release(m, ch, op{kind: opUnsubscribe, ch: ch, m: m, reply: protocol.AppendUnsubscribed(protocol.Buffer(40+len(name)), name), byMember: true})
+	ch := sub.ch
+	m.drop(sub)
+	h.release(m, ch, op{kind: opUnsubscribe, ch: ch, m: m, sub: sub, reply: protocol.AppendUnsubscribed(protocol.Buffer(40+len(name)), name), byMember: true})
 	h.dropIfUnused(ch)
 	return nil
 }
@@ -394,28 +399,35 @@ func (h *Hub) Leave(m *Member) {
 	}
 	m.left = true
 	h.members.Add(-1)
-	if len(m.chans) == 0 {
+	if m.n == 0 {
 		return
 	}
-	chans := m.chans
-	m.chans = nil
-	for _, ch := range chans {
-		h.release(m, ch, op{})
+	// The subscriptions stay linked: the shard's leave op walks them,
+	// and nothing changes them after this.
+	for sub := &m.first; sub != nil; sub = sub.next {
+		if sub.ch != nil {
+			h.release(m, sub.ch, op{})
+		}
 	}
-	m.shard.push(op{kind: opLeave, m: m, chans: chans})
-	for _, ch := range chans {
-		h.dropIfUnused(ch)
+	h.shardOf(m).push(op{kind: opLeave, m: m})
+	for sub := &m.first; sub != nil; sub = sub.next {
+		if sub.ch != nil {
+			h.dropIfUnused(sub.ch)
+		}
 	}
 }
+
+// shardOf is the shard that delivers to m.
+func (h *Hub) shardOf(m *Member) *shard { return h.shards[m.shard] }
 
 // release takes one subscription of m off ch's counts and, when o is set,
 // queues o under the channel lock.
 func (h *Hub) release(m *Member, ch *channel, o op) {
 	ch.mu.Lock()
 	ch.subs--
-	ch.shards[m.shardIdx]--
+	ch.shards[m.shard]--
 	if o.ch != nil {
-		m.shard.push(o)
+		h.shardOf(m).push(o)
 	}
 	ch.mu.Unlock()
 	h.subscribers.Add(-1)

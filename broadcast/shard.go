@@ -28,12 +28,12 @@ type op struct {
 	kind   opKind
 	ch     *channel
 	m      *Member
+	sub    *subscription // opSubscribe, opUnsubscribe: m's subscription to ch
 	pub    *publication
 	replay []*publication
 	reply  []byte         // an envelope in a protocol.Buffer, for m alone
 	wire   *protocol.Wire // an envelope for every subscriber of ch, or shared by replies
-	chans  []*channel
-	skip   uint64 // opSubscribe: offsets up to this one are not sent to m
+	skip   uint64         // opSubscribe: offsets up to this one are not sent to m
 	fn     func()
 	// byMember: pushed for m's own op (subscribe, unsubscribe, reply),
 	// counted in m's backlog until run
@@ -49,6 +49,11 @@ type skipKey struct {
 // shard delivers to the connections assigned to it. Its goroutine owns
 // subs, so delivery takes no lock but the queue's; shards run in parallel,
 // each writing to its own connections.
+//
+// A channel's subscribers on the shard are a list, not a set: a
+// publication walks it in order, and each subscription knows its index
+// (subscription.slot), so that one leaves in constant time by taking the
+// last one's place. An idle subscriber costs the list 8 bytes.
 type shard struct {
 	mu      sync.Mutex
 	queue   []op
@@ -56,7 +61,7 @@ type shard struct {
 	stopped bool
 	wake    chan struct{} // one pending wake-up at most
 
-	subs map[*channel]map[*Member]struct{} // owned by run
+	subs map[*channel][]*subscription // owned by run
 	// skip holds, for subscriptions made on a Clustered hub ahead of this
 	// node, the offset through which they are not sent messages; almost
 	// always empty (owned by run).
@@ -79,7 +84,7 @@ type pubDone struct {
 const maxQueued = 64
 
 func newShard() *shard {
-	return &shard{wake: make(chan struct{}, 1), subs: make(map[*channel]map[*Member]struct{})}
+	return &shard{wake: make(chan struct{}, 1), subs: make(map[*channel][]*subscription)}
 }
 
 // push queues o. It never blocks: publications are bounded by the hub's
@@ -153,7 +158,8 @@ func (s *shard) do(o *op) {
 	switch o.kind {
 	case opPublish:
 		var n int64
-		for m := range s.subs[o.ch] {
+		for _, sub := range s.subs[o.ch] {
+			m := sub.m
 			if len(s.skip) > 0 && s.skipped(o.ch, m, o.pub.offset) {
 				continue
 			}
@@ -167,12 +173,9 @@ func (s *shard) do(o *op) {
 			o.pub.shardDone(n)
 		}
 	case opSubscribe:
-		set := s.subs[o.ch]
-		if set == nil {
-			set = make(map[*Member]struct{})
-			s.subs[o.ch] = set
-		}
-		set[o.m] = struct{}{}
+		list := s.subs[o.ch]
+		o.sub.slot = int32(len(list))
+		s.subs[o.ch] = append(list, o.sub)
 		if o.skip > 0 {
 			if s.skip == nil {
 				s.skip = make(map[skipKey]uint64)
@@ -191,11 +194,15 @@ func (s *shard) do(o *op) {
 			s.flush()
 		}
 	case opUnsubscribe:
-		s.remove(o.ch, o.m)
+		s.remove(o.ch, o.sub)
 		_ = s.send(o.m, protocol.Frame(o.m.enc, o.reply))
 	case opLeave:
-		for _, ch := range o.chans {
-			s.remove(ch, o.m)
+		// The member's last op: its owner no longer changes its
+		// subscriptions, so the shard may walk them.
+		for sub := &o.m.first; sub != nil; sub = sub.next {
+			if sub.ch != nil {
+				s.remove(sub.ch, sub)
+			}
 		}
 	case opReply:
 		if o.wire != nil {
@@ -213,8 +220,8 @@ func (s *shard) do(o *op) {
 		}
 		fallthrough
 	case opEvent:
-		for m := range s.subs[o.ch] {
-			_ = s.send(m, o.wire.Encoded(m.enc, nil))
+		for _, sub := range s.subs[o.ch] {
+			_ = s.send(sub.m, o.wire.Encoded(sub.m.enc, nil))
 		}
 	case opCall:
 		// What ran before is written first: flush (and tests) rely on it.
@@ -228,19 +235,20 @@ func (s *shard) do(o *op) {
 // send hands frame to m: queued while a run of ops is being delivered
 // (every frame of m, so its order holds), else written now.
 func (s *shard) send(m *Member, frame []byte) error {
-	if !s.batching || m.batch == nil {
+	if !s.batching || m.flags&memberBatches == 0 {
 		return m.sub.Send(frame)
 	}
+	b := m.sub.(Batcher)
 	if m.queued == 0 {
 		s.queued = append(s.queued, m)
 	}
-	if err := m.batch.Queue(frame); err != nil {
+	if err := b.Queue(frame); err != nil {
 		return err
 	}
 	// Every maxQueued frames leave, so a long run keeps the queue short
 	// (a Pacer's replay frames instead leave as its socket drains).
 	if m.queued++; m.queued >= maxQueued {
-		m.batch.Flush()
+		b.Flush()
 		m.queued = 1 // still listed; one more Flush is harmless
 	}
 	return nil
@@ -250,14 +258,14 @@ func (s *shard) send(m *Member, frame []byte) error {
 // drains (see Pacer); it is flushed with the run's frames, or at once
 // outside a run.
 func (s *shard) pace(m *Member, frame []byte) error {
-	if !m.paces {
+	if m.flags&memberPaces == 0 {
 		return s.send(m, frame)
 	}
 	if m.queued == 0 {
 		s.queued = append(s.queued, m)
 	}
 	m.queued++
-	return m.batch.(Pacer).Pace(frame)
+	return m.sub.(Pacer).Pace(frame)
 }
 
 // flush writes what the run queued, then completes its publications: a
@@ -265,7 +273,7 @@ func (s *shard) pace(m *Member, frame []byte) error {
 func (s *shard) flush() {
 	for _, m := range s.queued {
 		m.queued = 0
-		m.batch.Flush()
+		m.sub.(Batcher).Flush()
 	}
 	clear(s.queued)
 	s.queued = s.queued[:0]
@@ -292,13 +300,26 @@ func (s *shard) skipped(ch *channel, m *Member, offset uint64) bool {
 	return false
 }
 
-func (s *shard) remove(ch *channel, m *Member) {
+// remove takes sub out of ch's list: the last subscription takes its
+// place. A list that emptied goes; one at a quarter of its capacity is
+// copied into one half as large, so a channel that was big does not keep
+// its peak.
+func (s *shard) remove(ch *channel, sub *subscription) {
 	if len(s.skip) > 0 {
-		delete(s.skip, skipKey{ch, m})
+		delete(s.skip, skipKey{ch, sub.m})
 	}
-	set := s.subs[ch]
-	delete(set, m)
-	if len(set) == 0 {
+	list := s.subs[ch]
+	i, last := sub.slot, len(list)-1
+	list[i] = list[last]
+	list[i].slot = i
+	list[last] = nil
+	list = list[:last]
+	switch {
+	case len(list) == 0:
 		delete(s.subs, ch)
+		return
+	case cap(list) >= 64 && len(list) <= cap(list)/4:
+		list = append(make([]*subscription, 0, 2*len(list)), list...)
 	}
+	s.subs[ch] = list
 }

@@ -152,7 +152,7 @@ func (s *Server) open(fd int, ep endpoint, hs wsproto.Handshake, query, pending 
 	c.wroteAt.Store(now)
 	c.msgs.fill(s.msgRate, now)
 	c.bytesIn.fill(s.byteRate, now)
-	c.reading.Store(true) // this goroutine serves the first read
+	c.setFlag(flagReading, true) // this goroutine serves the first read
 	s.conns.put(fd, c)
 	s.m.ConnectionsOpen.Inc()
 	s.m.ConnectionsAccepted.Inc()

@@ -60,7 +60,7 @@ func (c *Conn) beginClosingLocked(reason CloseReason) {
 // queueCloseLocked sends our close frame after whatever is queued. It
 // bypasses the queue bound: it is the last frame.
 func (c *Conn) queueCloseLocked(frame []byte) {
-	c.closeQueued = true
+	setBit(&c.wbits, wCloseQueued, true)
 	if c.out != nil {
 		c.out.push(frame, false)
 		return
@@ -73,7 +73,7 @@ func (c *Conn) queueCloseLocked(frame []byte) {
 func (c *Conn) peerClose(payload []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.peerClosed = true
+	setBit(&c.wbits, wPeerClosed, true)
 	if c.state.Load() != stateOpen {
 		return
 	}
@@ -88,8 +88,8 @@ func (c *Conn) peerClose(payload []byte) {
 
 // closeWrittenLocked runs once our close frame is fully written.
 func (c *Conn) closeWrittenLocked() {
-	c.closeSent = true
-	if c.peerClosed {
+	setBit(&c.wbits, wCloseSent, true)
+	if c.w(wPeerClosed) {
 		// Both close frames have passed: wake the read task to finalize.
 		c.kickLocked()
 		return
@@ -111,15 +111,15 @@ func (c *Conn) brokenLocked() {
 // kickLocked shuts the socket down both ways, which makes it readable (end
 // of stream), so the read task runs and finalizes the connection.
 func (c *Conn) kickLocked() {
-	if c.kicked || c.state.Load() == stateClosed {
+	if c.w(wKicked) || c.state.Load() == stateClosed {
 		return
 	}
-	c.kicked = true
+	setBit(&c.wbits, wKicked, true)
 	_ = unix.Shutdown(int(c.fd), unix.SHUT_RDWR)
 }
 
 // finalize closes the descriptor and releases the connection. Only the
-// task holding c.reading calls it; fallback is the reason recorded if the
+// task holding flagReading calls it; fallback is the reason recorded if the
 // connection was still open (the peer vanished).
 func (c *Conn) finalize(fallback CloseReason) {
 	s := c.srv
@@ -136,7 +136,7 @@ func (c *Conn) finalize(fallback CloseReason) {
 	if c.out != nil {
 		c.releaseQueueLocked()
 	}
-	writeReg := c.writeReg
+	writeReg := c.w(wWriteReg)
 	c.mu.Unlock()
 
 	fd := int(c.fd)

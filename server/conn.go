@@ -39,49 +39,72 @@ const maxReadsPerTask = 16
 // socket: no goroutine, timer or buffer. A poller event runs a task on the
 // worker pool that reads what arrived and re-arms the poller.
 //
-// Ownership: the task holding reading owns the read side (rs, readDead) and
-// is the only one that may close the descriptor (finalize). Everything that
-// writes to the socket holds mu.
+// Ownership: the task holding reading (flagReading) owns the read side
+// (rs, readDead) and is the only one that may close the descriptor
+// (finalize). Everything that writes to the socket holds mu.
+//
+// Layout: a parked connection's size is what the gateway is about, so the
+// Conn stays within the 112-byte size class (TestConnSize): flags are bits,
+// and what one read task counts is in its pooled readState, not here. Its
+// first 64 bytes, one cache line, hold what a write and the heartbeat's
+// sweep read, so that fan-out and the sweep touch one line per connection.
 type Conn struct {
-	srv  *Server
-	data atomic.Value    // the Handler's state for this connection (SetData)
-	rs   *wsproto.Reader // partial frame or message; nil when idle
-	out  *outQueue       // bytes the socket has not taken yet; nil if none (under mu)
-
-	fd          int32
-	ep          endpoint
-	compression bool
-	readDead    bool        // the frame reader failed; input is discarded
-	reading     atomic.Bool // a read task is scheduled or running
-
-	// Read-side limits (limits.go); the read task owns them, but for the
-	// atomics and, while throttled (no read task), bytesIn.
-	msgs      bucket        // message rate (/ws)
-	bytesIn   bucket        // byte rate (/ws)
-	held      uint32        // bytes rs holds, counted in the server's partial budget
-	work      uint32        // message bytes this read task handled
-	partialAt atomic.Uint32 // clock when rs began holding a partial message, or 0
-	strikes   uint8         // messages in a row refused for the message rate
-	throttle  bool          // this read went over the byte rate: stop reading after it
-	completed bool          // a message completed during this Feed
-
+	srv     *Server
+	out     *outQueue // bytes the socket has not taken yet; nil if none (under mu)
+	mu      sync.Mutex
+	fd      int32
+	state   atomic.Uint32 // written under mu
+	flags   atomic.Uint32 // flagThrottled, flagBehind, flagAppPing, flagReading
+	wroteAt atomic.Uint32 // clock of the last write the socket took bytes of
 	seen    atomic.Uint32 // clock when bytes last arrived
 	pingAt  atomic.Uint32 // clock when the unanswered ping went out, or 0
 	expires atomic.Uint32 // Unix second at which it is closed (4001), or 0
-	wroteAt atomic.Uint32 // clock of the last write the socket took bytes of
-	flags   atomic.Uint32 // flagThrottled, flagBehind
-	state   atomic.Uint32 // written under mu
-
+	// clock when rs began holding a partial message, or 0
+	partialAt atomic.Uint32
 	// Under mu: the write side and the closing handshake (out too).
-	mu          sync.Mutex
-	closeAt     uint32 // clock when closing began
-	reason      CloseReason
-	writeReg    bool // registered with the write poller
-	writeArmed  bool // a writability event is awaited; it will flush out
-	closeQueued bool // our close frame is queued or sent
-	closeSent   bool // our close frame is fully written
-	peerClosed  bool // the peer's close frame arrived
-	kicked      bool // the socket was shut down to end the connection
+	closeAt uint32 // clock when closing began
+	wbits   uint8  // wWriteReg, wWriteArmed, wCloseQueued, wCloseSent, wPeerClosed, wKicked
+	reason  CloseReason
+
+	data atomic.Value    // the Handler's state for this connection (SetData)
+	rs   *wsproto.Reader // partial frame or message; nil when idle
+
+	// Read-side limits (limits.go); the read task owns them, but for the
+	// atomics and, while throttled (no read task), bytesIn.
+	msgs        bucket // message rate (/ws)
+	bytesIn     bucket // byte rate (/ws)
+	held        uint32 // bytes rs holds, counted in the server's partial budget
+	ep          endpoint
+	compression bool
+	rbits       uint8 // rReadDead, rThrottle (the read task's)
+	strikes     uint8 // messages in a row refused for the message rate
+}
+
+// Bits of Conn.wbits, under mu.
+const (
+	wWriteReg    uint8 = 1 << iota // registered with the write poller
+	wWriteArmed                    // a writability event is awaited; it will flush out
+	wCloseQueued                   // our close frame is queued or sent
+	wCloseSent                     // our close frame is fully written
+	wPeerClosed                    // the peer's close frame arrived
+	wKicked                        // the socket was shut down to end the connection
+)
+
+// Bits of Conn.rbits, the read task's.
+const (
+	rReadDead uint8 = 1 << iota // the frame reader failed; input is discarded
+	rThrottle                   // this read went over the byte rate: stop reading after it
+)
+
+func (c *Conn) w(b uint8) bool { return c.wbits&b != 0 }
+func (c *Conn) r(b uint8) bool { return c.rbits&b != 0 }
+
+func setBit(bits *uint8, b uint8, on bool) {
+	if on {
+		*bits |= b
+	} else {
+		*bits &^= b
+	}
 }
 
 // Flags the heartbeat reads without the lock (one word: a parked
@@ -90,6 +113,7 @@ const (
 	flagThrottled uint32 = 1 << iota // reading paused for the byte rate; the heartbeat resumes it
 	flagBehind                       // a writability event is awaited
 	flagAppPing                      // pinged with Config.AppPing too
+	flagReading                      // a read task is scheduled or running
 )
 
 func (c *Conn) setFlag(f uint32, on bool) {
@@ -154,7 +178,7 @@ func (t *readTask) Run() { (*Conn)(t).serve(nil, nil) }
 // Handler's panic:
 // the connection is closed with 1011 and released, so a bug in handling
 // one connection neither leaks it nor stops the process. The caller holds
-// c.reading.
+// flagReading.
 func (c *Conn) serve(pending []byte, first func() bool) {
 	defer func() {
 		if v := recover(); v != nil {
@@ -177,30 +201,30 @@ func (c *Conn) onReadable(ev netpoll.Event) {
 	c.srv.m.PollerEvents.Inc()
 	// easygo finds callbacks by descriptor number, so an event can reach a
 	// connection twice; the flag keeps its reads to one task at a time.
-	if c.reading.CompareAndSwap(false, true) {
+	if c.flags.Or(flagReading)&flagReading == 0 {
 		c.srv.pool.Schedule((*readTask)(c))
 	}
 }
 
 // serveRead consumes pending (bytes read along with the handshake) and then
 // what the socket holds, until it would block. It then finalizes the
-// connection or re-arms the poller. The caller holds c.reading.
+// connection or re-arms the poller. The caller holds flagReading.
 func (c *Conn) serveRead(pending []byte) {
 	s := c.srv
+	t := s.readStates.Get().(*readState)
+	t.c, t.work = c, 0
 	if len(pending) > 0 {
-		c.consume(pending)
+		c.consume(t, pending)
 	}
-	bufp := s.readBufs.Get().(*[]byte)
-	buf := *bufp
+	buf := t.buf
 	ended := false
-	c.work = 0
 	for range maxReadsPerTask {
 		n, err := unix.Read(int(c.fd), buf)
 		if n > 0 {
 			c.seen.Store(s.now())
 			s.m.BytesReceived.Add(float64(n))
-			c.consume(buf[:n])
-			if n < len(buf) || c.throttle || c.work >= maxWorkPerTask {
+			c.consume(t, buf[:n])
+			if n < len(buf) || c.r(rThrottle) || t.work >= maxWorkPerTask {
 				break // drained (a new arrival re-fires after Rearm), paused or yielding
 			}
 			continue
@@ -211,28 +235,30 @@ func (c *Conn) serveRead(pending []byte) {
 		ended = err != unix.EAGAIN // EOF or a socket error
 		break
 	}
-	s.readBufs.Put(bufp)
+	t.c = nil
+	s.readStates.Put(t)
 	if ended || c.handshakeDone() {
 		c.finalize(ReasonPeerGone)
 		return
 	}
-	if c.throttle {
+	if c.r(rThrottle) {
 		// Over the byte rate: not read (reading stays held, the poller
 		// unarmed) until the heartbeat finds the debt paid.
-		c.throttle = false
+		setBit(&c.rbits, rThrottle, false)
 		s.m.ReadThrottles.Inc()
 		c.setFlag(flagThrottled, true)
 		return
 	}
-	c.reading.Store(false)
+	c.setFlag(flagReading, false)
 	// A failure here means the poller is closed: Shutdown closes the rest.
 	_ = s.readPoller.Rearm(int(c.fd), netpoll.Read)
 }
 
 // consume feeds bytes to the frame reader, keeping the reader on the
-// connection only while it holds something partial.
-func (c *Conn) consume(p []byte) {
-	if c.readDead {
+// connection only while it holds something partial. t is the read task's
+// state.
+func (c *Conn) consume(t *readState, p []byte) {
+	if c.r(rReadDead) {
 		return
 	}
 	s := c.srv
@@ -240,7 +266,7 @@ func (c *Conn) consume(p []byte) {
 		// Closing: the message in progress will never be handled. Drop it
 		// and what follows rather than hold it through the closing
 		// handshake (which then ends at the close timeout).
-		c.readDead = true
+		setBit(&c.rbits, rReadDead, true)
 		c.releaseReader(c.rs)
 		return
 	}
@@ -252,13 +278,13 @@ func (c *Conn) consume(p []byte) {
 	if c.ep == endpointWS {
 		opts.MaxInflateRatio = s.cfg.MaxInflateRatio
 	}
-	c.completed = false
-	err := r.Feed(p, opts, (*frameSink)(c))
+	t.completed = false
+	err := r.Feed(p, opts, t)
 	if err == nil && !r.Idle() {
 		if c.rs == nil {
 			s.partial.Add(1)
 		}
-		if c.rs == nil || c.completed {
+		if c.rs == nil || t.completed {
 			// The message in progress began after the last one completed:
 			// its time runs from here.
 			c.partialAt.Store(max(s.now(), 1))
@@ -271,7 +297,7 @@ func (c *Conn) consume(p []byte) {
 	if err == nil {
 		return
 	}
-	c.readDead = true
+	setBit(&c.rbits, rReadDead, true)
 	var ce *wsproto.CloseError
 	switch {
 	case errors.Is(err, errPeerClosed), errors.Is(err, errRateClosed):
@@ -305,19 +331,27 @@ func (c *Conn) handshakeDone() bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.peerClosed && c.closeSent
+	return c.w(wPeerClosed) && c.w(wCloseSent)
 }
 
-// frameSink is the Conn as the frame reader's Handler.
-type frameSink Conn
+// readState is one read task's: its buffer and what it counts, pooled
+// (Server.readStates) rather than kept in every parked Conn. It is the
+// frame reader's Handler for the task's connection.
+type readState struct {
+	c         *Conn
+	buf       []byte // readBufferSize
+	work      uint32 // message bytes this task handled
+	completed bool   // a message completed during this Feed
+}
 
-func (f *frameSink) HandleMessage(op ws.OpCode, payload []byte) error {
-	c := (*Conn)(f)
+func (t *readState) HandleMessage(op ws.OpCode, payload []byte) error {
+	c := t.c
 	if c.state.Load() != stateOpen {
 		return nil // after our close frame, data is discarded
 	}
 	c.srv.m.MessagesReceived.Inc()
-	c.completed = true
+	t.completed = true
+	t.work += uint32(min(len(payload), maxWorkPerTask))
 	if c.admitMessage(len(payload)) {
 		c.srv.handlers[c.ep].Message(c, op, payload)
 	} else if c.strikes > MaxRateStrikes {
@@ -326,8 +360,8 @@ func (f *frameSink) HandleMessage(op ws.OpCode, payload []byte) error {
 	return nil
 }
 
-func (f *frameSink) HandleControl(op ws.OpCode, payload []byte) error {
-	c := (*Conn)(f)
+func (t *readState) HandleControl(op ws.OpCode, payload []byte) error {
+	c := t.c
 	switch op {
 	case ws.OpPing:
 		_ = c.Send(wsproto.AppendFrame(nil, ws.OpPong, payload))

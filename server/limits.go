@@ -113,7 +113,6 @@ var errRateClosed = errors.New("server: closed for its message rate")
 // handled; a refused one has been answered or has closed the connection.
 func (c *Conn) admitMessage(n int) bool {
 	s := c.srv
-	c.work += uint32(min(n, maxWorkPerTask))
 	if c.ep != endpointWS {
 		return true
 	}
@@ -130,7 +129,7 @@ func (c *Conn) admitMessage(n int) bool {
 	}
 	c.strikes = 0
 	if s.byteRate.on() && c.bytesIn.spend(s.byteRate, now, int32(min(n, 1<<30))) {
-		c.throttle = true // stop reading after this read
+		setBit(&c.rbits, rThrottle, true) // stop reading after this read
 	}
 	return true
 }
@@ -153,7 +152,7 @@ func (c *Conn) holdPartial() {
 	if grew > 0 && total > int64(s.cfg.MaxPartialBytes) {
 		s.log.Warn("partial messages are over --max-partial-bytes; closing the connection that would grow them",
 			"fd", c.fd, "held", held, "total", total)
-		c.readDead = true
+		setBit(&c.rbits, rReadDead, true)
 		c.releaseReader(c.rs)
 		c.Close(ReasonPartialBudget, "server busy: too many partial messages")
 	}
@@ -181,7 +180,7 @@ func (c *Conn) resumeIfPaid(now uint32) {
 		c.partialAt.Store(max(now, 1))
 	}
 	c.setFlag(flagThrottled, false)
-	c.reading.Store(false)
+	c.setFlag(flagReading, false)
 	// A failure means the poller is closed: Shutdown closes the rest.
 	_ = s.readPoller.Rearm(int(c.fd), netpoll.Read)
 }

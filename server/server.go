@@ -70,10 +70,10 @@ type Server struct {
 	byteRate     rate         // ClientBytesRate, off when not positive
 	msgTimeoutMs uint32
 
-	readers  sync.Pool // *wsproto.Reader
-	readBufs sync.Pool // *[]byte, readBufferSize
-	headBufs sync.Pool // *[]byte, MaxHeaderBytes
-	queues   sync.Pool // *outQueue
+	readers    sync.Pool // *wsproto.Reader
+	readStates sync.Pool // *readState
+	headBufs   sync.Pool // *[]byte, MaxHeaderBytes
+	queues     sync.Pool // *outQueue
 
 	http   *http.Server // plain HTTP requests on the public listeners
 	httpLn *connQueue
@@ -130,7 +130,7 @@ func New(cfg Config) (*Server, error) {
 		s.hsResults[r] = s.m.Handshakes(r.String())
 	}
 	s.readers.New = func() any { return new(wsproto.Reader) }
-	s.readBufs.New = func() any { b := make([]byte, readBufferSize); return &b }
+	s.readStates.New = func() any { return &readState{buf: make([]byte, readBufferSize)} }
 	s.headBufs.New = func() any { b := make([]byte, cfg.MaxHeaderBytes); return &b }
 	s.queues.New = func() any {
 		return &outQueue{frames: make([]outFrame, 0, 16), iov: make([][]byte, 0, maxIovecs), total: &s.queuedBytes}

@@ -193,7 +193,7 @@ func (c *Conn) Pace(frame []byte) error {
 func (c *Conn) Flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.out != nil && !c.writeArmed && c.state.Load() != stateClosed {
+	if c.out != nil && !c.w(wWriteArmed) && c.state.Load() != stateClosed {
 		c.flushLocked()
 	}
 }
@@ -210,11 +210,11 @@ func (c *Conn) queueLocked(frame []byte, paced bool) error {
 	s.m.MessagesSent.Inc()
 	if c.out == nil {
 		c.out = s.queues.Get().(*outQueue)
-	} else if c.writeArmed && !paced && c.out.waiting()+len(frame) > s.cfg.OutboundQueueBytes {
+	} else if c.w(wWriteArmed) && !paced && c.out.waiting()+len(frame) > s.cfg.OutboundQueueBytes {
 		return c.slowLocked(1)
 	}
 	c.out.push(frame, paced)
-	if !c.writeArmed && c.out.size >= flushEarly {
+	if !c.w(wWriteArmed) && c.out.size >= flushEarly {
 		c.flushLocked()
 		return c.sendErr()
 	}
@@ -269,7 +269,7 @@ func (c *Conn) writeLocked(frame []byte) {
 	}
 	switch {
 	case n == len(frame):
-		if c.closeQueued {
+		if c.w(wCloseQueued) {
 			c.closeWrittenLocked()
 		}
 	case err == nil || err == unix.EAGAIN:
@@ -295,7 +295,7 @@ func (c *Conn) flushLocked() {
 		switch {
 		case c.out.size == 0:
 			c.releaseQueueLocked()
-			if c.closeQueued {
+			if c.w(wCloseQueued) {
 				c.closeWrittenLocked()
 			}
 		case err == unix.EINTR || err == nil:
@@ -321,14 +321,14 @@ func (c *Conn) releaseQueueLocked() {
 
 // armWriteLocked asks the write poller for one writability event.
 func (c *Conn) armWriteLocked() {
-	c.writeArmed = true
+	setBit(&c.wbits, wWriteArmed, true)
 	c.setFlag(flagBehind, true)
 	var err error
-	if c.writeReg {
+	if c.w(wWriteReg) {
 		err = c.srv.writePoller.Rearm(int(c.fd), netpoll.Write)
 	} else {
 		err = c.srv.writePoller.Add(int(c.fd), netpoll.Write, c.onWritable)
-		c.writeReg = err == nil
+		setBit(&c.wbits, wWriteReg, err == nil)
 	}
 	if err != nil {
 		c.brokenLocked()
@@ -341,7 +341,7 @@ type writeTask Conn
 func (t *writeTask) Run() {
 	c := (*Conn)(t)
 	c.mu.Lock()
-	c.writeArmed = false
+	setBit(&c.wbits, wWriteArmed, false)
 	if c.state.Load() != stateClosed && c.out != nil {
 		c.flushLocked()
 	}

@@ -52,6 +52,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	log := cfg.logger(stderr)
+	gogc := setGC(getenv)
 	verifier, err := cfg.verifier()
 	if err != nil {
 		fmt.Fprintf(stderr, "pushgate: %v\n", err)
@@ -148,7 +149,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go func() { failed <- srv.Serve(public) }()
 	go func() { failed <- admin.Serve(adminLn) }()
 	log.Info("pushgate listening", "addr", public.Addr().String(), "admin_addr", adminLn.Addr().String(),
-		"echo", sc.Echo, "compression", sc.Compression, "client_publish", cfg.ClientPublish, "broker", cfg.Broker.URL)
+		"echo", sc.Echo, "compression", sc.Compression, "client_publish", cfg.ClientPublish, "broker", cfg.Broker.URL, "gogc", gogc)
 	if verifier == nil {
 		log.Warn("authentication is off (no --jwt-secret or --jwt-public-key): any client may connect and subscribe to any channel")
 	}
