@@ -31,6 +31,21 @@ func (nop) Encoding() protocol.Encoding { return protocol.WebSocket }
 // channels and an entry in its shard's set (a map) of the channel's
 // members; it is 74.
 func TestMemberMemory(t *testing.T) {
+	// Other tests' garbage, freed between the two readings, can make
+	// the difference negative: such a reading is taken again.
+	per := -1.0
+	for attempt := 0; per <= 0 && attempt < 5; attempt++ {
+		per = memberMemory(t)
+	}
+	t.Logf("a member subscribed to one channel holds %.1f bytes of heap", per)
+	if per <= 0 || per > 80 {
+		t.Fatalf("a member subscribed to one channel holds %.1f bytes of heap, want at most 80 (64 for the Member, its list entry)", per)
+	}
+}
+
+// memberMemory is the heap 20,000 members subscribed to one channel hold,
+// per member.
+func memberMemory(t *testing.T) float64 {
 	h := New(Config{HistorySize: -1})
 	defer h.Close()
 	const n = 20_000
@@ -53,10 +68,6 @@ func TestMemberMemory(t *testing.T) {
 	h.flush()
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	per := float64(after.HeapAlloc-before.HeapAlloc) / n
-	t.Logf("a member subscribed to one channel holds %.1f bytes of heap", per)
-	if per > 80 {
-		t.Fatalf("a member subscribed to one channel holds %.1f bytes of heap, want at most 80 (64 for the Member, its list entry)", per)
-	}
 	runtime.KeepAlive(members)
+	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / n
 }
