@@ -87,6 +87,12 @@ type Run struct {
 	AfterChurn *Snapshot  `json:"after_churn,omitempty"`
 	Leak       *LeakCheck `json:"leak,omitempty"`
 
+	// Unmeasured says, by a figure's JSON name (rss_per_conn,
+	// kernel_per_conn, used_per_conn, cpu_per_msg_us), why that figure
+	// is absent: below some size a figure is the noise of its readings
+	// (see floors.go).
+	Unmeasured map[string]string `json:"unmeasured,omitempty"`
+
 	Errors []string `json:"errors,omitempty"`
 }
 
@@ -139,7 +145,8 @@ type Step struct {
 	PerSecond float64 `json:"delivered_per_second"`
 	P99       Millis  `json:"p99_ms"`
 	CPUPerMsg float64 `json:"cpu_per_msg_us,omitempty"`
-	Passed    bool    `json:"passed"` // 100% delivered and p99 within target
+	CPUNote   string  `json:"cpu_per_msg_note,omitempty"` // why CPUPerMsg is absent
+	Passed    bool    `json:"passed"`                     // 100% delivered and p99 within target
 }
 
 // Snapshot is the target's footprint at one moment of a churn run.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -20,17 +21,28 @@ type figure struct {
 	better int // +1 higher is better, -1 lower is better
 	get    func(*Run) float64
 	set    func(*Run, float64)
+	// key, when set, is the figure's JSON name, under which a run's
+	// Unmeasured says why it is absent.
+	key string
+}
+
+// unmeasured is why run r does not give figure f, "" when it does.
+func (f figure) unmeasured(r *Run) string {
+	if f.key == "" {
+		return ""
+	}
+	return r.Unmeasured[f.key]
 }
 
 func latencyFigure(name string, f func(*Latency) *Millis) figure {
-	return figure{name, "ms", -1,
-		func(r *Run) float64 {
+	return figure{name: name, unit: "ms", better: -1,
+		get: func(r *Run) float64 {
 			if r.Latency == nil {
 				return 0
 			}
 			return float64(*f(r.Latency))
 		},
-		func(r *Run, v float64) {
+		set: func(r *Run, v float64) {
 			if r.Latency != nil {
 				*f(r.Latency) = Millis(v)
 			}
@@ -41,36 +53,36 @@ func latencyFigure(name string, f func(*Latency) *Millis) figure {
 // figure that picks a target's median run.
 var figures = map[string][]figure{
 	"idle": {
-		{"RSS/conn", "B", -1, func(r *Run) float64 { return r.RSSPerConn }, func(r *Run, v float64) { r.RSSPerConn = v }},
-		{"kernel slab/conn", "B", -1, func(r *Run) float64 { return r.KernelPerConn }, func(r *Run, v float64) { r.KernelPerConn = v }},
-		{"machine used/conn", "B", -1, func(r *Run) float64 { return r.UsedPerConn }, func(r *Run, v float64) { r.UsedPerConn = v }},
-		{"goroutines", "", -1, func(r *Run) float64 { return float64(r.GoroutinesLoaded) }, func(r *Run, v float64) { r.GoroutinesLoaded = int64(v) }},
-		{"connects/s", "/s", +1, func(r *Run) float64 { return r.ConnectRate }, func(r *Run, v float64) { r.ConnectRate = v }},
+		{"RSS/conn", "B", -1, func(r *Run) float64 { return r.RSSPerConn }, func(r *Run, v float64) { r.RSSPerConn = v }, keyRSSPerConn},
+		{"kernel slab/conn", "B", -1, func(r *Run) float64 { return r.KernelPerConn }, func(r *Run, v float64) { r.KernelPerConn = v }, keyKernelPerConn},
+		{"machine used/conn", "B", -1, func(r *Run) float64 { return r.UsedPerConn }, func(r *Run, v float64) { r.UsedPerConn = v }, keyUsedPerConn},
+		{"goroutines", "", -1, func(r *Run) float64 { return float64(r.GoroutinesLoaded) }, func(r *Run, v float64) { r.GoroutinesLoaded = int64(v) }, ""},
+		{"connects/s", "/s", +1, func(r *Run) float64 { return r.ConnectRate }, func(r *Run, v float64) { r.ConnectRate = v }, ""},
 	},
 	"fanout": {
-		{"time-to-all", "ms", -1, func(r *Run) float64 { return float64(r.TimeToAll) }, func(r *Run, v float64) { r.TimeToAll = Millis(v) }},
+		{"time-to-all", "ms", -1, func(r *Run) float64 { return float64(r.TimeToAll) }, func(r *Run, v float64) { r.TimeToAll = Millis(v) }, ""},
 		latencyFigure("p50", func(l *Latency) *Millis { return &l.P50 }),
 		latencyFigure("p90", func(l *Latency) *Millis { return &l.P90 }),
 		latencyFigure("p99", func(l *Latency) *Millis { return &l.P99 }),
 		latencyFigure("max", func(l *Latency) *Millis { return &l.Max }),
-		{"delivered", "%", +1, deliveredPct, nil},
-		{"CPU/msg", "µs", -1, func(r *Run) float64 { return r.CPUPerMsg }, func(r *Run, v float64) { r.CPUPerMsg = v }},
+		{"delivered", "%", +1, deliveredPct, nil, ""},
+		{"CPU/msg", "µs", -1, func(r *Run) float64 { return r.CPUPerMsg }, func(r *Run, v float64) { r.CPUPerMsg = v }, keyCPUPerMsg},
 	},
 	"throughput": {
-		{"delivered/s", "/s", +1, func(r *Run) float64 { return r.Throughput }, func(r *Run, v float64) { r.Throughput = v }},
-		{"p99 at best", "ms", -1, func(r *Run) float64 { s, _ := reportBestStep(r.Steps); return float64(s.P99) }, nil},
-		{"CPU/msg", "µs", -1, func(r *Run) float64 { return r.CPUPerMsg }, func(r *Run, v float64) { r.CPUPerMsg = v }},
+		{"delivered/s", "/s", +1, func(r *Run) float64 { return r.Throughput }, func(r *Run, v float64) { r.Throughput = v }, ""},
+		{"p99 at best", "ms", -1, func(r *Run) float64 { s, _ := reportBestStep(r.Steps); return float64(s.P99) }, nil, ""},
+		{"CPU/msg", "µs", -1, func(r *Run) float64 { return r.CPUPerMsg }, func(r *Run, v float64) { r.CPUPerMsg = v }, keyCPUPerMsg},
 	},
 	"hostile": {
-		{"attacks passed", "", +1, func(r *Run) float64 { _, _, n := r.worst(); return float64(n) }, nil},
-		{"worst healthy p99", "ms", -1, func(r *Run) float64 { p99, _, _ := r.worst(); return float64(p99) }, nil},
-		{"peak RSS", "B", -1, func(r *Run) float64 { _, rss, _ := r.worst(); return float64(rss) }, nil},
+		{"attacks passed", "", +1, func(r *Run) float64 { _, _, n := r.worst(); return float64(n) }, nil, ""},
+		{"worst healthy p99", "ms", -1, func(r *Run) float64 { p99, _, _ := r.worst(); return float64(p99) }, nil, ""},
+		{"peak RSS", "B", -1, func(r *Run) float64 { _, rss, _ := r.worst(); return float64(rss) }, nil, ""},
 	},
 	"churn": {
-		{"RSS ratio", "×", -1, func(r *Run) float64 { return leak(r).RSSRatio }, nil},
-		{"goroutines ratio", "×", -1, func(r *Run) float64 { return leak(r).GoroutinesRatio }, nil},
-		{"live heap ratio", "×", -1, func(r *Run) float64 { return leak(r).HeapRatio }, nil},
-		{"churned", "", +1, func(r *Run) float64 { return float64(r.Churned) }, nil},
+		{"RSS ratio", "×", -1, func(r *Run) float64 { return leak(r).RSSRatio }, nil, ""},
+		{"goroutines ratio", "×", -1, func(r *Run) float64 { return leak(r).GoroutinesRatio }, nil, ""},
+		{"live heap ratio", "×", -1, func(r *Run) float64 { return leak(r).HeapRatio }, nil, ""},
+		{"churned", "", +1, func(r *Run) float64 { return float64(r.Churned) }, nil, ""},
 	},
 }
 
@@ -132,29 +144,45 @@ func medians(res *Results) []Run {
 				}
 			}
 		}
-		key := figs[0].get
+		// The runs that give the key figure come first, in its order; the
+		// median is picked among them when there are any.
+		key := figs[0]
+		given := func(r *Run) bool { return key.unmeasured(r) == "" }
 		slices.SortStableFunc(runs, func(a, b Run) int {
-			switch x, y := key(&a), key(&b); {
-			case x < y:
-				return -1
-			case x > y:
-				return 1
+			if ga, gb := given(&a), given(&b); ga != gb {
+				return map[bool]int{true: -1, false: 1}[ga]
 			}
-			return 0
+			return cmp.Compare(key.get(&a), key.get(&b))
 		})
-		m := runs[(len(runs)-1)/2]
+		pick := runs
+		if k := slices.IndexFunc(runs, func(r Run) bool { return !given(&r) }); k > 0 {
+			pick = runs[:k]
+		}
+		m := pick[(len(pick)-1)/2]
 		if m.Latency != nil {
 			l := *m.Latency
 			m.Latency = &l
 		}
+		m.Unmeasured = maps.Clone(m.Unmeasured)
 		for _, f := range figs[1:] {
 			if f.set == nil {
 				continue
 			}
 			var xs []float64
+			why := ""
 			for i := range runs {
+				if n := f.unmeasured(&runs[i]); n != "" {
+					why = cmp.Or(why, n)
+					continue
+				}
 				xs = append(xs, f.get(&runs[i]))
 			}
+			if len(xs) == 0 && why != "" {
+				f.set(&m, 0)
+				m.note(f.key, why)
+				continue
+			}
+			m.note(f.key, "")
 			f.set(&m, median(xs))
 		}
 		m.Run = 0
@@ -184,11 +212,23 @@ func printSummary(w io.Writer, res *Results) {
 		m := &res.Medians[i]
 		fmt.Fprintf(tw, "%s\t%d\t%d\t", m.Target, runs[m.Target], m.Conns)
 		for _, f := range figs {
+			if f.unmeasured(m) != "" {
+				fmt.Fprint(tw, "—\t")
+				continue
+			}
 			fmt.Fprintf(tw, "%s\t", format(f.get(m), f.unit))
 		}
 		fmt.Fprintln(tw)
 	}
 	tw.Flush()
+	// What is not given, and why.
+	for i := range res.Medians {
+		for _, f := range figs {
+			if why := f.unmeasured(&res.Medians[i]); why != "" {
+				fmt.Fprintf(w, "  %s %s: %s\n", res.Medians[i].Target, f.name, why)
+			}
+		}
+	}
 
 	for i := range res.Medians {
 		printAttacks(w, &res.Medians[i])
@@ -211,7 +251,7 @@ func printSummary(w io.Writer, res *Results) {
 		var parts []string
 		for _, f := range figs {
 			a, b := f.get(pg), f.get(rr)
-			if a == 0 || b == 0 || f.unit == "%" {
+			if a <= 0 || b <= 0 || f.unit == "%" || f.unmeasured(pg) != "" || f.unmeasured(rr) != "" {
 				continue
 			}
 			parts = append(parts, fmt.Sprintf("%s %.2f×", f.name, a/b))
@@ -333,8 +373,15 @@ func printCompare(w io.Writer, old, now *Results) {
 		}
 		for _, f := range figures[now.Scenario] {
 			a, b := f.get(o), f.get(&m)
+			then, nowText := format(a, f.unit), format(b, f.unit)
+			if f.unmeasured(o) != "" {
+				then = "—"
+			}
+			if f.unmeasured(&m) != "" {
+				nowText = "—"
+			}
 			ratio := "-"
-			if a != 0 {
+			if a != 0 && then != "—" && nowText != "—" {
 				verdict := ""
 				switch {
 				case b/a > 1.05 && f.better > 0, b/a < 0.95 && f.better < 0:
@@ -344,7 +391,7 @@ func printCompare(w io.Writer, old, now *Results) {
 				}
 				ratio = fmt.Sprintf("%.2f×%s", b/a, verdict)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", m.Target, f.name, format(a, f.unit), format(b, f.unit), ratio)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", m.Target, f.name, then, nowText, ratio)
 		}
 	}
 	tw.Flush()
