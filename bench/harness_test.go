@@ -320,6 +320,10 @@ func TestRefusals(t *testing.T) {
 		{"fanout", "--conns-per-worker", "30000"},
 		{"fanout", "--size", "10"},
 		{"throughput", "--step", "1"},
+		{"cluster", "--nodes", "1"},
+		{"cluster", "--targets", "hub"},
+		{"cluster", "--restart-rate", "-1"},
+		{"cluster", "--nats-server", "/nonexistent/nats-server"},
 	} {
 		if code := run(args); code != 2 {
 			t.Errorf("bench %v: exit %d, want 2", args, code)

@@ -32,6 +32,7 @@ type reportPage struct {
 	Head                                 []reportHead
 	Rows                                 []reportRow
 	Attacks                              []reportAttacks
+	Details                              []reportDetail
 	Figures                              []reportFigure
 	// Notes say why figures of the table are not given.
 	Notes  []string
@@ -43,6 +44,15 @@ type reportPage struct {
 type reportAttacks struct {
 	Target string
 	Rows   []reportAttackRow
+}
+
+// reportDetail is a table of one target's median run beyond the
+// summary (the cluster's nodes), with lines of text under it.
+type reportDetail struct {
+	Title string
+	Head  []string
+	Rows  [][]reportCell
+	Lines []string
 }
 
 type reportAttackRow struct {
@@ -79,6 +89,8 @@ var reportAbout = map[string]string{
 	"churn":      "Connections opened and closed over and over: the footprint after churn should match the one after warm-up.",
 	"hostile": "The attacks of issue 11, one after another, each beside a healthy client: the gateway's RSS and the healthy client's latency, " +
 		"judged against stated bounds.",
+	"cluster": "Gateways in cluster mode sharing NATS, the clients spread over them round robin: a connect storm, memory per node held idle, " +
+		"broadcasts to every client, and a rolling restart in which every client checks it got every offset exactly once.",
 }
 
 func newReportPage(r *Results) *reportPage {
@@ -106,6 +118,7 @@ func newReportPage(r *Results) *reportPage {
 		}
 	}
 	p.Attacks = reportAttackTables(ts)
+	p.Details = reportClusterTables(ts)
 	p.Figures = reportFigures(ts)
 	for _, t := range ts {
 		for _, run := range t.runs {
@@ -132,6 +145,7 @@ func reportParams(ps Params) []reportParam {
 	add("connect rate", ps.ConnectRate, reportRate(ps.ConnectRate)+"/s")
 	add("duration", float64(ps.Duration), ps.Duration.String())
 	add("p99 target", float64(ps.P99Target), ps.P99Target.String())
+	add("nodes", float64(ps.Nodes), strconv.Itoa(ps.Nodes))
 	add("workers", float64(ps.Workers), strconv.Itoa(ps.Workers))
 	add("conns/worker", float64(ps.ConnsPerWorker), reportCount(float64(ps.ConnsPerWorker)))
 	return out
@@ -334,6 +348,27 @@ func reportColumns(scenario string, ts []*reportTarget) []reportColumn {
 			}), text: func(v float64) string { return reportPick(v == 1, "yes", "no") },
 				class: func(v float64) string { return reportPick(v == 1, "good", "bad") }},
 		)
+	case "cluster":
+		restart := func(f func(*RestartRun) float64) func(*reportTarget) float64 {
+			return med(func(m *Run) float64 { return reportOr(f(restartOf(m)), m.Cluster != nil && m.Cluster.Restart != nil) })
+		}
+		cols = append(cols,
+			reportColumn{head: "connect rate (/s)", value: med(func(m *Run) float64 { return reportOr(m.ConnectRate, m.ConnectRate > 0) }), text: reportRate},
+			reportColumn{head: "RSS / conn", value: med(func(m *Run) float64 { return m.RSSPerConn }), text: reportBytes, key: keyRSSPerConn},
+			reportColumn{head: "kernel / conn", value: med(func(m *Run) float64 { return m.KernelPerConn }), text: reportBytes, key: keyKernelPerConn},
+			reportColumn{head: "goroutines", value: med(func(m *Run) float64 { return float64(m.GoroutinesLoaded) }), text: reportCount},
+			reportColumn{head: "time-to-all (ms)", value: med(func(m *Run) float64 { return reportOr(float64(m.TimeToAll), m.TimeToAll > 0) }), text: reportMs},
+			reportColumn{head: "max (ms)", value: med(func(m *Run) float64 { return reportOr(float64(clusterOf(m).TimeToAllMax), m.TimeToAll > 0) }), text: reportMs},
+			reportColumn{head: "p50 (ms)", value: lat(func(l *Latency) Millis { return l.P50 }), text: reportMs},
+			reportColumn{head: "p99 (ms)", value: lat(func(l *Latency) Millis { return l.P99 }), text: reportMs},
+			reportColumn{head: "delivered", value: med(func(m *Run) float64 {
+				return reportOr(100*float64(m.Delivered)/float64(m.Expected), m.Expected > 0)
+			}), text: reportPct, class: func(v float64) string { return reportPick(v < 100, "bad", "") }},
+			reportColumn{head: "reconnect (s)", value: restart(func(rs *RestartRun) float64 { return float64(rs.ReconnectTime) / 1000 }), text: reportMs},
+			reportColumn{head: "clients complete", value: restart(func(rs *RestartRun) float64 {
+				return reportOr(100*float64(rs.Complete)/float64(rs.Clients), rs.Clients > 0)
+			}), text: reportPct, class: func(v float64) string { return reportPick(v < 100, "bad", "good") }},
+		)
 	case "hostile":
 		worst := func(f func(p99 Millis, rss int64, passed int) float64) func(*reportTarget) float64 {
 			return med(func(m *Run) float64 {
@@ -383,6 +418,35 @@ func reportAttackTables(ts []*reportTarget) []reportAttacks {
 			tab.Rows = append(tab.Rows, row)
 		}
 		out = append(out, tab)
+	}
+	return out
+}
+
+// reportClusterTables lays out the nodes of each target's median cluster
+// run, with the summary's lines on the restart under them.
+func reportClusterTables(ts []*reportTarget) []reportDetail {
+	var out []reportDetail
+	for _, t := range ts {
+		if t.med == nil || t.med.Cluster == nil || len(t.med.Cluster.Nodes) == 0 {
+			continue
+		}
+		d := reportDetail{Title: "Nodes of " + t.name,
+			Head:  []string{"node", "conns held", "RSS before", "RSS held", "RSS / conn", "goroutines", "conns at the end"},
+			Lines: clusterLines(t.med)}
+		for _, n := range t.med.Cluster.Nodes {
+			perConn := reportCell{Text: reportBytes(n.RSSPerConn)}
+			if n.RSSNote != "" {
+				perConn = reportCell{Text: "not measured", Class: "na", Title: n.RSSNote}
+			}
+			after := reportCell{Text: reportCount(float64(n.ConnsAfter))}
+			if n.ConnsAfter < 0 {
+				after = reportCell{Text: "down", Class: "na"}
+			}
+			d.Rows = append(d.Rows, []reportCell{{Text: n.Node}, {Text: reportCount(float64(n.Conns))},
+				{Text: reportBytes(float64(n.RSSBase))}, {Text: reportBytes(float64(n.RSSLoaded))}, perConn,
+				{Text: reportCount(float64(n.Goroutines))}, after})
+		}
+		out = append(out, d)
 	}
 	return out
 }
@@ -609,6 +673,12 @@ ul.notes{color:#59636e;font-size:12.5px;margin:4px 0 0;padding-left:18px}
 <tr><td title="{{.About}}">{{.Name}}</td>{{range .Cells}}<td{{with .Class}} class="{{.}}"{{end}}>{{.Text}}</td>{{end}}</tr>
 <tr><td colspan="10" class="note">{{.About}}. {{.Notes}}</td></tr>{{end}}
 </tbody></table></div></section>{{end}}
+{{range .Details}}<section class="card"><h2>{{.Title}}</h2><div class="scroll"><table>
+<thead><tr>{{range .Head}}<th>{{.}}</th>{{end}}</tr></thead>
+<tbody>{{range .Rows}}
+<tr>{{range .}}<td{{with .Class}} class="{{.}}"{{end}}{{with .Title}} title="{{.}}"{{end}}>{{.Text}}</td>{{end}}</tr>{{end}}
+</tbody></table></div>
+{{with .Lines}}<ul class="notes">{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}</section>{{end}}
 {{with .Errors}}<section class="card"><h2>Errors</h2><ul>{{range .}}<li class="err">{{.}}</li>{{end}}</ul></section>{{end}}
 {{with .Figures}}<div class="plots">{{range .}}
 <figure class="card"><h3>{{.Title}}</h3><p class="note">{{.Note}}</p>{{if .Err}}<p class="err">{{.Err}}</p>{{else}}

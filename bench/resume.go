@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -203,7 +204,7 @@ func (w *worker) follow(s *subscriber) {
 		s.closed++
 		s.mu.Unlock()
 		t.reconnecting.Add(1)
-		nc, err := w.resume(s)
+		nc, err := w.resume(s, errors.Is(c.err, errClosedByServer) && strings.Contains(c.err.Error(), ": 1001 "))
 		t.reconnecting.Add(-1)
 		if err != nil {
 			s.mu.Lock()
@@ -225,11 +226,18 @@ func (w *worker) follow(s *subscriber) {
 const resumeFor = time.Minute
 
 // resume reconnects s to the next live node and subscribes with since and
-// epoch, retrying with backoff (as a client would) for resumeFor.
-func (w *worker) resume(s *subscriber) (*client, error) {
+// epoch, for resumeFor. It waits as pushgate.js does before each attempt:
+// a random time under 250 ms after a drain's 1001 (soon), else under
+// 250 ms doubled for each attempt, up to 10 s.
+func (w *worker) resume(s *subscriber, soon bool) (*client, error) {
 	t := &w.track
 	deadline := time.Now().Add(resumeFor)
 	for attempt := 0; ; attempt++ {
+		limit := 250 * time.Millisecond
+		if attempt > 0 || !soon {
+			limit = min(10*time.Second, limit<<min(attempt, 6))
+		}
+		time.Sleep(rand.N(limit))
 		url, ok := t.next()
 		if !ok {
 			return nil, errors.New("no live node to reconnect to")
@@ -253,8 +261,6 @@ func (w *worker) resume(s *subscriber) (*client, error) {
 		if time.Now().After(deadline) || t.closing.Load() {
 			return nil, err
 		}
-		// Backoff with full jitter, 50 ms doubling to 1 s.
-		time.Sleep(rand.N(min(50*time.Millisecond<<min(attempt, 5), time.Second)))
 	}
 }
 

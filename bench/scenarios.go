@@ -31,15 +31,23 @@ func (c connectResult) err() error {
 // connect opens connections [from, from+n) of the run, spread over the
 // workers, connection g subscribing to channel g mod channels.
 func (e *env) connect(ctx context.Context, from, n int, bar progress) connectResult {
-	var urls []string
-	var subs [][]string
+	base := command{ReadyMarker: e.t.readyMarker}
 	for ch := range e.o.channels {
 		name := channelName(ch)
-		urls = append(urls, strings.ReplaceAll(e.t.wsURL, "{channel}", name))
+		base.URLs = append(base.URLs, strings.ReplaceAll(e.t.wsURL, "{channel}", name))
 		if e.t.subscribe != "" {
-			subs = append(subs, []string{strings.ReplaceAll(e.t.subscribe, "{channel}", name)})
+			base.Subscribe = append(base.Subscribe, []string{strings.ReplaceAll(e.t.subscribe, "{channel}", name)})
 		}
 	}
+	res := e.connectWith(ctx, base, from, n, bar)
+	e.awaitRegistered(ctx, from+res.ok)
+	return res
+}
+
+// connectWith opens connections [from, from+n) of the run, spread over
+// the workers, connection g dialling base.URLs[g mod len]; base gives
+// what every connect command has in common.
+func (e *env) connectWith(ctx context.Context, base command, from, n int, bar progress) connectResult {
 	w := len(e.fleet.procs)
 	cmds := make([]*command, w)
 	first := from
@@ -51,11 +59,10 @@ func (e *env) connect(ctx context.Context, from, n int, bar progress) connectRes
 		if count == 0 {
 			continue
 		}
-		cmds[i] = &command{
-			Cmd: "connect", Sources: p.sources, URLs: urls, Subscribe: subs,
-			First: first, Count: count, Rate: e.o.connRate / float64(w),
-			ReadyMarker: e.t.readyMarker, Timeout: 30 * time.Second,
-		}
+		cmd := base
+		cmd.Cmd, cmd.Sources, cmd.First, cmd.Count = "connect", p.sources, first, count
+		cmd.Rate, cmd.Timeout = e.o.connRate/float64(w), 30*time.Second
+		cmds[i] = &cmd
 		first += count
 	}
 	done := make([]int, w)
@@ -82,7 +89,6 @@ func (e *env) connect(ctx context.Context, from, n int, bar progress) connectRes
 		res.errors[err.Error()]++
 	}
 	bar.set(int64(res.ok))
-	e.awaitRegistered(ctx, from+res.ok)
 	return res
 }
 
@@ -175,6 +181,17 @@ func (e *env) collect(ctx context.Context) (collected, error) {
 		}
 	}
 	return c, err
+}
+
+// publishes are the publications tracked from sequence w on, each with
+// when its last subscriber had it, and those times.
+func (c collected) publishes(w int) (pubs []Publish, tta []float64) {
+	for i := w; i < len(c.perSeq); i++ {
+		s := c.perSeq[i]
+		p := Publish{Seq: i - w, TimeToAll: Ms(time.Duration(s.Max)), Delivered: s.Count}
+		pubs, tta = append(pubs, p), append(tta, float64(p.TimeToAll))
+	}
+	return pubs, tta
 }
 
 // latency summarises a histogram of microseconds.
@@ -281,12 +298,7 @@ func fanoutScenario(ctx context.Context, e *env) (Run, error) {
 	r.Delivered, r.Duplicates = c.received, c.dups
 	r.Latency = latency(c.hist)
 	var tta []float64
-	for i := w; i < len(c.perSeq); i++ {
-		s := c.perSeq[i]
-		pub := Publish{Seq: i - w, TimeToAll: Ms(time.Duration(s.Max)), Delivered: s.Count}
-		r.Publishes = append(r.Publishes, pub)
-		tta = append(tta, float64(pub.TimeToAll))
-	}
+	r.Publishes, tta = c.publishes(w)
 	r.TimeToAll = Millis(median(tta))
 	if cpu0.CPUKnown && cpu1.CPUKnown {
 		var why string

@@ -78,12 +78,41 @@ var figures = map[string][]figure{
 		{"worst healthy p99", "ms", -1, func(r *Run) float64 { p99, _, _ := r.worst(); return float64(p99) }, nil, ""},
 		{"peak RSS", "B", -1, func(r *Run) float64 { _, rss, _ := r.worst(); return float64(rss) }, nil, ""},
 	},
+	"cluster": {
+		{"time-to-all", "ms", -1, func(r *Run) float64 { return float64(r.TimeToAll) }, func(r *Run, v float64) { r.TimeToAll = Millis(v) }, ""},
+		{"max", "ms", -1, func(r *Run) float64 { return float64(clusterOf(r).TimeToAllMax) }, nil, ""},
+		latencyFigure("p50", func(l *Latency) *Millis { return &l.P50 }),
+		latencyFigure("p99", func(l *Latency) *Millis { return &l.P99 }),
+		{"delivered", "%", +1, deliveredPct, nil, ""},
+		{"RSS/conn", "B", -1, func(r *Run) float64 { return r.RSSPerConn }, func(r *Run, v float64) { r.RSSPerConn = v }, keyRSSPerConn},
+		{"kernel slab/conn", "B", -1, func(r *Run) float64 { return r.KernelPerConn }, func(r *Run, v float64) { r.KernelPerConn = v }, keyKernelPerConn},
+		{"goroutines", "", -1, func(r *Run) float64 { return float64(r.GoroutinesLoaded) }, func(r *Run, v float64) { r.GoroutinesLoaded = int64(v) }, ""},
+		{"connects/s", "/s", +1, func(r *Run) float64 { return r.ConnectRate }, func(r *Run, v float64) { r.ConnectRate = v }, ""},
+		{"reconnect", "ms", -1, func(r *Run) float64 { return float64(restartOf(r).ReconnectTime) }, nil, ""},
+		{"clients lossy", "", -1, func(r *Run) float64 { return float64(restartOf(r).Lossy) }, nil, ""},
+		{"duplicated", "", -1, func(r *Run) float64 { return float64(restartOf(r).Duplicated) }, nil, ""},
+	},
 	"churn": {
 		{"RSS ratio", "×", -1, func(r *Run) float64 { return leak(r).RSSRatio }, nil, ""},
 		{"goroutines ratio", "×", -1, func(r *Run) float64 { return leak(r).GoroutinesRatio }, nil, ""},
 		{"live heap ratio", "×", -1, func(r *Run) float64 { return leak(r).HeapRatio }, nil, ""},
 		{"churned", "", +1, func(r *Run) float64 { return float64(r.Churned) }, nil, ""},
 	},
+}
+
+// clusterOf and restartOf are a cluster run's parts, empty if absent.
+func clusterOf(r *Run) *ClusterRun {
+	if r.Cluster == nil {
+		return &ClusterRun{}
+	}
+	return r.Cluster
+}
+
+func restartOf(r *Run) *RestartRun {
+	if c := clusterOf(r); c.Restart != nil {
+		return c.Restart
+	}
+	return &RestartRun{}
 }
 
 func deliveredPct(r *Run) float64 {
@@ -232,6 +261,7 @@ func printSummary(w io.Writer, res *Results) {
 
 	for i := range res.Medians {
 		printAttacks(w, &res.Medians[i])
+		printCluster(w, &res.Medians[i])
 	}
 	for _, r := range res.Runs {
 		for _, e := range r.Errors {
@@ -260,6 +290,98 @@ func printSummary(w io.Writer, res *Results) {
 			fmt.Fprintf(w, "pushgate / %s: %s\n", ref, strings.Join(parts, ", "))
 		}
 	}
+}
+
+// printCluster writes a cluster run's nodes, one a line, and what its
+// rolling restart showed.
+func printCluster(w io.Writer, r *Run) {
+	c := r.Cluster
+	if c == nil || len(c.Nodes) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s, node by node (connections held idle):\n", r.Target)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "node\tconns\tRSS before\tRSS held\tRSS/conn\tgoroutines\tconns at the end\t")
+	for _, n := range c.Nodes {
+		perConn := format(n.RSSPerConn, "B")
+		if n.RSSNote != "" {
+			perConn = "—"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t\n", n.Node, n.Conns, format(float64(n.RSSBase), "B"), format(float64(n.RSSLoaded), "B"),
+			perConn, n.Goroutines, countOrDown(n.ConnsAfter))
+	}
+	tw.Flush()
+	for _, l := range clusterLines(r) {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+}
+
+func countOrDown(n int64) string {
+	if n < 0 {
+		return "down"
+	}
+	return fmt.Sprint(n)
+}
+
+// clusterLines says in words what a cluster run's figures per node do
+// not: memory on both ends, the broadcast, the rolling restart.
+func clusterLines(r *Run) []string {
+	c := r.Cluster
+	var out []string
+	for _, n := range c.Nodes {
+		if n.RSSNote != "" {
+			out = append(out, fmt.Sprintf("%s RSS/conn: %s", n.Node, n.RSSNote))
+		}
+	}
+	mem := "memory per connection, user and kernel: "
+	var parts []string
+	if r.Unmeasured[keyRSSPerConn] == "" {
+		parts = append(parts, fmt.Sprintf("%s of gateway RSS (all nodes' growth over all connections)", format(r.RSSPerConn, "B")))
+	}
+	if r.Unmeasured[keyKernelPerConn] == "" {
+		parts = append(parts, fmt.Sprintf("%s of kernel slab, the machine's, both ends of each connection (the clients run here too)", format(r.KernelPerConn, "B")))
+	}
+	if c.ClientRSSPerConn > 0 {
+		parts = append(parts, fmt.Sprintf("%s of the harness's clients' RSS", format(c.ClientRSSPerConn, "B")))
+	}
+	if len(parts) > 0 {
+		out = append(out, mem+strings.Join(parts, "; "))
+	}
+	if len(r.Publishes) > 0 {
+		out = append(out, fmt.Sprintf("broadcast: %d publishes through %s, each to all %d clients: time-to-all median %s, max %s; %d of %d delivered",
+			len(r.Publishes), c.Nodes[0].Node, r.Conns, format(float64(r.TimeToAll), "ms"), format(float64(c.TimeToAllMax), "ms"), r.Delivered, r.Expected))
+	}
+	rs := c.Restart
+	if rs == nil {
+		return out
+	}
+	out = append(out, fmt.Sprintf("rolling restart: %s stopped with SIGTERM holding %d connections, exited %.1f s later; its clients were on the other %d nodes %.1f s after the first was closed (first close to last subscribed again); %d publishes at %g/s meanwhile, through %s",
+		rs.Node, rs.Held, float64(rs.DrainTime)/1000, len(c.Nodes)-1, float64(rs.ReconnectTime)/1000, rs.Publishes, rs.Rate, c.Nodes[0].Node))
+	if rs.Clients > 0 {
+		out = append(out, fmt.Sprintf("every client, offset by offset up to %d: %d of %d complete; %d missed offsets (%d in all), %d were sent duplicates, %d not recovered, %d could not reconnect; %d closed, %d reconnected; closes %s",
+			rs.FinalOffset, rs.Complete, rs.Clients, rs.Lossy, rs.MissingOffsets, rs.Duplicated, rs.Resets, rs.Failed, rs.Closed, rs.Reconnected, closesText(rs.Closes)))
+	}
+	if l := rs.Latency; l != nil && l.Count > 0 {
+		out = append(out, fmt.Sprintf("deliveries during the restart, replays included: p50 %s, p99 %s, max %s", format(float64(l.P50), "ms"), format(float64(l.P99), "ms"), format(float64(l.Max), "ms")))
+	}
+	for _, p := range rs.Problems {
+		out = append(out, "problem: "+p)
+	}
+	if rs.RestartedReady > 0 {
+		out = append(out, fmt.Sprintf("%s started again: ready in %.2f s; it holds %d connections: nothing rebalances", rs.Node, float64(rs.RestartedReady)/1000, c.Nodes[len(c.Nodes)-1].ConnsAfter))
+	}
+	return out
+}
+
+func closesText(m map[string]int64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s ×%d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // printAttacks writes a hostile run's attacks, one a line.
