@@ -123,8 +123,8 @@ func (c *cluster) node(i int) *target {
 
 // startCluster starts nats-server with JetStream, its store in a fresh
 // directory, and the gateways in cluster mode, and waits until each
-// answers /readyz.
-func startCluster(ctx context.Context, o *options) (*cluster, error) {
+// answers /readyz, counting them on bar.
+func startCluster(ctx context.Context, o *options, bar progress) (*cluster, error) {
 	c := &cluster{o: o}
 	store, err := os.MkdirTemp(o.target.tmp, "nats-")
 	if err != nil {
@@ -141,6 +141,7 @@ func startCluster(ctx context.Context, o *options) (*cluster, error) {
 		"-a", host, "-p", port, "-m", monPort, "-js", "-sd", store); err != nil {
 		return nil, err
 	}
+	bar.add(1)
 	if c.bin, err = gatewayBinary(ctx, &o.target); err != nil {
 		c.stop()
 		return nil, err
@@ -161,6 +162,7 @@ func startCluster(ctx context.Context, o *options) (*cluster, error) {
 			c.stop()
 			return nil, err
 		}
+		bar.add(1)
 	}
 	return c, nil
 }
@@ -295,7 +297,9 @@ type clusterRun struct {
 
 func clusterScenario(ctx context.Context, e *env) (Run, error) {
 	r := Run{Cluster: &ClusterRun{}}
-	c, err := startCluster(ctx, e.o)
+	bar := e.ui.bar(fmt.Sprintf("starting nats-server and %d gateways", e.o.cluster.nodes), int64(e.o.cluster.nodes+1))
+	c, err := startCluster(ctx, e.o, bar)
+	bar.finish()
 	if err != nil {
 		return r, err
 	}
@@ -670,12 +674,15 @@ func (cr *clusterRun) rollingRestart(ctx context.Context) error {
 
 	if e.o.cluster.restartNode {
 		cr.tl.phase("node restart")
+		bar := e.ui.bar("starting "+victim.name+" again", 1)
 		start := time.Now()
 		if err := c.restart(ctx, k); err != nil {
 			fails = append(fails, fmt.Sprintf("%s did not start again: %v", victim.name, err))
 		} else {
 			rs.RestartedReady = Ms(time.Since(start))
+			bar.add(1)
 		}
+		bar.finish()
 	}
 	if len(fails) > 0 {
 		return errors.New("rolling restart: " + strings.Join(fails, "; "))

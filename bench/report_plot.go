@@ -480,10 +480,12 @@ func reportTimelinePlot(ts []*reportTarget) (*plot.Plot, error) {
 		total = append(total, plotter.XY{X: s.T, Y: float64(sum)})
 		top = max(top, float64(sum))
 	}
-	l, err := reportLine(total, color.Black, 1.5)
+	// Grey and dashed: the palette's last node is black.
+	l, err := reportLine(total, color.Gray{0x70}, 1.5)
 	if err != nil {
 		return nil, err
 	}
+	l.Dashes = []vg.Length{4, 2}
 	p.Add(l)
 	p.Legend.Add("total", l)
 	top *= 1.12
