@@ -549,6 +549,7 @@ func (cr *clusterRun) rollingRestart(ctx context.Context) error {
 			rs.Complete, rs.Lossy, rs.MissingOffsets, rs.Duplicated = st.Complete, st.Missing, st.MissingSum, st.Dups
 			rs.Resets, rs.Failed, rs.Closed, rs.Reconnected = st.Resets, st.Failed, st.Closed, st.Reconnected
 			rs.Closes, rs.Problems = st.Closes, st.Problems
+			rs.Recovered, rs.RecoveredSum = st.Replayed, st.ReplayedSum
 		}
 		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

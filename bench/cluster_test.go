@@ -67,6 +67,11 @@ func TestCluster(t *testing.T) {
 	if rs.Node != "node3" || rs.Held != 1000 || rs.Closed != 1000 || rs.Reconnected != 1000 || rs.Closes["1001"] != 1000 || len(rs.Closes) != 1 {
 		t.Errorf("restart of %s holding %d: %d closed (%v), %d reconnected", rs.Node, rs.Held, rs.Closed, rs.Closes, rs.Reconnected)
 	}
+	// Recovery with since was put to work: publishes at 10 a second fall
+	// between some of the 1,000 clients' closes and their resubscriptions.
+	if rs.Recovered == 0 || rs.RecoveredSum < rs.Recovered {
+		t.Errorf("%d clients recovered %d offsets from history", rs.Recovered, rs.RecoveredSum)
+	}
 	if rs.ReconnectTime <= 0 || rs.DrainTime <= 0 || rs.RestartedReady <= 0 {
 		t.Errorf("reconnected in %v ms, drained in %v ms, ready again in %v ms", rs.ReconnectTime, rs.DrainTime, rs.RestartedReady)
 	}

@@ -262,6 +262,8 @@ type RestartRun struct {
 	Failed         int64            `json:"failed"`          // clients that could not reconnect
 	Closed         int64            `json:"closed"`          // clients whose connection was closed
 	Reconnected    int64            `json:"reconnected"`     // clients that subscribed again on another node
+	Recovered      int64            `json:"recovered"`       // clients sent offsets from history on resubscribing
+	RecoveredSum   int64            `json:"recovered_offsets"`
 	Closes         map[string]int64 `json:"closes,omitempty"`
 	Problems       []string         `json:"problems,omitempty"` // the first few, client by client
 	// Latency of the deliveries meanwhile, replays after reconnecting

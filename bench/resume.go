@@ -38,10 +38,14 @@ type subscriber struct {
 	resets     int64 // resubscriptions not recovered, or a changed epoch
 	closed     int64 // times a server closed its connection
 	reconnects int64
-	failed     bool   // it could not reconnect
-	problem    string // the first thing that went wrong
-	node       string // where its connection is
-	c          *client
+	// replayTo is the channel's offset on the node it last subscribed
+	// again on: offsets up to it come from that node's history.
+	replayTo int64
+	replayed int64  // offsets recovered from history
+	failed   bool   // it could not reconnect
+	problem  string // the first thing that went wrong
+	node     string // where its connection is
+	c        *client
 }
 
 // offsetOf finds the envelope's "offset":N.
@@ -71,6 +75,9 @@ func (s *subscriber) message(msg []byte) {
 	case !s.started:
 		s.fail(fmt.Sprintf("offset %d before the subscription was confirmed", off))
 	case off == s.last+1:
+		if off <= s.replayTo {
+			s.replayed++
+		}
 	case off <= s.last:
 		s.dups++
 		s.fail(fmt.Sprintf("offset %d again, after %d", off, s.last))
@@ -109,6 +116,8 @@ func (s *subscriber) reply(msg []byte) error {
 		case s.epoch != "" && m.Epoch != s.epoch:
 			s.resets++
 			s.fail(fmt.Sprintf("the epoch changed from %q to %q", s.epoch, m.Epoch))
+		default:
+			s.replayTo = m.Offset
 		}
 		s.epoch = m.Epoch
 	case "error":
@@ -278,6 +287,8 @@ type trackStats struct {
 	Closed       int64            `json:"closed"`       // clients whose connection a server closed
 	Reconnected  int64            `json:"reconnected"`  // clients that subscribed again elsewhere
 	Reconnecting int64            `json:"reconnecting"` // reconnections under way
+	Replayed     int64            `json:"replayed"`     // clients that recovered offsets from history
+	ReplayedSum  int64            `json:"replayed_sum"` // offsets recovered from history, over all clients
 	Messages     int64            `json:"messages"`     // messages the clients were sent
 	FirstClose   int64            `json:"first_close"`  // Unix ns
 	LastResub    int64            `json:"last_resub"`   // Unix ns
@@ -334,6 +345,10 @@ func (t *tracker) stats(final int64) *trackStats {
 		if s.reconnects > 0 {
 			st.Reconnected++
 		}
+		if s.replayed > 0 {
+			st.Replayed++
+			st.ReplayedSum += s.replayed
+		}
 		if s.problem != "" && len(st.Problems) < maxProblems {
 			st.Problems = append(st.Problems, s.problem)
 		}
@@ -358,6 +373,8 @@ func (st *trackStats) merge(o *trackStats) {
 	st.Closed += o.Closed
 	st.Reconnected += o.Reconnected
 	st.Reconnecting += o.Reconnecting
+	st.Replayed += o.Replayed
+	st.ReplayedSum += o.ReplayedSum
 	st.Messages += o.Messages
 	st.Unstarted += o.Unstarted
 	if o.FirstClose != 0 && (st.FirstClose == 0 || o.FirstClose < st.FirstClose) {

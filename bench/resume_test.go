@@ -165,7 +165,8 @@ func TestTrackedReconnect(t *testing.T) {
 		return nil
 	})
 	if st.Clients != 3 || st.Complete != 1 || st.Dups != 1 || st.Missing != 1 || st.MissingSum != 1 ||
-		st.Closed != 3 || st.Failed != 0 || st.Resets != 0 || st.Closes["1001"] != 3 || len(st.Closes) != 1 {
+		st.Closed != 3 || st.Failed != 0 || st.Resets != 0 || st.Closes["1001"] != 3 || len(st.Closes) != 1 ||
+		st.Replayed != 2 || st.ReplayedSum != 4 { // 4 and 5, up to the offset resubscribed at
 		t.Errorf("stats %+v", st)
 	}
 	if st.FirstClose == 0 || st.LastResub < st.FirstClose {

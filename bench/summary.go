@@ -358,8 +358,9 @@ func clusterLines(r *Run) []string {
 	out = append(out, fmt.Sprintf("rolling restart: %s stopped with SIGTERM holding %d connections, exited %.1f s later; its clients were on the other %d nodes %.1f s after the first was closed (first close to last subscribed again); %d publishes at %.2g/s meanwhile, through %s",
 		rs.Node, rs.Held, float64(rs.DrainTime)/1000, len(c.Nodes)-1, float64(rs.ReconnectTime)/1000, rs.Publishes, rs.Rate, c.Nodes[0].Node))
 	if rs.Clients > 0 {
-		out = append(out, fmt.Sprintf("every client, offset by offset up to %d: %d of %d complete; %d missed offsets (%d in all), %d were sent duplicates, %d not recovered, %d could not reconnect; %d closed, %d reconnected; closes %s",
-			rs.FinalOffset, rs.Complete, rs.Clients, rs.Lossy, rs.MissingOffsets, rs.Duplicated, rs.Resets, rs.Failed, rs.Closed, rs.Reconnected, closesText(rs.Closes)))
+		out = append(out, fmt.Sprintf("every client, offset by offset up to %d: %d of %d complete; %d missed offsets (%d in all), %d were sent duplicates, %d not recovered, %d could not reconnect; %d closed, %d reconnected, %d of them sent %d offsets from history; closes %s",
+			rs.FinalOffset, rs.Complete, rs.Clients, rs.Lossy, rs.MissingOffsets, rs.Duplicated, rs.Resets, rs.Failed, rs.Closed, rs.Reconnected,
+			rs.Recovered, rs.RecoveredSum, closesText(rs.Closes)))
 	}
 	if l := rs.Latency; l != nil && l.Count > 0 {
 		out = append(out, fmt.Sprintf("deliveries during the restart, replays included: p50 %s, p99 %s, max %s", format(float64(l.P50), "ms"), format(float64(l.P99), "ms"), format(float64(l.Max), "ms")))
