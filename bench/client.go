@@ -169,7 +169,10 @@ func (c *client) write(op ws.OpCode, p []byte) error {
 	f := ws.MaskFrameInPlace(ws.NewFrame(op, true, append([]byte(nil), p...)))
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	// Long enough for a worker starved of CPU on a loaded machine: a
+	// client that gave up on its own write would be taken for one the
+	// server dropped.
+	_ = c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	return ws.WriteFrame(c.conn, f)
 }
 

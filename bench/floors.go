@@ -56,14 +56,24 @@ func tooFewConns(conns int) string {
 
 // rssPerConn is the RSS growth per connection, or why it is not given.
 func rssPerConn(base, loaded int64, conns int) (float64, string) {
+	return rssPerConnOf(base, loaded, conns, 1)
+}
+
+// rssPerConnOf is rssPerConn for the RSS summed over procs processes,
+// each of which has its own noise floor.
+func rssPerConnOf(base, loaded int64, conns, procs int) (float64, string) {
 	if base < 0 || loaded < 0 {
 		return 0, "RSS not known"
 	}
 	if note := tooFewConns(conns); note != "" {
 		return 0, note
 	}
-	if grew := loaded - base; grew < rssFloor {
-		return 0, fmt.Sprintf("too few connections to measure: RSS grew %s, under the %s noise floor", mib(float64(grew)), mib(rssFloor))
+	if grew, floor := loaded-base, int64(procs)*rssFloor; grew < floor {
+		of := ""
+		if procs > 1 {
+			of = fmt.Sprintf(" of %d processes", procs)
+		}
+		return 0, fmt.Sprintf("too few connections to measure: RSS grew %s, under the %s noise floor%s", mib(float64(grew)), mib(float64(floor)), of)
 	}
 	return float64(loaded-base) / float64(conns), ""
 }

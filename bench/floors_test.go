@@ -82,6 +82,14 @@ func TestFloors(t *testing.T) {
 		}
 	}
 
+	// Three nodes, each with its own floor.
+	if got, note := rssPerConnOf(3*14*mb, 3*14*mb+21*mb, 20000, 3); got != 0 ||
+		note != "too few connections to measure: RSS grew 21.0 MiB, under the 30.0 MiB noise floor of 3 processes" {
+		t.Errorf("rssPerConnOf over 3 = %v, %q", got, note)
+	}
+	if got, _ := rssPerConnOf(7*14*mb, 7*14*mb+94*mb, 100000, 7); got < 985 || got > 986 {
+		t.Errorf("rssPerConnOf over 7 = %v, want 94 MiB / 100,000", got)
+	}
 	if got, note := cpuPerMsg(2*time.Second, 200000); got != 10 || note != "" {
 		t.Errorf("cpuPerMsg(2s, 200000) = %v, %q", got, note)
 	}

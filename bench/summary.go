@@ -362,6 +362,9 @@ func clusterLines(r *Run) []string {
 			rs.FinalOffset, rs.Complete, rs.Clients, rs.Lossy, rs.MissingOffsets, rs.Duplicated, rs.Resets, rs.Failed, rs.Closed, rs.Reconnected,
 			rs.Recovered, rs.RecoveredSum, closesText(rs.Closes)))
 	}
+	if other := rs.Closed - rs.Closes["1001"]; other > 0 {
+		out = append(out, fmt.Sprintf("%d connections ended otherwise than with the drain's 1001 (by reason, in the closes above): clients far behind in their reading on a loaded machine; each reconnected, and is counted above", other))
+	}
 	if l := rs.Latency; l != nil && l.Count > 0 {
 		out = append(out, fmt.Sprintf("deliveries during the restart, replays included: p50 %s, p99 %s, max %s", format(float64(l.P50), "ms"), format(float64(l.P99), "ms"), format(float64(l.Max), "ms")))
 	}
