@@ -99,6 +99,9 @@ type client struct {
 	// message makes the connection ready (a subscription confirmed).
 	readyMarker []byte
 	readyOnce   sync.Once
+	// sub, when set, follows the offsets of the connection's channel
+	// (the cluster scenario's clients).
+	sub *subscriber
 }
 
 // dialConfig is how a worker opens connections.
@@ -107,6 +110,8 @@ type dialConfig struct {
 	Timeout     time.Duration
 	ReadyMarker string
 	Subscribe   []string // text messages to send once connected
+	// Sub, when set, checks the offsets the connection receives.
+	Sub *subscriber
 }
 
 var errClosedByServer = errors.New("closed by server")
@@ -127,7 +132,7 @@ func dial(ctx context.Context, id int, url string, cfg dialConfig, s sink) (*cli
 	if err != nil {
 		return nil, err
 	}
-	c := &client{id: id, conn: conn, ready: make(chan struct{}), done: make(chan struct{})}
+	c := &client{id: id, conn: conn, ready: make(chan struct{}), done: make(chan struct{}), sub: cfg.Sub}
 	if cfg.ReadyMarker != "" {
 		c.readyMarker = []byte(cfg.ReadyMarker)
 	} else {
@@ -150,6 +155,7 @@ func dial(ctx context.Context, id int, url string, cfg dialConfig, s sink) (*cli
 	case <-c.ready:
 		return c, nil
 	case <-c.done:
+		conn.Close()
 		return nil, fmt.Errorf("before ready: %w", c.err)
 	case <-ctx.Done():
 		conn.Close()
@@ -163,7 +169,10 @@ func (c *client) write(op ws.OpCode, p []byte) error {
 	f := ws.MaskFrameInPlace(ws.NewFrame(op, true, append([]byte(nil), p...)))
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	// Long enough for a worker starved of CPU on a loaded machine: a
+	// client that gave up on its own write would be taken for one the
+	// server dropped.
+	_ = c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	return ws.WriteFrame(c.conn, f)
 }
 
@@ -249,7 +258,16 @@ func (c *client) readLoop(early []byte, s sink) {
 		if seq, sent, ok := parsePayload(msg); ok {
 			s.message(c.id, seq, time.Duration(time.Now().UnixNano()-sent), last)
 			last = seq
+			if c.sub != nil {
+				c.sub.message(msg)
+			}
 		} else {
+			if c.sub != nil {
+				if err := c.sub.reply(msg); err != nil {
+					c.err = err
+					return
+				}
+			}
 			if c.readyMarker != nil && bytes.Contains(msg, c.readyMarker) {
 				c.readyOnce.Do(func() { close(c.ready) })
 			}

@@ -243,6 +243,10 @@ func TestScenarios(t *testing.T) {
 			if len(r.Publishes) != 4 || r.TimeToAll <= 0 {
 				t.Errorf("%s: %d publishes, time-to-all %v", r.Target, len(r.Publishes), r.TimeToAll)
 			}
+			// 600 deliveries take far less CPU than can be read.
+			if r.CPUPerMsg != 0 || !strings.HasPrefix(r.Unmeasured[keyCPUPerMsg], "too few deliveries to measure: 600 took") {
+				t.Errorf("%s: CPU/msg %v, note %q", r.Target, r.CPUPerMsg, r.Unmeasured[keyCPUPerMsg])
+			}
 		}
 		if res.Params.Workers != 2 {
 			t.Errorf("%d workers for 150 connections at 100 each", res.Params.Workers)
@@ -251,8 +255,14 @@ func TestScenarios(t *testing.T) {
 	t.Run("idle", func(t *testing.T) {
 		res := runBench(t, "idle", "-n", "300", "--channels", "3", "--targets", "pushgate,hub", "--hold", "100ms", "--samples", "3")
 		for _, r := range res.Runs {
-			if r.Conns != 300 || r.RSSPerConn <= 0 || r.RSSLoaded <= r.RSSBase || r.GoroutinesLoaded <= 0 {
-				t.Errorf("%s: %d conns, RSS %d -> %d (%v/conn), %d goroutines", r.Target, r.Conns, r.RSSBase, r.RSSLoaded, r.RSSPerConn, r.GoroutinesLoaded)
+			if r.Conns != 300 || r.RSSBase <= 0 || r.RSSLoaded <= 0 || r.GoroutinesLoaded <= 0 {
+				t.Errorf("%s: %d conns, RSS %d -> %d, %d goroutines", r.Target, r.Conns, r.RSSBase, r.RSSLoaded, r.GoroutinesLoaded)
+			}
+			// 300 connections are too few for a figure per connection.
+			for _, key := range []string{keyRSSPerConn, keyKernelPerConn, keyUsedPerConn} {
+				if r.Unmeasured[key] != "too few connections to measure: 300, under 1000" {
+					t.Errorf("%s: %s noted %q, want too few connections", r.Target, key, r.Unmeasured[key])
+				}
 			}
 			if len(r.Memory) != 4 || r.Memory[3].Conns != 300 {
 				t.Errorf("%s: memory samples %v", r.Target, r.Memory)
@@ -310,6 +320,10 @@ func TestRefusals(t *testing.T) {
 		{"fanout", "--conns-per-worker", "30000"},
 		{"fanout", "--size", "10"},
 		{"throughput", "--step", "1"},
+		{"cluster", "--nodes", "1"},
+		{"cluster", "--targets", "hub"},
+		{"cluster", "--restart-rate", "-1"},
+		{"cluster", "--nats-server", "/nonexistent/nats-server"},
 	} {
 		if code := run(args); code != 2 {
 			t.Errorf("bench %v: exit %d, want 2", args, code)

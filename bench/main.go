@@ -10,6 +10,7 @@
 //	go run ./bench throughput -n 15000 --channels 100 --targets pushgate,hub
 //	go run ./bench churn      -n 2000 --duration 60s
 //	go run ./bench hostile    --gateway-flags '--max-partial-bytes 33554432'
+//	go run ./bench cluster    -n 100000 --nodes 7
 //
 // It starts the targets itself (pushgate built from this module, and the
 // reference servers hub and floor from bench/hub and bench/floor), or
@@ -54,6 +55,9 @@ scenarios:
   fanout      N subscribers of one channel, M publishes: time-to-all, latency
   throughput  N subscribers over many channels, rising publish rates: delivered/s
   churn       connections opening and closing for a while: leak check
+  hostile     the attacks of issue 11 beside a healthy client: protections at scale
+  cluster     N connections over a cluster of K gateways and NATS: memory per node,
+              broadcast to all, and a rolling restart with zero loss per client
 
   go run ./bench serve hub|floor --addr 127.0.0.1:9000   runs a reference server
   go run ./bench report results.json out.html            summary and report of a --json file
@@ -98,6 +102,8 @@ type options struct {
 	warm   time.Duration
 	// hostile
 	hostile hostileOptions
+	// cluster
+	cluster clusterOptions
 }
 
 func newFlags(o *options) *flag.FlagSet {
@@ -170,6 +176,9 @@ func newFlags(o *options) *flag.FlagSet {
 		f.Usage = "bytes of the attacks' messages: partial fragments, bombs once inflated, history's large publishes, the stalled readers' publishes (keep it under the gateway's --max-message-bytes)"
 		f.DefValue, o.size = "60000", 60000
 		fs.Lookup("n").Usage = "unused: each attack has its -conns flag"
+	}
+	if o.scenario == "cluster" {
+		clusterFlags(fs, o)
 	}
 	if o.scenario == "churn" {
 		fs.Lookup("n").Usage = "connections held open at once during churn"
@@ -311,6 +320,11 @@ func (o *options) check() error {
 			return err
 		}
 	}
+	if o.scenario == "cluster" {
+		if err := o.checkCluster(); err != nil {
+			return err
+		}
+	}
 	if ip := net.ParseIP(o.source); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
 		return fmt.Errorf("--source %q: need an IPv4 loopback address", o.source)
 	}
@@ -331,7 +345,7 @@ func (o *options) params() Params {
 	return Params{
 		Conns: o.conns, Channels: o.channels, Messages: o.messages, Size: o.size,
 		Rate: o.rate, ConnectRate: o.connRate, Duration: o.duration, P99Target: o.p99,
-		Workers: o.workers(), ConnsPerWorker: o.perWork,
+		Workers: o.workers(), ConnsPerWorker: o.perWork, Nodes: o.cluster.nodes,
 	}
 }
 
@@ -353,6 +367,7 @@ var scenarios = map[string]scenarioFunc{
 	"throughput": throughputScenario,
 	"churn":      churnScenario,
 	"hostile":    hostileScenario,
+	"cluster":    clusterScenario,
 }
 
 // env is what a scenario works with.
@@ -366,11 +381,14 @@ type env struct {
 // runOne starts the target and the workers, runs the scenario, and stops
 // them all, whatever happens.
 func runOne(ctx context.Context, o *options, scenario scenarioFunc, name string, ui *ui) (Run, error) {
-	t, err := startTarget(ctx, name, &o.target)
-	if err != nil {
-		return Run{}, err
+	var t *target
+	if o.scenario != "cluster" { // which starts its own
+		var err error
+		if t, err = startTarget(ctx, name, &o.target); err != nil {
+			return Run{}, err
+		}
+		defer t.stop()
 	}
-	defer t.stop()
 	f, err := startFleet(o.workers(), net.ParseIP(o.source))
 	if err != nil {
 		return Run{}, err

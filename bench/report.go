@@ -32,8 +32,11 @@ type reportPage struct {
 	Head                                 []reportHead
 	Rows                                 []reportRow
 	Attacks                              []reportAttacks
+	Details                              []reportDetail
 	Figures                              []reportFigure
-	Errors                               []string
+	// Notes say why figures of the table are not given.
+	Notes  []string
+	Errors []string
 }
 
 // reportAttacks is the hostile scenario's table of one target's median
@@ -41,6 +44,15 @@ type reportPage struct {
 type reportAttacks struct {
 	Target string
 	Rows   []reportAttackRow
+}
+
+// reportDetail is a table of one target's median run beyond the
+// summary (the cluster's nodes), with lines of text under it.
+type reportDetail struct {
+	Title string
+	Head  []string
+	Rows  [][]reportCell
+	Lines []string
 }
 
 type reportAttackRow struct {
@@ -60,8 +72,9 @@ type reportRow struct {
 	Cells       []reportCell
 }
 
-// reportCell is one table value; Class is good, bad, na or ref.
-type reportCell struct{ Text, Class string }
+// reportCell is one table value; Class is good, bad, na or ref; Title,
+// when set, explains it on hover.
+type reportCell struct{ Text, Class, Title string }
 
 type reportFigure struct {
 	Title, Note string
@@ -76,6 +89,8 @@ var reportAbout = map[string]string{
 	"churn":      "Connections opened and closed over and over: the footprint after churn should match the one after warm-up.",
 	"hostile": "The attacks of issue 11, one after another, each beside a healthy client: the gateway's RSS and the healthy client's latency, " +
 		"judged against stated bounds.",
+	"cluster": "Gateways in cluster mode sharing NATS, the clients spread over them round robin: a connect storm, memory per node held idle, " +
+		"broadcasts to every client, and a rolling restart in which every client checks it got every offset exactly once.",
 }
 
 func newReportPage(r *Results) *reportPage {
@@ -93,8 +108,17 @@ func newReportPage(r *Results) *reportPage {
 	p.Host = strings.Join(host, " · ")
 	p.Params = reportParams(r.Params)
 	ts := reportTargets(r)
-	p.Head, p.Rows = reportTable(reportColumns(r.Scenario, ts), ts)
+	cols := reportColumns(r.Scenario, ts)
+	p.Head, p.Rows = reportTable(cols, ts)
+	for _, t := range ts {
+		for _, c := range cols {
+			if why := c.unmeasured(t); why != "" {
+				p.Notes = append(p.Notes, fmt.Sprintf("%s, %s: %s", t.name, c.head, why))
+			}
+		}
+	}
 	p.Attacks = reportAttackTables(ts)
+	p.Details = reportClusterTables(ts)
 	p.Figures = reportFigures(ts)
 	for _, t := range ts {
 		for _, run := range t.runs {
@@ -121,6 +145,7 @@ func reportParams(ps Params) []reportParam {
 	add("connect rate", ps.ConnectRate, reportRate(ps.ConnectRate)+"/s")
 	add("duration", float64(ps.Duration), ps.Duration.String())
 	add("p99 target", float64(ps.P99Target), ps.P99Target.String())
+	add("nodes", float64(ps.Nodes), strconv.Itoa(ps.Nodes))
 	add("workers", float64(ps.Workers), strconv.Itoa(ps.Workers))
 	add("conns/worker", float64(ps.ConnsPerWorker), reportCount(float64(ps.ConnsPerWorker)))
 	return out
@@ -210,6 +235,16 @@ type reportColumn struct {
 	// target; lower says smaller is better.
 	ratio string
 	lower bool
+	// key, when set, is the figure's JSON name in Run.Unmeasured.
+	key string
+}
+
+// unmeasured is why t's median does not give c's figure, "" when it does.
+func (c reportColumn) unmeasured(t *reportTarget) string {
+	if c.key == "" || t.med == nil {
+		return ""
+	}
+	return t.med.Unmeasured[c.key]
 }
 
 // reportRefs are the targets the others are compared with, when present.
@@ -258,8 +293,9 @@ func reportColumns(scenario string, ts []*reportTarget) []reportColumn {
 	case "idle":
 		cols = append(cols,
 			reportColumn{head: "RSS / conn", value: med(func(m *Run) float64 { return reportOr(m.RSSPerConn, m.RSSPerConn != -1) }),
-				text: reportBytes, ratio: "RSS/conn", lower: true},
-			reportColumn{head: "kernel / conn", value: med(func(m *Run) float64 { return reportOr(m.KernelPerConn, m.KernelPerConn != -1) }), text: reportBytes},
+				text: reportBytes, ratio: "RSS/conn", lower: true, key: keyRSSPerConn},
+			reportColumn{head: "kernel / conn", value: med(func(m *Run) float64 { return reportOr(m.KernelPerConn, m.KernelPerConn != -1) }), text: reportBytes,
+				key: keyKernelPerConn},
 			reportColumn{head: "goroutines", value: med(func(m *Run) float64 {
 				return reportOr(float64(m.GoroutinesLoaded), m.GoroutinesLoaded != -1)
 			}), text: reportCount},
@@ -277,7 +313,7 @@ func reportColumns(scenario string, ts []*reportTarget) []reportColumn {
 				return reportOr(100*float64(m.Delivered)/float64(m.Expected), m.Expected > 0)
 			}), text: reportPct, class: func(v float64) string { return reportPick(v < 100, "bad", "") }},
 			reportColumn{head: "CPU / msg (µs)", value: med(func(m *Run) float64 { return reportOr(m.CPUPerMsg, m.CPUPerMsg > 0) }),
-				text: reportMs, ratio: "CPU/msg", lower: true},
+				text: reportMs, ratio: "CPU/msg", lower: true, key: keyCPUPerMsg},
 		)
 	case "throughput":
 		cols = append(cols,
@@ -312,6 +348,27 @@ func reportColumns(scenario string, ts []*reportTarget) []reportColumn {
 			}), text: func(v float64) string { return reportPick(v == 1, "yes", "no") },
 				class: func(v float64) string { return reportPick(v == 1, "good", "bad") }},
 		)
+	case "cluster":
+		restart := func(f func(*RestartRun) float64) func(*reportTarget) float64 {
+			return med(func(m *Run) float64 { return reportOr(f(restartOf(m)), m.Cluster != nil && m.Cluster.Restart != nil) })
+		}
+		cols = append(cols,
+			reportColumn{head: "connect rate (/s)", value: med(func(m *Run) float64 { return reportOr(m.ConnectRate, m.ConnectRate > 0) }), text: reportRate},
+			reportColumn{head: "RSS / conn", value: med(func(m *Run) float64 { return m.RSSPerConn }), text: reportBytes, key: keyRSSPerConn},
+			reportColumn{head: "kernel / conn", value: med(func(m *Run) float64 { return m.KernelPerConn }), text: reportBytes, key: keyKernelPerConn},
+			reportColumn{head: "goroutines", value: med(func(m *Run) float64 { return float64(m.GoroutinesLoaded) }), text: reportCount},
+			reportColumn{head: "time-to-all (ms)", value: med(func(m *Run) float64 { return reportOr(float64(m.TimeToAll), m.TimeToAll > 0) }), text: reportMs},
+			reportColumn{head: "max (ms)", value: med(func(m *Run) float64 { return reportOr(float64(clusterOf(m).TimeToAllMax), m.TimeToAll > 0) }), text: reportMs},
+			reportColumn{head: "p50 (ms)", value: lat(func(l *Latency) Millis { return l.P50 }), text: reportMs},
+			reportColumn{head: "p99 (ms)", value: lat(func(l *Latency) Millis { return l.P99 }), text: reportMs},
+			reportColumn{head: "delivered", value: med(func(m *Run) float64 {
+				return reportOr(100*float64(m.Delivered)/float64(m.Expected), m.Expected > 0)
+			}), text: reportPct, class: func(v float64) string { return reportPick(v < 100, "bad", "") }},
+			reportColumn{head: "reconnect (s)", value: restart(func(rs *RestartRun) float64 { return float64(rs.ReconnectTime) / 1000 }), text: reportMs},
+			reportColumn{head: "clients complete", value: restart(func(rs *RestartRun) float64 {
+				return reportOr(100*float64(rs.Complete)/float64(rs.Clients), rs.Clients > 0)
+			}), text: reportPct, class: func(v float64) string { return reportPick(v < 100, "bad", "good") }},
+		)
 	case "hostile":
 		worst := func(f func(p99 Millis, rss int64, passed int) float64) func(*reportTarget) float64 {
 			return med(func(m *Run) float64 {
@@ -343,7 +400,7 @@ func reportAttackTables(ts []*reportTarget) []reportAttacks {
 		for _, a := range t.med.Attacks {
 			rss := func(v int64) reportCell {
 				if v < 0 {
-					return reportCell{"—", "na"}
+					return reportCell{Text: "—", Class: "na"}
 				}
 				return reportCell{Text: reportBytes(float64(v))}
 			}
@@ -352,7 +409,7 @@ func reportAttackTables(ts []*reportTarget) []reportAttacks {
 			row := reportAttackRow{Name: a.Name, About: a.About, Cells: []reportCell{
 				{Text: reportCount(float64(a.Conns))}, rss(a.RSSBefore), rss(a.RSSPeak), rss(a.RSSAfter),
 				ms(h.Ops.P50), ms(h.Ops.P99), ms(h.Deliveries.P50), ms(h.Deliveries.P99),
-				{reportPick(a.Passed, "yes", "no"), reportPick(a.Passed, "good", "bad")},
+				{Text: reportPick(a.Passed, "yes", "no"), Class: reportPick(a.Passed, "good", "bad")},
 			}}
 			row.Notes = tallyText(a.Attackers) + "; " + metricsText(a) + healthErrors(h)
 			if len(a.Failures) > 0 {
@@ -361,6 +418,35 @@ func reportAttackTables(ts []*reportTarget) []reportAttacks {
 			tab.Rows = append(tab.Rows, row)
 		}
 		out = append(out, tab)
+	}
+	return out
+}
+
+// reportClusterTables lays out the nodes of each target's median cluster
+// run, with the summary's lines on the restart under them.
+func reportClusterTables(ts []*reportTarget) []reportDetail {
+	var out []reportDetail
+	for _, t := range ts {
+		if t.med == nil || t.med.Cluster == nil || len(t.med.Cluster.Nodes) == 0 {
+			continue
+		}
+		d := reportDetail{Title: "Nodes of " + t.name,
+			Head:  []string{"node", "conns held", "RSS before", "RSS held", "RSS / conn", "goroutines", "conns at the end"},
+			Lines: clusterLines(t.med)}
+		for _, n := range t.med.Cluster.Nodes {
+			perConn := reportCell{Text: reportBytes(n.RSSPerConn)}
+			if n.RSSNote != "" {
+				perConn = reportCell{Text: "not measured", Class: "na", Title: n.RSSNote}
+			}
+			after := reportCell{Text: reportCount(float64(n.ConnsAfter))}
+			if n.ConnsAfter < 0 {
+				after = reportCell{Text: "down", Class: "na"}
+			}
+			d.Rows = append(d.Rows, []reportCell{{Text: n.Node}, {Text: reportCount(float64(n.Conns))},
+				{Text: reportBytes(float64(n.RSSBase))}, {Text: reportBytes(float64(n.RSSLoaded))}, perConn,
+				{Text: reportCount(float64(n.Goroutines))}, after})
+		}
+		out = append(out, d)
 	}
 	return out
 }
@@ -392,8 +478,10 @@ func reportTable(cols []reportColumn, ts []*reportTarget) ([]reportHead, []repor
 		}
 		row := reportRow{Name: t.name, Color: fmt.Sprintf("#%02x%02x%02x", t.color.R, t.color.G, t.color.B), Runs: len(t.runs)}
 		for _, c := range cols {
-			cell := reportCell{"—", "na"}
-			if v := c.value(t); !math.IsNaN(v) {
+			cell := reportCell{Text: "—", Class: "na"}
+			if why := c.unmeasured(t); why != "" {
+				cell = reportCell{Text: "not measured", Class: "na", Title: why}
+			} else if v := c.value(t); !math.IsNaN(v) {
 				cell = reportCell{Text: c.text(v)}
 				if c.class != nil {
 					cell.Class = c.class(v)
@@ -413,18 +501,18 @@ func reportTable(cols []reportColumn, ts []*reportTarget) ([]reportHead, []repor
 
 func reportRatio(c reportColumn, t, ref *reportTarget) reportCell {
 	if t == ref {
-		return reportCell{"1×", "ref"}
+		return reportCell{Text: "1×", Class: "ref"}
 	}
 	v, rv := c.value(t), c.value(ref)
-	if math.IsNaN(v) || math.IsNaN(rv) || rv <= 0 {
-		return reportCell{"—", "na"}
+	if math.IsNaN(v) || math.IsNaN(rv) || rv <= 0 || c.unmeasured(t) != "" || c.unmeasured(ref) != "" {
+		return reportCell{Text: "—", Class: "na"}
 	}
 	x := v / rv
 	better, worse := x < 0.95, x > 1.05
 	if !c.lower {
 		better, worse = worse, better
 	}
-	return reportCell{reportTimes(x), reportPick(better, "good", reportPick(worse, "bad", ""))}
+	return reportCell{Text: reportTimes(x), Class: reportPick(better, "good", reportPick(worse, "bad", ""))}
 }
 
 // reportBestStep is the passed step that delivered the most per second.
@@ -562,6 +650,7 @@ td.note{text-align:left;white-space:normal;margin:0}
 figure svg{display:block;width:100%;height:auto}
 figure svg text{font-family:"Liberation Sans",Arimo,Arial,Helvetica,sans-serif!important}
 .err{color:#cf222e}
+ul.notes{color:#59636e;font-size:12.5px;margin:4px 0 0;padding-left:18px}
 </style>
 </head>
 <body><main>
@@ -575,14 +664,21 @@ figure svg text{font-family:"Liberation Sans",Arimo,Arial,Helvetica,sans-serif!i
 {{if .Rows}}<section class="card"><h2>Medians</h2><div class="scroll"><table>
 <thead><tr>{{range .Head}}<th{{with .Title}} title="{{.}}"{{end}}>{{.Text}}</th>{{end}}</tr></thead>
 <tbody>{{range .Rows}}
-<tr><td><span class="sw" style="background:{{.Color}}"></span>{{.Name}}<small>{{.Runs}} run{{if ne .Runs 1}}s{{end}}</small></td>{{range .Cells}}<td{{with .Class}} class="{{.}}"{{end}}>{{.Text}}</td>{{end}}</tr>{{end}}
-</tbody></table></div></section>{{end}}
+<tr><td><span class="sw" style="background:{{.Color}}"></span>{{.Name}}<small>{{.Runs}} run{{if ne .Runs 1}}s{{end}}</small></td>{{range .Cells}}<td{{with .Class}} class="{{.}}"{{end}}{{with .Title}} title="{{.}}"{{end}}>{{.Text}}</td>{{end}}</tr>{{end}}
+</tbody></table></div>
+{{with .Notes}}<h3 class="note">Not measured</h3><ul class="notes">{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}</section>{{end}}
 {{range .Attacks}}<section class="card"><h2>Attacks on {{.Target}}</h2><div class="scroll"><table>
 <thead><tr><th>attack</th><th>conns</th><th>RSS before</th><th>RSS peak</th><th>RSS after</th><th>healthy ops p50 (ms)</th><th>ops p99 (ms)</th><th>deliveries p50 (ms)</th><th>deliveries p99 (ms)</th><th>passed</th></tr></thead>
 <tbody>{{range .Rows}}
 <tr><td title="{{.About}}">{{.Name}}</td>{{range .Cells}}<td{{with .Class}} class="{{.}}"{{end}}>{{.Text}}</td>{{end}}</tr>
 <tr><td colspan="10" class="note">{{.About}}. {{.Notes}}</td></tr>{{end}}
 </tbody></table></div></section>{{end}}
+{{range .Details}}<section class="card"><h2>{{.Title}}</h2><div class="scroll"><table>
+<thead><tr>{{range .Head}}<th>{{.}}</th>{{end}}</tr></thead>
+<tbody>{{range .Rows}}
+<tr>{{range .}}<td{{with .Class}} class="{{.}}"{{end}}{{with .Title}} title="{{.}}"{{end}}>{{.Text}}</td>{{end}}</tr>{{end}}
+</tbody></table></div>
+{{with .Lines}}<ul class="notes">{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}</section>{{end}}
 {{with .Errors}}<section class="card"><h2>Errors</h2><ul>{{range .}}<li class="err">{{.}}</li>{{end}}</ul></section>{{end}}
 {{with .Figures}}<div class="plots">{{range .}}
 <figure class="card"><h3>{{.Title}}</h3><p class="note">{{.Note}}</p>{{if .Err}}<p class="err">{{.Err}}</p>{{else}}

@@ -57,6 +57,10 @@ func reportFigures(ts []*reportTarget) []reportFigure {
 			churn("live heap (MiB)", func(s *Snapshot) float64 { return reportOr(float64(s.HeapLive)/(1<<20), s.HeapLive >= 0) })},
 		{"Churn: goroutines", "Goroutines at baseline, after warm-up and after churn (median over runs).",
 			churn("goroutines", func(s *Snapshot) float64 { return reportOr(float64(s.Goroutines), s.Goroutines >= 0) })},
+		{"Connections per node over time", "Each node's connections as it counts them, and their total, every 500 ms of the median run. " +
+			"The grey lines mark the phases: the connect storm, the idle hold, the broadcasts, the rolling restart " +
+			"(the stopped node's clients move to the others) and the node started again.", reportTimelinePlot},
+		{"Memory per node", "Each node's RSS before the clients connected and while they were held idle (median run).", reportNodeMemoryPlot},
 		{"Attacks: the gateway's RSS", "The gateway's RSS before each attack, at its peak while it ran, and after it " +
 			"(after --settle). Each attack is a bound: the peak should stay under --rss-bound.",
 			func(ts []*reportTarget) (*plot.Plot, error) {
@@ -412,6 +416,123 @@ func reportBars(groups []string, ylabel string, series []reportSeries) (*plot.Pl
 	p.Y.Min = 0
 	p.Y.Max *= 1.08 // room for the labels
 	return p, nil
+}
+
+// reportClusterRun is the first target's median cluster run, nil if none.
+func reportClusterRun(ts []*reportTarget) *Run {
+	for _, t := range ts {
+		if t.med != nil && t.med.Cluster != nil && len(t.med.Cluster.Nodes) > 0 {
+			return t.med
+		}
+	}
+	return nil
+}
+
+// reportTimelinePlot draws each node's connections over the run (broken
+// where the node was down) and their total, with the phases marked.
+func reportTimelinePlot(ts []*reportTarget) (*plot.Plot, error) {
+	r := reportClusterRun(ts)
+	if r == nil || len(r.Cluster.Timeline) == 0 {
+		return nil, nil
+	}
+	c := r.Cluster
+	p := reportNewPlot("time (s)", "connections")
+	var total plotter.XYs
+	top := 0.0
+	for i, n := range c.Nodes {
+		col := reportPalette[i%len(reportPalette)]
+		var seg plotter.XYs
+		first := true
+		flush := func() error {
+			if len(seg) == 0 {
+				return nil
+			}
+			l, err := reportLine(seg, col, 1.25)
+			if err != nil {
+				return err
+			}
+			p.Add(l)
+			if first {
+				p.Legend.Add(n.Node, l)
+				first = false
+			}
+			seg = nil
+			return nil
+		}
+		for _, s := range c.Timeline {
+			if i >= len(s.Conns) || s.Conns[i] < 0 {
+				if err := flush(); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			seg = append(seg, plotter.XY{X: s.T, Y: float64(s.Conns[i])})
+		}
+		if err := flush(); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range c.Timeline {
+		var sum int64
+		for _, v := range s.Conns {
+			sum += max(v, 0)
+		}
+		total = append(total, plotter.XY{X: s.T, Y: float64(sum)})
+		top = max(top, float64(sum))
+	}
+	// Grey and dashed: the palette's last node is black.
+	l, err := reportLine(total, color.Gray{0x70}, 1.5)
+	if err != nil {
+		return nil, err
+	}
+	l.Dashes = []vg.Length{4, 2}
+	p.Add(l)
+	p.Legend.Add("total", l)
+	top *= 1.12
+	var names plotter.XYLabels
+	for _, ph := range c.Phases {
+		mark, err := reportLine(plotter.XYs{{X: ph.Start, Y: 0}, {X: ph.Start, Y: top}}, color.Gray{0xa0}, 0.75)
+		if err != nil {
+			return nil, err
+		}
+		mark.Dashes = []vg.Length{2, 2}
+		p.Add(mark)
+		names.XYs = append(names.XYs, plotter.XY{X: ph.Start, Y: top})
+		names.Labels = append(names.Labels, " "+ph.Name)
+	}
+	if len(names.XYs) > 0 {
+		labels, err := plotter.NewLabels(names)
+		if err != nil {
+			return nil, err
+		}
+		for j := range labels.TextStyle {
+			labels.TextStyle[j].Font = font.From(reportFont, 7)
+			labels.TextStyle[j].YAlign = draw.YTop
+			labels.TextStyle[j].Rotation = -math.Pi / 2
+		}
+		p.Add(labels)
+	}
+	p.X.Min, p.Y.Min, p.Y.Max = 0, 0, top
+	return p, nil
+}
+
+// reportNodeMemoryPlot is a bar chart of each node's RSS before the
+// clients connected and while they were held.
+func reportNodeMemoryPlot(ts []*reportTarget) (*plot.Plot, error) {
+	r := reportClusterRun(ts)
+	if r == nil {
+		return nil, nil
+	}
+	var names []string
+	before := reportSeries{name: "before the clients", color: reportPalette[5]}
+	held := reportSeries{name: "clients held", color: reportPalette[0]}
+	mib := func(v int64) float64 { return reportOr(float64(v)/(1<<20), v >= 0) }
+	for _, n := range r.Cluster.Nodes {
+		names = append(names, n.Node)
+		before.vs = append(before.vs, mib(n.RSSBase))
+		held.vs = append(held.vs, mib(n.RSSLoaded))
+	}
+	return reportBars(names, "RSS (MiB)", []reportSeries{before, held})
 }
 
 // reportAttackPlot is a grouped bar chart of the hostile scenario: a

@@ -43,6 +43,7 @@ type Params struct {
 	P99Target      time.Duration `json:"p99_target,omitempty"` // throughput
 	Workers        int           `json:"workers"`
 	ConnsPerWorker int           `json:"conns_per_worker"`
+	Nodes          int           `json:"nodes,omitempty"` // cluster: gateway processes
 }
 
 // Run is one measurement of one target. Only the fields of its scenario
@@ -80,12 +81,24 @@ type Run struct {
 	// Attacks (hostile), in the order they ran.
 	Attacks []AttackRun `json:"attacks,omitempty"`
 
+	// Cluster: per node, the rolling restart, and connections and memory
+	// over time. The fields above hold the totals: RSS and goroutines
+	// summed over the nodes, RSS per connection the sum of their growth
+	// over all connections, the broadcast's delivery.
+	Cluster *ClusterRun `json:"cluster,omitempty"`
+
 	// Leak check (churn).
 	Churned    int64      `json:"churned,omitempty"` // connections opened and closed
 	Baseline   *Snapshot  `json:"baseline,omitempty"`
 	AfterWarm  *Snapshot  `json:"after_warmup,omitempty"`
 	AfterChurn *Snapshot  `json:"after_churn,omitempty"`
 	Leak       *LeakCheck `json:"leak,omitempty"`
+
+	// Unmeasured says, by a figure's JSON name (rss_per_conn,
+	// kernel_per_conn, used_per_conn, cpu_per_msg_us), why that figure
+	// is absent: below some size a figure is the noise of its readings
+	// (see floors.go).
+	Unmeasured map[string]string `json:"unmeasured,omitempty"`
 
 	Errors []string `json:"errors,omitempty"`
 }
@@ -139,7 +152,8 @@ type Step struct {
 	PerSecond float64 `json:"delivered_per_second"`
 	P99       Millis  `json:"p99_ms"`
 	CPUPerMsg float64 `json:"cpu_per_msg_us,omitempty"`
-	Passed    bool    `json:"passed"` // 100% delivered and p99 within target
+	CPUNote   string  `json:"cpu_per_msg_note,omitempty"` // why CPUPerMsg is absent
+	Passed    bool    `json:"passed"`                     // 100% delivered and p99 within target
 }
 
 // Snapshot is the target's footprint at one moment of a churn run.
@@ -199,6 +213,81 @@ type HealthLatency struct {
 	Max    Millis `json:"max_ms"`
 	Probes int    `json:"probes"`
 	Lost   int    `json:"lost"`
+}
+
+// ClusterRun is what the cluster scenario measured beyond the totals.
+type ClusterRun struct {
+	Nodes        []NodeRun `json:"nodes"`
+	TimeToAllMax Millis    `json:"time_to_all_max_ms"` // the broadcast's slowest publish
+	// ClientRSSPerConn is the harness's own worker processes' RSS growth
+	// per connection: the clients' side, on the same machine.
+	ClientRSSPerConn float64          `json:"client_rss_per_conn,omitempty"`
+	Restart          *RestartRun      `json:"restart,omitempty"`
+	Timeline         []TimelineSample `json:"timeline,omitempty"`
+	Phases           []Phase          `json:"phases,omitempty"`
+}
+
+// NodeRun is one gateway process of the cluster.
+type NodeRun struct {
+	Node           string  `json:"node"`                        // node1, node2, …
+	Conns          int64   `json:"conns"`                       // held while idle, as it counts them
+	RSSBase        int64   `json:"rss_base"`                    // before the clients connected
+	RSSLoaded      int64   `json:"rss_loaded"`                  // while they were held
+	RSSPerConn     float64 `json:"rss_per_conn,omitempty"`      // (loaded − base) / conns
+	RSSNote        string  `json:"rss_per_conn_note,omitempty"` // why RSSPerConn is absent
+	GoroutinesBase int64   `json:"goroutines_base"`
+	Goroutines     int64   `json:"goroutines"`          // while the clients were held
+	ConnsAfter     int64   `json:"conns_after_restart"` // at the end, after the rolling restart; -1 down
+}
+
+// RestartRun is the rolling restart: one node stopped with SIGTERM while
+// publishes continue; its clients reconnect to the others and recover
+// with since, each checking it got every offset exactly once.
+type RestartRun struct {
+	Node          string  `json:"node"`           // the node stopped
+	Held          int64   `json:"held"`           // its connections when it was stopped
+	DrainTime     Millis  `json:"drain_ms"`       // SIGTERM to its exit
+	ReconnectTime Millis  `json:"reconnect_ms"`   // first connection closed to the last subscribed again
+	Rate          float64 `json:"rate"`           // publishes per second offered meanwhile
+	Publishes     int     `json:"publishes"`      // publishes made meanwhile, through the first node
+	PublishErrors int     `json:"publish_errors"` // publishes refused or failed
+	FinalOffset   int64   `json:"final_offset"`   // the channel's last offset
+	// Per client, against every publish made since it subscribed.
+	Clients        int64            `json:"clients"`
+	Complete       int64            `json:"complete"`        // every offset, once each, in order
+	Lossy          int64            `json:"lossy"`           // clients that missed offsets
+	MissingOffsets int64            `json:"missing_offsets"` // over all clients
+	Duplicated     int64            `json:"duplicated"`      // clients sent an offset twice or out of order
+	Resets         int64            `json:"resets"`          // resubscriptions not recovered
+	Failed         int64            `json:"failed"`          // clients that could not reconnect
+	Closed         int64            `json:"closed"`          // clients whose connection was closed
+	Reconnected    int64            `json:"reconnected"`     // clients that subscribed again on another node
+	Recovered      int64            `json:"recovered"`       // clients sent offsets from history on resubscribing
+	RecoveredSum   int64            `json:"recovered_offsets"`
+	Closes         map[string]int64 `json:"closes,omitempty"`
+	Problems       []string         `json:"problems,omitempty"` // the first few, client by client
+	// Latency of the deliveries meanwhile, replays after reconnecting
+	// included.
+	Latency *Latency `json:"latency,omitempty"`
+	// RestartedReady is how long the node took, started again, until
+	// its /readyz answered 200 (0: not started again).
+	RestartedReady Millis `json:"restarted_ready_ms,omitempty"`
+	Passed         bool   `json:"passed"`
+}
+
+// TimelineSample is each node's connections and RSS at T seconds from
+// the start (-1: not known, the node is down).
+type TimelineSample struct {
+	T     float64 `json:"t"`
+	Conns []int64 `json:"conns"`
+	RSS   []int64 `json:"rss"`
+}
+
+// Phase is a part of the cluster run, in seconds from the start.
+type Phase struct {
+	Name  string  `json:"name"`
+	Start float64 `json:"start"`
+	End   float64 `json:"end"`
 }
 
 func writeJSON(path string, r *Results) error {

@@ -31,15 +31,23 @@ func (c connectResult) err() error {
 // connect opens connections [from, from+n) of the run, spread over the
 // workers, connection g subscribing to channel g mod channels.
 func (e *env) connect(ctx context.Context, from, n int, bar progress) connectResult {
-	var urls []string
-	var subs [][]string
+	base := command{ReadyMarker: e.t.readyMarker}
 	for ch := range e.o.channels {
 		name := channelName(ch)
-		urls = append(urls, strings.ReplaceAll(e.t.wsURL, "{channel}", name))
+		base.URLs = append(base.URLs, strings.ReplaceAll(e.t.wsURL, "{channel}", name))
 		if e.t.subscribe != "" {
-			subs = append(subs, []string{strings.ReplaceAll(e.t.subscribe, "{channel}", name)})
+			base.Subscribe = append(base.Subscribe, []string{strings.ReplaceAll(e.t.subscribe, "{channel}", name)})
 		}
 	}
+	res := e.connectWith(ctx, base, from, n, bar)
+	e.awaitRegistered(ctx, from+res.ok)
+	return res
+}
+
+// connectWith opens connections [from, from+n) of the run, spread over
+// the workers, connection g dialling base.URLs[g mod len]; base gives
+// what every connect command has in common.
+func (e *env) connectWith(ctx context.Context, base command, from, n int, bar progress) connectResult {
 	w := len(e.fleet.procs)
 	cmds := make([]*command, w)
 	first := from
@@ -51,11 +59,10 @@ func (e *env) connect(ctx context.Context, from, n int, bar progress) connectRes
 		if count == 0 {
 			continue
 		}
-		cmds[i] = &command{
-			Cmd: "connect", Sources: p.sources, URLs: urls, Subscribe: subs,
-			First: first, Count: count, Rate: e.o.connRate / float64(w),
-			ReadyMarker: e.t.readyMarker, Timeout: 30 * time.Second,
-		}
+		cmd := base
+		cmd.Cmd, cmd.Sources, cmd.First, cmd.Count = "connect", p.sources, first, count
+		cmd.Rate, cmd.Timeout = e.o.connRate/float64(w), 30*time.Second
+		cmds[i] = &cmd
 		first += count
 	}
 	done := make([]int, w)
@@ -82,7 +89,6 @@ func (e *env) connect(ctx context.Context, from, n int, bar progress) connectRes
 		res.errors[err.Error()]++
 	}
 	bar.set(int64(res.ok))
-	e.awaitRegistered(ctx, from+res.ok)
 	return res
 }
 
@@ -175,6 +181,17 @@ func (e *env) collect(ctx context.Context) (collected, error) {
 		}
 	}
 	return c, err
+}
+
+// publishes are the publications tracked from sequence w on, each with
+// when its last subscriber had it, and those times.
+func (c collected) publishes(w int) (pubs []Publish, tta []float64) {
+	for i := w; i < len(c.perSeq); i++ {
+		s := c.perSeq[i]
+		p := Publish{Seq: i - w, TimeToAll: Ms(time.Duration(s.Max)), Delivered: s.Count}
+		pubs, tta = append(pubs, p), append(tta, float64(p.TimeToAll))
+	}
+	return pubs, tta
 }
 
 // latency summarises a histogram of microseconds.
@@ -281,15 +298,12 @@ func fanoutScenario(ctx context.Context, e *env) (Run, error) {
 	r.Delivered, r.Duplicates = c.received, c.dups
 	r.Latency = latency(c.hist)
 	var tta []float64
-	for i := w; i < len(c.perSeq); i++ {
-		s := c.perSeq[i]
-		pub := Publish{Seq: i - w, TimeToAll: Ms(time.Duration(s.Max)), Delivered: s.Count}
-		r.Publishes = append(r.Publishes, pub)
-		tta = append(tta, float64(pub.TimeToAll))
-	}
+	r.Publishes, tta = c.publishes(w)
 	r.TimeToAll = Millis(median(tta))
-	if cpu0.CPUKnown && cpu1.CPUKnown && r.Delivered > 0 {
-		r.CPUPerMsg = float64(cpu1.CPU-cpu0.CPU) / float64(time.Microsecond) / float64(r.Delivered)
+	if cpu0.CPUKnown && cpu1.CPUKnown {
+		var why string
+		r.CPUPerMsg, why = cpuPerMsg(cpu1.CPU-cpu0.CPU, r.Delivered)
+		r.note(keyCPUPerMsg, why)
 	}
 	if r.Delivered != r.Expected {
 		return r, fmt.Errorf("delivered %d of %d (%d connections lost)", r.Delivered, r.Expected, c.lost)
@@ -302,7 +316,10 @@ func fanoutScenario(ctx context.Context, e *env) (Run, error) {
 func idleScenario(ctx context.Context, e *env) (Run, error) {
 	var r Run
 	f0 := e.t.footprint()
-	slab0, used0 := meminfo()
+	// The machine's readings move with other processes: a few before and
+	// through the hold show by how much.
+	var before, held machineReadings
+	before.sample(ctx, 5, 200*time.Millisecond)
 	r.RSSBase, r.GoroutinesBase = f0.RSS, f0.Goroutines
 	r.Memory = append(r.Memory, MemSample{Conns: 0, RSS: f0.RSS})
 
@@ -344,15 +361,16 @@ func idleScenario(ctx context.Context, e *env) (Run, error) {
 			return r, fmt.Errorf("broadcasts: %d of %d delivered (%v)", got, want, err)
 		}
 	}
-	e.ui.wait(ctx, "holding", e.o.hold)
+	e.hold(ctx, "holding", e.o.hold, &held)
 	f1 := e.t.footprint()
-	slab1, used1 := meminfo()
 	r.RSSLoaded, r.GoroutinesLoaded = f1.RSS, f1.Goroutines
-	if f0.RSS >= 0 && f1.RSS >= 0 {
-		r.RSSPerConn = float64(f1.RSS-f0.RSS) / float64(done)
-	}
-	r.KernelPerConn = float64(slab1-slab0) / float64(done)
-	r.UsedPerConn = float64(used1-used0) / float64(done)
+	var why string
+	r.RSSPerConn, why = rssPerConn(f0.RSS, f1.RSS, done)
+	r.note(keyRSSPerConn, why)
+	r.KernelPerConn, why = machinePerConn("slab", before.slab, held.slab, done)
+	r.note(keyKernelPerConn, why)
+	r.UsedPerConn, why = machinePerConn("memory in use", before.used, held.used, done)
+	r.note(keyUsedPerConn, why)
 	if _, lost, err := e.received(ctx); err != nil || lost > 0 {
 		return r, fmt.Errorf("%d connections lost while held (%v)", lost, err)
 	}
@@ -384,8 +402,9 @@ func throughputScenario(ctx context.Context, e *env) (Run, error) {
 			break
 		}
 		r.Throughput = max(r.Throughput, st.PerSecond)
-		if r.CPUPerMsg == 0 || st.PerSecond == r.Throughput {
+		if st.PerSecond == r.Throughput {
 			r.CPUPerMsg = st.CPUPerMsg
+			r.note(keyCPUPerMsg, st.CPUNote)
 		}
 		rate *= e.o.step
 	}
@@ -464,8 +483,8 @@ func (e *env) step(ctx context.Context, p *publisher, rate float64, subs []int64
 	st.Delivered = c.received
 	st.PerSecond = float64(c.received) / end.Sub(start).Seconds()
 	st.P99 = Millis(float64(c.hist.ValueAtQuantile(99)) / 1000)
-	if cpu0.CPUKnown && cpu1.CPUKnown && c.received > 0 {
-		st.CPUPerMsg = float64(cpu1.CPU-cpu0.CPU) / float64(time.Microsecond) / float64(c.received)
+	if cpu0.CPUKnown && cpu1.CPUKnown {
+		st.CPUPerMsg, st.CPUNote = cpuPerMsg(cpu1.CPU-cpu0.CPU, c.received)
 	}
 	st.Passed = st.Rejected == 0 && c.lost == 0 && st.Delivered == st.Expected && st.P99 <= Ms(e.o.p99)
 	if v := firstErr.Load(); v != nil {

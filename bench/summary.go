@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -20,17 +21,28 @@ type figure struct {
 	better int // +1 higher is better, -1 lower is better
 	get    func(*Run) float64
 	set    func(*Run, float64)
+	// key, when set, is the figure's JSON name, under which a run's
+	// Unmeasured says why it is absent.
+	key string
+}
+
+// unmeasured is why run r does not give figure f, "" when it does.
+func (f figure) unmeasured(r *Run) string {
+	if f.key == "" {
+		return ""
+	}
+	return r.Unmeasured[f.key]
 }
 
 func latencyFigure(name string, f func(*Latency) *Millis) figure {
-	return figure{name, "ms", -1,
-		func(r *Run) float64 {
+	return figure{name: name, unit: "ms", better: -1,
+		get: func(r *Run) float64 {
 			if r.Latency == nil {
 				return 0
 			}
 			return float64(*f(r.Latency))
 		},
-		func(r *Run, v float64) {
+		set: func(r *Run, v float64) {
 			if r.Latency != nil {
 				*f(r.Latency) = Millis(v)
 			}
@@ -41,37 +53,66 @@ func latencyFigure(name string, f func(*Latency) *Millis) figure {
 // figure that picks a target's median run.
 var figures = map[string][]figure{
 	"idle": {
-		{"RSS/conn", "B", -1, func(r *Run) float64 { return r.RSSPerConn }, func(r *Run, v float64) { r.RSSPerConn = v }},
-		{"kernel slab/conn", "B", -1, func(r *Run) float64 { return r.KernelPerConn }, func(r *Run, v float64) { r.KernelPerConn = v }},
-		{"machine used/conn", "B", -1, func(r *Run) float64 { return r.UsedPerConn }, func(r *Run, v float64) { r.UsedPerConn = v }},
-		{"goroutines", "", -1, func(r *Run) float64 { return float64(r.GoroutinesLoaded) }, func(r *Run, v float64) { r.GoroutinesLoaded = int64(v) }},
-		{"connects/s", "/s", +1, func(r *Run) float64 { return r.ConnectRate }, func(r *Run, v float64) { r.ConnectRate = v }},
+		{"RSS/conn", "B", -1, func(r *Run) float64 { return r.RSSPerConn }, func(r *Run, v float64) { r.RSSPerConn = v }, keyRSSPerConn},
+		{"kernel slab/conn", "B", -1, func(r *Run) float64 { return r.KernelPerConn }, func(r *Run, v float64) { r.KernelPerConn = v }, keyKernelPerConn},
+		{"machine used/conn", "B", -1, func(r *Run) float64 { return r.UsedPerConn }, func(r *Run, v float64) { r.UsedPerConn = v }, keyUsedPerConn},
+		{"goroutines", "", -1, func(r *Run) float64 { return float64(r.GoroutinesLoaded) }, func(r *Run, v float64) { r.GoroutinesLoaded = int64(v) }, ""},
+		{"connects/s", "/s", +1, func(r *Run) float64 { return r.ConnectRate }, func(r *Run, v float64) { r.ConnectRate = v }, ""},
 	},
 	"fanout": {
-		{"time-to-all", "ms", -1, func(r *Run) float64 { return float64(r.TimeToAll) }, func(r *Run, v float64) { r.TimeToAll = Millis(v) }},
+		{"time-to-all", "ms", -1, func(r *Run) float64 { return float64(r.TimeToAll) }, func(r *Run, v float64) { r.TimeToAll = Millis(v) }, ""},
 		latencyFigure("p50", func(l *Latency) *Millis { return &l.P50 }),
 		latencyFigure("p90", func(l *Latency) *Millis { return &l.P90 }),
 		latencyFigure("p99", func(l *Latency) *Millis { return &l.P99 }),
 		latencyFigure("max", func(l *Latency) *Millis { return &l.Max }),
-		{"delivered", "%", +1, deliveredPct, nil},
-		{"CPU/msg", "µs", -1, func(r *Run) float64 { return r.CPUPerMsg }, func(r *Run, v float64) { r.CPUPerMsg = v }},
+		{"delivered", "%", +1, deliveredPct, nil, ""},
+		{"CPU/msg", "µs", -1, func(r *Run) float64 { return r.CPUPerMsg }, func(r *Run, v float64) { r.CPUPerMsg = v }, keyCPUPerMsg},
 	},
 	"throughput": {
-		{"delivered/s", "/s", +1, func(r *Run) float64 { return r.Throughput }, func(r *Run, v float64) { r.Throughput = v }},
-		{"p99 at best", "ms", -1, func(r *Run) float64 { s, _ := reportBestStep(r.Steps); return float64(s.P99) }, nil},
-		{"CPU/msg", "µs", -1, func(r *Run) float64 { return r.CPUPerMsg }, func(r *Run, v float64) { r.CPUPerMsg = v }},
+		{"delivered/s", "/s", +1, func(r *Run) float64 { return r.Throughput }, func(r *Run, v float64) { r.Throughput = v }, ""},
+		{"p99 at best", "ms", -1, func(r *Run) float64 { s, _ := reportBestStep(r.Steps); return float64(s.P99) }, nil, ""},
+		{"CPU/msg", "µs", -1, func(r *Run) float64 { return r.CPUPerMsg }, func(r *Run, v float64) { r.CPUPerMsg = v }, keyCPUPerMsg},
 	},
 	"hostile": {
-		{"attacks passed", "", +1, func(r *Run) float64 { _, _, n := r.worst(); return float64(n) }, nil},
-		{"worst healthy p99", "ms", -1, func(r *Run) float64 { p99, _, _ := r.worst(); return float64(p99) }, nil},
-		{"peak RSS", "B", -1, func(r *Run) float64 { _, rss, _ := r.worst(); return float64(rss) }, nil},
+		{"attacks passed", "", +1, func(r *Run) float64 { _, _, n := r.worst(); return float64(n) }, nil, ""},
+		{"worst healthy p99", "ms", -1, func(r *Run) float64 { p99, _, _ := r.worst(); return float64(p99) }, nil, ""},
+		{"peak RSS", "B", -1, func(r *Run) float64 { _, rss, _ := r.worst(); return float64(rss) }, nil, ""},
+	},
+	"cluster": {
+		{"time-to-all", "ms", -1, func(r *Run) float64 { return float64(r.TimeToAll) }, func(r *Run, v float64) { r.TimeToAll = Millis(v) }, ""},
+		{"max", "ms", -1, func(r *Run) float64 { return float64(clusterOf(r).TimeToAllMax) }, nil, ""},
+		latencyFigure("p50", func(l *Latency) *Millis { return &l.P50 }),
+		latencyFigure("p99", func(l *Latency) *Millis { return &l.P99 }),
+		{"delivered", "%", +1, deliveredPct, nil, ""},
+		{"RSS/conn", "B", -1, func(r *Run) float64 { return r.RSSPerConn }, func(r *Run, v float64) { r.RSSPerConn = v }, keyRSSPerConn},
+		{"kernel slab/conn", "B", -1, func(r *Run) float64 { return r.KernelPerConn }, func(r *Run, v float64) { r.KernelPerConn = v }, keyKernelPerConn},
+		{"goroutines", "", -1, func(r *Run) float64 { return float64(r.GoroutinesLoaded) }, func(r *Run, v float64) { r.GoroutinesLoaded = int64(v) }, ""},
+		{"connects/s", "/s", +1, func(r *Run) float64 { return r.ConnectRate }, func(r *Run, v float64) { r.ConnectRate = v }, ""},
+		{"reconnect", "ms", -1, func(r *Run) float64 { return float64(restartOf(r).ReconnectTime) }, nil, ""},
+		{"clients lossy", "", -1, func(r *Run) float64 { return float64(restartOf(r).Lossy) }, nil, ""},
+		{"duplicated", "", -1, func(r *Run) float64 { return float64(restartOf(r).Duplicated) }, nil, ""},
 	},
 	"churn": {
-		{"RSS ratio", "×", -1, func(r *Run) float64 { return leak(r).RSSRatio }, nil},
-		{"goroutines ratio", "×", -1, func(r *Run) float64 { return leak(r).GoroutinesRatio }, nil},
-		{"live heap ratio", "×", -1, func(r *Run) float64 { return leak(r).HeapRatio }, nil},
-		{"churned", "", +1, func(r *Run) float64 { return float64(r.Churned) }, nil},
+		{"RSS ratio", "×", -1, func(r *Run) float64 { return leak(r).RSSRatio }, nil, ""},
+		{"goroutines ratio", "×", -1, func(r *Run) float64 { return leak(r).GoroutinesRatio }, nil, ""},
+		{"live heap ratio", "×", -1, func(r *Run) float64 { return leak(r).HeapRatio }, nil, ""},
+		{"churned", "", +1, func(r *Run) float64 { return float64(r.Churned) }, nil, ""},
 	},
+}
+
+// clusterOf and restartOf are a cluster run's parts, empty if absent.
+func clusterOf(r *Run) *ClusterRun {
+	if r.Cluster == nil {
+		return &ClusterRun{}
+	}
+	return r.Cluster
+}
+
+func restartOf(r *Run) *RestartRun {
+	if c := clusterOf(r); c.Restart != nil {
+		return c.Restart
+	}
+	return &RestartRun{}
 }
 
 func deliveredPct(r *Run) float64 {
@@ -132,29 +173,45 @@ func medians(res *Results) []Run {
 				}
 			}
 		}
-		key := figs[0].get
+		// The runs that give the key figure come first, in its order; the
+		// median is picked among them when there are any.
+		key := figs[0]
+		given := func(r *Run) bool { return key.unmeasured(r) == "" }
 		slices.SortStableFunc(runs, func(a, b Run) int {
-			switch x, y := key(&a), key(&b); {
-			case x < y:
-				return -1
-			case x > y:
-				return 1
+			if ga, gb := given(&a), given(&b); ga != gb {
+				return map[bool]int{true: -1, false: 1}[ga]
 			}
-			return 0
+			return cmp.Compare(key.get(&a), key.get(&b))
 		})
-		m := runs[(len(runs)-1)/2]
+		pick := runs
+		if k := slices.IndexFunc(runs, func(r Run) bool { return !given(&r) }); k > 0 {
+			pick = runs[:k]
+		}
+		m := pick[(len(pick)-1)/2]
 		if m.Latency != nil {
 			l := *m.Latency
 			m.Latency = &l
 		}
+		m.Unmeasured = maps.Clone(m.Unmeasured)
 		for _, f := range figs[1:] {
 			if f.set == nil {
 				continue
 			}
 			var xs []float64
+			why := ""
 			for i := range runs {
+				if n := f.unmeasured(&runs[i]); n != "" {
+					why = cmp.Or(why, n)
+					continue
+				}
 				xs = append(xs, f.get(&runs[i]))
 			}
+			if len(xs) == 0 && why != "" {
+				f.set(&m, 0)
+				m.note(f.key, why)
+				continue
+			}
+			m.note(f.key, "")
 			f.set(&m, median(xs))
 		}
 		m.Run = 0
@@ -184,14 +241,27 @@ func printSummary(w io.Writer, res *Results) {
 		m := &res.Medians[i]
 		fmt.Fprintf(tw, "%s\t%d\t%d\t", m.Target, runs[m.Target], m.Conns)
 		for _, f := range figs {
+			if f.unmeasured(m) != "" {
+				fmt.Fprint(tw, "—\t")
+				continue
+			}
 			fmt.Fprintf(tw, "%s\t", format(f.get(m), f.unit))
 		}
 		fmt.Fprintln(tw)
 	}
 	tw.Flush()
+	// What is not given, and why.
+	for i := range res.Medians {
+		for _, f := range figs {
+			if why := f.unmeasured(&res.Medians[i]); why != "" {
+				fmt.Fprintf(w, "  %s %s: %s\n", res.Medians[i].Target, f.name, why)
+			}
+		}
+	}
 
 	for i := range res.Medians {
 		printAttacks(w, &res.Medians[i])
+		printCluster(w, &res.Medians[i])
 	}
 	for _, r := range res.Runs {
 		for _, e := range r.Errors {
@@ -211,7 +281,7 @@ func printSummary(w io.Writer, res *Results) {
 		var parts []string
 		for _, f := range figs {
 			a, b := f.get(pg), f.get(rr)
-			if a == 0 || b == 0 || f.unit == "%" {
+			if a <= 0 || b <= 0 || f.unit == "%" || f.unmeasured(pg) != "" || f.unmeasured(rr) != "" {
 				continue
 			}
 			parts = append(parts, fmt.Sprintf("%s %.2f×", f.name, a/b))
@@ -220,6 +290,102 @@ func printSummary(w io.Writer, res *Results) {
 			fmt.Fprintf(w, "pushgate / %s: %s\n", ref, strings.Join(parts, ", "))
 		}
 	}
+}
+
+// printCluster writes a cluster run's nodes, one a line, and what its
+// rolling restart showed.
+func printCluster(w io.Writer, r *Run) {
+	c := r.Cluster
+	if c == nil || len(c.Nodes) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s, node by node (connections held idle):\n", r.Target)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "node\tconns\tRSS before\tRSS held\tRSS/conn\tgoroutines\tconns at the end\t")
+	for _, n := range c.Nodes {
+		perConn := format(n.RSSPerConn, "B")
+		if n.RSSNote != "" {
+			perConn = "—"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t\n", n.Node, n.Conns, format(float64(n.RSSBase), "B"), format(float64(n.RSSLoaded), "B"),
+			perConn, n.Goroutines, countOrDown(n.ConnsAfter))
+	}
+	tw.Flush()
+	for _, l := range clusterLines(r) {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+}
+
+func countOrDown(n int64) string {
+	if n < 0 {
+		return "down"
+	}
+	return fmt.Sprint(n)
+}
+
+// clusterLines says in words what a cluster run's figures per node do
+// not: memory on both ends, the broadcast, the rolling restart.
+func clusterLines(r *Run) []string {
+	c := r.Cluster
+	var out []string
+	for _, n := range c.Nodes {
+		if n.RSSNote != "" {
+			out = append(out, fmt.Sprintf("%s RSS/conn: %s", n.Node, n.RSSNote))
+		}
+	}
+	mem := "memory per connection, user and kernel: "
+	var parts []string
+	if r.Unmeasured[keyRSSPerConn] == "" {
+		parts = append(parts, fmt.Sprintf("%s of gateway RSS (all nodes' growth over all connections)", format(r.RSSPerConn, "B")))
+	}
+	if r.Unmeasured[keyKernelPerConn] == "" {
+		parts = append(parts, fmt.Sprintf("%s of kernel slab, the machine's, both ends of each connection (the clients run here too)", format(r.KernelPerConn, "B")))
+	}
+	if c.ClientRSSPerConn > 0 {
+		parts = append(parts, fmt.Sprintf("%s of the harness's clients' RSS", format(c.ClientRSSPerConn, "B")))
+	}
+	if len(parts) > 0 {
+		out = append(out, mem+strings.Join(parts, "; "))
+	}
+	if len(r.Publishes) > 0 {
+		out = append(out, fmt.Sprintf("broadcast: %d publishes through %s, each to all %d clients: time-to-all median %s, max %s; %d of %d delivered",
+			len(r.Publishes), c.Nodes[0].Node, r.Conns, format(float64(r.TimeToAll), "ms"), format(float64(c.TimeToAllMax), "ms"), r.Delivered, r.Expected))
+	}
+	rs := c.Restart
+	if rs == nil {
+		return out
+	}
+	out = append(out, fmt.Sprintf("rolling restart: %s stopped with SIGTERM holding %d connections, exited %.1f s later; its clients were on the other %d nodes %.1f s after the first was closed (first close to last subscribed again); %d publishes at %.2g/s meanwhile, through %s",
+		rs.Node, rs.Held, float64(rs.DrainTime)/1000, len(c.Nodes)-1, float64(rs.ReconnectTime)/1000, rs.Publishes, rs.Rate, c.Nodes[0].Node))
+	if rs.Clients > 0 {
+		out = append(out, fmt.Sprintf("every client, offset by offset up to %d: %d of %d complete; %d missed offsets (%d in all), %d were sent duplicates, %d not recovered, %d could not reconnect; %d closed, %d reconnected, %d of them sent %d offsets from history; closes %s",
+			rs.FinalOffset, rs.Complete, rs.Clients, rs.Lossy, rs.MissingOffsets, rs.Duplicated, rs.Resets, rs.Failed, rs.Closed, rs.Reconnected,
+			rs.Recovered, rs.RecoveredSum, closesText(rs.Closes)))
+	}
+	if other := rs.Closed - rs.Closes["1001"]; other > 0 {
+		out = append(out, fmt.Sprintf("%d connections ended otherwise than with the drain's 1001 (by reason, in the closes above): clients far behind in their reading on a loaded machine; each reconnected, and is counted above", other))
+	}
+	if l := rs.Latency; l != nil && l.Count > 0 {
+		out = append(out, fmt.Sprintf("deliveries during the restart, replays included: p50 %s, p99 %s, max %s", format(float64(l.P50), "ms"), format(float64(l.P99), "ms"), format(float64(l.Max), "ms")))
+	}
+	for _, p := range rs.Problems {
+		out = append(out, "problem: "+p)
+	}
+	if rs.RestartedReady > 0 {
+		out = append(out, fmt.Sprintf("%s started again: ready in %.2f s; it holds %d connections: nothing rebalances", rs.Node, float64(rs.RestartedReady)/1000, c.Nodes[len(c.Nodes)-1].ConnsAfter))
+	}
+	return out
+}
+
+func closesText(m map[string]int64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s ×%d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // printAttacks writes a hostile run's attacks, one a line.
@@ -333,8 +499,15 @@ func printCompare(w io.Writer, old, now *Results) {
 		}
 		for _, f := range figures[now.Scenario] {
 			a, b := f.get(o), f.get(&m)
+			then, nowText := format(a, f.unit), format(b, f.unit)
+			if f.unmeasured(o) != "" {
+				then = "—"
+			}
+			if f.unmeasured(&m) != "" {
+				nowText = "—"
+			}
 			ratio := "-"
-			if a != 0 {
+			if a != 0 && then != "—" && nowText != "—" {
 				verdict := ""
 				switch {
 				case b/a > 1.05 && f.better > 0, b/a < 0.95 && f.better < 0:
@@ -344,7 +517,7 @@ func printCompare(w io.Writer, old, now *Results) {
 				}
 				ratio = fmt.Sprintf("%.2f×%s", b/a, verdict)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", m.Target, f.name, format(a, f.unit), format(b, f.unit), ratio)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", m.Target, f.name, then, nowText, ratio)
 		}
 	}
 	tw.Flush()

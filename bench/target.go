@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,8 @@ type target struct {
 
 	cmd     *exec.Cmd
 	logPath string
+	// exited is closed once a started target's process has exited.
+	exited chan struct{}
 }
 
 // targetOptions are the flags that say how to start or reach targets.
@@ -156,7 +159,12 @@ func (t *target) start(ctx context.Context, o *targetOptions, health, bin string
 	}
 	t.pid = t.cmd.Process.Pid
 	exited := make(chan error, 1)
-	go func() { exited <- t.cmd.Wait() }()
+	t.exited = make(chan struct{})
+	go func() {
+		err := t.cmd.Wait()
+		close(t.exited)
+		exited <- err
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if resp, err := http.Get(health); err == nil {
@@ -352,25 +360,46 @@ func newPublisher(t *target, conns int) *publisher {
 
 // publish sends one publication of seq to channel, stamped now.
 func (p *publisher) publish(ctx context.Context, channel string, seq, size int) error {
+	_, err := p.post(ctx, channel, seq, size)
+	return err
+}
+
+// publishOffset publishes as publish does to pushgate's POST
+// /api/publish, and returns the offset it answered.
+func (p *publisher) publishOffset(ctx context.Context, channel string, seq, size int) (int64, error) {
+	body, err := p.post(ctx, channel, seq, size)
+	if err != nil {
+		return 0, err
+	}
+	var a struct{ Offset int64 }
+	if err := json.Unmarshal(body, &a); err != nil || a.Offset <= 0 {
+		return 0, fmt.Errorf("publish: answered %.200q (%v)", body, err)
+	}
+	return a.Offset, nil
+}
+
+// post sends one publication and returns the answer's body.
+func (p *publisher) post(ctx context.Context, channel string, seq, size int) ([]byte, error) {
 	pl := payload(seq, time.Now(), size)
 	u := strings.ReplaceAll(p.t.publishURL, "{channel}", url.QueryEscape(channel))
 	body := strings.NewReplacer("{channel}", channel, "{payload}", pl).Replace(p.t.publishBody)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
-		return fmt.Errorf("publish: %s: %s", resp.Status, bytes.TrimSpace(b))
+		return nil, fmt.Errorf("publish: %s: %s", resp.Status, bytes.TrimSpace(b))
 	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	_, _ = io.Copy(io.Discard, resp.Body)
-	return nil
+	return b, err
 }
 
 func (p *publisher) close() { p.client.CloseIdleConnections() }

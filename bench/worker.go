@@ -29,7 +29,7 @@ import (
 
 // command is one instruction from the coordinator.
 type command struct {
-	Cmd string `json:"cmd"` // connect, track, stats, collect, close, churn
+	Cmd string `json:"cmd"` // connect, track, stats, collect, close, churn, nodes, offsets
 
 	// connect, churn
 	Sources     []string      `json:"sources,omitempty"` // source addresses, used in turn
@@ -47,6 +47,15 @@ type command struct {
 
 	// track: per-sequence statistics for sequences [0, Seqs).
 	Seqs int `json:"seqs,omitempty"`
+
+	// connect: each connection follows the offsets of Channel (the one
+	// its URL subscribes to) and, once a server ends it, reconnects to a
+	// live node (see nodes) and subscribes again with since and epoch.
+	Track   bool   `json:"track,omitempty"`
+	Channel string `json:"channel,omitempty"`
+	// nodes: URLs are the live nodes' WebSocket URLs, without a query.
+	// offsets: Final is the channel's last offset.
+	Final int64 `json:"final,omitempty"`
 }
 
 // event is one answer or progress report from a worker.
@@ -64,6 +73,7 @@ type event struct {
 
 	Hist   *hdrhistogram.Snapshot `json:"hist,omitempty"`
 	PerSeq []seqStat              `json:"per_seq,omitempty"`
+	Track  *trackStats            `json:"track,omitempty"` // offsets
 
 	Message string `json:"message,omitempty"`
 }
@@ -165,6 +175,7 @@ type worker struct {
 	mu      sync.Mutex
 	clients []*client
 	lost    atomic.Int64
+	track   tracker // the connections that follow offsets
 }
 
 func (w *worker) send(ev event) {
@@ -205,6 +216,13 @@ func runWorker(in io.Reader, out io.Writer) error {
 		case "close":
 			w.closeAll()
 			w.send(event{Ev: "done"})
+		case "nodes":
+			w.track.mu.Lock()
+			w.track.nodes = cmd.URLs
+			w.track.mu.Unlock()
+			w.send(event{Ev: "done"})
+		case "offsets":
+			w.send(event{Ev: "offsets", Track: w.track.stats(cmd.Final)})
 		default:
 			w.send(event{Ev: "error", Message: "unknown command " + cmd.Cmd})
 		}
@@ -238,6 +256,9 @@ func (w *worker) connect(cmd command) event {
 	)
 	stop := w.progress(func() event { return event{Ev: "progress", Connected: int(ok.Load())} })
 	defer stop()
+	if cmd.Track {
+		w.track.channel = cmd.Channel
+	}
 	for i := range cmd.Count {
 		_ = lim.Wait(context.Background())
 		sem <- struct{}{}
@@ -245,6 +266,11 @@ func (w *worker) connect(cmd command) event {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			url, cfg := cmd.dialConfig(i)
+			var s *subscriber
+			if cmd.Track {
+				s = &subscriber{id: cmd.First + i, source: cfg.Source, node: url}
+				cfg.Sub = s
+			}
 			c, err := dial(context.Background(), cmd.First+i, url, cfg, w.rec)
 			if err != nil {
 				mu.Lock()
@@ -253,7 +279,15 @@ func (w *worker) connect(cmd command) event {
 				mu.Unlock()
 				return
 			}
-			w.add(c)
+			if s != nil {
+				s.mu.Lock()
+				s.c = c
+				s.mu.Unlock()
+				w.track.add(s)
+				go w.follow(s)
+			} else {
+				w.add(c)
+			}
 			ok.Add(1)
 		}()
 	}
@@ -332,10 +366,19 @@ func (w *worker) add(c *client) {
 }
 
 func (w *worker) closeAll() {
+	w.track.closing.Store(true)
 	w.mu.Lock()
 	cs := w.clients
 	w.clients = nil
 	w.mu.Unlock()
+	w.track.mu.Lock()
+	for _, s := range w.track.subs {
+		s.mu.Lock()
+		cs = append(cs, s.c)
+		s.mu.Unlock()
+	}
+	w.track.subs = nil
+	w.track.mu.Unlock()
 	var wg sync.WaitGroup
 	for chunk := range slices.Chunk(cs, 256) {
 		wg.Go(func() {
