@@ -24,9 +24,12 @@ const (
 	// connection is given for.
 	memoryMinConns = 1000
 	// rssFloor is the least RSS growth an RSS figure per connection is
-	// given for: twice what a Go server grows by with a handful of
-	// connections, so that at least half of it is the connections' own.
-	rssFloor = 10 << 20
+	// given for: about what a Go server at the default GOGC grows by with
+	// a handful of connections (pushgate, which sets GOGC=20, about
+	// 2 MiB: 2.3 MiB with 1,000). Past it the figure is mostly the
+	// connections' own, and where not, an upper bound: the fixed growth is
+	// in it, never subtracted.
+	rssFloor = 5 << 20
 	// machineMoveShare: a machine-wide figure (slab, memory in use) is
 	// given only when what the machine's reading moved while nothing
 	// changed here (other processes) is under this share of its growth.

@@ -50,7 +50,7 @@ func TestFloors(t *testing.T) {
 		note         string
 	}{
 		{14 * mb, 9 * mb, 100, 0, "too few connections to measure: 100, under 1000"},
-		{14 * mb, 19 * mb, 5000, 0, "too few connections to measure: RSS grew 5.0 MiB, under the 10.0 MiB noise floor"},
+		{14 * mb, 18 * mb, 5000, 0, "too few connections to measure: RSS grew 4.0 MiB, under the 5.0 MiB noise floor"},
 		{14 * mb, 24 * mb, 5000, 2097.152, ""},
 		{-1, 24 * mb, 5000, 0, "RSS not known"},
 	} {
@@ -83,8 +83,8 @@ func TestFloors(t *testing.T) {
 	}
 
 	// Three nodes, each with its own floor.
-	if got, note := rssPerConnOf(3*14*mb, 3*14*mb+21*mb, 20000, 3); got != 0 ||
-		note != "too few connections to measure: RSS grew 21.0 MiB, under the 30.0 MiB noise floor of 3 processes" {
+	if got, note := rssPerConnOf(3*14*mb, 3*14*mb+12*mb, 20000, 3); got != 0 ||
+		note != "too few connections to measure: RSS grew 12.0 MiB, under the 15.0 MiB noise floor of 3 processes" {
 		t.Errorf("rssPerConnOf over 3 = %v, %q", got, note)
 	}
 	if got, _ := rssPerConnOf(7*14*mb, 7*14*mb+94*mb, 100000, 7); got < 985 || got > 986 {
