@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -31,11 +32,18 @@ import (
 
 // clusterOptions are the cluster scenario's own flags.
 type clusterOptions struct {
-	nodes       int
-	natsServer  string
-	restartRate float64
-	restartNode bool
+	nodes         int
+	natsServer    string
+	restartRate   float64
+	restartNode   bool
+	hotPublishers int
+	hotFor        time.Duration
 }
+
+// hotChannel is the hot phase's channel: nobody subscribes to it, so the
+// phase measures the publish path (the API, the broker, every node
+// reading each publication), not fan-out.
+const hotChannel = "hot0"
 
 // clusterChannel is the channel every client subscribes to.
 const clusterChannel = "bench0"
@@ -50,6 +58,8 @@ func clusterFlags(fs *flag.FlagSet, o *options) {
 	fs.IntVar(&o.messages, "messages", 10, "broadcasts measured, each published once the one before reached every client")
 	fs.IntVar(&o.warmup, "warmup", 2, "broadcasts before the measured ones, not counted")
 	fs.Float64Var(&c.restartRate, "restart-rate", 0, "publishes per second while a node is stopped and its clients move (0: half what the broadcasts showed the machine carries, 0.5 / time-to-all, at most 10)")
+	fs.IntVar(&c.hotPublishers, "hot-publishers", 64, "hot channel phase: publishers to one channel, each waiting for its publish, spread over the nodes' APIs")
+	fs.DurationVar(&c.hotFor, "hot-for", 5*time.Second, "hot channel phase: how long the publishers publish (0: no hot phase)")
 	fs.BoolVar(&c.restartNode, "restart-node", true, "start the stopped node again at the end and report how long it took to be ready (its clients stay where they moved: nothing rebalances)")
 	fs.Lookup("n").Usage = "connections, all subscribed to one channel, spread over the nodes"
 	fs.Lookup("conns-per-worker").DefValue = "15000"
@@ -67,6 +77,8 @@ func (o *options) checkCluster() error {
 		return errors.New("--messages must be at least 1, --warmup at least 0")
 	case c.restartRate < 0:
 		return errors.New("--restart-rate must not be negative")
+	case c.hotFor < 0 || c.hotPublishers < 1:
+		return errors.New("--hot-for must not be negative, --hot-publishers at least 1")
 	}
 	// Once one node is stopped, the others hold every connection.
 	var lim syscall.Rlimit
@@ -318,7 +330,7 @@ func clusterScenario(ctx context.Context, e *env) (Run, error) {
 		cr.tl.stop()
 		r.Cluster.Timeline, r.Cluster.Phases = cr.tl.samples, cr.tl.phases
 	}()
-	for _, step := range []func(context.Context) error{cr.connectAndHold, cr.broadcast, cr.rollingRestart} {
+	for _, step := range []func(context.Context) error{cr.connectAndHold, cr.broadcast, cr.hot, cr.rollingRestart} {
 		if err := step(ctx); err != nil {
 			return r, err
 		}
@@ -450,6 +462,72 @@ func (cr *clusterRun) broadcast(ctx context.Context) error {
 		return fmt.Errorf("broadcast: delivered %d of %d, %d duplicates", r.Delivered, r.Expected, r.Duplicates)
 	}
 	return nil
+}
+
+// hot publishes to one channel from --hot-publishers goroutines, each
+// waiting for its publish, through every node's API in turn, for
+// --hot-for: the rate of a hot channel in cluster mode. Every publish must
+// succeed, and the offsets answered must be 1..N, each once: the nodes
+// number one channel together.
+func (cr *clusterRun) hot(ctx context.Context) error {
+	o := cr.e.o.cluster
+	if o.hotFor == 0 {
+		return nil
+	}
+	cr.tl.phase("hot channel")
+	nodes := len(cr.c.nodes)
+	pubs := make([]*publisher, nodes)
+	for i := range pubs {
+		pubs[i] = newPublisher(cr.c.node(i), o.hotPublishers/nodes+1)
+		defer pubs[i].close()
+	}
+	bar := cr.e.ui.bar(fmt.Sprintf("hot channel: %d publishers", o.hotPublishers), int64(o.hotFor/time.Second))
+	defer bar.finish()
+	var (
+		mu       sync.Mutex
+		offsets  []int64
+		firstErr error
+		failed   int
+		wg       sync.WaitGroup
+	)
+	start := time.Now()
+	end := start.Add(o.hotFor)
+	for w := range o.hotPublishers {
+		p := pubs[w%nodes]
+		wg.Go(func() {
+			for seq := 0; time.Now().Before(end) && ctx.Err() == nil; seq++ {
+				off, err := p.publishOffset(ctx, hotChannel, seq, cr.e.o.size)
+				mu.Lock()
+				if err != nil {
+					failed++
+					firstErr = cmp.Or(firstErr, err)
+				} else {
+					offsets = append(offsets, off)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for time.Now().Before(end) && ctx.Err() == nil {
+		if err := pause(ctx, time.Second); err != nil {
+			break
+		}
+		bar.add(1)
+	}
+	wg.Wait()
+	took := time.Since(start).Seconds()
+	n := int64(len(offsets))
+	cr.r.Cluster.Hot = &HotRun{Publishers: o.hotPublishers, Seconds: took, Publishes: n, Rate: float64(n) / took}
+	if failed > 0 {
+		return fmt.Errorf("hot channel: %d of %d publishes failed, the first: %v", failed, failed+len(offsets), firstErr)
+	}
+	slices.Sort(offsets)
+	for i, off := range offsets {
+		if off != int64(i)+1 {
+			return fmt.Errorf("hot channel: the %d publishes were answered offsets that are not 1..%d each once (at %d: %d)", n, n, i+1, off)
+		}
+	}
+	return ctx.Err()
 }
 
 // pause waits d, or returns ctx's error.

@@ -21,6 +21,7 @@ func TestCluster(t *testing.T) {
 	res := runBench(t, "cluster", "-n", "3000", "--nodes", "3", "--nats-server", nats,
 		"--conns-per-worker", "1500", // a race-detector worker holds at most 8,128 goroutines
 		"--hold", "500ms", "--warmup", "1", "--messages", "5", "--restart-rate", "10",
+		"--hot-publishers", "16", "--hot-for", "1s",
 		// Clients built with the race detector on a shared machine can
 		// fall behind by more than the default 100 messages of history.
 		"--gateway-flags", "--drain-timeout 3s --close-timeout 1s --history-size 1000")
@@ -49,6 +50,12 @@ func TestCluster(t *testing.T) {
 		if p.Delivered != 3000 {
 			t.Errorf("publish %d reached %d clients", p.Seq, p.Delivered)
 		}
+	}
+
+	// The hot channel: the scenario checked the offsets answered were
+	// 1..N each once; here, that it ran.
+	if h := c.Hot; h == nil || h.Publishers != 16 || h.Publishes < 16 || h.Rate <= 0 {
+		t.Errorf("hot channel: %+v", h)
 	}
 
 	rs := c.Restart
@@ -80,7 +87,7 @@ func TestCluster(t *testing.T) {
 	if a, b, z := c.Nodes[0].ConnsAfter, c.Nodes[1].ConnsAfter, c.Nodes[2].ConnsAfter; a+b != 3000 || a < 1000 || b < 1000 || z != 0 {
 		t.Errorf("connections at the end: %d, %d, %d", a, b, z)
 	}
-	if len(c.Timeline) < 10 || len(c.Phases) != 5 || c.Phases[0].Name != "connect" {
+	if len(c.Timeline) < 10 || len(c.Phases) != 6 || c.Phases[0].Name != "connect" || c.Phases[3].Name != "hot channel" {
 		t.Errorf("%d timeline samples, phases %+v", len(c.Timeline), c.Phases)
 	}
 	// 1,000 connections a node: too few for RSS per connection.

@@ -222,6 +222,7 @@ type ClusterRun struct {
 	// ClientRSSPerConn is the harness's own worker processes' RSS growth
 	// per connection: the clients' side, on the same machine.
 	ClientRSSPerConn float64          `json:"client_rss_per_conn,omitempty"`
+	Hot              *HotRun          `json:"hot,omitempty"`
 	Restart          *RestartRun      `json:"restart,omitempty"`
 	Timeline         []TimelineSample `json:"timeline,omitempty"`
 	Phases           []Phase          `json:"phases,omitempty"`
@@ -238,6 +239,16 @@ type NodeRun struct {
 	GoroutinesBase int64   `json:"goroutines_base"`
 	Goroutines     int64   `json:"goroutines"`          // while the clients were held
 	ConnsAfter     int64   `json:"conns_after_restart"` // at the end, after the rolling restart; -1 down
+}
+
+// HotRun is the hot channel: concurrent publishers, each waiting for its
+// publish, to one channel through every node's API in turn. The offsets
+// they were answered must be 1..Publishes, each once.
+type HotRun struct {
+	Publishers int     `json:"publishers"`
+	Seconds    float64 `json:"seconds"`
+	Publishes  int64   `json:"publishes"`
+	Rate       float64 `json:"rate"` // publishes a second
 }
 
 // RestartRun is the rolling restart: one node stopped with SIGTERM while

@@ -351,6 +351,10 @@ func clusterLines(r *Run) []string {
 		out = append(out, fmt.Sprintf("broadcast: %d publishes through %s, each to all %d clients: time-to-all median %s, max %s; %d of %d delivered",
 			len(r.Publishes), c.Nodes[0].Node, r.Conns, format(float64(r.TimeToAll), "ms"), format(float64(c.TimeToAllMax), "ms"), r.Delivered, r.Expected))
 	}
+	if h := c.Hot; h != nil {
+		out = append(out, fmt.Sprintf("hot channel: %d publishers, each waiting for its publish, to one channel through the %d nodes' APIs in turn: %d publishes in %.1f s, %.0f a second, offsets 1..%d each once",
+			h.Publishers, len(c.Nodes), h.Publishes, h.Seconds, h.Rate, h.Publishes))
+	}
 	rs := c.Restart
 	if rs == nil {
 		return out
