@@ -36,7 +36,8 @@ var (
 // Config configures a Hub. Zero values take the defaults.
 type Config struct {
 	// Shards is the number of delivery shards and of registry shards.
-	// Default 4 x GOMAXPROCS.
+	// Default 4 x GOMAXPROCS; at most 65,536 (a Member keeps its shard in
+	// 16 bits).
 	Shards int
 	// HistorySize is how many recent messages each channel keeps for
 	// recovery. Default 100; negative disables history.
@@ -56,7 +57,7 @@ type Config struct {
 	// resolved once per reason.
 	Evictions func(reason string) prometheus.Counter
 	// MaxChannels bounds the channels one connection subscribes to.
-	// Default 128.
+	// Default 128; at most 65,535 (a Member counts them in 16 bits).
 	MaxChannels int
 	// MaxNodeChannels bounds the channels clients may create on this
 	// node, by subscribing or publishing (API publishes and the cluster's

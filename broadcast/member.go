@@ -82,8 +82,12 @@ type subscription struct {
 // Subscriber returns the connection m is.
 func (m *Member) Subscriber() Subscriber { return m.sub }
 
-// Channels returns the names of the channels m is subscribed to.
+// Channels returns the names of the channels m is subscribed to, in no
+// particular order; none once m has left.
 func (m *Member) Channels() []string {
+	if m.left {
+		return nil // the chain is the leave op's now
+	}
 	names := make([]string, 0, m.n)
 	for s := &m.first; s != nil; s = s.next {
 		if s.ch != nil {
@@ -98,6 +102,9 @@ func (m *Member) Subscribed(name string) bool { return m.find(name) != nil }
 
 // find returns m's subscription to the channel name, nil if none.
 func (m *Member) find(name string) *subscription {
+	if m.left {
+		return nil // Leave keeps the chain for its op; none is m's any more
+	}
 	for s := &m.first; s != nil; s = s.next {
 		if s.ch != nil && s.ch.name == name {
 			return s

@@ -40,14 +40,15 @@ const maxReadsPerTask = 16
 // worker pool that reads what arrived and re-arms the poller.
 //
 // Ownership: the task holding reading (flagReading) owns the read side
-// (rs, readDead) and is the only one that may close the descriptor
+// (rs, rbits, strikes) and is the only one that may close the descriptor
 // (finalize). Everything that writes to the socket holds mu.
 //
 // Layout: a parked connection's size is what the gateway is about, so the
 // Conn stays within the 112-byte size class (TestConnSize): flags are bits,
 // and what one read task counts is in its pooled readState, not here. Its
-// first 64 bytes, one cache line, hold what a write and the heartbeat's
-// sweep read, so that fan-out and the sweep touch one line per connection.
+// first 64 bytes hold what a write and the heartbeat's sweep read, so that
+// fan-out and the sweep touch one or two cache lines per connection (a
+// 112-byte object starts at 0, 16, 32 or 48 bytes into a line).
 type Conn struct {
 	srv     *Server
 	out     *outQueue // bytes the socket has not taken yet; nil if none (under mu)

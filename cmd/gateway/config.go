@@ -94,7 +94,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	bytesVar(fs, &h.HistoryMaxBytes, "history-max-bytes", 256<<20, "`bytes` all channels' history may hold (frames, compressed copies and 512 bytes a message for holding it included; 268435456, 256MiB, 1GB); past it the node's oldest messages go first")
 	bytesVar(fs, &h.HistoryChannelMaxBytes, "history-max-channel-bytes", 4<<20, "`bytes` one channel's history may hold; its newest message is kept however large")
 	fs.IntVar(&h.MaxNodeChannels, "max-node-channels", 1_000_000, "channels clients may create on this node by subscribing or publishing (API publishes are not refused); past it they get channel_limit")
-	fs.IntVar(&h.MaxChannels, "max-channels", 128, "channels one connection may subscribe to")
+	fs.IntVar(&h.MaxChannels, "max-channels", 128, "channels one connection may subscribe to (at most 65535)")
 	fs.IntVar(&h.MaxPending, "max-pending-publishes", 4096, "publications fanned out at once; API publishes wait past it, client publishes get 'overloaded'")
 	fs.IntVar(&h.MaxClientPending, "max-pending-client-publishes", 0, "the share of --max-pending-publishes client publishes may hold, so API publishes always find room (0: half)")
 	fs.StringVar(&c.PresenceChannels, "presence", "", "comma-separated channel patterns that keep presence and send join/leave events (chat:*, room:*); empty: none")
@@ -148,6 +148,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.MaxPublishBytes <= 0 {
 		return c, errors.New("--max-publish-bytes must be positive")
+	}
+	if c.Hub.MaxChannels < 1 || c.Hub.MaxChannels > 65535 {
+		return c, errors.New("--max-channels must be 1 to 65535")
 	}
 	if c.Hub.HistoryMaxBytes <= 0 || c.Hub.HistoryChannelMaxBytes <= 0 {
 		return c, errors.New("--history-max-bytes and --history-max-channel-bytes must be positive")

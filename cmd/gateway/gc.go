@@ -1,9 +1,6 @@
 package main
 
-import (
-	"runtime/debug"
-	"strconv"
-)
+import "runtime/debug"
 
 // defaultGOGC is the collector's setting when the environment sets none.
 // A gateway's heap is mostly its parked connections, which live long and
@@ -27,11 +24,17 @@ func gcPercent(getenv func(string) string) (int, bool) {
 	return defaultGOGC, true
 }
 
-// setGC applies gcPercent and returns the GOGC in effect, for the log.
-func setGC(getenv func(string) string) string {
+// setGC applies gcPercent. main calls it, not run, which tests call in
+// their own process.
+func setGC(getenv func(string) string) {
 	if p, ok := gcPercent(getenv); ok {
 		debug.SetGCPercent(p)
-		return strconv.Itoa(p)
 	}
-	return getenv("GOGC")
+}
+
+// gcInEffect is the collector's GOGC now, for the log (-1: off).
+func gcInEffect() int {
+	p := debug.SetGCPercent(-1)
+	debug.SetGCPercent(p)
+	return p
 }

@@ -33,6 +33,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	setGC(os.Getenv)
 	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
@@ -52,7 +53,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	log := cfg.logger(stderr)
-	gogc := setGC(getenv)
 	verifier, err := cfg.verifier()
 	if err != nil {
 		fmt.Fprintf(stderr, "pushgate: %v\n", err)
@@ -149,7 +149,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go func() { failed <- srv.Serve(public) }()
 	go func() { failed <- admin.Serve(adminLn) }()
 	log.Info("pushgate listening", "addr", public.Addr().String(), "admin_addr", adminLn.Addr().String(),
-		"echo", sc.Echo, "compression", sc.Compression, "client_publish", cfg.ClientPublish, "broker", cfg.Broker.URL, "gogc", gogc)
+		"echo", sc.Echo, "compression", sc.Compression, "client_publish", cfg.ClientPublish, "broker", cfg.Broker.URL, "gogc", gcInEffect())
 	if verifier == nil {
 		log.Warn("authentication is off (no --jwt-secret or --jwt-public-key): any client may connect and subscribe to any channel")
 	}

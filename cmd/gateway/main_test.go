@@ -99,6 +99,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"--jwt-secret", strings.Repeat("k", 32), "--jwt-public-key", "k.pem"}, 2, "exclusive"},
 		{[]string{"--max-publish-bytes", "0"}, 2, "--max-publish-bytes"},
 		{[]string{"--broker", "http://nats:4222"}, 2, "invalid --broker"},
+		{[]string{"--max-channels", "65536"}, 2, "--max-channels must be 1 to 65535"},
 		{[]string{"--broker", "nats://nats:4222", "--broker-replicas", "0"}, 2, "--broker-replicas"},
 		{[]string{"--broker", "nats://nats:4222", "--broker-publish-timeout", "0s"}, 2, "--broker-publish-timeout"},
 		{[]string{"--addr", busy.Addr().String()}, 1, "address already in use"},

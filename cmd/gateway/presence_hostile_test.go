@@ -288,6 +288,8 @@ func TestPresenceInfo(t *testing.T) {
 			t.Errorf("%s: listed with info %.80q, want %.80q", tc.what, got, tc.want)
 		}
 		c.Close()
+		// Its leave must not reach the next case's client first.
+		s.awaitPresence(channel, 0, 0)
 	}
 	// Past the head's limit the upgrade is refused: 431.
 	if _, err := s.target.Dial(context.Background(), 0, "info="+strings.Repeat("+", 9000)); err == nil || !strings.Contains(err.Error(), "431") {
