@@ -2,7 +2,9 @@ package server_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/pushgate/pushgate/internal/wstest"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/wsproto"
 )
 
 // TestHalfFrameClients parks several times the pool's size of clients that
@@ -191,5 +194,62 @@ func TestHeartbeatKeepsAnswering(t *testing.T) {
 	}
 	if n := count(g.m.Evictions); n != 0 {
 		t.Errorf("%v evictions with an hour's pong timeout", n)
+	}
+}
+
+// TestHeartbeatKeepsSlowReaders: a client that reads, but more slowly than
+// its messages come, has its ping wait in the server's queue behind them;
+// its pong cannot come until it has read that far. While the socket takes
+// bytes it is alive, and it is not evicted, however far behind it is; it
+// gets everything, in order. (Evicted, it would reconnect and fall behind
+// again: on an overloaded cluster that cascaded.)
+func TestHeartbeatKeepsSlowReaders(t *testing.T) {
+	opened := make(capture, 1)
+	g := start(t, server.Config{Handler: opened, PingInterval: 100 * time.Millisecond, PongTimeout: 2 * time.Second,
+		OutboundQueueBytes: 64 << 20})
+	client, _ := wstest.Dial(t, g.addr, "/ws")
+	// The ping's wait in the kernel's buffers is the peer's to bear
+	// within the pong timeout (the server cannot see how far the peer
+	// has read there); a small receive buffer keeps that part under a
+	// second, as the server's send buffer (4 MiB at most here) does.
+	if err := client.Conn.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	conn := <-opened
+	// 32 MiB queued at once, far more than the sockets hold.
+	const frames, size = 512, 64 << 10
+	for i := range frames {
+		payload := bytes.Repeat([]byte{byte('a' + i%26)}, size)
+		binary.BigEndian.PutUint32(payload, uint32(i))
+		if err := conn.Send(wsproto.AppendFrame(nil, ws.OpBinary, payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Read at about 8 MiB a second at most: 4 s or more, twice the pong
+	// timeout, answering each ping when it comes.
+	next, pongs := 0, 0
+	for next < frames || pongs == 0 { // and a ping after the last frame, answered
+		h, p, err := client.TryReadFrame()
+		if err != nil {
+			t.Fatalf("after %d of %d frames: %v (evictions %v)", next, frames, err, count(g.m.Evictions))
+		}
+		switch h.OpCode {
+		case ws.OpPing:
+			client.Write(wstest.Frame(true, 0, ws.OpPong, p))
+			pongs++
+		case ws.OpBinary:
+			if got := int(binary.BigEndian.Uint32(p)); got != next || len(p) != size {
+				t.Fatalf("frame %d of %d bytes, want %d of %d", got, len(p), next, size)
+			}
+			if next++; next == frames {
+				pongs = 0
+			}
+			time.Sleep(8 * time.Millisecond) // a slow reader, not a synchronisation
+		case ws.OpClose:
+			t.Fatalf("closed after %d of %d frames: %q (evictions %v)", next, frames, p, count(g.m.Evictions))
+		}
+	}
+	if n := count(g.m.Evictions); n != 0 {
+		t.Fatalf("%v evictions of a client that kept reading", n)
 	}
 }

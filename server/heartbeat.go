@@ -15,7 +15,10 @@ import (
 //     it asked: Conn.WantAppPing); one that asked for AppPing and was
 //     sent nothing for PingInterval gets AppPing, however much it sends;
 //   - one still silent PongTimeout after its ping is closed (1001) and
-//     kicked: a dead peer or a half-open TCP connection;
+//     kicked: a dead peer or a half-open TCP connection. A ping that
+//     still waits in the queue behind bytes the socket goes on taking
+//     has not reached a peer that is reading: its time runs from when the
+//     socket last stopped taking them;
 //   - one whose closing handshake outlived CloseTimeout is kicked;
 //   - one whose token expired (SetExpiry) is closed with 4001;
 //   - one that began a message MessageTimeout ago and has not finished it
@@ -126,6 +129,16 @@ func (c *Conn) heartbeat(now, wall uint32) {
 			if c.sendLocked(wsproto.PingFrame) == nil && c.hasFlag(flagAppPing) && s.cfg.AppPing != nil {
 				_ = c.sendLocked(s.cfg.AppPing)
 			}
+			return
+		}
+		if c.out != nil && now-c.wroteAt.Load() < s.pongMs {
+			// The ping still waits in the queue, behind bytes the socket
+			// goes on taking: the peer reads (its window opens), and
+			// cannot answer a ping it has not reached. Alive; its pong's
+			// time runs from when the ping leaves the queue. (A dead
+			// peer's socket stops taking bytes once its buffers are full,
+			// and then this no longer holds.)
+			c.pingAt.Store(now)
 			return
 		}
 		if now-at >= s.pongMs {
