@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net"
@@ -137,4 +138,52 @@ func assertOpen(t *testing.T, c *wstest.Client) {
 		t.Fatalf("the connection got %q, %v; want it left open", b, err)
 	}
 	_ = c.Conn.SetReadDeadline(time.Time{})
+}
+
+// TestStormPastTheBound: a connect storm of quick clients far past
+// MaxHandshakes, all at once. While every slot is held by a handshake
+// that is not stalled, accepting pauses (the rest wait in the kernel's
+// accept queue) instead of refusing: every client upgrades, none is shed.
+func TestStormPastTheBound(t *testing.T) {
+	opened := make(capture, 400)
+	g := start(t, server.Config{Handler: opened, MaxHandshakes: 4, MaxHandshakesPerSource: 4})
+	req := []byte(wstest.UpgradeRequest("/ws"))
+	const clients = 400
+	errs := make(chan error, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() {
+			from := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%4))}
+			c, err := (&net.Dialer{LocalAddr: from, Timeout: 30 * time.Second}).Dial("tcp", g.addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			if _, err := c.Write(req); err != nil {
+				errs <- err
+				return
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				errs <- fmt.Errorf("answered %s", resp.Status)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("a storm client: %v", err)
+	}
+	if n := count(g.m.HandshakesShed("full")) + count(g.m.HandshakesShed("per_source")); n != 0 {
+		t.Errorf("%v quick handshakes shed", n)
+	}
+	if n := len(opened); n != clients {
+		t.Errorf("%d connections opened, want %d", n, clients)
+	}
 }
