@@ -58,12 +58,7 @@ func TestBatchShortDeadlineFailsOnlyItself(t *testing.T) {
 	var hw sync.WaitGroup
 	for h := range hasty {
 		hw.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			untilStopped(stop, func(i int) {
 				d := time.Duration(200+rand.IntN(1500)) * time.Microsecond
 				ctx, cancel := context.WithTimeout(context.Background(), d)
 				_, err := a.b.Publish(ctx, "hot", fmt.Appendf(nil, `{"h":%d,"i":%d}`, h, i))
@@ -72,7 +67,7 @@ func TestBatchShortDeadlineFailsOnlyItself(t *testing.T) {
 					hastyFailed.Add(1)
 				}
 				time.Sleep(time.Millisecond)
-			}
+			})
 		})
 	}
 	wg.Wait()
@@ -135,19 +130,14 @@ func TestBatchHotChannelNATSRestart(t *testing.T) {
 	for c := range 2 {
 		n := []*node{a, b}[c]
 		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			untilStopped(stop, func(i int) {
 				err := n.b.TryPublish("ticker", fmt.Appendf(nil, `{"c":%d,"i":%d}`, c, i), func(error) { clientFailed.Add(1) })
 				if err != nil {
 					time.Sleep(5 * time.Millisecond)
 				} else if i%8 == 0 {
 					time.Sleep(time.Millisecond)
 				}
-			}
+			})
 		})
 	}
 	wstest.Until(t, 10*time.Second, func() error {
@@ -583,18 +573,92 @@ func publishUntil(wg *sync.WaitGroup, nodes []*node, n int, channel string, time
 	for p := range n {
 		node := nodes[p%len(nodes)]
 		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			untilStopped(stop, func(i int) {
 				data := fmt.Sprintf(`{"p":%d,"i":%d}`, p, i)
 				ctx, cancel := context.WithTimeout(context.Background(), timeout)
 				r, err := node.b.Publish(ctx, channel, []byte(data))
 				cancel()
 				got(data, r, err)
-			}
+			})
 		})
+	}
+}
+
+// A batch stops at its bounds: 3,000 client publishes queued at once go
+// out in batches of at most maxBatch (and one reaches it), and 40
+// publications of 60 KiB in batches of at most batchBytes; every
+// subscriber still gets 1..N once, in order.
+func TestBatchBounds(t *testing.T) {
+	nats := startNATS(t)
+	a := startNodeHistory(t, nats.URL, Config{MaxPending: 8192, MaxClientPending: 4096}, 0)
+	sub := a.client(t, "many", nil)
+	const small = 3000
+	for i := range small {
+		if err := a.b.TryPublish("many", fmt.Appendf(nil, `%d`, i), func(err error) { t.Error(err) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub.waitOffsets(t, "many", seq(1, small))
+	big := a.client(t, "big", nil)
+	const bigs = 40
+	payload := `"` + strings.Repeat("x", 60<<10) + `"` // under 64 KiB: the test client reads 16-bit lengths
+	var wg sync.WaitGroup
+	for range bigs {
+		wg.Go(func() { publishData(t, a.b, "big", payload) })
+	}
+	wg.Wait()
+	big.waitOffsets(t, "big", seq(1, bigs))
+
+	// What the stream holds: each message's count and size.
+	stream := *a.b.stream.Load()
+	info, err := stream.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	most := map[string]int{}
+	for s := uint64(1); s <= info.State.LastSeq; s++ {
+		m, err := stream.GetMsg(context.Background(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, ok := decode(m.Header, m.Data)
+		if !ok {
+			t.Fatalf("message %d is not a publication", s)
+		}
+		name, _ := channelOf(a.b.prefix, m.Subject)
+		most[name] = max(most[name], len(p.entries))
+		if len(p.entries) > maxBatch {
+			t.Fatalf("message %d holds %d publications, over %d", s, len(p.entries), maxBatch)
+		}
+		if len(p.entries) > 1 && len(m.Data) > batchBytes {
+			t.Fatalf("message %d is a batch of %d bytes, over %d", s, len(m.Data), batchBytes)
+		}
+	}
+	if most["many"] != maxBatch {
+		t.Errorf("the largest batch of 3,000 queued at once holds %d publications, want the bound, %d", most["many"], maxBatch)
+	}
+	if most["big"] != 4 {
+		t.Errorf("the largest batch of 60 KiB publications holds %d, want 4 (256 KiB)", most["big"])
+	}
+}
+
+func publishData(t *testing.T, b *Broker, channel, data string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.Publish(ctx, channel, []byte(data)); err != nil {
+		t.Errorf("publish to %s: %v", channel, err)
+	}
+}
+
+// untilStopped calls f with 0, 1, 2, … until stop is closed.
+func untilStopped(stop <-chan struct{}, f func(i int)) {
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		f(i)
 	}
 }
