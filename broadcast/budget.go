@@ -29,11 +29,10 @@ const (
 	evictChannelBytes                 // past HistoryChannelMaxBytes in its channel
 	evictBudget                       // past HistoryMaxBytes on the node
 	evictRestart                      // its channel restarted (new epoch, or a gap)
-	evictUnserved                     // loaded on demand, its last subscriber here left
 	numEvictions
 )
 
-var evictionLabels = [numEvictions]string{"expired", "size", "channel_bytes", "budget", "restart", "unserved"}
+var evictionLabels = [numEvictions]string{"expired", "size", "channel_bytes", "budget", "restart"}
 
 // historyIndex lists every publication held in history, oldest first,
 // through the publications themselves.
@@ -172,10 +171,10 @@ func (h *Hub) forget(ch *channel, p *publication, why eviction) {
 	}
 }
 
-// clearHistory empties ch's history, for why. ch.mu is held.
-func (h *Hub) clearHistory(ch *channel, why eviction) {
+// clearHistory empties ch's history for a restart. ch.mu is held.
+func (h *Hub) clearHistory(ch *channel) {
 	for ch.hist.len() > 0 {
-		h.forget(ch, ch.hist.popOldest(), why)
+		h.forget(ch, ch.hist.popOldest(), evictRestart)
 	}
 }
 
@@ -216,7 +215,7 @@ func (h *Hub) evictOldest(p *publication, reason eviction) {
 		ch.hist.popOldest()
 		h.forget(ch, p, reason)
 	}
-	unused := ch.unused()
+	unused := ch.subs == 0 && ch.hist.len() == 0
 	ch.mu.Unlock()
 	if unused {
 		h.dropIfUnused(ch)

@@ -77,20 +77,6 @@ type Config struct {
 	// subscriber that saw offsets on another node which this one has not
 	// applied yet waits for them (see Subscribe).
 	Clustered bool
-	// Load, on a Clustered hub, makes channels loaded on demand: a
-	// channel created by a subscribe (the first on this node, or the
-	// first since it was dropped) is "loading", Load(name) is called, and
-	// the channel's subscribers wait, held on their shards (see Member),
-	// until Hub.Loaded says the broker has applied what it stores of the
-	// channel; Apply takes only channels the hub holds. Unload(name) is
-	// called when a channel Load was called for is dropped (no
-	// subscribers, no history). Both are called under the registry's lock,
-	// in order for a name: they must not block nor call the hub, nor take
-	// a lock that is held while the hub is called. Nil (the default, and
-	// on a hub that is not Clustered): every channel the broker applies is
-	// taken, and subscribers never wait.
-	Load   func(name string)
-	Unload func(name string)
 	// FanoutDuration, when set, observes each publication's time from
 	// reaching the hub to its last frame handed to a connection.
 	FanoutDuration prometheus.Observer
@@ -130,9 +116,6 @@ func (c Config) withDefaults() Config {
 		c.MaxClientPending = max(c.MaxPending/2, 1)
 	}
 	c.MaxClientPending = min(c.MaxClientPending, c.MaxPending)
-	if !c.Clustered || c.Load == nil {
-		c.Load, c.Unload = nil, nil
-	}
 	return c
 }
 
@@ -150,7 +133,6 @@ type Hub struct {
 	next        atomic.Uint32 // round-robin shard assignment
 
 	channels    atomic.Int64
-	loading     atomic.Int64 // channels loading (Config.Load)
 	subscribers atomic.Int64
 	members     atomic.Int64
 	index       historyIndex // entries in all channels' rings, oldest first (budget.go)
@@ -223,7 +205,6 @@ const (
 	lookup        createMode = iota // return nil
 	create                          // create it
 	createLimited                   // create it unless MaxNodeChannels exist; else nil
-	createServed                    // as createLimited, for a subscriber: it loads (Config.Load)
 )
 
 // lockChannel returns the channel called name, created as mode says,
@@ -234,7 +215,7 @@ func (h *Hub) lockChannel(name string, mode createMode) (*chanTable, *channel) {
 	t.mu.RLock()
 	ch := t.chans[name]
 	if ch == nil {
-		if mode == lookup || (mode >= createLimited && h.channels.Load() >= int64(h.cfg.MaxNodeChannels)) {
+		if mode == lookup || (mode == createLimited && h.channels.Load() >= int64(h.cfg.MaxNodeChannels)) {
 			t.mu.RUnlock()
 			return nil, nil
 		}
@@ -243,7 +224,7 @@ func (h *Hub) lockChannel(name string, mode createMode) (*chanTable, *channel) {
 		if ch = t.chans[name]; ch == nil {
 			// Counted before it exists: creations racing in other tables
 			// cannot pass MaxNodeChannels together.
-			if n := h.channels.Add(1); mode >= createLimited && n > int64(h.cfg.MaxNodeChannels) {
+			if n := h.channels.Add(1); mode == createLimited && n > int64(h.cfg.MaxNodeChannels) {
 				h.channels.Add(-1)
 				t.mu.Unlock()
 				return nil, nil
@@ -253,13 +234,6 @@ func (h *Hub) lockChannel(name string, mode createMode) (*chanTable, *channel) {
 				ch.epoch = h.epoch + "-" + strconv.FormatUint(h.gen.Add(1), 36)
 			}
 			t.chans[name] = ch
-			if mode == createServed && h.cfg.Load != nil {
-				// Under the table's lock, so that Load and Unload of a
-				// name are called in order.
-				ch.loading, ch.served = true, true
-				h.loading.Add(1)
-				h.cfg.Load(name)
-			}
 		}
 		t.mu.Unlock()
 		return h.lockChannel(name, mode) // the table was unlocked: look again
@@ -276,11 +250,6 @@ func (h *Hub) AdmitsChannel(name string) bool {
 	if h.channels.Load() < int64(h.cfg.MaxNodeChannels) {
 		return true
 	}
-	return h.holds(name)
-}
-
-// holds reports whether the hub holds the channel name.
-func (h *Hub) holds(name string) bool {
 	t := h.table(name)
 	t.mu.RLock()
 	defer t.mu.RUnlock()
@@ -311,8 +280,7 @@ func (h *Hub) Join(sub Subscriber) *Member {
 // checks names and permissions). The subscriber is sent a "subscribed"
 // reply, then, when pos is given, the history after pos (see Position),
 // then every later message, with no gap and no duplicate between replay
-// and live messages. On a channel that is loading (Config.Load) that
-// reply waits for Loaded; whatever else is for m waits behind it.
+// and live messages.
 func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 	switch {
 	case m.left || h.closed.Load():
@@ -322,15 +290,22 @@ func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 	case int(m.n) >= h.cfg.MaxChannels:
 		return ErrTooManyChannels
 	}
-	t, ch := h.lockChannel(name, createServed)
+	t, ch := h.lockChannel(name, createLimited)
 	if ch == nil {
 		return ErrChannelLimit
 	}
 	o := op{kind: opSubscribe, ch: ch, m: m, byMember: true}
-	if ch.loading {
-		o.kind = opWait // answered by Loaded (load.go)
+	offset := ch.offset
+	if h.cfg.Clustered && pos != nil && ch.epoch != "" && pos.Epoch == ch.epoch && pos.Offset > ch.offset {
+		// The client saw, on another node, offsets this node has not
+		// applied yet. They are on their way in order: skip through
+		// pos.Offset rather than replaying or repeating them.
+		o.skip, offset = pos.Offset, pos.Offset
+		o.reply = protocol.AppendSubscribed(protocol.Buffer(96+len(name)), name, offset, ch.epoch, true)
 	} else {
-		o.reply, o.replay, o.skip = h.greeting(ch, pos)
+		var recovered bool
+		o.replay, recovered = ch.recover(pos)
+		o.reply = protocol.AppendSubscribed(protocol.Buffer(96+len(name)), name, offset, ch.epoch, recovered)
 	}
 	ch.subs++
 	ch.shards[m.shard]++
@@ -346,33 +321,8 @@ func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 		unlockChannel(t, ch)
 		return ErrClosed
 	}
-	if ch.loading {
-		w := waiter{sub: o.sub}
-		if pos != nil {
-			w.pos, w.hasPos = *pos, true
-		}
-		ch.waiting = append(ch.waiting, w)
-	}
 	unlockChannel(t, ch)
 	return nil
-}
-
-// greeting is what a subscriber at pos (nil: none) is sent first on ch:
-// its "subscribed" reply, the history it missed, and, on a Clustered hub,
-// for a subscriber ahead of this node, the offset through which it skips
-// messages. ch.mu is held.
-func (h *Hub) greeting(ch *channel, pos *Position) (reply []byte, replay []*publication, skip uint64) {
-	offset, recovered := ch.offset, false
-	if h.cfg.Clustered && pos != nil && ch.epoch != "" && pos.Epoch == ch.epoch && pos.Offset > ch.offset {
-		// The client saw, on another node, offsets this node has not
-		// applied yet. They are on their way in order: skip through
-		// pos.Offset rather than replaying or repeating them.
-		skip, offset, recovered = pos.Offset, pos.Offset, true
-	} else {
-		replay, recovered = ch.recover(pos)
-	}
-	reply = protocol.AppendSubscribed(protocol.Buffer(96+len(ch.name)), ch.name, offset, ch.epoch, recovered)
-	return reply, replay, skip
 }
 
 // Reply sends m the envelope in env, built into a protocol.Buffer (and
@@ -420,11 +370,10 @@ func (h *Hub) Event(channel string, env []byte) int {
 func (h *Hub) Backlog(m *Member) int { return int(m.backlog.Load()) }
 
 // After runs fn on m's shard once everything already queued for m has been
-// handed to it, so that, say, closing the connection follows its replies
-// (and, while m waits for a channel to load, follows them still). fn must
-// not block.
+// handed to it, so that, say, closing the connection follows its replies.
+// fn must not block.
 func (h *Hub) After(m *Member, fn func()) {
-	if !h.shardOf(m).push(op{kind: opCall, m: m, fn: fn}) {
+	if !h.shardOf(m).push(op{kind: opCall, fn: fn}) {
 		fn()
 	}
 }
@@ -444,9 +393,11 @@ func (h *Hub) Unsubscribe(m *Member, name string) error {
 }
 
 // Leave removes a closed connection from the hub, in time proportional to
-// its own subscriptions. Later calls do nothing. Its Subscriber should
-// already fail Send (server.Conn does once closed): until the leave op
-// runs on its shard the member may still be handed frames.
+// its own subscriptions. Later calls do nothing. Its Subscriber must
+// already fail Send (server.Conn does once closed): the subscriptions leave
+// the channels' counts at once but the shard's lists only when the leave
+// op runs, so until then the member may be handed some publications and
+// not others.
 func (h *Hub) Leave(m *Member) {
 	if m.left {
 		return
@@ -457,16 +408,13 @@ func (h *Hub) Leave(m *Member) {
 		return
 	}
 	// The subscriptions stay linked: the shard's leave op walks them,
-	// and nothing changes them after this. It is queued before the counts
-	// drop: a publication that then skips m's shard (no other subscriber
-	// there) comes after it, not before one that, once another member
-	// subscribes there, would reach m past the skipped one (a gap).
-	h.shardOf(m).push(op{kind: opLeave, m: m})
+	// and nothing changes them after this.
 	for sub := &m.first; sub != nil; sub = sub.next {
 		if sub.ch != nil {
 			h.release(m, sub.ch, op{})
 		}
 	}
+	h.shardOf(m).push(op{kind: opLeave, m: m})
 	for sub := &m.first; sub != nil; sub = sub.next {
 		if sub.ch != nil {
 			h.dropIfUnused(sub.ch)
@@ -490,11 +438,11 @@ func (h *Hub) release(m *Member, ch *channel, o op) {
 	h.subscribers.Add(-1)
 }
 
-// dropIfUnused removes ch from the registry if it is unused (see
-// channel.unused): its offsets and epoch go with it.
+// dropIfUnused removes ch from the registry if it has no subscribers and
+// no history: its offsets and epoch go with it.
 func (h *Hub) dropIfUnused(ch *channel) {
 	ch.mu.Lock()
-	unused := ch.unused()
+	unused := ch.subs == 0 && ch.hist.len() == 0
 	ch.mu.Unlock()
 	if !unused {
 		return
@@ -506,22 +454,11 @@ func (h *Hub) dropIfUnused(ch *channel) {
 }
 
 // dropLocked removes ch if it is still registered and unused; t.mu is held.
-// A channel that was loading has its waiting subscribes answered (their
-// members' unsubscribes and leaves wait behind them), and Unload is called
-// for one Load was called for.
 func (h *Hub) dropLocked(t *chanTable, ch *channel) {
 	ch.mu.Lock()
-	dropped := ch.unused() && t.chans[ch.name] == ch
-	if dropped {
-		h.clearHistory(ch, evictUnserved) // a served channel's
+	if ch.subs == 0 && ch.hist.len() == 0 && t.chans[ch.name] == ch {
 		delete(t.chans, ch.name)
 		h.channels.Add(-1)
-		if ch.loading {
-			h.answerLocked(ch)
-		}
 	}
 	ch.mu.Unlock()
-	if dropped && ch.served && h.cfg.Unload != nil {
-		h.cfg.Unload(ch.name)
-	}
 }

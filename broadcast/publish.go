@@ -160,18 +160,7 @@ type Message struct {
 // channel's history, as does a gap in offsets (history holds consecutive
 // offsets only), and is reported. Apply waits for a publish slot; done, if
 // set, is called when the fan-out on this node ends.
-//
-// With Config.Load, Apply takes only channels the hub holds (loading, or
-// with subscribers or history): for another it returns AppliedNotServed,
-// without waiting for a slot, and calls done with a zero Result.
 func (h *Hub) Apply(ctx context.Context, msg Message, done func(Result)) (Applied, error) {
-	mode := create
-	if h.cfg.Load != nil {
-		if !h.holds(msg.Channel) {
-			return h.notServed(done)
-		}
-		mode = lookup
-	}
 	select {
 	case h.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -185,11 +174,7 @@ func (h *Hub) Apply(ctx context.Context, msg Message, done func(Result)) (Applie
 	}
 	how := AppliedInOrder
 	now := time.Now()
-	t, ch := h.lockChannel(msg.Channel, mode)
-	if ch == nil { // dropped since holds looked
-		<-h.slots
-		return h.notServed(done)
-	}
+	t, ch := h.lockChannel(msg.Channel, create)
 	switch {
 	case ch.epoch == msg.Epoch && msg.Offset <= ch.offset:
 		unlockChannel(t, ch)
@@ -201,7 +186,7 @@ func (h *Hub) Apply(ctx context.Context, msg Message, done func(Result)) (Applie
 	case ch.epoch != msg.Epoch:
 		h.newEpoch(ch, msg.Epoch, msg.Offset)
 	case msg.Offset != ch.offset+1:
-		h.clearHistory(ch, evictRestart)
+		h.clearHistory(ch)
 		if ch.offset > 0 { // else this node starts reading mid-channel
 			how = AppliedAfterGap
 		}
@@ -223,17 +208,7 @@ const (
 	AppliedInOrder  Applied = iota + 1 // the channel's next offset, or a new epoch
 	AppliedAfterGap                    // applied, but offsets before it never came
 	AppliedBefore                      // already applied: skipped
-	// AppliedNotServed: with Config.Load, the hub does not hold the
-	// channel (no subscriber asked for it, or it was dropped): skipped.
-	AppliedNotServed
 )
-
-func (h *Hub) notServed(done func(Result)) (Applied, error) {
-	if done != nil {
-		done(Result{})
-	}
-	return AppliedNotServed, nil
-}
 
 // newEpoch restarts ch in epoch, whose first message is at offset first.
 // Its live subscribers are told before that message, with a "subscribed"
@@ -246,7 +221,7 @@ func (h *Hub) newEpoch(ch *channel, epoch string, first uint64) {
 	// its epoch) has subscribers that asked for what comes from now on,
 	// which they get: nothing was lost to them.
 	continuous := ch.epoch == ""
-	h.clearHistory(ch, evictRestart)
+	h.clearHistory(ch)
 	ch.epoch = epoch
 	if ch.subs == 0 {
 		return
@@ -283,7 +258,7 @@ func (h *Hub) fanout(t *chanTable, ch *channel, p *publication) {
 			p.shardDone(0) // stopped: Close is under way
 		}
 	}
-	unused := ch.unused()
+	unused := ch.subs == 0 && ch.hist.len() == 0
 	unlockChannel(t, ch)
 	if unused {
 		h.dropIfUnused(ch)

@@ -31,16 +31,8 @@ import (
 // to either gateway reaches all of them. One gateway is then stopped with
 // SIGTERM: it drains with 1001, its clients reconnect through HAProxy to
 // the other and recover with since, while publishing goes on. Every client
-// ends with every offset exactly once, in order. It runs with each
-// --cluster-read: with served, the gateway the clients move to reads their
-// channel from the stream for its first subscriber there.
+// ends with every offset exactly once, in order.
 func TestClusterBehindHAProxy(t *testing.T) {
-	for _, read := range []string{"all", "served"} {
-		t.Run("read="+read, func(t *testing.T) { clusterBehindHAProxy(t, read) })
-	}
-}
-
-func clusterBehindHAProxy(t *testing.T, read string) {
 	natsBin, haproxyBin := proctest.Program(t, "nats-server"), proctest.Program(t, "haproxy")
 	bin := proctest.Gateway(t)
 
@@ -58,7 +50,7 @@ func clusterBehindHAProxy(t *testing.T, read string) {
 	var gws []gateway
 	for range 2 {
 		g := gateway{addr: proctest.FreeAddr(t), admin: proctest.FreeAddr(t)}
-		g.Process = proctest.Start(t, "", bin, "--addr", g.addr, "--admin-addr", g.admin, "--broker", "nats://"+natsAddr, "--cluster-read", read,
+		g.Process = proctest.Start(t, "", bin, "--addr", g.addr, "--admin-addr", g.admin, "--broker", "nats://"+natsAddr,
 			"--drain-timeout", "4s", "--close-timeout", "1s", "--log-format", "json")
 		gws = append(gws, g)
 	}
@@ -204,18 +196,6 @@ func clusterBehindHAProxy(t *testing.T, read string) {
 		expect{name: "pushgate_broker_lag_messages", want: 0},
 		expect{name: "pushgate_broker_reconnects_total", want: 0},
 		expect{name: "pushgate_broker_pending_publishes", want: 0},
-	)
-	// Served: the survivor read news, loaded once for its first
-	// subscriber there, and nothing else.
-	served := 0.0
-	if read == "served" {
-		served = 1
-	}
-	checkMetrics(t, survivor, checked,
-		expect{name: "pushgate_broker_channels_served", want: served},
-		expect{name: "pushgate_broker_channel_loads_total", want: served},
-		expect{name: "pushgate_broker_channel_loads_abandoned_total", want: 0},
-		expect{name: "pushgate_broker_channel_fill_errors_total", want: 0},
 	)
 
 	// NATS goes away: the gateway keeps its clients, says it is not ready,
