@@ -222,6 +222,10 @@ func TestChurnWhilePublishing(t *testing.T) {
 	// No history and no stable member: channels are dropped whenever
 	// their last subscriber goes and come back in a new epoch, while
 	// ops about the old one are still queued on the shards.
+	// It failed about once in 50 runs while Leave dropped a member's
+	// counts before queuing its op: a publication then skipped the
+	// member's shard, a later one (another member subscribed there
+	// meanwhile) reached it, a gap before its log ends.
 	t.Run("dropping", func(t *testing.T) {
 		churnWhilePublishing(t, true, Config{Shards: 2, HistorySize: -1, MaxChannels: 6}, 0)
 	})

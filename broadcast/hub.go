@@ -408,13 +408,16 @@ func (h *Hub) Leave(m *Member) {
 		return
 	}
 	// The subscriptions stay linked: the shard's leave op walks them,
-	// and nothing changes them after this.
+	// and nothing changes them after this. It is queued before the counts
+	// drop: a publication that then skips m's shard (no other subscriber
+	// there) comes after it, not before one that, once another member
+	// subscribes there, would reach m past the skipped one (a gap).
+	h.shardOf(m).push(op{kind: opLeave, m: m})
 	for sub := &m.first; sub != nil; sub = sub.next {
 		if sub.ch != nil {
 			h.release(m, sub.ch, op{})
 		}
 	}
-	h.shardOf(m).push(op{kind: opLeave, m: m})
 	for sub := &m.first; sub != nil; sub = sub.next {
 		if sub.ch != nil {
 			h.dropIfUnused(sub.ch)
