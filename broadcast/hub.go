@@ -393,11 +393,9 @@ func (h *Hub) Unsubscribe(m *Member, name string) error {
 }
 
 // Leave removes a closed connection from the hub, in time proportional to
-// its own subscriptions. Later calls do nothing. Its Subscriber must
-// already fail Send (server.Conn does once closed): the subscriptions leave
-// the channels' counts at once but the shard's lists only when the leave
-// op runs, so until then the member may be handed some publications and
-// not others.
+// its own subscriptions. Later calls do nothing. Its Subscriber should
+// already fail Send (server.Conn does once closed): until the leave op
+// runs on its shard the member may still be handed frames.
 func (h *Hub) Leave(m *Member) {
 	if m.left {
 		return
