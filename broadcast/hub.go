@@ -242,6 +242,17 @@ func (h *Hub) lockChannel(name string, mode createMode) (*chanTable, *channel) {
 	return t, ch
 }
 
+// Position reports where the channel called name stands on this node:
+// its latest offset and epoch; ok false when the node does not hold it.
+func (h *Hub) Position(name string) (pos Position, ok bool) {
+	t, ch := h.lockChannel(name, lookup)
+	if ch == nil {
+		return Position{}, false
+	}
+	defer unlockChannel(t, ch)
+	return Position{Offset: ch.offset, Epoch: ch.epoch}, true
+}
+
 // AdmitsChannel reports whether a client may publish to channel on this
 // node: it exists, or fewer than MaxNodeChannels do. The cluster broker
 // asks before a client's publish goes to the stream, whose every node

@@ -830,3 +830,46 @@ func TestClusterHotChannelBatches(t *testing.T) {
 		t.Fatal("a node started later read other data from the stream")
 	}
 }
+
+// NATS lost the channel's last publications after the nodes applied them
+// (a crash before its store reached the disk; here they are deleted). The
+// next publish must not take their offsets again, which every node would
+// skip as read: it starts a new epoch, and the subscribers are told to
+// resync, then get it.
+func TestClusterStreamLostTail(t *testing.T) {
+	nats := startNATS(t)
+	a := startNode(t, nats.URL, Config{})
+	b := startNode(t, nats.URL, Config{})
+	onA, onB := a.client(t, "news", nil), b.client(t, "news", nil)
+	first := publish(t, a.b, "news", 1)
+	for i := 2; i <= 5; i++ {
+		publish(t, a.b, "news", i)
+	}
+	onA.waitOffsets(t, "news", []uint64{1, 2, 3, 4, 5})
+	onB.waitOffsets(t, "news", []uint64{1, 2, 3, 4, 5})
+	st := *a.b.stream.Load()
+	for _, seq := range []uint64{4, 5} {
+		if err := st.DeleteMsg(context.Background(), seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := publish(t, a.b, "news", 6)
+	if r.Epoch == first.Epoch || r.Offset != 1 {
+		t.Fatalf("publish after the stream lost 4 and 5: offset %d in %q, want 1 in a new epoch (was %q)", r.Offset, r.Epoch, first.Epoch)
+	}
+	for _, c := range []*client{onA, onB} {
+		c.waitOffsets(t, "news", []uint64{1, 2, 3, 4, 5, 1})
+		if got := c.dataOf("news"); got[5] != `{"i":6}` {
+			t.Fatalf("data %v", got)
+		}
+		c.mu.Lock()
+		last := c.replies[len(c.replies)-1]
+		c.mu.Unlock()
+		if last["type"] != "subscribed" || last["epoch"] != r.Epoch || last["recovered"] != false {
+			t.Fatalf("last reply %v: want subscribed in the new epoch, not recovered", last)
+		}
+	}
+	if g := testutil.ToFloat64(a.m.Gaps); g != 1 {
+		t.Fatalf("gaps counted on a: %v, want 1", g)
+	}
+}

@@ -20,6 +20,7 @@ import (
 // publishes a channel's queue (running), and it alone uses the numbering
 // fields.
 type chanState struct {
+	name    string
 	subject string
 	queue   []*request // under Broker.mu
 	running bool       // under Broker.mu
@@ -147,7 +148,7 @@ func (b *Broker) enqueue(channel string, r *request) {
 	b.mu.Lock()
 	cs := b.chans[channel]
 	if cs == nil {
-		cs = &chanState{subject: subjectFor(b.prefix, channel)}
+		cs = &chanState{name: channel, subject: subjectFor(b.prefix, channel)}
 		b.chans[channel] = cs
 	}
 	cs.queue = append(cs.queue, r)
@@ -247,6 +248,7 @@ func (b *Broker) send(cs *chanState, reqs []*request) ([]*request, error) {
 		first uint64 // the first publication's offset, when plan
 		epoch string
 		plan  bool
+		lost  bool // the plan's new epoch is for a lost tail
 		body  []byte
 	)
 	var deadline time.Time
@@ -281,7 +283,8 @@ func (b *Broker) send(cs *chanState, reqs []*request) ([]*request, error) {
 		}
 		if !plan {
 			first, epoch, plan = cs.offset+1, cs.epoch, true
-			if cs.lastSeq == 0 { // nothing on the stream: a new epoch
+			lost = cs.lastSeq != 0 && b.lostTail(cs)
+			if cs.lastSeq == 0 || lost { // a new epoch
 				first, epoch = 1, randomHex(8)
 			}
 		}
@@ -320,6 +323,11 @@ func (b *Broker) send(cs *chanState, reqs []*request) ([]*request, error) {
 			b.confirmed(reqs, first, epoch)
 			return reqs, nil
 		case err == nil:
+			if lost {
+				b.m.Gaps.Inc()
+				b.log.Warn("broker: the stream lost a channel's last publications (NATS lost what it had acknowledged); a new epoch started",
+					"channel", cs.name, "epoch", epoch)
+			}
 			cs.lastSeq, cs.offset, cs.epoch, cs.known = ack.Sequence, first+uint64(len(reqs))-1, epoch, true
 			b.confirmed(reqs, first, epoch)
 			return reqs, nil
@@ -410,6 +418,19 @@ func (b *Broker) learnStored(cs *chanState, reqs []*request, seq uint64) (first 
 		return 0, "", fmt.Errorf("message %d is not this publish", seq)
 	}
 	return p.first, p.epoch, nil
+}
+
+// lostTail reports whether the stream lost the channel's last messages:
+// this node applied offsets of the channel's epoch past the stream's last.
+// NATS may lose what it acknowledged (a crash before its store reached the
+// disk); numbering after the stream's last would give those offsets again
+// to other messages, which every node that applied them would skip as
+// read. A new epoch makes subscribers resync instead.
+func (b *Broker) lostTail(cs *chanState) bool {
+	pos, ok := b.cfg.Hub.Position(cs.name)
+	// Applied after the last was read is not lost: that publish fails the
+	// expected sequence and numbers again.
+	return ok && pos.Epoch == cs.epoch && pos.Offset > cs.offset
 }
 
 // readLast learns the channel's last message from the stream.
