@@ -58,13 +58,8 @@ func (r *seqRecorder) Send(frame []byte) error {
 }
 
 // close closes the connection, as the server does before it calls Leave:
-// what the shard still hands it after that fails, as on a closed socket,
-// and is not logged. Leave takes the member's subscriptions off the
-// channels' counts before its op reaches the shard, so a publication
-// pushed in between skips the member's shard while a later one, which
-// another member's subscribe brings there, still finds the member in the
-// list: an open connection would see a gap. The log ends at a "left"
-// marker.
+// what the shard still hands it until the leave op runs fails, as on a
+// closed socket, and is not logged. The log ends at a "left" marker.
 func (r *seqRecorder) close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()

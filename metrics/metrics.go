@@ -229,7 +229,9 @@ type Broker struct {
 	// Reconnects counts reconnections after the broker connection was lost.
 	Reconnects prometheus.Counter
 	// Gaps counts jumps in a channel's offsets on this node: publications
-	// the stream no longer held when this node came to read them.
+	// the stream no longer held when this node came to read them, and
+	// new epochs it started because the stream had lost publications it
+	// had applied (NATS lost what it acknowledged).
 	Gaps prometheus.Counter
 
 	reg prometheus.Registerer
@@ -272,7 +274,7 @@ func NewBroker(reg prometheus.Registerer) *Broker {
 		Reconnects: f.counter("broker_reconnects_total",
 			"Reconnections to the broker after the connection was lost."),
 		Gaps: f.counter("broker_gaps_total",
-			"Jumps in a channel's offsets: publications gone from the stream before this node read them."),
+			"Jumps in a channel's offsets: publications gone from the stream before this node read them, or, after it had, a new epoch it started."),
 		reg: reg,
 	}
 }

@@ -15,10 +15,10 @@ import (
 //     it asked: Conn.WantAppPing); one that asked for AppPing and was
 //     sent nothing for PingInterval gets AppPing, however much it sends;
 //   - one still silent PongTimeout after its ping is closed (1001) and
-//     kicked: a dead peer or a half-open TCP connection. A ping that
-//     still waits in the queue behind bytes the socket goes on taking
-//     has not reached a peer that is reading: its time runs from when the
-//     socket last stopped taking them;
+//     kicked: a dead peer or a half-open TCP connection. One whose queue
+//     the socket goes on taking bytes of is a peer that reads, with its
+//     ping perhaps behind those bytes: its time runs from when the queue
+//     empties or the socket stops taking bytes;
 //   - one whose closing handshake outlived CloseTimeout is kicked;
 //   - one whose token expired (SetExpiry) is closed with 4001;
 //   - one that began a message MessageTimeout ago and has not finished it
@@ -132,12 +132,13 @@ func (c *Conn) heartbeat(now, wall uint32) {
 			return
 		}
 		if c.out != nil && now-c.wroteAt.Load() < s.pongMs {
-			// The ping still waits in the queue, behind bytes the socket
-			// goes on taking: the peer reads (its window opens), and
-			// cannot answer a ping it has not reached. Alive; its pong's
-			// time runs from when the ping leaves the queue. (A dead
-			// peer's socket stops taking bytes once its buffers are full,
-			// and then this no longer holds.)
+			// The socket took bytes of its queue within PongTimeout: the
+			// peer reads (its window opens), and its ping may wait
+			// behind those bytes, which it must read before it can
+			// answer. Alive; its pong's time runs from when the queue
+			// empties or the socket stops taking bytes. (A dead peer's
+			// socket stops once its buffers are full:
+			// TestHeartbeatEvictsStalledReader.)
 			c.pingAt.Store(now)
 			return
 		}
