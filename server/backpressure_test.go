@@ -204,18 +204,7 @@ func TestHeartbeatKeepsAnswering(t *testing.T) {
 // gets everything, in order. (Evicted, it would reconnect and fall behind
 // again: on an overloaded cluster that cascaded.)
 func TestHeartbeatKeepsSlowReaders(t *testing.T) {
-	opened := make(capture, 1)
-	g := start(t, server.Config{Handler: opened, PingInterval: 100 * time.Millisecond, PongTimeout: 2 * time.Second,
-		OutboundQueueBytes: 64 << 20})
-	client, _ := wstest.Dial(t, g.addr, "/ws")
-	// The ping's wait in the kernel's buffers is the peer's to bear
-	// within the pong timeout (the server cannot see how far the peer
-	// has read there); a small receive buffer keeps that part under a
-	// second, as the server's send buffer (4 MiB at most here) does.
-	if err := client.Conn.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
-		t.Fatal(err)
-	}
-	conn := <-opened
+	g, client, conn := smallWindowClient(t, 100*time.Millisecond, 2*time.Second)
 	// 32 MiB queued at once, far more than the sockets hold.
 	const frames, size = 512, 64 << 10
 	for i := range frames {
@@ -252,4 +241,39 @@ func TestHeartbeatKeepsSlowReaders(t *testing.T) {
 	if n := count(g.m.Evictions); n != 0 {
 		t.Fatalf("%v evictions of a client that kept reading", n)
 	}
+}
+
+// TestHeartbeatEvictsStalledReader: the other side of
+// TestHeartbeatKeepsSlowReaders. A peer that stops reading with bytes
+// queued for it (a dead one behind a live TCP stack) fills the socket's
+// buffers; the socket stops taking bytes, and PongTimeout later it is
+// evicted as any silent peer, however much its queue still holds.
+func TestHeartbeatEvictsStalledReader(t *testing.T) {
+	g, _, conn := smallWindowClient(t, 50*time.Millisecond, 300*time.Millisecond)
+	// 16 MiB queued at once, far more than the sockets hold; never read.
+	frame := wsproto.AppendFrame(nil, ws.OpBinary, bytes.Repeat([]byte{'x'}, 64<<10))
+	for range 256 {
+		if err := conn.Send(frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wstest.Eventually(t, "the stalled reader evicted", func() bool { return count(g.m.Evictions) == 1 })
+	wstest.Eventually(t, "its connection closed", func() bool { return count(g.m.ConnectionsClosed("heartbeat_timeout")) == 1 })
+}
+
+// smallWindowClient starts a gateway with a 64 MiB outbound bound and the
+// heartbeat given, and dials it with a 64 KiB receive buffer. The ping's
+// wait in the kernel's buffers is the peer's to bear within the pong
+// timeout (the server cannot see how far the peer has read there); a small
+// receive buffer keeps that part under a second, as the server's send
+// buffer (4 MiB at most here) does.
+func smallWindowClient(t *testing.T, ping, pong time.Duration) (*gateway, *wstest.Client, *server.Conn) {
+	t.Helper()
+	opened := make(capture, 1)
+	g := start(t, server.Config{Handler: opened, PingInterval: ping, PongTimeout: pong, OutboundQueueBytes: 64 << 20})
+	client, _ := wstest.Dial(t, g.addr, "/ws")
+	if err := client.Conn.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	return g, client, <-opened
 }
