@@ -145,9 +145,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	admin := &http.Server{Handler: adminHandler(srv, reg, cfg, api), ReadHeaderTimeout: 10 * time.Second}
 
-	failed := make(chan error, 2)
-	go func() { failed <- srv.Serve(public) }()
-	go func() { failed <- admin.Serve(adminLn) }()
 	log.Info("pushgate listening", "addr", public.Addr().String(), "admin_addr", adminLn.Addr().String(),
 		"echo", sc.Echo, "compression", sc.Compression, "client_publish", cfg.ClientPublish, "broker", cfg.Broker.URL, "gogc", gcInEffect())
 	if verifier == nil {
@@ -159,6 +156,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			log.Warn("the profiler is open (--pprof without --api-key): anyone who reaches the admin listener may profile the gateway")
 		}
 	}
+	// Serving starts once the warnings are out: whoever sees the
+	// gateway ready may read them.
+	failed := make(chan error, 2)
+	go func() { failed <- srv.Serve(public) }()
+	go func() { failed <- admin.Serve(adminLn) }()
 
 	code := 0
 	select {
