@@ -18,7 +18,7 @@ func apply(t *testing.T, h *Hub, channel, epoch string, offsets ...uint64) (gaps
 	t.Helper()
 	for _, o := range offsets {
 		done := make(chan Result, 1)
-		msg := Message{Channel: channel, Epoch: epoch, Offset: o, Data: []byte(`{"o":1}`), Time: time.Now()}
+		msg := Message{Channel: channel, Epoch: epoch, Offset: o, Data: []byte(`{"o":1}`), Time: time.Now(), Load: h.loadOf(channel)}
 		how, err := h.Apply(context.Background(), msg, func(r Result) { done <- r })
 		if err != nil {
 			t.Fatal(err)
@@ -200,3 +200,18 @@ func TestFanoutDurationObserved(t *testing.T) {
 		t.Fatalf("fan-out durations observed: %d, want one per publication (5)", n)
 	}
 }
+
+// loadOf is the id of the Load channel is loading or loaded for (0: none,
+// or the hub does not hold it): what a broker that has seen every Load
+// would name in Apply and Loaded.
+func (h *Hub) loadOf(channel string) uint64 {
+	t, ch := h.lockChannel(channel, lookup)
+	if ch == nil {
+		return 0
+	}
+	defer unlockChannel(t, ch)
+	return ch.load
+}
+
+// loaded is Loaded for the channel's current load.
+func loaded(h *Hub, channel string) { h.Loaded(channel, h.loadOf(channel)) }

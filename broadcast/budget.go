@@ -29,10 +29,11 @@ const (
 	evictChannelBytes                 // past HistoryChannelMaxBytes in its channel
 	evictBudget                       // past HistoryMaxBytes on the node
 	evictRestart                      // its channel restarted (new epoch, or a gap)
+	evictUnserved                     // loaded on demand, its last subscriber here left
 	numEvictions
 )
 
-var evictionLabels = [numEvictions]string{"expired", "size", "channel_bytes", "budget", "restart"}
+var evictionLabels = [numEvictions]string{"expired", "size", "channel_bytes", "budget", "restart", "unserved"}
 
 // historyIndex lists every publication held in history, oldest first,
 // through the publications themselves.
@@ -171,10 +172,10 @@ func (h *Hub) forget(ch *channel, p *publication, why eviction) {
 	}
 }
 
-// clearHistory empties ch's history for a restart. ch.mu is held.
-func (h *Hub) clearHistory(ch *channel) {
+// clearHistory empties ch's history, for why. ch.mu is held.
+func (h *Hub) clearHistory(ch *channel, why eviction) {
 	for ch.hist.len() > 0 {
-		h.forget(ch, ch.hist.popOldest(), evictRestart)
+		h.forget(ch, ch.hist.popOldest(), why)
 	}
 }
 
@@ -215,7 +216,7 @@ func (h *Hub) evictOldest(p *publication, reason eviction) {
 		ch.hist.popOldest()
 		h.forget(ch, p, reason)
 	}
-	unused := ch.subs == 0 && ch.hist.len() == 0
+	unused := ch.unused()
 	ch.mu.Unlock()
 	if unused {
 		h.dropIfUnused(ch)

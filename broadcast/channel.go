@@ -18,8 +18,23 @@ type channel struct {
 	shards []int32 // subscriptions per shard: publications skip empty shards
 	hist   ring
 
+	// With Config.Load: served is set when Load was called for the channel
+	// (Unload is owed when it is dropped), with load as its id; loading
+	// until Loaded, while waiting lists its subscribes, in order.
+	served, loading bool
+	load            uint64 // the id Load was given
+	waiting         []waiter
+
 	histBytes  atomic.Int64 // what hist weighs (budget.go)
 	overQueued atomic.Bool  // listed in historyIndex.over
+}
+
+// unused reports whether ch may leave the registry: no subscriber, and no
+// history, or a channel loaded on demand, whose broker reads it only while
+// it is held here (a history kept without subscribers would keep it read
+// forever, every publication renewing it). ch.mu is held.
+func (ch *channel) unused() bool {
+	return ch.subs == 0 && (ch.hist.len() == 0 || ch.served)
 }
 
 // Position is where a client's copy of a channel stands: the last offset it

@@ -54,6 +54,22 @@
 // broker's first message. Publisher is what the API and client publishing
 // call: the Hub itself, or the broker.
 //
+// # Loading
+//
+// With Config.Load a Clustered node holds only the channels it serves:
+// Apply skips the others (AppliedNotServed). A subscribe that creates a
+// channel makes it load: Load(name) asks the broker for it, which applies
+// what its stream stores of the channel, then calls Hub.Loaded (also when
+// it gives up). Until then the channel's subscribes wait, and each is then
+// answered as it would have been had the channel held that history all
+// along (recovered, replay, skip). A member waiting so is held on its shard
+// (held.go): whatever its shard would hand it meanwhile, the frames of its
+// other channels, its replies, After's fn, is kept in order behind the
+// wait, and a publication's fan-out never waits for it (it keeps the
+// frame). A channel dropped (no subscribers, no history) has its waiting
+// subscribes answered, and Unload(name) tells the broker. Stats counts
+// the channels loading and the members and frames held.
+//
 // # Publish slots
 //
 // At most Config.MaxPending publications are fanned out at once: Publish
@@ -68,7 +84,10 @@
 //
 // chanTable.mu, then channel.mu, then historyIndex.mu; shard.mu is taken
 // under channel.mu (ops about a channel are queued under its lock) and
-// never holds another. No code
+// never holds another. Config.Load and Unload are called under
+// chanTable.mu, written: they take no hub lock (nor one held while the
+// hub is called). A held member's queue is its shard goroutine's, under
+// no lock. No code
 // takes a channel lock while holding another channel's: history eviction
 // looks at the node-wide index, lets it go, then locks the evicted
 // message's channel (budget.go).

@@ -77,6 +77,24 @@ type Config struct {
 	// subscriber that saw offsets on another node which this one has not
 	// applied yet waits for them (see Subscribe).
 	Clustered bool
+	// Load, on a Clustered hub, makes channels loaded on demand: a
+	// channel created by a subscribe (the first on this node, or the
+	// first since it was dropped) is "loading", Load(name, load) is
+	// called with an id for this load, and the channel's subscribers wait,
+	// held on their shards (see Member), until Hub.Loaded(name, load) says
+	// the broker has applied what it stores of the channel; Apply takes
+	// only channels the hub holds, for the load they hold (Message.Load),
+	// so that what the broker read for a channel dropped since is not
+	// taken by the one made anew (whose history would then begin past what
+	// its own load reads, every earlier offset skipped). Unload(name) is
+	// called when a channel Load was called for is dropped (no
+	// subscribers, no history). Both are called under the registry's lock,
+	// in order for a name: they must not block nor call the hub, nor take
+	// a lock that is held while the hub is called. Nil (the default, and
+	// on a hub that is not Clustered): every channel the broker applies is
+	// taken, and subscribers never wait.
+	Load   func(name string, load uint64)
+	Unload func(name string)
 	// FanoutDuration, when set, observes each publication's time from
 	// reaching the hub to its last frame handed to a connection.
 	FanoutDuration prometheus.Observer
@@ -116,6 +134,9 @@ func (c Config) withDefaults() Config {
 		c.MaxClientPending = max(c.MaxPending/2, 1)
 	}
 	c.MaxClientPending = min(c.MaxClientPending, c.MaxPending)
+	if !c.Clustered || c.Load == nil {
+		c.Load, c.Unload = nil, nil
+	}
 	return c
 }
 
@@ -133,6 +154,8 @@ type Hub struct {
 	next        atomic.Uint32 // round-robin shard assignment
 
 	channels    atomic.Int64
+	loading     atomic.Int64  // channels loading (Config.Load)
+	loads       atomic.Uint64 // Load calls, for their ids
 	subscribers atomic.Int64
 	members     atomic.Int64
 	index       historyIndex // entries in all channels' rings, oldest first (budget.go)
@@ -205,6 +228,7 @@ const (
 	lookup        createMode = iota // return nil
 	create                          // create it
 	createLimited                   // create it unless MaxNodeChannels exist; else nil
+	createServed                    // as createLimited, for a subscriber: it loads (Config.Load)
 )
 
 // lockChannel returns the channel called name, created as mode says,
@@ -215,7 +239,7 @@ func (h *Hub) lockChannel(name string, mode createMode) (*chanTable, *channel) {
 	t.mu.RLock()
 	ch := t.chans[name]
 	if ch == nil {
-		if mode == lookup || (mode == createLimited && h.channels.Load() >= int64(h.cfg.MaxNodeChannels)) {
+		if mode == lookup || (mode >= createLimited && h.channels.Load() >= int64(h.cfg.MaxNodeChannels)) {
 			t.mu.RUnlock()
 			return nil, nil
 		}
@@ -224,7 +248,7 @@ func (h *Hub) lockChannel(name string, mode createMode) (*chanTable, *channel) {
 		if ch = t.chans[name]; ch == nil {
 			// Counted before it exists: creations racing in other tables
 			// cannot pass MaxNodeChannels together.
-			if n := h.channels.Add(1); mode == createLimited && n > int64(h.cfg.MaxNodeChannels) {
+			if n := h.channels.Add(1); mode >= createLimited && n > int64(h.cfg.MaxNodeChannels) {
 				h.channels.Add(-1)
 				t.mu.Unlock()
 				return nil, nil
@@ -234,6 +258,14 @@ func (h *Hub) lockChannel(name string, mode createMode) (*chanTable, *channel) {
 				ch.epoch = h.epoch + "-" + strconv.FormatUint(h.gen.Add(1), 36)
 			}
 			t.chans[name] = ch
+			if mode == createServed && h.cfg.Load != nil {
+				// Under the table's lock, so that Load and Unload of a
+				// name are called in order.
+				ch.loading, ch.served = true, true
+				ch.load = h.loads.Add(1)
+				h.loading.Add(1)
+				h.cfg.Load(name, ch.load)
+			}
 		}
 		t.mu.Unlock()
 		return h.lockChannel(name, mode) // the table was unlocked: look again
@@ -261,6 +293,11 @@ func (h *Hub) AdmitsChannel(name string) bool {
 	if h.channels.Load() < int64(h.cfg.MaxNodeChannels) {
 		return true
 	}
+	return h.holds(name)
+}
+
+// holds reports whether the hub holds the channel name.
+func (h *Hub) holds(name string) bool {
 	t := h.table(name)
 	t.mu.RLock()
 	defer t.mu.RUnlock()
@@ -291,7 +328,8 @@ func (h *Hub) Join(sub Subscriber) *Member {
 // checks names and permissions). The subscriber is sent a "subscribed"
 // reply, then, when pos is given, the history after pos (see Position),
 // then every later message, with no gap and no duplicate between replay
-// and live messages.
+// and live messages. On a channel that is loading (Config.Load) that
+// reply waits for Loaded; whatever else is for m waits behind it.
 func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 	switch {
 	case m.left || h.closed.Load():
@@ -301,22 +339,15 @@ func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 	case int(m.n) >= h.cfg.MaxChannels:
 		return ErrTooManyChannels
 	}
-	t, ch := h.lockChannel(name, createLimited)
+	t, ch := h.lockChannel(name, createServed)
 	if ch == nil {
 		return ErrChannelLimit
 	}
 	o := op{kind: opSubscribe, ch: ch, m: m, byMember: true}
-	offset := ch.offset
-	if h.cfg.Clustered && pos != nil && ch.epoch != "" && pos.Epoch == ch.epoch && pos.Offset > ch.offset {
-		// The client saw, on another node, offsets this node has not
-		// applied yet. They are on their way in order: skip through
-		// pos.Offset rather than replaying or repeating them.
-		o.skip, offset = pos.Offset, pos.Offset
-		o.reply = protocol.AppendSubscribed(protocol.Buffer(96+len(name)), name, offset, ch.epoch, true)
+	if ch.loading {
+		o.kind = opWait // answered by Loaded (load.go)
 	} else {
-		var recovered bool
-		o.replay, recovered = ch.recover(pos)
-		o.reply = protocol.AppendSubscribed(protocol.Buffer(96+len(name)), name, offset, ch.epoch, recovered)
+		o.reply, o.replay, o.skip = h.greeting(ch, pos)
 	}
 	ch.subs++
 	ch.shards[m.shard]++
@@ -332,8 +363,33 @@ func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 		unlockChannel(t, ch)
 		return ErrClosed
 	}
+	if ch.loading {
+		w := waiter{sub: o.sub}
+		if pos != nil {
+			w.pos, w.hasPos = *pos, true
+		}
+		ch.waiting = append(ch.waiting, w)
+	}
 	unlockChannel(t, ch)
 	return nil
+}
+
+// greeting is what a subscriber at pos (nil: none) is sent first on ch:
+// its "subscribed" reply, the history it missed, and, on a Clustered hub,
+// for a subscriber ahead of this node, the offset through which it skips
+// messages. ch.mu is held.
+func (h *Hub) greeting(ch *channel, pos *Position) (reply []byte, replay []*publication, skip uint64) {
+	offset, recovered := ch.offset, false
+	if h.cfg.Clustered && pos != nil && ch.epoch != "" && pos.Epoch == ch.epoch && pos.Offset > ch.offset {
+		// The client saw, on another node, offsets this node has not
+		// applied yet. They are on their way in order: skip through
+		// pos.Offset rather than replaying or repeating them.
+		skip, offset, recovered = pos.Offset, pos.Offset, true
+	} else {
+		replay, recovered = ch.recover(pos)
+	}
+	reply = protocol.AppendSubscribed(protocol.Buffer(96+len(ch.name)), ch.name, offset, ch.epoch, recovered)
+	return reply, replay, skip
 }
 
 // Reply sends m the envelope in env, built into a protocol.Buffer (and
@@ -381,10 +437,11 @@ func (h *Hub) Event(channel string, env []byte) int {
 func (h *Hub) Backlog(m *Member) int { return int(m.backlog.Load()) }
 
 // After runs fn on m's shard once everything already queued for m has been
-// handed to it, so that, say, closing the connection follows its replies.
-// fn must not block.
+// handed to it, so that, say, closing the connection follows its replies
+// (and, while m waits for a channel to load, follows them still). fn must
+// not block.
 func (h *Hub) After(m *Member, fn func()) {
-	if !h.shardOf(m).push(op{kind: opCall, fn: fn}) {
+	if !h.shardOf(m).push(op{kind: opCall, m: m, fn: fn}) {
 		fn()
 	}
 }
@@ -450,11 +507,11 @@ func (h *Hub) release(m *Member, ch *channel, o op) {
 	h.subscribers.Add(-1)
 }
 
-// dropIfUnused removes ch from the registry if it has no subscribers and
-// no history: its offsets and epoch go with it.
+// dropIfUnused removes ch from the registry if it is unused (see
+// channel.unused): its offsets and epoch go with it.
 func (h *Hub) dropIfUnused(ch *channel) {
 	ch.mu.Lock()
-	unused := ch.subs == 0 && ch.hist.len() == 0
+	unused := ch.unused()
 	ch.mu.Unlock()
 	if !unused {
 		return
@@ -466,11 +523,22 @@ func (h *Hub) dropIfUnused(ch *channel) {
 }
 
 // dropLocked removes ch if it is still registered and unused; t.mu is held.
+// A channel that was loading has its waiting subscribes answered (their
+// members' unsubscribes and leaves wait behind them), and Unload is called
+// for one Load was called for.
 func (h *Hub) dropLocked(t *chanTable, ch *channel) {
 	ch.mu.Lock()
-	if ch.subs == 0 && ch.hist.len() == 0 && t.chans[ch.name] == ch {
+	dropped := ch.unused() && t.chans[ch.name] == ch
+	if dropped {
+		h.clearHistory(ch, evictUnserved) // a served channel's
 		delete(t.chans, ch.name)
 		h.channels.Add(-1)
+		if ch.loading {
+			h.answerLocked(ch)
+		}
 	}
 	ch.mu.Unlock()
+	if dropped && ch.served && h.cfg.Unload != nil {
+		h.cfg.Unload(ch.name)
+	}
 }

@@ -39,7 +39,9 @@ type Pacer interface {
 // Member is a connection joined to the hub: its subscriptions and the shard
 // that delivers to it. A Member's methods on the hub (Subscribe,
 // Unsubscribe, Leave) must not be called concurrently, which holds for the
-// callbacks of one connection.
+// callbacks of one connection. While one of its subscribes waits for a
+// channel to load (Config.Load), the member is held: its shard keeps
+// whatever is for it, in order, until that subscribe is answered.
 //
 // It is laid out for idle connections, which are most of them: 64 bytes,
 // one cache line, holding its first subscription, so that a connection
@@ -54,7 +56,7 @@ type Member struct {
 	n       uint16       // subscriptions, at most MaxChannels
 	shard   uint16       // index of the shard that delivers to it
 	enc     protocol.Encoding
-	flags   uint8 // memberBatches, memberPaces: set by Join
+	flags   uint8 // memberBatches, memberPaces: set by Join; memberHeld: owned by the shard
 	left    bool  // Leave has run (owned by its owner; the shard reads flags)
 }
 
@@ -63,6 +65,7 @@ type Member struct {
 const (
 	memberBatches uint8 = 1 << iota // sub is a Batcher
 	memberPaces                     // sub is a Pacer too
+	memberHeld                      // its shard keeps what is for it until a channel loads (held.go)
 )
 
 // subscription is one channel a member subscribes to, and its place in

@@ -151,6 +151,10 @@ type Message struct {
 	Offset  uint64
 	Data    []byte // valid JSON
 	Time    time.Time
+	// Load, with Config.Load, is the load the message was read for (the
+	// id Load was given): a channel dropped and made anew meanwhile is
+	// not the one the broker read it for, and does not take it.
+	Load uint64
 }
 
 // Apply fans out a publication the cluster broker numbered, on a
@@ -160,7 +164,19 @@ type Message struct {
 // channel's history, as does a gap in offsets (history holds consecutive
 // offsets only), and is reported. Apply waits for a publish slot; done, if
 // set, is called when the fan-out on this node ends.
+//
+// With Config.Load, Apply takes only channels the hub holds (loading, or
+// with subscribers or history), and only for the load they hold
+// (msg.Load): for another it returns AppliedNotServed, without waiting
+// for a slot, and calls done with a zero Result.
 func (h *Hub) Apply(ctx context.Context, msg Message, done func(Result)) (Applied, error) {
+	mode := create
+	if h.cfg.Load != nil {
+		if !h.holds(msg.Channel) {
+			return h.notServed(done)
+		}
+		mode = lookup
+	}
 	select {
 	case h.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -174,7 +190,14 @@ func (h *Hub) Apply(ctx context.Context, msg Message, done func(Result)) (Applie
 	}
 	how := AppliedInOrder
 	now := time.Now()
-	t, ch := h.lockChannel(msg.Channel, create)
+	t, ch := h.lockChannel(msg.Channel, mode)
+	if ch == nil || (h.cfg.Load != nil && ch.load != msg.Load) { // dropped since holds looked, or read for another load
+		if ch != nil {
+			unlockChannel(t, ch)
+		}
+		<-h.slots
+		return h.notServed(done)
+	}
 	switch {
 	case ch.epoch == msg.Epoch && msg.Offset <= ch.offset:
 		unlockChannel(t, ch)
@@ -186,7 +209,7 @@ func (h *Hub) Apply(ctx context.Context, msg Message, done func(Result)) (Applie
 	case ch.epoch != msg.Epoch:
 		h.newEpoch(ch, msg.Epoch, msg.Offset)
 	case msg.Offset != ch.offset+1:
-		h.clearHistory(ch)
+		h.clearHistory(ch, evictRestart)
 		if ch.offset > 0 { // else this node starts reading mid-channel
 			how = AppliedAfterGap
 		}
@@ -208,7 +231,17 @@ const (
 	AppliedInOrder  Applied = iota + 1 // the channel's next offset, or a new epoch
 	AppliedAfterGap                    // applied, but offsets before it never came
 	AppliedBefore                      // already applied: skipped
+	// AppliedNotServed: with Config.Load, the hub does not hold the
+	// channel (no subscriber asked for it, or it was dropped): skipped.
+	AppliedNotServed
 )
+
+func (h *Hub) notServed(done func(Result)) (Applied, error) {
+	if done != nil {
+		done(Result{})
+	}
+	return AppliedNotServed, nil
+}
 
 // newEpoch restarts ch in epoch, whose first message is at offset first.
 // Its live subscribers are told before that message, with a "subscribed"
@@ -221,7 +254,7 @@ func (h *Hub) newEpoch(ch *channel, epoch string, first uint64) {
 	// its epoch) has subscribers that asked for what comes from now on,
 	// which they get: nothing was lost to them.
 	continuous := ch.epoch == ""
-	h.clearHistory(ch)
+	h.clearHistory(ch, evictRestart)
 	ch.epoch = epoch
 	if ch.subs == 0 {
 		return
@@ -258,7 +291,7 @@ func (h *Hub) fanout(t *chanTable, ch *channel, p *publication) {
 			p.shardDone(0) // stopped: Close is under way
 		}
 	}
-	unused := ch.subs == 0 && ch.hist.len() == 0
+	unused := ch.unused()
 	unlockChannel(t, ch)
 	if unused {
 		h.dropIfUnused(ch)

@@ -17,27 +17,33 @@ const (
 	opReply              // send reply to m
 	opEpoch              // ch started a new epoch: forget its skips, send reply to its subscribers
 	opEvent              // send wire to ch's subscribers
-	opCall               // run fn (tests, flush)
+	opCall               // run fn (tests, flush; After's, in m's order when m is set)
+	opWait               // subscribe m to ch, which is loading: m is held until opAnswer (held.go)
+	opAnswer             // ch has loaded: sub joins ch now, reply and replay go out in m's order
+	opGreet              // (in a held queue) an answered opWait: send reply, then replay
 )
 
 // op is one instruction for a shard. A shard runs its ops in the order
 // they were pushed, and every op about a channel is pushed under that
 // channel's lock, so each connection sees a channel's messages in offset
-// order and a subscription starts exactly after its replay.
+// order and a subscription starts exactly after its replay. What an op
+// sends a held member is kept for it, in the same order (held.go).
 type op struct {
-	kind   opKind
-	ch     *channel
-	m      *Member
-	sub    *subscription // opSubscribe, opUnsubscribe: m's subscription to ch
-	pub    *publication
-	replay []*publication
-	reply  []byte         // an envelope in a protocol.Buffer, for m alone
-	wire   *protocol.Wire // an envelope for every subscriber of ch, or shared by replies
-	skip   uint64         // opSubscribe: offsets up to this one are not sent to m
-	fn     func()
+	kind opKind
 	// byMember: pushed for m's own op (subscribe, unsubscribe, reply),
-	// counted in m's backlog until run
+	// counted in m's backlog until run (for a held member, until what it
+	// sends has been sent)
 	byMember bool
+	gone     bool // opWait: m unsubscribed or left before the answer, which joins no list
+	ch       *channel
+	m        *Member
+	sub      *subscription // opSubscribe, opUnsubscribe: m's subscription to ch
+	pub      *publication
+	replay   []*publication
+	reply    []byte         // an envelope in a protocol.Buffer, for m alone
+	wire     *protocol.Wire // an envelope for every subscriber of ch, or shared by replies
+	skip     uint64         // opSubscribe, opAnswer: offsets up to this one are not sent to m
+	fn       func()
 }
 
 // skipKey is a subscription that skips the offsets it saw elsewhere.
@@ -72,6 +78,12 @@ type shard struct {
 	batching bool
 	queued   []*Member
 	done     []pubDone // publications to complete after the flush
+
+	// held keeps, in order, what is for the members that wait for a
+	// channel to load (held.go); almost always empty (owned by run).
+	held        map[*Member]*heldQueue
+	heldMembers atomic.Int64 // len(held), for Stats
+	heldFrames  atomic.Int64 // frames in held's queues, for Stats
 }
 
 type pubDone struct {
@@ -143,9 +155,6 @@ func (s *shard) run() {
 			s.batching = len(batch) > 1
 			s.waiting.Add(-int64(len(batch)))
 			for i := range batch {
-				if batch[i].byMember {
-					batch[i].m.backlog.Add(-1)
-				}
 				s.do(&batch[i])
 			}
 			s.flush()
@@ -155,6 +164,19 @@ func (s *shard) run() {
 }
 
 func (s *shard) do(o *op) {
+	if o.byMember {
+		if o.kind == opWait || o.m.flags&memberHeld != 0 {
+			// What it sends is held: it counts until that is sent.
+			s.doHeld(o)
+			return
+		}
+		o.m.backlog.Add(-1)
+	}
+	s.exec(o)
+}
+
+// exec runs o: see opKind.
+func (s *shard) exec(o *op) {
 	switch o.kind {
 	case opPublish:
 		var n int64
@@ -173,37 +195,25 @@ func (s *shard) do(o *op) {
 			o.pub.shardDone(n)
 		}
 	case opSubscribe:
-		list := s.subs[o.ch]
-		o.sub.slot = int32(len(list))
-		s.subs[o.ch] = append(list, o.sub)
-		if o.skip > 0 {
-			if s.skip == nil {
-				s.skip = make(map[skipKey]uint64)
-			}
-			s.skip[skipKey{o.ch, o.m}] = o.skip
-		}
-		if s.send(o.m, protocol.Frame(o.m.enc, o.reply)) != nil {
-			return
-		}
-		for _, p := range o.replay {
-			if s.pace(o.m, p.encodedFor(o.m)) != nil {
-				return
-			}
-		}
-		if len(o.replay) > 0 && !s.batching && o.m.queued > 0 {
-			s.flush()
-		}
+		s.join(o.ch, o.sub, o.skip)
+		s.greet(o.m, o.reply, o.replay)
 	case opUnsubscribe:
-		s.remove(o.ch, o.sub)
+		if !s.forgetWait(o.m, o.ch, o.sub) {
+			s.remove(o.ch, o.sub)
+		}
 		_ = s.send(o.m, protocol.Frame(o.m.enc, o.reply))
 	case opLeave:
 		// The member's last op: its owner no longer changes its
 		// subscriptions, so the shard may walk them.
 		for sub := &o.m.first; sub != nil; sub = sub.next {
-			if sub.ch != nil {
+			if sub.ch != nil && !s.forgetWait(o.m, sub.ch, sub) {
 				s.remove(sub.ch, sub)
 			}
 		}
+	case opWait:
+		s.wait(o)
+	case opAnswer:
+		s.answer(o)
 	case opReply:
 		if o.wire != nil {
 			if s.pace(o.m, o.wire.Encoded(o.m.enc, nil)) == nil && !s.batching && o.m.queued > 0 {
@@ -224,17 +234,58 @@ func (s *shard) do(o *op) {
 			_ = s.send(sub.m, o.wire.Encoded(sub.m.enc, nil))
 		}
 	case opCall:
-		// What ran before is written first: flush (and tests) rely on it.
-		batching := s.batching
+		if o.m != nil && o.m.flags&memberHeld != 0 {
+			s.hold(o.m, heldItem{o: o.clone()})
+			return
+		}
+		s.call(o.fn)
+	}
+}
+
+// call runs fn after writing what ran before: flush (and tests) rely on it.
+func (s *shard) call(fn func()) {
+	batching := s.batching
+	s.flush()
+	s.batching = batching
+	fn()
+}
+
+// join adds sub, m's subscription to ch, to ch's list, skipping offsets
+// through skip (when not 0).
+func (s *shard) join(ch *channel, sub *subscription, skip uint64) {
+	list := s.subs[ch]
+	sub.slot = int32(len(list))
+	s.subs[ch] = append(list, sub)
+	if skip > 0 {
+		if s.skip == nil {
+			s.skip = make(map[skipKey]uint64)
+		}
+		s.skip[skipKey{ch, sub.m}] = skip
+	}
+}
+
+// greet sends m its "subscribed" reply, then its replay.
+func (s *shard) greet(m *Member, reply []byte, replay []*publication) {
+	if s.send(m, protocol.Frame(m.enc, reply)) != nil {
+		return
+	}
+	for _, p := range replay {
+		if s.pace(m, p.encodedFor(m)) != nil {
+			return
+		}
+	}
+	if len(replay) > 0 && !s.batching && m.queued > 0 {
 		s.flush()
-		s.batching = batching
-		o.fn()
 	}
 }
 
 // send hands frame to m: queued while a run of ops is being delivered
 // (every frame of m, so its order holds), else written now.
 func (s *shard) send(m *Member, frame []byte) error {
+	if m.flags&memberHeld != 0 {
+		s.hold(m, heldItem{frame: frame})
+		return nil
+	}
 	if !s.batching || m.flags&memberBatches == 0 {
 		return m.sub.Send(frame)
 	}
@@ -258,6 +309,10 @@ func (s *shard) send(m *Member, frame []byte) error {
 // drains (see Pacer); it is flushed with the run's frames, or at once
 // outside a run.
 func (s *shard) pace(m *Member, frame []byte) error {
+	if m.flags&memberHeld != 0 {
+		s.hold(m, heldItem{frame: frame, paced: true})
+		return nil
+	}
 	if m.flags&memberPaces == 0 {
 		return s.send(m, frame)
 	}

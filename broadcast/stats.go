@@ -9,12 +9,19 @@ type Stats struct {
 	HistoryBytes int64 `json:"history_bytes"` // what they weigh: frames, compressed copies, heldOverhead each
 	InFlight     int   `json:"in_flight"`     // publications being fanned out
 	QueuedOps    int64 `json:"queued_ops"`    // ops waiting on the delivery shards
+	// With Config.Load: channels whose subscribers wait for the broker to
+	// load them, members held on their shards meanwhile (what is for them
+	// waits behind their subscribe), and the frames kept for those members
+	// (their own ops' replies count in their Backlog too).
+	LoadingChannels int64 `json:"loading_channels"`
+	HeldMembers     int64 `json:"held_members"`
+	HeldFrames      int64 `json:"held_frames"`
 }
 
 // Stats returns the current counts; they are kept as things change, so
 // this takes no lock.
 func (h *Hub) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Members:      h.members.Load(),
 		Channels:     h.channels.Load(),
 		Subscribers:  h.subscribers.Load(),
@@ -22,7 +29,14 @@ func (h *Hub) Stats() Stats {
 		HistoryBytes: h.index.bytes.Load(),
 		InFlight:     len(h.slots),
 		QueuedOps:    h.queuedOps(),
+
+		LoadingChannels: h.loading.Load(),
 	}
+	for _, s := range h.shards {
+		st.HeldMembers += s.heldMembers.Load()
+		st.HeldFrames += s.heldFrames.Load()
+	}
+	return st
 }
 
 // queuedOps sums what the shards have queued and not begun to run.

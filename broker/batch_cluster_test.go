@@ -290,8 +290,21 @@ type ackDropper struct {
 	dropped atomic.Int32
 	delay   atomic.Int64 // while set, acknowledgements are held this long (other traffic is not)
 	delayed atomic.Int32
-	ln      net.Listener
-	wg      sync.WaitGroup
+	// dropLive drops that many live messages (served.go) on their way to
+	// the node, as a slow consumer's would be; refuse closes connections
+	// as they come, and cut closes those open (a partition).
+	dropLive    atomic.Int32
+	droppedLive atomic.Int32
+	// delayLive, while set, holds live messages this long (other traffic
+	// is not)
+	delayLive atomic.Int64
+	refuse    atomic.Bool
+	// streamAPI, when set, drops NATS's answers about the stream (create,
+	// update, info): the node cannot set it up
+	streamAPI atomic.Bool
+	conns     sync.Map
+	ln        net.Listener
+	wg        sync.WaitGroup
 }
 
 func newAckDropper(t *testing.T, natsURL string) *ackDropper {
@@ -301,12 +314,16 @@ func newAckDropper(t *testing.T, natsURL string) *ackDropper {
 	}
 	p := &ackDropper{URL: "nats://" + ln.Addr().String(), ln: ln}
 	target := strings.TrimPrefix(natsURL, "nats://")
-	var conns sync.Map
+	conns := &p.conns
 	p.wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
+			}
+			if p.refuse.Load() {
+				c.Close()
+				continue
 			}
 			s, err := net.Dial("tcp", target)
 			if err != nil {
@@ -324,6 +341,11 @@ func newAckDropper(t *testing.T, natsURL string) *ackDropper {
 		p.wg.Wait()
 	})
 	return p
+}
+
+// cut closes the connections open through p.
+func (p *ackDropper) cut() {
+	p.conns.Range(func(k, v any) bool { k.(net.Conn).Close(); v.(net.Conn).Close(); p.conns.Delete(k); return true })
 }
 
 func (p *ackDropper) serverToClient(c, s net.Conn) {
@@ -358,6 +380,17 @@ func (p *ackDropper) serverToClient(c, s net.Conn) {
 			if _, err := io.ReadFull(r, payload); err != nil {
 				return
 			}
+		}
+		if payload != nil && p.streamAPI.Load() && bytes.Contains(payload, []byte(`"type":"io.nats.jetstream.api.v1.stream_`)) {
+			continue
+		}
+		if bytes.HasPrefix(line, []byte("HMSG "+liveToken+".")) && p.dropLive.Add(-1) >= 0 {
+			p.droppedLive.Add(1)
+			continue
+		}
+		if d := p.delayLive.Load(); d > 0 && bytes.HasPrefix(line, []byte("HMSG "+liveToken+".")) {
+			lane <- held{time.Now().Add(time.Duration(d)), append(line, payload...)}
+			continue
 		}
 		if payload != nil && bytes.Contains(payload, []byte(`"seq":`)) && !bytes.Contains(payload, []byte(`"error"`)) &&
 			!bytes.Contains(payload, []byte(`"duplicate"`)) && bytes.Contains(payload, []byte(`"stream":"PUSHGATE"`)) {

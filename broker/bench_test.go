@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/pushgate/pushgate/broadcast"
+	"github.com/pushgate/pushgate/internal/proctest"
 	"github.com/pushgate/pushgate/internal/wstest"
 	"github.com/pushgate/pushgate/protocol"
 )
@@ -164,9 +165,119 @@ func BenchmarkClusterRead(b *testing.B) {
 	}
 }
 
+// BenchmarkClusterReadServed is BenchmarkClusterRead with
+// --cluster-read served, each of the 1,000 channels subscribed to on one
+// node (as personal channels and rooms are): a node reads its own
+// channels' publications and no other's. The CPU counted is all nodes'
+// and NATS's, which republishes each stored message once.
+func BenchmarkClusterReadServed(b *testing.B) {
+	for _, k := range []int{1, 2, 4, 7} {
+		b.Run(fmt.Sprintf("nodes=%d", k), func(b *testing.B) {
+			nats := startNATS(b)
+			nodes := make([]*node, k)
+			for i := range nodes {
+				nodes[i] = startServedNode(b, nats.URL, 0)
+			}
+			const channels = 1000
+			for c := range channels {
+				n := nodes[c%k]
+				if err := n.hub.Subscribe(n.hub.Join(discard{}), "prices."+strconv.Itoa(c), nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for _, n := range nodes {
+				wstest.Until(b, time.Minute, func() error {
+					if got := testutil.ToFloat64(n.m.Loads); got < float64(channels/k) {
+						return fmt.Errorf("a node loaded %v channels", got)
+					}
+					return nil
+				})
+			}
+			data := []byte(`{"price":101.25}`)
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			for i := range b.N {
+				ch := "prices." + strconv.Itoa(i%channels)
+				for {
+					err := nodes[0].b.TryPublish(ch, data, func(err error) { b.Error(err) })
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, broadcast.ErrOverloaded) {
+						b.Fatal(err)
+					}
+					runtime.Gosched()
+				}
+			}
+			wstest.Until(b, time.Minute, func() error {
+				var got float64
+				for _, n := range nodes {
+					got += testutil.ToFloat64(n.m.Received)
+				}
+				if got < float64(b.N) {
+					return fmt.Errorf("the nodes received %v of %v", got, b.N)
+				}
+				return nil
+			})
+			b.StopTimer()
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/pub")
+		})
+	}
+}
+
+// discard is a connection that takes every frame and keeps none.
+type discard struct{}
+
+func (discard) Send([]byte) error           { return nil }
+func (discard) Encoding() protocol.Encoding { return protocol.WebSocket }
+
 // cpuTime is the CPU time this process (NATS included) has used.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkServedChannelMemory: what a connection subscribed to a channel
+// of its own (a user's notifications) costs a node in heap, with each
+// --cluster-read: with served, the channel's state in the broker and its
+// NATS subscription come on top, and loading it takes a JetStream request
+// (Debian's nats-server, in its own process).
+func BenchmarkServedChannelMemory(b *testing.B) {
+	for _, read := range []string{"all", "served"} {
+		b.Run("read="+read, func(b *testing.B) {
+			_, url := proctest.NATS(b) // its own process: the heap is the node's alone
+			var n *node
+			if read == "served" {
+				n = startServedNode(b, url, 0)
+			} else {
+				n = startNode(b, url, Config{})
+			}
+			const channels = 10000
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			for c := range channels {
+				if err := n.hub.Subscribe(n.hub.Join(discard{}), "user."+strconv.Itoa(c), nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if read == "served" {
+				wstest.Until(b, time.Minute, func() error {
+					if got := testutil.ToFloat64(n.m.Loads); got < channels {
+						return fmt.Errorf("%v channels loaded", got)
+					}
+					return nil
+				})
+			}
+			took := time.Since(start)
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/channels, "B/channel")
+			b.ReportMetric(float64(took.Microseconds())/channels, "µs/channel")
+			for range b.N {
+			}
+		})
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,13 @@ type Config struct {
 	// Node names this gateway in NATS and on its publications. Default the
 	// host name and a random suffix.
 	Node string
+	// ReadServed makes the node read only the channels its hub holds
+	// (see served.go) rather than every publication of the stream. The
+	// hub must call Load and Unload (broadcast.Config). The stream must
+	// republish what it stores, as streams this package creates do; a
+	// stream created without it by an earlier version, on a NATS before
+	// 2.10 (which cannot add it), makes the node not ready, with why.
+	ReadServed bool
 	// Batches reports whether every node reading the stream reads
 	// batches; while it reports false, every publication goes alone. Nil
 	// means they all do.
@@ -130,11 +138,14 @@ type Broker struct {
 	waiters map[string]chan broadcast.Result // by message ID: publishers awaiting their local fan-out
 	nwait   atomic.Int32                     // len(waiters), read without the lock
 
+	serving *serving // ReadServed
+
 	applyMu       sync.Mutex    // one apply at a time, across consumers
 	streamCreated time.Time     // creation time of the stream read; under applyMu
 	applied       atomic.Uint64 // stream sequence of the last publication applied
 	target        atomic.Uint64 // the stream's last sequence when reading began
 	consuming     atomic.Bool
+	setupErr      atomic.Value // string: why the last setup failed, "" once it did not
 	caughtUp      atomic.Bool
 	kick          chan struct{}
 	ctx           context.Context
@@ -196,6 +207,14 @@ func New(cfg Config) (*Broker, error) {
 			b.poke()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrSlowConsumer) && sub != nil && b.serving != nil {
+				// Live messages of a channel were dropped: read it again.
+				if t, ok := strings.CutPrefix(sub.Subject, liveToken+"."); ok {
+					if name, ok := channelOf(b.prefix, t); ok {
+						b.request(serveReq{kind: reqRefill, name: name})
+					}
+				}
+			}
 			b.log.Warn("broker: NATS error", "err", err)
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) {
@@ -214,6 +233,14 @@ func New(cfg Config) (*Broker, error) {
 		nc.Close()
 		cancel()
 		return nil, fmt.Errorf("broker: %w", err)
+	}
+	if cfg.ReadServed {
+		b.serving = newServing()
+		b.wg.Add(1 + fillWorkers)
+		go b.serve()
+		for range fillWorkers {
+			go b.fillWorker()
+		}
 	}
 	b.wg.Add(1)
 	go b.supervise()
@@ -237,6 +264,9 @@ func (b *Broker) Ready() error {
 	case !b.nc.IsConnected():
 		return errors.New("broker: not connected to NATS")
 	case !b.consuming.Load():
+		if why, _ := b.setupErr.Load().(string); why != "" {
+			return errors.New("broker: not reading the stream: " + why)
+		}
 		return errors.New("broker: not reading the stream yet")
 	case !b.caughtUp.Load():
 		return fmt.Errorf("broker: reading the stream's history (%d of %d)", b.applied.Load(), b.target.Load())

@@ -69,6 +69,7 @@ func startNodeHistory(t testing.TB, url string, cfg Config, historySize int) *no
 // client is a connection as the hub sees it: it records the messages it
 // is sent, per channel, and the other replies.
 type client struct {
+	m       *broadcast.Member
 	mu      sync.Mutex
 	offsets map[string][]uint64
 	data    map[string][]string
@@ -78,7 +79,8 @@ type client struct {
 func (n *node) client(t *testing.T, channel string, pos *broadcast.Position) *client {
 	t.Helper()
 	c := &client{offsets: map[string][]uint64{}, data: map[string][]string{}}
-	if err := n.hub.Subscribe(n.hub.Join(c), channel, pos); err != nil {
+	c.m = n.hub.Join(c)
+	if err := n.hub.Subscribe(c.m, channel, pos); err != nil {
 		t.Fatal(err)
 	}
 	return c

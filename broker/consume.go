@@ -2,6 +2,9 @@ package broker
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -26,11 +29,17 @@ func (b *Broker) supervise() {
 	lastPrune := time.Now()
 	ok := false
 	for {
-		if b.nc.IsConnected() && (!ok || cc == nil) {
+		// Served: no consumer of the whole stream (cc stays nil).
+		if b.nc.IsConnected() && (!ok || (cc == nil && b.serving == nil)) {
 			if err := b.setup(&cc); err != nil {
-				b.log.Warn("broker: cannot set up the stream; retrying", "err", err)
+				// Said once until it changes: it is retried every second.
+				if last, _ := b.setupErr.Load().(string); last != err.Error() {
+					b.log.Warn("broker: cannot set up the stream; retrying every second", "err", err)
+				}
+				b.setupErr.Store(err.Error())
 				b.consuming.Store(cc != nil)
 			} else {
+				b.setupErr.Store("")
 				ok = true
 			}
 		}
@@ -57,11 +66,21 @@ func (b *Broker) supervise() {
 func (b *Broker) setup(cc *jetstream.ConsumeContext) error {
 	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	defer cancel()
-	s, err := b.js.CreateOrUpdateStream(ctx, b.streamConfig())
+	sc := b.streamConfig()
+	s, err := b.js.CreateOrUpdateStream(ctx, sc)
+	if err != nil && isRePublishChange(err) {
+		// Made by an earlier version without RePublish, on a NATS that
+		// cannot add it (before 2.10): kept as it is.
+		sc.RePublish = nil
+		s, err = b.js.CreateOrUpdateStream(ctx, sc)
+	}
 	if err != nil {
 		return err
 	}
 	b.stream.Store(&s)
+	if b.serving != nil {
+		return b.setupServed(ctx, s)
+	}
 	if *cc != nil { // replaced below; ready stays as it is meanwhile
 		(*cc).Stop()
 		*cc = nil
@@ -124,7 +143,46 @@ func (b *Broker) streamConfig() jetstream.StreamConfig {
 		Duplicates:  min(2*time.Minute, b.cfg.HistoryTTL),
 		Replicas:    b.cfg.Replicas,
 		AllowDirect: true,
+		// Every stored message again on its live subject, for nodes that
+		// read only the channels they serve (served.go); whatever the
+		// node's own mode, so that nodes of both kinds share the stream.
+		RePublish: &jetstream.RePublish{Source: b.prefix + ">", Destination: liveToken + "." + b.prefix + ">"},
 	}
+}
+
+// isRePublishChange is NATS refusing to add or remove a stream's RePublish
+// (before 2.10).
+func isRePublishChange(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "RePublish")
+}
+
+// setupServed checks that the stream republishes (ReadServed), and has
+// every served channel read again: what came live while the connection was
+// down is lost, and a stream NATS recreated numbers anew.
+func (b *Broker) setupServed(ctx context.Context, s jetstream.Stream) error {
+	conn := b.connection() // the stream as checked here is this connection's
+	info, err := s.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if rp := info.Config.RePublish; rp == nil || rp.Destination != liveToken+"."+b.prefix+">" {
+		b.consuming.Store(false)
+		return fmt.Errorf("the stream %s does not republish its messages (an earlier pushgate made it, and NATS before 2.10 cannot change that): "+
+			"delete it, or run every node with --cluster-read all", b.cfg.Stream)
+	}
+	recreated := !b.streamCreated.IsZero() && !info.Created.Equal(b.streamCreated)
+	b.streamCreated = info.Created
+	if recreated {
+		b.log.Warn("broker: the stream was recreated (NATS lost it); reading the served channels from its start")
+		b.request(serveReq{kind: reqAnew, conn: conn})
+	} else {
+		b.request(serveReq{kind: reqAgain, conn: conn})
+	}
+	b.caughtUp.Store(true)
+	b.consuming.Store(true)
+	b.log.Info("broker: reading the channels this node serves", "stream", b.cfg.Stream)
+	return nil
 }
 
 // apply hands one publication of the stream to the hub, in stream order.
@@ -171,7 +229,15 @@ func (b *Broker) applyOne(m broadcast.Message, id string, ours bool) bool {
 		w := b.waiters[id]
 		b.mu.Unlock()
 		if w != nil {
-			done = func(r broadcast.Result) { w <- r }
+			done = func(r broadcast.Result) {
+				// Once is enough: a channel loaded again applies the
+				// message again, and a publisher gone meanwhile reads
+				// neither; a second send would block serve for good.
+				select {
+				case w <- r:
+				default:
+				}
+			}
 		}
 	}
 	how, err := b.cfg.Hub.Apply(b.ctx, m, done)
@@ -180,6 +246,8 @@ func (b *Broker) applyOne(m broadcast.Message, id string, ours bool) bool {
 		b.log.Debug("broker: not applied", "err", err) // closing
 		return false
 	case how == broadcast.AppliedBefore: // read again after a consumer reset
+		return true
+	case how == broadcast.AppliedNotServed: // served: dropped here meanwhile
 		return true
 	case how == broadcast.AppliedAfterGap:
 		b.m.Gaps.Inc()

@@ -7,6 +7,12 @@
 // subscribers of every node, once each and in order per channel, and every
 // node holds the same history.
 //
+// With Config.ReadServed a node reads only the channels its hub holds
+// instead: the stream republishes what it stores on live subjects, the
+// node subscribes to those of its channels, and a channel's first
+// subscriber waits while the node reads the channel's history from the
+// stream (served.go).
+//
 // # Offsets and epochs
 //
 // Offsets stay what they are on a single node: per channel, consecutive

@@ -102,13 +102,25 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (broa
 	if err != nil {
 		return broadcast.Result{}, err
 	}
+	var unloaded <-chan struct{}
+	if b.serving != nil {
+		var served bool
+		if unloaded, served = b.serves(channel); !served {
+			// No subscriber here: nothing to wait for.
+			return broadcast.Result{Offset: r.offset, Epoch: r.epoch}, nil
+		}
+	}
 	// Confirmed: wait for this node's fan-out, which follows through the
 	// stream, but report the offset whatever happens.
 	t := time.NewTimer(b.cfg.PublishTimeout)
 	defer t.Stop()
 	select {
 	case res := <-r.waiter:
+		// The numbering is the stream's, whatever the hub did: a channel
+		// dropped here meanwhile (served) reports a zero Result.
+		res.Offset, res.Epoch = r.offset, r.epoch
 		return res, nil
+	case <-unloaded: // served, no longer: no fan-out here (nil: never)
 	case <-ctx.Done():
 	case <-t.C:
 	case <-b.ctx.Done():

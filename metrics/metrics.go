@@ -102,7 +102,7 @@ func New(reg prometheus.Registerer) *Gateway {
 		ChannelsRefused: f.counter("channels_refused_total",
 			"Client subscribes and publishes refused because they would create a channel past --max-node-channels."),
 		historyEvictions: f.counterVec("history_evictions_total",
-			"Messages dropped from history, by reason: expired (--history-ttl), size (--history-size), channel_bytes (--history-max-channel-bytes), budget (--history-max-bytes), restart (the channel's epoch changed).", "reason"),
+			"Messages dropped from history, by reason: expired (--history-ttl), size (--history-size), channel_bytes (--history-max-channel-bytes), budget (--history-max-bytes), restart (the channel's epoch changed), unserved (--cluster-read served: the channel's last subscriber on this node left).", "reason"),
 		presenceEvents: f.counterVec("presence_events_total",
 			"Join and leave events of presence channels, by event: join and leave were sent to the channel's subscribers on this node, dropped were over --presence-event-rate, lost could not be relayed to the other nodes of a cluster.", "event"),
 		presenceRefused: f.counterVec("presence_asks_refused_total",
@@ -233,6 +233,15 @@ type Broker struct {
 	// new epochs it started because the stream had lost publications it
 	// had applied (NATS lost what it acknowledged).
 	Gaps prometheus.Counter
+	// With --cluster-read served: Served is how many channels this node
+	// reads; Loads counts channels read from the stream for their first
+	// subscriber here, LoadsAbandoned those whose subscribers were
+	// answered without history because the stream could not be read in
+	// time; FillErrors counts failed reads of a channel (retried).
+	Served         prometheus.Gauge
+	Loads          prometheus.Counter
+	LoadsAbandoned prometheus.Counter
+	FillErrors     prometheus.Counter
 
 	reg prometheus.Registerer
 }
@@ -275,6 +284,14 @@ func NewBroker(reg prometheus.Registerer) *Broker {
 			"Reconnections to the broker after the connection was lost."),
 		Gaps: f.counter("broker_gaps_total",
 			"Jumps in a channel's offsets: publications gone from the stream before this node read them, or, after it had, a new epoch it started."),
+		Served: f.gauge("broker_channels_served",
+			"Channels this node reads from the broker (--cluster-read served)."),
+		Loads: f.counter("broker_channel_loads_total",
+			"Channels read from the broker's stream for their first subscriber on this node."),
+		LoadsAbandoned: f.counter("broker_channel_loads_abandoned_total",
+			"Channels whose first subscribers were answered without their history: the stream could not be read in time."),
+		FillErrors: f.counter("broker_channel_fill_errors_total",
+			"Failed reads of a channel from the broker's stream; each is retried."),
 		reg: reg,
 	}
 }

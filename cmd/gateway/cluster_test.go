@@ -31,8 +31,16 @@ import (
 // to either gateway reaches all of them. One gateway is then stopped with
 // SIGTERM: it drains with 1001, its clients reconnect through HAProxy to
 // the other and recover with since, while publishing goes on. Every client
-// ends with every offset exactly once, in order.
+// ends with every offset exactly once, in order. It runs with each
+// --cluster-read: with served, the gateway the clients move to reads their
+// channel from the stream for its first subscriber there.
 func TestClusterBehindHAProxy(t *testing.T) {
+	for _, read := range []string{"all", "served"} {
+		t.Run("read="+read, func(t *testing.T) { clusterBehindHAProxy(t, read) })
+	}
+}
+
+func clusterBehindHAProxy(t *testing.T, read string) {
 	natsBin, haproxyBin := proctest.Program(t, "nats-server"), proctest.Program(t, "haproxy")
 	bin := proctest.Gateway(t)
 
@@ -50,7 +58,7 @@ func TestClusterBehindHAProxy(t *testing.T) {
 	var gws []gateway
 	for range 2 {
 		g := gateway{addr: proctest.FreeAddr(t), admin: proctest.FreeAddr(t)}
-		g.Process = proctest.Start(t, "", bin, "--addr", g.addr, "--admin-addr", g.admin, "--broker", "nats://"+natsAddr,
+		g.Process = proctest.Start(t, "", bin, "--addr", g.addr, "--admin-addr", g.admin, "--broker", "nats://"+natsAddr, "--cluster-read", read,
 			"--drain-timeout", "4s", "--close-timeout", "1s", "--log-format", "json")
 		gws = append(gws, g)
 	}
@@ -196,6 +204,21 @@ func TestClusterBehindHAProxy(t *testing.T) {
 		expect{name: "pushgate_broker_lag_messages", want: 0},
 		expect{name: "pushgate_broker_reconnects_total", want: 0},
 		expect{name: "pushgate_broker_pending_publishes", want: 0},
+		// Nothing expired from history (--history-ttl is 5 minutes): a
+		// served node once gave live messages from NATS 2.9 no time.
+		expect{name: "pushgate_history_evictions_total", label: "reason=expired", want: 0},
+	)
+	// Served: the survivor read news, loaded once for its first
+	// subscriber there, and nothing else.
+	served := 0.0
+	if read == "served" {
+		served = 1
+	}
+	checkMetrics(t, survivor, checked,
+		expect{name: "pushgate_broker_channels_served", want: served},
+		expect{name: "pushgate_broker_channel_loads_total", want: served},
+		expect{name: "pushgate_broker_channel_loads_abandoned_total", want: 0},
+		expect{name: "pushgate_broker_channel_fill_errors_total", want: 0},
 	)
 
 	// NATS goes away: the gateway keeps its clients, says it is not ready,
@@ -444,7 +467,10 @@ func waitOffsets(t *testing.T, cs []*clusterClient, n int) {
 	waitAll(t, cs, "offsets 1.."+strconv.Itoa(n)+" at every client", func(c *clusterClient) error {
 		for i, o := range c.offsets {
 			if o != uint64(i+1) {
-				return fmt.Errorf("offset %d at position %d (of %d received)", o, i+1, len(c.offsets))
+				// What a failure needs to be explained: the client's
+				// connections, how each ended and whether it recovered.
+				return fmt.Errorf("offset %d at position %d (of %d received): offsets %v; subscribed %d times, recovered %v, closes %v",
+					o, i+1, len(c.offsets), c.offsets[max(0, i-5):min(len(c.offsets), i+5)], c.subscribed, c.recovered, c.closes)
 			}
 		}
 		if len(c.offsets) != n {

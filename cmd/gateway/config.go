@@ -30,6 +30,7 @@ type config struct {
 	Hub              broadcast.Config
 	Addr             string
 	AdminAddr        string
+	ClusterRead      string // --cluster-read: all or served
 	AllowedOrigins   string
 	APIKey           string
 	APIKeyFile       string // path; its content is APIKey
@@ -107,6 +108,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&b.Replicas, "broker-replicas", 1, "replicas of the stream when the gateway creates it (3 on a NATS cluster)")
 	fs.DurationVar(&c.NodeLeaseTTL, "node-lease-ttl", 15*time.Second, "cluster mode: how long a node that stopped renewing its lease (it died) still counts as live; within it the others tell presence subscribers to ask again")
 	fs.DurationVar(&b.PublishTimeout, "broker-publish-timeout", 5*time.Second, "time a publish has for the broker to confirm it before it is answered with an error")
+	fs.StringVar(&c.ClusterRead, "cluster-read", "all", "cluster mode: which publications a node reads: all (every channel's, so any channel's history is at hand) or served (only the channels it has subscribers for, each read from the stream for its first subscriber)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.SetOutput(io.Discard)
@@ -166,6 +168,13 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		}
 		if c.Broker.PublishTimeout <= 0 {
 			return c, errors.New("--broker-publish-timeout must be positive")
+		}
+		switch c.ClusterRead {
+		case "all":
+		case "served":
+			c.Broker.ReadServed = true
+		default:
+			return c, fmt.Errorf("invalid --cluster-read %q: want all or served", c.ClusterRead)
 		}
 		c.Hub.Clustered = true
 		c.Broker.HistoryTTL = c.Hub.HistoryTTL

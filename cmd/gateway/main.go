@@ -64,6 +64,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	hc := cfg.Hub
 	hc.FanoutDuration = gm.FanoutDuration
 	hc.Evictions = gm.HistoryEvictions
+	// The broker, made after the hub, reads the channels the hub holds
+	// (--cluster-read served); none is created before it exists.
+	var reader atomic.Pointer[broker.Broker]
+	if cfg.Broker.ReadServed {
+		hc.Load = func(name string, id uint64) { reader.Load().Load(name, id) }
+		hc.Unload = func(name string) { reader.Load().Unload(name) }
+	}
 	hub := broadcast.New(hc)
 	defer hub.Close()
 	gm.ObserveHub(
@@ -89,6 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return 1
 		}
 		defer b.Close()
+		reader.Store(b)
 		publisher = b
 		sc.ReadyCheck = b.Ready
 	}
