@@ -88,18 +88,33 @@ func (n *node) client(t *testing.T, channel string, pos *broadcast.Position) *cl
 
 func (c *client) Encoding() protocol.Encoding { return protocol.WebSocket }
 
-func (c *client) Send(frame []byte) error {
-	payload := frame[2:]
-	if frame[1] == 126 {
+// envelope is what the test subscribers read of a frame the hub sends.
+type envelope struct {
+	Type      string          `json:"type"`
+	Channel   string          `json:"channel"`
+	Offset    uint64          `json:"offset"`
+	Epoch     string          `json:"epoch"`
+	Recovered bool            `json:"recovered"`
+	Data      json.RawMessage `json:"data"`
+}
+
+// decodeFrame decodes an unmasked WebSocket text frame's JSON envelope;
+// payload is the frame's payload.
+func decodeFrame(frame []byte) (v envelope, payload []byte, err error) {
+	payload = frame[2:]
+	switch frame[1] {
+	case 126:
 		payload = frame[4:]
+	case 127:
+		payload = frame[10:]
 	}
-	var v struct {
-		Type    string          `json:"type"`
-		Channel string          `json:"channel"`
-		Offset  uint64          `json:"offset"`
-		Data    json.RawMessage `json:"data"`
-	}
-	if err := json.Unmarshal(payload, &v); err != nil {
+	err = json.Unmarshal(payload, &v)
+	return v, payload, err
+}
+
+func (c *client) Send(frame []byte) error {
+	v, payload, err := decodeFrame(frame)
+	if err != nil {
 		return err
 	}
 	c.mu.Lock()

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"sync"
@@ -38,20 +37,8 @@ func newSession(since bool) *session {
 func (s *session) Encoding() protocol.Encoding { return protocol.WebSocket }
 
 func (s *session) Send(frame []byte) error {
-	payload := frame[2:]
-	switch frame[1] {
-	case 126:
-		payload = frame[4:]
-	case 127:
-		payload = frame[10:]
-	}
-	var v struct {
-		Type      string `json:"type"`
-		Channel   string `json:"channel"`
-		Offset    uint64 `json:"offset"`
-		Recovered bool   `json:"recovered"`
-	}
-	if err := json.Unmarshal(payload, &v); err != nil {
+	v, _, err := decodeFrame(frame)
+	if err != nil {
 		return err
 	}
 	s.mu.Lock()

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -39,21 +38,8 @@ func newResumer(epochs map[string]string) *resumer {
 func (r *resumer) Encoding() protocol.Encoding { return protocol.WebSocket }
 
 func (r *resumer) Send(frame []byte) error {
-	payload := frame[2:]
-	switch frame[1] {
-	case 126:
-		payload = frame[4:]
-	case 127:
-		payload = frame[10:]
-	}
-	var v struct {
-		Type      string `json:"type"`
-		Channel   string `json:"channel"`
-		Offset    uint64 `json:"offset"`
-		Epoch     string `json:"epoch"`
-		Recovered bool   `json:"recovered"`
-	}
-	if err := json.Unmarshal(payload, &v); err != nil {
+	v, payload, err := decodeFrame(frame)
+	if err != nil {
 		return err
 	}
 	r.mu.Lock()
