@@ -86,6 +86,24 @@ func (n *node) client(t *testing.T, channel string, pos *broadcast.Position) *cl
 	return c
 }
 
+// answered is a client subscribed to channel, once its subscribe is
+// answered (on a served node, once the channel is loaded), and its member.
+func (n *node) answered(t *testing.T, channel string) (*client, *broadcast.Member) {
+	t.Helper()
+	c := &client{offsets: map[string][]uint64{}, data: map[string][]string{}}
+	m := n.hub.Join(c)
+	if err := n.hub.Subscribe(m, channel, nil); err != nil {
+		t.Fatal(err)
+	}
+	wstest.Until(t, 10*time.Second, func() error {
+		if c.reply(0) == nil {
+			return errors.New("not answered yet")
+		}
+		return nil
+	})
+	return c, m
+}
+
 func (c *client) Encoding() protocol.Encoding { return protocol.WebSocket }
 
 // envelope is what the test subscribers read of a frame the hub sends.

@@ -52,17 +52,7 @@ func TestServedPublishToChannelDroppedMeanwhile(t *testing.T) {
 		held = append(held, name)
 		mu.Unlock()
 	})
-	c := &client{offsets: map[string][]uint64{}, data: map[string][]string{}}
-	m := b.hub.Join(c)
-	if err := b.hub.Subscribe(m, "news", nil); err != nil {
-		t.Fatal(err)
-	}
-	wstest.Until(t, 10*time.Second, func() error {
-		if c.reply(0) == nil {
-			return errNotYet
-		}
-		return nil
-	})
+	_, m := b.answered(t, "news")
 	if err := b.hub.Unsubscribe(m, "news"); err != nil {
 		t.Fatal(err)
 	}
@@ -142,17 +132,7 @@ func TestServedPublishWhileUnloaded(t *testing.T) {
 	proxy := newAckDropper(t, nats.URL)
 	unloads := make(chan string, 8)
 	b := servedNodeWith(t, proxy.URL, broadcast.Config{}, func(_ *Broker, name string) { unloads <- name })
-	c := &client{offsets: map[string][]uint64{}, data: map[string][]string{}}
-	m := b.hub.Join(c)
-	if err := b.hub.Subscribe(m, "news", nil); err != nil {
-		t.Fatal(err)
-	}
-	wstest.Until(t, 10*time.Second, func() error {
-		if c.reply(0) == nil {
-			return errNotYet
-		}
-		return nil
-	})
+	_, m := b.answered(t, "news")
 	if err := b.hub.Unsubscribe(m, "news"); err != nil {
 		t.Fatal(err)
 	}

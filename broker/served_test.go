@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -250,15 +249,9 @@ func TestServedOnAnOlderStream(t *testing.T) {
 func TestServedLiveMessagesWithoutTimeStamp(t *testing.T) {
 	_, url := proctest.NATS(t)
 	n := startServedNode(t, url, 100)
-	c := n.client(t, "news", nil)
 	// Answered once loaded: a publish before that would be part of the
 	// load, not a message after the subscribe.
-	wstest.Until(t, 10*time.Second, func() error {
-		if c.reply(0) == nil {
-			return errors.New("not answered yet")
-		}
-		return nil
-	})
+	c, _ := n.answered(t, "news")
 	before := time.Now()
 	publishN(t, n, "news", 1, 3)
 	c.waitOffsets(t, "news", offsets(1, 3))
