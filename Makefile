@@ -84,6 +84,7 @@ fuzz:
 	$(FUZZ) -fuzz '^FuzzUTF8Validator$$' ./wsproto
 	$(FUZZ) -fuzz '^FuzzTokenFromHead$$' ./auth
 	$(FUZZ) -fuzz '^FuzzNames$$' ./protocol
+	$(FUZZ) -fuzz '^FuzzParseEventID$$' ./protocol
 
 # bench runs the micro-benchmarks; the load harness is `go run ./bench`
 # (see bench/README.md).

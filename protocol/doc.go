@@ -30,9 +30,11 @@
 //
 // An envelope is built once, into a Buffer, and encoded once per Encoding
 // its receivers take (Wire): a WebSocket text frame, written in the
-// envelope's own headroom, and a permessage-deflate frame for connections
-// that negotiated it. The fan-out hands each connection the bytes of its
-// encoding and never frames anything itself.
+// envelope's own headroom, a permessage-deflate frame for connections
+// that negotiated it, and a Server-Sent Events event's data lines
+// (sse.go: the stream format, and event ids that name a stream's position
+// in each of its channels). The fan-out hands each connection the bytes
+// of its encoding and never frames anything itself.
 //
 // # Names
 //

@@ -21,6 +21,10 @@ const (
 	// for connections that negotiated it; envelopes below CompressMin go
 	// as WebSocket frames (RSV1 clear is always allowed).
 	WebSocketDeflate
+	// SSE is a Server-Sent Events event: the envelope as its data lines
+	// and the blank line that dispatches it (sse.go). A stream adds each
+	// event's id itself, in front of these shared bytes.
+	SSE
 	NumEncodings
 )
 
@@ -55,6 +59,8 @@ func encode(e Encoding, buf []byte) []byte {
 	switch e {
 	case WebSocketDeflate:
 		return wsproto.AppendCompressedFrame(nil, ws.OpText, env)
+	case SSE:
+		return AppendSSEData(make([]byte, 0, sseSize(len(env))), env)
 	default:
 		h := wsproto.HeaderSize(len(env))
 		wsproto.AppendHeader(buf[Headroom-h:Headroom-h], ws.OpText, false, len(env))
