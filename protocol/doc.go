@@ -25,6 +25,7 @@
 //	{"type":"join","channel":"chat:lobby","client":"...","user":"alice","info":{...}}
 //	{"type":"leave","channel":"chat:lobby","client":"...","user":"alice","info":{...}}
 //	{"type":"ping"}
+//	{"type":"close","code":1001,"reason":"..."} (event streams: their last event)
 //
 // # Encodings
 //

@@ -73,6 +73,18 @@ func AppendRefreshed(dst []byte, expires int64) []byte {
 	return append(dst, '}')
 }
 
+// AppendClose appends {"type":"close","code":…,"reason":…}: the last
+// envelope of a transport that has no close frame of its own (an event
+// stream), with the code and reason a WebSocket would have been closed
+// with. The client reconnects unless the code is 4003.
+func AppendClose(dst []byte, code int, reason string) []byte {
+	dst = append(dst, `{"type":"close","code":`...)
+	dst = strconv.AppendInt(dst, int64(code), 10)
+	dst = append(dst, `,"reason":`...)
+	dst = appendString(dst, reason)
+	return append(dst, '}')
+}
+
 // appendString appends s as a JSON string.
 func appendString(dst []byte, s string) []byte {
 	b, _ := json.Marshal(s) // a string always marshals

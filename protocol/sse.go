@@ -181,7 +181,7 @@ func validEpoch(s string) bool {
 	return true
 }
 
-// Envelope kinds PositionOf tells apart.
+// Envelope kinds ReadPosition tells apart.
 const (
 	EnvelopeOther = iota
 	EnvelopeMessage
@@ -189,11 +189,28 @@ const (
 	EnvelopeUnsubscribed
 )
 
-// PositionOf reads, from the start of an envelope built by AppendMessage,
+// EnvelopePosition is what an envelope says of its channel's position.
+type EnvelopePosition struct {
+	Kind      int
+	Channel   []byte
+	Offset    uint64 // message and subscribed
+	Epoch     []byte // subscribed
+	Recovered bool   // subscribed
+}
+
+// SSEEnvelope returns the envelope in an event built by the SSE encoding,
+// from its start to the event's end (its first line is the envelope's
+// start).
+func SSEEnvelope(event []byte) ([]byte, bool) {
+	return bytes.CutPrefix(event, []byte("data: "))
+}
+
+// ReadPosition reads, from an envelope built by AppendMessage,
 // AppendSubscribed or AppendUnsubscribed, which it is and the position it
-// moves its channel to (epoch only for subscribed); any other envelope is
-// EnvelopeOther. It reads the fixed prefixes those write, not JSON.
-func PositionOf(env []byte) (kind int, channel []byte, offset uint64, epoch []byte) {
+// moves its channel to; any other envelope is EnvelopeOther. It reads the
+// fixed prefixes those write, not JSON: env may run on past the envelope
+// (an SSE event's data lines, see SSEEnvelope).
+func ReadPosition(env []byte) (p EnvelopePosition) {
 	const (
 		msg   = `{"type":"message","channel":"`
 		sub   = `{"type":"subscribed","channel":"`
@@ -201,36 +218,39 @@ func PositionOf(env []byte) (kind int, channel []byte, offset uint64, epoch []by
 	)
 	switch {
 	case bytes.HasPrefix(env, []byte(msg)):
-		kind, env = EnvelopeMessage, env[len(msg):]
+		p.Kind, env = EnvelopeMessage, env[len(msg):]
 	case bytes.HasPrefix(env, []byte(sub)):
-		kind, env = EnvelopeSubscribed, env[len(sub):]
+		p.Kind, env = EnvelopeSubscribed, env[len(sub):]
 	case bytes.HasPrefix(env, []byte(unsub)):
-		kind, env = EnvelopeUnsubscribed, env[len(unsub):]
+		p.Kind, env = EnvelopeUnsubscribed, env[len(unsub):]
 	default:
-		return EnvelopeOther, nil, 0, nil
+		return EnvelopePosition{}
 	}
 	i := bytes.IndexByte(env, '"')
 	if i < 0 {
-		return EnvelopeOther, nil, 0, nil
+		return EnvelopePosition{}
 	}
-	channel, env = env[:i], env[i+1:]
-	if kind == EnvelopeUnsubscribed {
-		return kind, channel, 0, nil
+	p.Channel, env = env[:i], env[i+1:]
+	if p.Kind == EnvelopeUnsubscribed {
+		return p
 	}
 	env, ok := bytes.CutPrefix(env, []byte(`,"offset":`))
 	if !ok {
-		return EnvelopeOther, nil, 0, nil
+		return EnvelopePosition{}
 	}
 	n := 0
 	for n < len(env) && env[n] >= '0' && env[n] <= '9' {
-		offset = offset*10 + uint64(env[n]-'0')
+		p.Offset = p.Offset*10 + uint64(env[n]-'0')
 		n++
 	}
-	if kind == EnvelopeSubscribed {
+	if p.Kind == EnvelopeSubscribed {
 		rest, ok := bytes.CutPrefix(env[n:], []byte(`,"epoch":"`))
-		if j := bytes.IndexByte(rest, '"'); ok && j >= 0 {
-			epoch = rest[:j]
+		j := bytes.IndexByte(rest, '"')
+		if !ok || j < 0 {
+			return EnvelopePosition{}
 		}
+		p.Epoch = rest[:j]
+		p.Recovered = bytes.HasPrefix(rest[j:], []byte(`","recovered":true}`))
 	}
-	return kind, channel, offset, epoch
+	return p
 }

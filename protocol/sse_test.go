@@ -153,26 +153,26 @@ func FuzzParseEventID(f *testing.F) {
 	})
 }
 
-func TestPositionOf(t *testing.T) {
+func TestReadPosition(t *testing.T) {
 	msg, _ := protocol.AppendMessage(nil, "news", 43, []byte(`{"offset":1}`))
 	cases := []struct {
-		env     []byte
-		kind    int
-		channel string
-		offset  uint64
-		epoch   string
+		env  []byte
+		want protocol.EnvelopePosition
 	}{
-		{msg, protocol.EnvelopeMessage, "news", 43, ""},
-		{protocol.AppendSubscribed(nil, "#alice", 9, "abc-1", true), protocol.EnvelopeSubscribed, "#alice", 9, "abc-1"},
-		{protocol.AppendSubscribed(nil, "news", 0, "", false), protocol.EnvelopeSubscribed, "news", 0, ""},
-		{protocol.AppendUnsubscribed(nil, "news"), protocol.EnvelopeUnsubscribed, "news", 0, ""},
-		{protocol.AppendError(nil, protocol.CodeForbidden, "no", "news"), protocol.EnvelopeOther, "", 0, ""},
-		{[]byte(protocol.Ping), protocol.EnvelopeOther, "", 0, ""},
+		{msg, protocol.EnvelopePosition{Kind: protocol.EnvelopeMessage, Channel: []byte("news"), Offset: 43}},
+		{protocol.AppendSubscribed(nil, "#alice", 9, "abc-1", true),
+			protocol.EnvelopePosition{Kind: protocol.EnvelopeSubscribed, Channel: []byte("#alice"), Offset: 9, Epoch: []byte("abc-1"), Recovered: true}},
+		{protocol.AppendSubscribed(nil, "news", 0, "", false),
+			protocol.EnvelopePosition{Kind: protocol.EnvelopeSubscribed, Channel: []byte("news"), Epoch: []byte("")}},
+		{protocol.AppendUnsubscribed(nil, "news"), protocol.EnvelopePosition{Kind: protocol.EnvelopeUnsubscribed, Channel: []byte("news")}},
+		{protocol.AppendError(nil, protocol.CodeForbidden, "no", "news"), protocol.EnvelopePosition{}},
+		{[]byte(protocol.Ping), protocol.EnvelopePosition{}},
 	}
 	for _, c := range cases {
-		kind, ch, off, ep := protocol.PositionOf(c.env)
-		if kind != c.kind || string(ch) != c.channel || off != c.offset || string(ep) != c.epoch {
-			t.Errorf("PositionOf(%s) = %d %q %d %q", c.env, kind, ch, off, ep)
+		// As the SSE encoding carries it: the reader sees the event.
+		env, ok := protocol.SSEEnvelope(protocol.AppendSSEData(nil, c.env))
+		if got := protocol.ReadPosition(env); !ok || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("ReadPosition(%s) = %+v, want %+v", c.env, got, c.want)
 		}
 	}
 }

@@ -60,6 +60,10 @@ func (s *Server) handshake(pc *pendingConn) {
 	if !s.adm.pin(pc) {
 		return // shed just now
 	}
+	if ep == endpointEvents {
+		s.stream(pc, buf[:headLen], query, buf[headLen:n])
+		return
+	}
 	s.upgrade(pc, ep, buf[:headLen], query, buf[headLen:n])
 }
 

@@ -48,6 +48,10 @@ func (c *Conn) closeCodeLocked(reason CloseReason, code ws.StatusCode, text stri
 		return
 	}
 	c.beginClosingLocked(reason)
+	if c.ep == endpointEvents {
+		c.queueCloseLocked(closeEvent(int(code), text))
+		return
+	}
 	c.queueCloseLocked(wsproto.AppendCloseFrame(nil, code, text))
 }
 
@@ -62,7 +66,7 @@ func (c *Conn) beginClosingLocked(reason CloseReason) {
 func (c *Conn) queueCloseLocked(frame []byte) {
 	setBit(&c.wbits, wCloseQueued, true)
 	if c.out != nil {
-		c.out.push(frame, false)
+		c.out.push(frame, false, false)
 		return
 	}
 	c.writeLocked(frame)

@@ -23,6 +23,10 @@ type Config struct {
 	// Handler serves connections on /ws (default: one that answers every
 	// message with an error, for a gateway without channels).
 	Handler Handler
+	// Events, when set, serves Server-Sent Events streams on /events
+	// (stream.go); its Message is never called. Without it /events is a
+	// plain HTTP path (404).
+	Events Handler
 	// Echo enables the RFC 6455 echo endpoint on /echo.
 	Echo bool
 	// Pages serves the public listener's plain HTTP requests other than
@@ -38,7 +42,7 @@ type Config struct {
 	// Compression enables permessage-deflate negotiation.
 	Compression bool
 	// Authorize, when set, checks each /ws handshake (see
-	// wsproto.Upgrader.Authorize).
+	// wsproto.Upgrader.Authorize) and each /events request.
 	Authorize func(head []byte) (any, error)
 	// MaxMessageSize bounds a client message, after decompression
 	// (default 64 KiB); larger ones close the connection with 1009.

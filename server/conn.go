@@ -22,12 +22,14 @@ const (
 	stateClosed         // the descriptor is closed
 )
 
-// endpoint is the path a connection was upgraded on.
+// endpoint is the path a connection was upgraded on, or the event
+// stream it opened.
 type endpoint uint8
 
 const (
 	endpointWS endpoint = iota
 	endpointEcho
+	endpointEvents // GET /events: Server-Sent Events (stream.go)
 	numEndpoints
 )
 
@@ -131,8 +133,12 @@ func (c *Conn) hasFlag(f uint32) bool { return c.flags.Load()&f != 0 }
 var errPeerClosed = errors.New("server: peer sent close")
 
 // Encoding is how the connection takes envelopes: WebSocket frames,
-// compressed when it negotiated permessage-deflate.
+// compressed when it negotiated permessage-deflate, or events of a
+// Server-Sent Events stream.
 func (c *Conn) Encoding() protocol.Encoding {
+	if c.ep == endpointEvents {
+		return protocol.SSE
+	}
 	if c.compression {
 		return protocol.WebSocketDeflate
 	}
@@ -263,6 +269,16 @@ func (c *Conn) consume(t *readState, p []byte) {
 		return
 	}
 	s := c.srv
+	if c.ep == endpointEvents {
+		// An event stream's client sends nothing after its request (it
+		// leaves by closing): bytes here are another request, pipelined
+		// on a response that never ends. Refused, and nothing is read
+		// after them.
+		setBit(&c.rbits, rReadDead, true)
+		s.log.Debug("closing event stream: the client sent bytes after its request", "fd", c.fd, "bytes", len(p))
+		c.Close(ReasonProtocol, "an event stream takes no request bytes")
+		return
+	}
 	if c.rs != nil && c.rs.Held() > 0 && c.state.Load() != stateOpen {
 		// Closing: the message in progress will never be handled. Drop it
 		// and what follows rather than hold it through the closing

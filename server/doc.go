@@ -32,6 +32,11 @@
 // readiness false, listeners closed, 1001 to every connection spread over
 // the drain window.
 //
+// An event stream (GET /events, Server-Sent Events, stream.go) is held
+// the same way once its response head is written: the same poller,
+// queue, bound and drain, with a comment for a heartbeat and a last
+// event instead of a close frame.
+//
 // Lock order: connTable.mu, then Conn.mu. Only the task holding a Conn's
 // read side closes its descriptor (see close.go).
 package server

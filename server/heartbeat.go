@@ -28,7 +28,10 @@ import (
 //   - one whose socket has taken nothing for PongTimeout while more than
 //     OutboundQueueBytes waits for it (paced replays included, which the
 //     bound does not count while the socket takes them) is closed with
-//     1013 as a slow consumer.
+//     1013 as a slow consumer;
+//   - an event stream (stream.go), which cannot answer a ping, is sent a
+//     comment (or a ping event) once it was sent nothing for
+//     PingInterval; the kernel finds its peer gone.
 
 // now is the coarse clock.
 func (s *Server) now() uint32 { return s.clock.Load() }
@@ -80,6 +83,14 @@ func (c *Conn) heartbeat(now, wall uint32) {
 		overdue = pa != 0 && now-pa >= s.msgTimeoutMs && !c.hasFlag(flagThrottled) // resumeIfPaid may have cleared it
 		wrote := now - c.wroteAt.Load()
 		stuck = flags&flagBehind != 0 && wrote >= s.pongMs
+		if c.ep == endpointEvents {
+			// A stream is never pinged for an answer: only kept busy.
+			quiet = flags&flagBehind == 0 && wrote >= s.pingMs
+			if !expired && !stuck && !quiet {
+				return
+			}
+			break
+		}
 		quiet = flags&(flagAppPing|flagBehind) == flagAppPing && wrote >= s.pingMs
 		if !expired && !overdue && !stuck && !quiet && now-c.seen.Load() < s.pingMs && c.pingAt.Load() == 0 {
 			return // the common case, without a lock
@@ -104,6 +115,17 @@ func (c *Conn) heartbeat(now, wall uint32) {
 			// the bound waits, paced replays included: it has stopped
 			// reading, and must not keep what it asked for queued.
 			_ = c.slowLocked(0)
+			return
+		}
+		if c.ep == endpointEvents {
+			if c.out == nil && now-c.wroteAt.Load() >= s.pingMs {
+				s.m.HeartbeatPings.Inc()
+				if c.hasFlag(flagAppPing) {
+					_ = c.sendLocked(streamPing)
+				} else {
+					_ = c.sendLocked(streamComment)
+				}
+			}
 			return
 		}
 		seen, at := c.seen.Load(), c.pingAt.Load()

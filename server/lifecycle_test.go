@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,37 +23,45 @@ import (
 	"github.com/pushgate/pushgate/wsproto"
 )
 
-// TestIdleConnectionsHoldNoGoroutines parks thousands of connections and
-// checks that the goroutine count does not grow with them.
-func TestIdleConnectionsHoldNoGoroutines(t *testing.T) {
-	const n = 4000
-	g := start(t, server.Config{Echo: true})
+// parkMany opens n connections to g, each sending req and reading the
+// response head (status want) and nothing more, so that no goroutine on
+// the client side holds them; it checks that the server parked them
+// without a goroutine each. They are closed when the test ends.
+func parkMany(t *testing.T, g *gateway, n int, req string, want int) []net.Conn {
+	t.Helper()
 	base := runtime.NumGoroutine()
-	req := []byte(wstest.UpgradeRequest("/ws"))
 	conns := make([]net.Conn, 0, n)
-	defer func() {
+	t.Cleanup(func() {
 		for _, c := range conns {
 			c.Close()
 		}
-	}()
+	})
 	for range n {
 		c, err := net.Dial("tcp", g.addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
-		if _, err := c.Write(req); err != nil {
+		if _, err := io.WriteString(c, req); err != nil {
 			t.Fatal(err)
 		}
-		// Read the 101 and nothing more: no goroutine on the client side.
 		resp, err := http.ReadResponse(bufio.NewReaderSize(c, 256), nil)
-		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-			t.Fatalf("upgrade: %v %v", resp, err)
+		if err != nil || resp.StatusCode != want {
+			t.Fatalf("%q: %v %v", req, resp, err)
 		}
 	}
 	wstest.Eventually(t, fmt.Sprintf("%d connections registered", n), func() bool { return g.Len() == n })
 	wstest.Eventually(t, "handshake goroutines to finish", func() bool { return runtime.NumGoroutine() <= base+2 })
 	t.Logf("%d goroutines before, %d with %d idle connections", base, runtime.NumGoroutine(), n)
+	return conns
+}
+
+// TestIdleConnectionsHoldNoGoroutines parks thousands of connections and
+// checks that the goroutine count does not grow with them.
+func TestIdleConnectionsHoldNoGoroutines(t *testing.T) {
+	const n = 4000
+	g := start(t, server.Config{Echo: true})
+	conns := parkMany(t, g, n, wstest.UpgradeRequest("/ws"), http.StatusSwitchingProtocols)
 
 	// And they are alive: one of them still echoes.
 	c := conns[n/2]

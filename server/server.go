@@ -121,6 +121,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.handlers[endpointWS] = cfg.Handler
 	s.handlers[endpointEcho] = echoHandler{}
+	s.handlers[endpointEvents] = cfg.Events
 	s.upgraders[endpointWS] = &wsproto.Upgrader{Protocol: protocol.Subprotocol, Origins: origins, Compression: cfg.Compression, Authorize: cfg.Authorize, Page: wsPage}
 	s.upgraders[endpointEcho] = &wsproto.Upgrader{Origins: origins, Compression: cfg.Compression, Page: echoPage}
 	for r := range numReasons {
@@ -297,6 +298,8 @@ func (s *Server) route(path []byte) (endpoint, bool) {
 		return endpointWS, true
 	case "/echo":
 		return endpointEcho, s.cfg.Echo
+	case "/events":
+		return endpointEvents, s.handlers[endpointEvents] != nil
 	}
 	return 0, false
 }

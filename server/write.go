@@ -39,6 +39,7 @@ const flushEarly = 64 << 10
 type outFrame struct {
 	b     []byte
 	paced bool // part of a replay (Pace): not counted against the bound
+	pair  bool // the rest of the frame before it: an event and its id (SendEvent)
 }
 
 // outQueue holds frames the socket has not taken yet. Frames are whole
@@ -55,13 +56,13 @@ type outQueue struct {
 	total   *atomic.Int64 // bytes queued on all connections, for metrics
 }
 
-func (q *outQueue) push(frame []byte, paced bool) {
+func (q *outQueue) push(frame []byte, paced, pair bool) {
 	if q.head > 0 && len(q.frames) == cap(q.frames) {
 		n := copy(q.frames, q.frames[q.head:])
 		clear(q.frames[n:])
 		q.frames, q.head = q.frames[:n], 0
 	}
-	q.frames = append(q.frames, outFrame{frame, paced})
+	q.frames = append(q.frames, outFrame{frame, paced, pair})
 	q.size += len(frame)
 	if !paced {
 		q.counted += len(frame)
@@ -118,12 +119,18 @@ func (q *outQueue) dropUnstarted() int {
 	keep := q.head
 	if q.off > 0 {
 		keep++
+		for keep < len(q.frames) && q.frames[keep].pair {
+			keep++ // the rest of the event begun
+		}
 	}
-	dropped, bytes := len(q.frames)-keep, 0
+	dropped, bytes := 0, 0
 	for _, f := range q.frames[keep:] {
 		bytes += len(f.b)
 		if !f.paced {
 			q.counted -= len(f.b)
+		}
+		if !f.pair {
+			dropped++
 		}
 	}
 	q.size -= bytes
@@ -213,8 +220,64 @@ func (c *Conn) queueLocked(frame []byte, paced bool) error {
 	} else if c.w(wWriteArmed) && !paced && c.out.waiting()+len(frame) > s.cfg.OutboundQueueBytes {
 		return c.slowLocked(1)
 	}
-	c.out.push(frame, paced)
+	c.out.push(frame, paced, false)
 	if !c.w(wWriteArmed) && c.out.size >= flushEarly {
+		c.flushLocked()
+		return c.sendErr()
+	}
+	return nil
+}
+
+// SendEvent is Send for an event of an event stream: id, the connection's
+// own bytes (its "id:" line, or nil), then frame, shared. They are written
+// together: nothing the connection sends comes between them, and a slow
+// consumer's close never keeps one without the other, so a stream never
+// names a position whose event it did not deliver.
+func (c *Conn) SendEvent(id, frame []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id == nil {
+		return c.sendLocked(frame)
+	}
+	return c.eventLocked(id, frame, false, c.out == nil)
+}
+
+// QueueEvent is Queue for an event and its id (see SendEvent).
+func (c *Conn) QueueEvent(id, frame []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id == nil {
+		return c.queueLocked(frame, false)
+	}
+	return c.eventLocked(id, frame, false, false)
+}
+
+// PaceEvent is Pace for an event and its id (see SendEvent).
+func (c *Conn) PaceEvent(id, frame []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id == nil {
+		return c.queueLocked(frame, true)
+	}
+	return c.eventLocked(id, frame, true, false)
+}
+
+// eventLocked queues id and frame as one event and, with flush, tries the
+// socket at once, as Send does on an empty queue.
+func (c *Conn) eventLocked(id, frame []byte, paced, flush bool) error {
+	if c.state.Load() != stateOpen {
+		return ErrClosed
+	}
+	s := c.srv
+	s.m.MessagesSent.Inc()
+	if c.out == nil {
+		c.out = s.queues.Get().(*outQueue)
+	} else if c.w(wWriteArmed) && !paced && c.out.waiting()+len(id)+len(frame) > s.cfg.OutboundQueueBytes {
+		return c.slowLocked(1)
+	}
+	c.out.push(id, paced, false)
+	c.out.push(frame, paced, true)
+	if !c.w(wWriteArmed) && (flush || c.out.size >= flushEarly) {
 		c.flushLocked()
 		return c.sendErr()
 	}
@@ -274,7 +337,7 @@ func (c *Conn) writeLocked(frame []byte) {
 		}
 	case err == nil || err == unix.EAGAIN:
 		c.out = c.srv.queues.Get().(*outQueue)
-		c.out.push(frame, false)
+		c.out.push(frame, false, false)
 		c.out.advance(n)
 		c.armWriteLocked()
 	default:

@@ -4,7 +4,10 @@
 //
 // The ops and envelopes are package protocol's. The handler is written
 // against Conn, not a WebSocket: ws.go adapts it to server.Handler, and
-// other transports can drive a Session the same way (Start, Handle, End).
+// sse.go to event streams (Events: Server-Sent Events, whose event ids
+// name the stream's position in each channel, recovered from
+// Last-Event-ID); other transports can drive a Session the same way
+// (Start, Handle, End).
 // A Session's lock makes it the one owner of its hub Member, so commands
 // may reach it from any goroutine.
 //

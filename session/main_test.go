@@ -53,6 +53,7 @@ func start(t testing.TB, o options) *gateway {
 		AppPing:            session.AppPing,
 		Metrics:            m,
 		Handler:            sessions,
+		Events:             sessions.Events(),
 		OutboundQueueBytes: o.queue,
 		Compression:        o.compress,
 	}

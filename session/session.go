@@ -149,8 +149,9 @@ type Session struct {
 // (channels=a,b, and the personal channel of the claims' user, recovered
 // from user_since and user_epoch). claims is nil when authentication is
 // off; the client may then give its info itself (info=<JSON object>), for
-// presence. ping=1 asks for app-level pings. Call End when the connection
-// has closed.
+// presence. ping=1 asks for app-level pings. An event stream's query may
+// hold last_event_id (sse.go): the channels it names are recovered from
+// there. Call End when the connection has closed.
 func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
 	s := &Session{m: h.hub.Join(c), claims: claims, presenceAt: presenceTick(time.Now())}
 	s.mu.Lock()
@@ -174,6 +175,25 @@ func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
 	h.index.add(s)
 	// Findable by client id before its first join event names it.
 	c.SetData(s)
+	stream, _ := c.(*eventConn)
+	var from []protocol.SSEPosition
+	if id := q.Get("last_event_id"); stream != nil && id != "" {
+		var err error
+		if from, err = protocol.ParseEventID(id); err != nil {
+			h.reply(s, protocol.CodeBadRequest, "Last-Event-ID is not an id this gateway wrote: its channels are subscribed without recovery", "")
+		}
+	}
+	subscribe := func(name string, pos *broadcast.Position) {
+		if stream != nil {
+			if pos == nil {
+				pos = recoveryFrom(from, name)
+			}
+			if pos != nil {
+				stream.recoverFrom(name, *pos)
+			}
+		}
+		h.subscribe(s, name, pos)
+	}
 	if user := s.user(); user != "" {
 		var pos *broadcast.Position
 		if since := q.Get("user_since"); since != "" {
@@ -184,7 +204,7 @@ func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
 				pos = &broadcast.Position{Offset: off, Epoch: q.Get("user_epoch")}
 			}
 		}
-		h.subscribe(s, protocol.PersonalChannel(user), pos)
+		subscribe(protocol.PersonalChannel(user), pos)
 	}
 	for _, list := range q["channels"] {
 		for _, name := range strings.Split(list, ",") {
@@ -192,11 +212,21 @@ func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
 				// A copy: the name is held as long as the subscription,
 				// and a part of the query would hold all of it (up to the
 				// head's limit).
-				h.subscribe(s, strings.Clone(name), nil)
+				subscribe(strings.Clone(name), nil)
 			}
 		}
 	}
 	return s
+}
+
+// recoveryFrom is the position an event id names for channel, nil if none.
+func recoveryFrom(from []protocol.SSEPosition, channel string) *broadcast.Position {
+	for _, p := range from {
+		if p.Channel == channel {
+			return &broadcast.Position{Offset: p.Offset, Epoch: p.Epoch}
+		}
+	}
+	return nil
 }
 
 // End removes a closed connection's session from the hub and the index.

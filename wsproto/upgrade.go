@@ -110,6 +110,9 @@ var (
 	ErrForbiddenOrigin = &HandshakeError{Status: http.StatusForbidden, Reason: "origin not allowed"}
 	ErrBadRequestLine  = &HandshakeError{Status: http.StatusBadRequest, Reason: "malformed request line"}
 	ErrHeadersTooLarge = &HandshakeError{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: "request headers too large"}
+	// ErrMethodNotAllowed refuses a request other than GET on an endpoint
+	// that takes only GET (an event stream).
+	ErrMethodNotAllowed = &HandshakeError{Status: http.StatusMethodNotAllowed, Reason: "only GET opens this endpoint", header: "Allow: GET\r\n"}
 )
 
 // Unauthorized is a 401 refusal for a missing or invalid bearer token; the

@@ -48,6 +48,7 @@ type config struct {
 	LogFormat        string
 	LogLevel         string
 	Pprof            bool // serve /debug/pprof/ on the admin listener
+	SSE              bool // serve Server-Sent Events streams on /events
 
 	clientPublish protocol.Patterns // ClientPublish, parsed
 }
@@ -55,10 +56,11 @@ type config struct {
 func newFlagSet(c *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("pushgate", flag.ContinueOnError)
 	s := &c.Server
-	fs.StringVar(&c.Addr, "addr", ":8080", "public listener: WebSocket (/ws, /echo) and HTTP (/, /healthz, /readyz)")
+	fs.StringVar(&c.Addr, "addr", ":8080", "public listener: WebSocket (/ws, /echo), Server-Sent Events (/events) and HTTP (/, /healthz, /readyz)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", "127.0.0.1:9090", "admin listener: publish API, /metrics, /healthz, /readyz; loopback unless set (e.g. :9090, with --api-key-file)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on the admin listener (behind --api-key when set)")
 	fs.BoolVar(&s.Echo, "echo", false, "serve the RFC 6455 echo endpoint on /echo")
+	fs.BoolVar(&c.SSE, "sse", true, "serve Server-Sent Events streams on /events (--sse=false: /events is 404)")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated Origin allow-list (https://app.example.com, https://*.example.com); empty allows any")
 	fs.BoolVar(&s.Compression, "compression", false, "negotiate permessage-deflate (no context takeover)")
 	fs.IntVar(&s.MaxMessageSize, "max-message-bytes", wsproto.DefaultMaxMessageSize, "largest client message, after decompression; larger ones close with 1009")

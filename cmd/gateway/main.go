@@ -108,6 +108,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sessions := session.New(session.Config{Hub: hub, Publisher: publisher, Metrics: gm, ClientPublish: cfg.clientPublish, Logger: log,
 		Verifier: verifier, MaxBacklog: cfg.MaxClientBacklog, Presence: pres})
 	sc.Handler = sessions
+	if cfg.SSE {
+		sc.Events = sessions.Events()
+	}
 	defer sessions.Close()
 	sc.AppPing = session.AppPing
 	if verifier != nil {
@@ -154,7 +157,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	admin := &http.Server{Handler: adminHandler(srv, reg, cfg, api), ReadHeaderTimeout: 10 * time.Second}
 
 	log.Info("pushgate listening", "addr", public.Addr().String(), "admin_addr", adminLn.Addr().String(),
-		"echo", sc.Echo, "compression", sc.Compression, "client_publish", cfg.ClientPublish, "broker", cfg.Broker.URL, "gogc", gcInEffect())
+		"echo", sc.Echo, "sse", cfg.SSE, "compression", sc.Compression, "client_publish", cfg.ClientPublish, "broker", cfg.Broker.URL, "gogc", gcInEffect())
 	if verifier == nil {
 		log.Warn("authentication is off (no --jwt-secret or --jwt-public-key): any client may connect and subscribe to any channel")
 	}

@@ -15,6 +15,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"encoding/json"
+
+	"github.com/pushgate/pushgate/internal/wstest"
 )
 
 // Event is one dispatched event.
@@ -190,4 +194,27 @@ type readDeadline struct {
 func (r readDeadline) Read(p []byte) (int, error) {
 	_ = r.conn.SetReadDeadline(time.Now().Add(Timeout))
 	return r.r.Read(p)
+}
+
+// Msg reads the next event and decodes its data as a pushgate.v1
+// envelope, failing the test unless it is one.
+func (s *Stream) Msg() (wstest.Msg, Event) {
+	s.t.Helper()
+	e := s.Event()
+	var m wstest.Msg
+	if err := json.Unmarshal([]byte(e.Data), &m); err != nil || m.Type == "" || e.Type != "message" {
+		s.t.Fatalf("event %v is not an envelope: %v", e, err)
+	}
+	m.Raw = []byte(e.Data)
+	return m, e
+}
+
+// ExpectMsg is Msg for an envelope of type typ (and error code, if any).
+func (s *Stream) ExpectMsg(typ, code string) (wstest.Msg, Event) {
+	s.t.Helper()
+	m, e := s.Msg()
+	if m.Type != typ || m.Code != code {
+		s.t.Fatalf("got %s, want type %q code %q", m.Raw, typ, code)
+	}
+	return m, e
 }
