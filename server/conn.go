@@ -113,10 +113,11 @@ func setBit(bits *uint8, b uint8, on bool) {
 // Flags the heartbeat reads without the lock (one word: a parked
 // connection's size is what the gateway is about).
 const (
-	flagThrottled uint32 = 1 << iota // reading paused for the byte rate; the heartbeat resumes it
+	flagThrottled uint32 = 1 << iota // reading paused (byte rate, or closing and discarding); the heartbeat resumes it
 	flagBehind                       // a writability event is awaited
 	flagAppPing                      // pinged with Config.AppPing too
 	flagReading                      // a read task is scheduled or running
+	flagKicked                       // shut down at the close timeout: read to the end
 )
 
 func (c *Conn) setFlag(f uint32, on bool) {
@@ -231,8 +232,8 @@ func (c *Conn) serveRead(pending []byte) {
 			c.seen.Store(s.now())
 			s.m.BytesReceived.Add(float64(n))
 			c.consume(t, buf[:n])
-			if n < len(buf) || c.r(rThrottle) || t.work >= maxWorkPerTask {
-				break // drained (a new arrival re-fires after Rearm), paused or yielding
+			if n < len(buf) || c.r(rThrottle) || c.r(rReadDead) && !c.hasFlag(flagKicked) || t.work >= maxWorkPerTask {
+				break // drained (a new arrival re-fires after Rearm), paused, dead or yielding
 			}
 			continue
 		}
@@ -246,6 +247,16 @@ func (c *Conn) serveRead(pending []byte) {
 	s.readStates.Put(t)
 	if ended || c.handshakeDone() {
 		c.finalize(ReasonPeerGone)
+		return
+	}
+	if c.r(rReadDead) && !c.hasFlag(flagKicked) {
+		// Closing, and what it sends is discarded: read once a heartbeat
+		// tick, for the peer's end of stream, rather than as fast as a
+		// peer can send (300 peers each sending a 1 MiB message past a
+		// limit, reconnecting once closed, streamed a gigabyte a second:
+		// TestPartialMessages). Its sends block instead; at the close
+		// timeout what is left is read through to the end.
+		c.setFlag(flagThrottled, true)
 		return
 	}
 	if c.r(rThrottle) {
