@@ -119,7 +119,6 @@ func (c *Conn) kickLocked() {
 		return
 	}
 	setBit(&c.wbits, wKicked, true)
-	c.setFlag(flagKicked, true)
 	_ = unix.Shutdown(int(c.fd), unix.SHUT_RDWR)
 }
 
