@@ -26,6 +26,9 @@ type request struct {
 	Prefix    string `json:"prefix,omitempty"`
 	Cursor    string `json:"cursor,omitempty"`
 	Limit     int    `json:"limit,omitempty"`
+	// An event stream's ops (command): its key, and the ops.
+	Key string            `json:"key,omitempty"`
+	Ops []json.RawMessage `json:"ops,omitempty"`
 }
 
 // reply is a node's answer.
@@ -40,6 +43,8 @@ type reply struct {
 	Channels    []broadcast.ChannelInfo `json:"channels,omitempty"`
 	More        bool                    `json:"more,omitempty"`
 	Stats       json.RawMessage         `json:"stats,omitempty"`
+	// RateLimited: some of a command's ops were dropped (Connections ran).
+	RateLimited bool `json:"rate_limited,omitempty"`
 }
 
 // Ops.
@@ -51,6 +56,7 @@ const (
 	opPresenceStats = "presence_stats"
 	opChannels      = "channels"
 	opStats         = "stats"
+	opCommand       = "command" // an event stream's ops, posted to any node
 )
 
 // maxUsersExact bounds the user names a node sends for presence_stats;
@@ -139,6 +145,11 @@ func (c *Cluster) local(ctx context.Context, req *request, rep *reply, remote bo
 	case opStats:
 		if c.cfg.LocalStats != nil {
 			rep.Stats, err = json.Marshal(c.cfg.LocalStats())
+		}
+	case opCommand:
+		rep.Connections, err = h.Command(ctx, req.Client, req.Key, req.Ops)
+		if errors.Is(err, session.ErrRateLimited) {
+			rep.RateLimited, err = true, nil
 		}
 	case opChannels:
 		var p session.ChannelPage
@@ -279,7 +290,8 @@ func unavailable() error {
 // remoteError maps another node's error back to its sentinel, so that the
 // API answers it as it would for this node.
 func remoteError(msg string) error {
-	for _, e := range []error{protocol.ErrChannelName, protocol.ErrUserName, session.ErrTarget, session.ErrPresenceOff} {
+	for _, e := range []error{protocol.ErrChannelName, protocol.ErrUserName, session.ErrTarget, session.ErrPresenceOff,
+		session.ErrNoStream, session.ErrStreamKey} {
 		if msg == e.Error() {
 			return e
 		}
@@ -399,4 +411,26 @@ func (c *Cluster) Channels(ctx context.Context, prefix, cursor string, limit int
 		p.Next = names[len(names)-1]
 	}
 	return p, nil
+}
+
+// Command runs an event stream's ops (streamapi) on the node holding the
+// stream, which its client id names; a node that is gone holds none.
+func (c *Cluster) Command(ctx context.Context, client, key string, ops []json.RawMessage) (int, error) {
+	node, ok := session.NodeOf(client)
+	switch {
+	case !ok:
+		return 0, session.ErrNoStream
+	case node == c.node:
+		return c.cfg.Local.Command(ctx, client, key, ops)
+	}
+	replies, err := c.askNode(ctx, node, request{Op: opCommand, Client: client, Key: key, Ops: ops})
+	switch {
+	case err != nil:
+		return 0, err
+	case len(replies) == 0:
+		return 0, session.ErrNoStream
+	case replies[0].RateLimited:
+		return replies[0].Connections, session.ErrRateLimited
+	}
+	return replies[0].Connections, nil
 }

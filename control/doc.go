@@ -13,7 +13,9 @@
 //     node ("<stream>-control.all") and wait, at most Config.Timeout, for
 //     an answer from each live node; answers are merged (counts summed,
 //     lists joined and capped, channels merged in name order). The node
-//     taking the call answers for itself without NATS.
+//     taking the call answers for itself without NATS. An event stream's
+//     ops, posted to any node (streamapi), go the same way to the node
+//     that holds the stream.
 //   - Presence events. A join, leave or presence_lagging notice sent to a
 //     channel's subscribers on one node is published on
 //     "<stream>-presence" and every other node hands it to its own

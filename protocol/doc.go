@@ -26,6 +26,11 @@
 //	{"type":"leave","channel":"chat:lobby","client":"...","user":"alice","info":{...}}
 //	{"type":"ping"}
 //	{"type":"close","code":1001,"reason":"..."} (event streams: their last event)
+//	{"type":"connected","client":"...","key":"..."} (event streams: their first event)
+//
+// An event stream's client sends its ops by POST /events/commands, as
+// {"client":"...","key":"...","ops":[<op>,...]} (CommandRequest); their
+// replies come on the stream.
 //
 // # Encodings
 //

@@ -85,6 +85,17 @@ func AppendClose(dst []byte, code int, reason string) []byte {
 	return append(dst, '}')
 }
 
+// AppendConnected appends {"type":"connected","client":…,"key":…}: the
+// first envelope of an event stream, naming its client id and the key
+// that lets its client send ops for it (POST /events/commands).
+func AppendConnected(dst []byte, client, key string) []byte {
+	dst = append(dst, `{"type":"connected","client":`...)
+	dst = appendString(dst, client)
+	dst = append(dst, `,"key":`...)
+	dst = appendString(dst, key)
+	return append(dst, '}')
+}
+
 // appendString appends s as a JSON string.
 func appendString(dst []byte, s string) []byte {
 	b, _ := json.Marshal(s) // a string always marshals

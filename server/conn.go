@@ -75,13 +75,13 @@ type Conn struct {
 
 	// Read-side limits (limits.go); the read task owns them, but for the
 	// atomics and, while throttled (no read task), bytesIn.
-	msgs        bucket // message rate (/ws)
+	msgs        bucket // message rate (/ws; a stream's posted ops, under mu)
 	bytesIn     bucket // byte rate (/ws)
 	held        uint32 // bytes rs holds, counted in the server's partial budget
 	ep          endpoint
 	compression bool
 	rbits       uint8 // rReadDead, rThrottle (the read task's)
-	strikes     uint8 // messages in a row refused for the message rate
+	strikes     uint8 // messages in a row refused for the message rate (a stream's: under mu)
 }
 
 // Bits of Conn.wbits, under mu.

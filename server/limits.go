@@ -9,8 +9,8 @@ import (
 // Limits on what one client may make the server hold or do, each checked
 // where the work happens, with no goroutine, timer or buffer per connection:
 //
-//   - Message rate (Config.ClientMessageRate, /ws only): a token bucket of
-//     messages. A message over it is dropped and the Handler told
+//   - Message rate (Config.ClientMessageRate, /ws and the ops an event
+//     stream's client posts: AdmitCommand): a token bucket of messages. A message over it is dropped and the Handler told
 //     (RateLimitHandler: pushgate.v1 answers "rate_limited"); after
 //     MaxRateStrikes such messages in a row the connection is closed (1008)
 //     and nothing more it sends is handled: its read ends there, as after
@@ -132,6 +132,27 @@ func (c *Conn) admitMessage(n int) bool {
 		setBit(&c.rbits, rThrottle, true) // stop reading after this read
 	}
 	return true
+}
+
+// AdmitCommand applies the message rate to an op an event stream's
+// client sent by POST (its stream itself takes no input, so its bucket is
+// free for them). It reports whether the op is to be run and, when not,
+// how many in a row were refused: past MaxRateStrikes the stream's
+// handler closes it, as a WebSocket's. It is false on other connections.
+func (c *Conn) AdmitCommand() (ok bool, strikes int) {
+	s := c.srv
+	if c.ep != endpointEvents {
+		return false, 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !s.msgRate.on() || c.msgs.take(s.msgRate, s.now(), 1) {
+		c.strikes = 0
+		return true, 0
+	}
+	s.m.RateLimited.Inc()
+	c.strikes = min(c.strikes+1, MaxRateStrikes+1)
+	return false, int(c.strikes)
 }
 
 // holdPartial accounts for what the connection's frame reader holds after

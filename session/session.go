@@ -156,6 +156,12 @@ func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
 	s := &Session{m: h.hub.Join(c), claims: claims, presenceAt: presenceTick(time.Now())}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	h.index.add(s)
+	// Findable by client id before its first join event names it.
+	c.SetData(s)
+	if _, ok := c.(*eventConn); ok {
+		h.connected(s) // its first event
+	}
 	q, err := url.ParseQuery(string(query)) // keeps the well-formed pairs
 	if err != nil {
 		h.reply(s, protocol.CodeBadRequest, "malformed query", "")
@@ -172,9 +178,6 @@ func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
 	if q.Get("ping") == "1" {
 		c.WantAppPing()
 	}
-	h.index.add(s)
-	// Findable by client id before its first join event names it.
-	c.SetData(s)
 	stream, _ := c.(*eventConn)
 	var from []protocol.SSEPosition
 	if id := q.Get("last_event_id"); stream != nil && id != "" {

@@ -23,9 +23,21 @@ import (
 )
 
 // stream opens an event stream with the query and extra header lines.
-func (g *gateway) stream(t testing.TB, query string, header ...string) *ssetest.Stream {
+func (g *gateway) stream(t testing.TB, query string, header ...string) *stream {
 	t.Helper()
-	return ssetest.MustOpen(t, g.addr, "/events"+query, header...)
+	s := ssetest.MustOpen(t, g.addr, "/events"+query, header...)
+	m, e := s.ExpectMsg("connected", "")
+	if m.Client == "" || m.Key == "" || e.HasID {
+		t.Fatalf("first event %s (id %q)", m.Raw, e.LastEventID)
+	}
+	return &stream{Stream: s, client: m.Client, key: m.Key}
+}
+
+// stream is an event stream past its connected event, which named its
+// client id and key.
+type stream struct {
+	*ssetest.Stream
+	client, key string
 }
 
 // position is what an event id says of one channel.
@@ -100,7 +112,7 @@ func TestStreamRecoveryAcrossReconnects(t *testing.T) {
 	var last uint64
 	id := ""
 	for round := range 8 {
-		var s *ssetest.Stream
+		var s *stream
 		if round == 0 {
 			s = g.stream(t, "?channels=feed")
 		} else {

@@ -27,7 +27,9 @@ import (
 	"github.com/pushgate/pushgate/presence"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/session"
+	"github.com/pushgate/pushgate/streamapi"
 	"github.com/pushgate/pushgate/web"
+	"github.com/pushgate/pushgate/wsproto"
 )
 
 func main() {
@@ -102,7 +104,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	sc.Logger = log
 	sc.Metrics = gm
-	sc.Pages = web.Handler()
+	// The public listener's plain HTTP: the pages, and the ops of event
+	// streams' clients (registered below, once their Commander exists).
+	pages := http.NewServeMux()
+	pages.Handle("/", web.Handler())
+	sc.Pages = pages
 	pres := presence.New(cfg.Presence)
 	gm.ObservePresence(func() int { return int(pres.Clients()) })
 	sessions := session.New(session.Config{Hub: hub, Publisher: publisher, Metrics: gm, ClientPublish: cfg.clientPublish, Logger: log,
@@ -143,6 +149,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		apiCfg.Control = cp
 	}
 	api := adminapi.New(apiCfg)
+	if cfg.SSE {
+		origins, err := wsproto.NewOriginPolicy(sc.AllowedOrigins)
+		if err != nil {
+			fmt.Fprintf(stderr, "pushgate: %v\n", err)
+			return 2
+		}
+		// In a cluster the control plane takes a stream's ops to its node.
+		var cmd streamapi.Commander = sessions
+		if c := cluster.Load(); c != nil {
+			cmd = c
+		}
+		pages.Handle(streamapi.Path, streamapi.New(streamapi.Config{Commander: cmd, Origins: origins, Logger: log}))
+	}
 	public, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushgate: public listener: %v\n", err)

@@ -282,6 +282,8 @@ type Msg struct {
 	Code      string          `json:"code"`
 	Message   string          `json:"message"`
 	Data      json.RawMessage `json:"data"`
+	Client    string          `json:"client"`
+	Key       string          `json:"key"`
 	Raw       []byte          `json:"-"` // the whole payload
 }
 
