@@ -58,7 +58,23 @@ type Gateway struct {
 	// socket), observed once per publication.
 	FanoutDuration prometheus.Histogram
 
+	transportConnections *prometheus.GaugeVec
+	transportMessages    *prometheus.CounterVec
+
 	reg prometheus.Registerer
+}
+
+// Transports, as the transport label names them.
+const (
+	TransportWebSocket = "websocket"
+	TransportSSE       = "sse"
+)
+
+// Transport returns one transport's gauge of open connections and
+// counter of messages sent (both also in the totals, ConnectionsOpen and
+// MessagesSent). Resolve them once and keep them.
+func (g *Gateway) Transport(name string) (open prometheus.Gauge, sent prometheus.Counter) {
+	return g.transportConnections.WithLabelValues(name), g.transportMessages.WithLabelValues(name)
 }
 
 // New creates the gateway's collectors and registers them with reg.
@@ -66,7 +82,7 @@ func New(reg prometheus.Registerer) *Gateway {
 	f := factory{reg}
 	g := &Gateway{
 		ConnectionsOpen: f.gauge("connections",
-			"WebSocket connections open."),
+			"Connections open: WebSocket connections and event streams (by transport: pushgate_transport_connections)."),
 		ConnectionsAccepted: f.counter("connections_accepted_total",
 			"WebSocket connections accepted (handshake completed)."),
 		connectionsClosed: f.counterVec("connections_closed_total",
@@ -82,7 +98,7 @@ func New(reg prometheus.Registerer) *Gateway {
 		BytesReceived: f.counter("received_bytes_total",
 			"Bytes read from WebSocket connections."),
 		MessagesSent: f.counter("messages_sent_total",
-			"Frames handed to WebSocket connections (written or queued)."),
+			"Messages handed to connections (written or queued): WebSocket frames and event stream events."),
 		BytesSent: f.counter("sent_bytes_total",
 			"Bytes written to WebSocket connections."),
 		RateLimited: f.counter("rate_limited_messages_total",
@@ -110,7 +126,14 @@ func New(reg prometheus.Registerer) *Gateway {
 		FanoutDuration: f.histogram("fanout_duration_seconds",
 			"Time from a publication reaching the hub to its last frame handed to the kernel.",
 			prometheus.ExponentialBuckets(50e-6, 2.5, 14)), // 50µs .. 7.5s
+		transportConnections: f.gaugeVec("transport_connections",
+			"Connections open, by transport: websocket (/ws, /echo) or sse (GET /events streams). Their sum is pushgate_connections.", "transport"),
+		transportMessages: f.counterVec("transport_messages_sent_total",
+			"Messages handed to connections (written or queued), by transport: websocket frames or sse events. Their sum is pushgate_messages_sent_total.", "transport"),
 		reg: reg,
+	}
+	for _, t := range []string{TransportWebSocket, TransportSSE} {
+		g.Transport(t) // exported from the start, at 0
 	}
 	publishes := f.counterVec("publishes_total",
 		"Publications by source: api and client are accepted on this node, broker come from other nodes.", "source")
@@ -333,6 +356,12 @@ func (f factory) histogram(name, help string, buckets []float64) prometheus.Hist
 
 func (f factory) gauge(name, help string) prometheus.Gauge {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help})
+	f.register(g)
+	return g
+}
+
+func (f factory) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, labels)
 	f.register(g)
 	return g
 }

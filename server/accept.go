@@ -159,6 +159,7 @@ func (s *Server) open(fd int, ep endpoint, hs wsproto.Handshake, query, pending 
 	c.setFlag(flagReading, true) // this goroutine serves the first read
 	s.conns.put(fd, c)
 	s.m.ConnectionsOpen.Inc()
+	s.transport[ep].open.Inc()
 	s.m.ConnectionsAccepted.Inc()
 	c.serve(pending, func() bool {
 		s.handlers[ep].Open(c, hs, query)

@@ -156,6 +156,7 @@ func (c *Conn) finalize(fallback CloseReason) {
 		c.releaseReader(c.rs)
 	}
 	s.m.ConnectionsOpen.Dec()
+	s.transport[c.ep].open.Dec()
 	s.closedBy[reason].Inc()
 	s.handlers[c.ep].Closed(c)
 	s.conns.signalIfEmpty()

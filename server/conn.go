@@ -225,16 +225,26 @@ func (c *Conn) serveRead(pending []byte) {
 		c.consume(t, pending)
 	}
 	buf := t.buf
-	ended := false
+	ended, dead := false, false
 	for range maxReadsPerTask {
 		if c.r(rReadDead) {
 			// What it sends is not handled (closing after an error, or
 			// mid-message): dropped in the kernel, uncopied, but read to
 			// its end so that the peer's writes finish and it reads our
-			// close frame. (Copied out, the 1 MiB messages of 300
-			// reconnecting holders cost the healthy client's p99 500ms:
-			// TestPartialMessages.)
-			n, err := discard(int(c.fd))
+			// close frame. All closing connections together are read no
+			// faster than discardRate: past it they wait for the next
+			// heartbeat tick, and their peers' writes block. (Copied
+			// out at full speed, the 1 MiB messages of 300 reconnecting
+			// holders took the healthy client's p99 past 500ms:
+			// TestPartialMessages; dropped at full speed, they came back
+			// faster, and bombs took it there: TestCompressionBombs.)
+			budget := s.takeDiscard()
+			if budget == 0 {
+				dead = true
+				break
+			}
+			n, err := discard(int(c.fd), budget)
+			s.returnDiscard(budget - max(n, 0))
 			if n > 0 {
 				c.seen.Store(s.now())
 				s.m.BytesReceived.Add(float64(n))
@@ -268,6 +278,11 @@ func (c *Conn) serveRead(pending []byte) {
 		c.finalize(ReasonPeerGone)
 		return
 	}
+	if dead {
+		// Over discardRate: read again once a heartbeat tick.
+		c.setFlag(flagThrottled, true)
+		return
+	}
 	if c.r(rThrottle) {
 		// Over the byte rate: not read (reading stays held, the poller
 		// unarmed) until the heartbeat finds the debt paid.
@@ -281,21 +296,47 @@ func (c *Conn) serveRead(pending []byte) {
 	_ = s.readPoller.Rearm(int(c.fd), netpoll.Read)
 }
 
-// discardBytes is how much one discard may drop.
+// discardBytes is how much one discard may drop; discardRate how fast
+// all closing connections together may be read (32 MiB at once).
 const discardBytes = 1 << 20
 
-// discard drops up to discardBytes of what the socket holds, without
-// copying them (MSG_TRUNC on TCP), and returns how many; 0 and no error
-// is the end of stream.
-func discard(fd int) (int, error) {
-	n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), 0, discardBytes, unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
+var discardRate = rate{perSecond: 64 << 20, burst: 32 << 20}
+
+// takeDiscard takes what one discard may drop from the node's budget: up
+// to discardBytes, 0 when it is spent.
+func (s *Server) takeDiscard() int {
+	s.discardMu.Lock()
+	defer s.discardMu.Unlock()
+	n := min(s.discardBudget.refill(discardRate, s.now()), discardBytes)
+	if n <= 0 {
+		return 0
+	}
+	s.discardBudget.tokens -= n
+	return int(n)
+}
+
+// returnDiscard gives back what a discard did not use.
+func (s *Server) returnDiscard(n int) {
+	if n <= 0 {
+		return
+	}
+	s.discardMu.Lock()
+	s.discardBudget.tokens = min(s.discardBudget.tokens+int32(n), discardRate.burst)
+	s.discardMu.Unlock()
+}
+
+// discard drops up to n bytes of what the socket holds, without copying
+// them (MSG_TRUNC on TCP), and returns how many; io.EOF is the end of
+// stream.
+func discard(fd, n int) (int, error) {
+	r, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), 0, uintptr(n), unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
-	if n == 0 {
+	if r == 0 {
 		return 0, io.EOF
 	}
-	return int(n), nil
+	return int(r), nil
 }
 
 // consume feeds bytes to the frame reader, keeping the reader on the

@@ -62,13 +62,19 @@ type Server struct {
 	upgraders [numEndpoints]*wsproto.Upgrader
 	closedBy  [numReasons]prometheus.Counter
 	hsResults [wsproto.NumHandshakeResults]prometheus.Counter
+	// By endpoint: its transport's open connections and messages sent.
+	transport [numEndpoints]transportMetrics
 
 	queuedBytes  atomic.Int64 // in every outbound queue
 	partial      atomic.Int64 // connections holding a frame reader
 	partialBytes atomic.Int64 // bytes those readers hold for messages in progress
 	msgRate      rate         // ClientMessageRate, off when not positive
 	byteRate     rate         // ClientBytesRate, off when not positive
-	msgTimeoutMs uint32
+	// What closing connections send is dropped at most this fast, all of
+	// them together (conn.go, discard).
+	discardMu     sync.Mutex
+	discardBudget bucket
+	msgTimeoutMs  uint32
 
 	readers    sync.Pool // *wsproto.Reader
 	readStates sync.Pool // *readState
@@ -129,6 +135,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	for r := range wsproto.NumHandshakeResults {
 		s.hsResults[r] = s.m.Handshakes(r.String())
+	}
+	s.discardBudget.fill(discardRate, s.now())
+	for ep := range numEndpoints {
+		name := metrics.TransportWebSocket
+		if ep == endpointEvents {
+			name = metrics.TransportSSE
+		}
+		s.transport[ep].open, s.transport[ep].sent = s.m.Transport(name)
 	}
 	s.readers.New = func() any { return new(wsproto.Reader) }
 	s.readStates.New = func() any { return &readState{buf: make([]byte, readBufferSize)} }
@@ -289,6 +303,12 @@ func (s *Server) endHandshake(nc net.Conn) {
 	s.headRead(nc)
 	s.handshakes.Done()
 	s.wg.Done()
+}
+
+// transportMetrics are one transport's series.
+type transportMetrics struct {
+	open prometheus.Gauge
+	sent prometheus.Counter
 }
 
 // route maps a request path to an endpoint.

@@ -215,6 +215,7 @@ func (c *Conn) queueLocked(frame []byte, paced bool) error {
 	}
 	s := c.srv
 	s.m.MessagesSent.Inc()
+	s.transport[c.ep].sent.Inc()
 	if c.out == nil {
 		c.out = s.queues.Get().(*outQueue)
 	} else if c.w(wWriteArmed) && !paced && c.out.waiting()+len(frame) > s.cfg.OutboundQueueBytes {
@@ -270,6 +271,7 @@ func (c *Conn) eventLocked(id, frame []byte, paced, flush bool) error {
 	}
 	s := c.srv
 	s.m.MessagesSent.Inc()
+	s.transport[c.ep].sent.Inc()
 	if c.out == nil {
 		c.out = s.queues.Get().(*outQueue)
 	} else if c.w(wWriteArmed) && !paced && c.out.waiting()+len(id)+len(frame) > s.cfg.OutboundQueueBytes {
@@ -290,6 +292,7 @@ func (c *Conn) sendLocked(frame []byte) error {
 		return c.queueLocked(frame, false)
 	}
 	c.srv.m.MessagesSent.Inc()
+	c.srv.transport[c.ep].sent.Inc()
 	c.writeLocked(frame)
 	return nil
 }

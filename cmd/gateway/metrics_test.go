@@ -176,11 +176,14 @@ func TestEveryMetric(t *testing.T) {
 		expect{name: "pushgate_handshakes_total", label: "result=timeout", want: 1},
 		expect{name: "pushgate_handshakes_in_flight", want: 0},
 		expect{name: "pushgate_connections", want: 3},
+		expect{name: "pushgate_transport_connections", label: "transport=websocket", want: 3},
+		expect{name: "pushgate_transport_connections", label: "transport=sse", want: 0},
 		expect{name: "pushgate_connections_accepted_total", want: 4},
 		expect{name: "pushgate_connections_closed_total", label: "reason=client_close", want: 1},
 		expect{name: "pushgate_messages_received_total", want: 1},  // the chat publish
 		expect{name: "pushgate_received_bytes_total", min: 20},     // it and the close
 		expect{name: "pushgate_messages_sent_total", want: 7 + 11}, // replies and messages; control frames are not counted
+		expect{name: "pushgate_transport_messages_sent_total", label: "transport=websocket", want: 7 + 11},
 		expect{name: "pushgate_sent_bytes_total", min: 11 * 40},
 		expect{name: "pushgate_publishes_total", label: "source=api", want: 5},
 		expect{name: "pushgate_publishes_total", label: "source=client", want: 1},
@@ -342,6 +345,24 @@ func TestEveryMetric(t *testing.T) {
 		expect{name: "pushgate_presence_events_total", label: "event=join", want: 2},
 		expect{name: "pushgate_presence_events_total", label: "event=leave", want: 1},
 		expect{name: "pushgate_presence_asks_refused_total", label: "reason=rate", want: 1},
+	)
+
+	// An event stream: counted by transport, its events too (connected,
+	// subscribed, one message), in the totals with the WebSocket's.
+	stream, _, _ := openStream(t, pg.addr, "?channels=room")
+	stream.ExpectMsg("subscribed", "")
+	stay.ExpectMsg("join", "")
+	if code, body := pg.post(t, "/api/publish", `{"channel":"room","data":1}`, ""); code != http.StatusOK {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+	stream.ExpectMsg("join", "") // its own
+	stream.ExpectMsg("message", "")
+	stay.ExpectMsg("message", "")
+	checkMetrics(t, pg.admin, checked,
+		expect{name: "pushgate_transport_connections", label: "transport=sse", want: 1},
+		expect{name: "pushgate_transport_connections", label: "transport=websocket", want: 1},
+		expect{name: "pushgate_connections", want: 2},
+		expect{name: "pushgate_transport_messages_sent_total", label: "transport=sse", want: 4},
 	)
 
 	// Every pushgate metric the gateway exports was checked.
