@@ -14,7 +14,8 @@ import (
 )
 
 // TestJSClientEndToEnd runs web/testdata/e2e.test.mjs with Node's test
-// runner: pushgate.js itself, against two gateway processes in cluster
+// runner, once on WebSocket and once on the fallback (an event stream and
+// POSTed ops, PG_TRANSPORT=sse): pushgate.js itself, against two gateway processes in cluster
 // mode on Debian's nats-server, and two single ones. It sees a channel
 // restart in a new epoch under a live subscription, and refreshes its
 // token on the open connection (and reconnects after 4001 when a refresh
@@ -34,6 +35,29 @@ func TestJSClientEndToEnd(t *testing.T) {
 		t.Fatalf("the ws package is not installed (make deps installs it): %v", err)
 	}
 	bin := proctest.Gateway(t)
+	// Every test twice, each time on gateways of its own: on WebSocket,
+	// then on the fallback, an event stream and POSTed ops.
+	for _, transport := range []string{"websocket", "sse"} {
+		t.Run(transport, func(t *testing.T) {
+			env := jsGateways(t, bin, modules)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, node, "--experimental-eventsource", "--test", "--test-timeout", "60000", filepath.Join("..", "..", "web", "testdata", "e2e.test.mjs"))
+			cmd.Env = append(env, "PG_TRANSPORT="+transport)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("node --test: %v\n%s", err, out)
+			}
+			t.Logf("%s", out)
+		})
+	}
+}
+
+// jsGateways starts the gateways e2e.test.mjs runs against (two in
+// cluster mode on a nats-server, two single ones) and returns the
+// environment that names them.
+func jsGateways(t *testing.T, bin, modules string) []string {
+	t.Helper()
 	_, natsURL := proctest.NATS(t)
 
 	secret := strings.Repeat("e2e-secret-", 4)
@@ -55,13 +79,5 @@ func TestJSClientEndToEnd(t *testing.T) {
 		env = append(env, "PG_WS_"+name+"=ws://"+addr, "PG_ADMIN_"+name+"=http://"+admin)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "--test", "--test-timeout", "60000", filepath.Join("..", "..", "web", "testdata", "e2e.test.mjs"))
-	cmd.Env = env
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("node --test: %v\n%s", err, out)
-	}
-	t.Logf("%s", out)
+	return env
 }

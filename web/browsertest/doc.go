@@ -7,7 +7,10 @@
 // no member list. With --presence 'chat:*', three pages in a room list
 // each other (names marked unverified in open mode), announce a join and
 // a leave (a closed tab), and a page the admin API disconnects with
-// reconnect:false stays disconnected and shows the reason.
+// reconnect:false stays disconnected and shows the reason. Behind HAProxy
+// refusing WebSocket upgrades, in cluster mode, the chat page falls back
+// to an event stream and POSTed ops, and with a bare EventSource page
+// recovers what a gateway restart made them miss.
 //
 // It is a module of its own, so that the gateway's users never download
 // chromedp; the repository's go.work joins it to the gateway, which its

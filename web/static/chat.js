@@ -321,6 +321,9 @@
   pg.on("state", (s) => {
     status.textContent = s;
     status.dataset.state = s;
+    // "sse" where WebSocket is blocked: pushgate.js fell back to an event stream.
+    status.title = s === "connected" ? "connected over " + pg.transport : "";
+    status.dataset.transport = pg.transport;
     if (s === "connected") {
       conn++;
       // pushgate.js sends its outbox as it connects.

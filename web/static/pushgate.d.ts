@@ -20,6 +20,12 @@ declare class Pushgate {
   /** Where the connection stands; each change is a "state" event. */
   readonly state: Pushgate.State;
   /**
+   * The transport of the current or last connection: "websocket", or
+   * "sse" (an event stream and POSTed ops: the fallback where WebSocket
+   * is blocked).
+   */
+  readonly transport: Pushgate.Transport;
+  /**
    * The last close by the server's disconnect (4002: the client
    * reconnected; 4003: it stopped, and reason says why); null until one,
    * and again after connect().
@@ -89,6 +95,9 @@ declare namespace Pushgate {
    */
   type State = "connecting" | "connected" | "reconnecting" | "disconnected";
 
+  /** A transport: WebSocket, or an event stream (GET /events) and POST /events/commands. */
+  type Transport = "websocket" | "sse";
+
   interface Options {
     /**
      * JWT sent as ?token=. A function is called before each (re)connect,
@@ -122,6 +131,19 @@ declare namespace Pushgate {
      * Default null.
      */
     info?: Record<string, unknown> | null;
+    /**
+     * The transports to use, in order of preference. A WebSocket that
+     * closes before it ever opened is followed by the other at once; a
+     * stream that opens after a failed WebSocket is remembered for
+     * fallbackFor. ["sse"]: never WebSocket; ["websocket"]: no fallback.
+     * Default ["websocket", "sse"].
+     */
+    transports?: Transport[];
+    /**
+     * ms for which a fallback to the event stream is remembered (in
+     * localStorage, for the page's origin). Default 600000.
+     */
+    fallbackFor?: number;
   }
 
   /** Options with their defaults. */
@@ -132,6 +154,8 @@ declare namespace Pushgate {
     stableAfter: number;
     pingTimeout: number;
     info: Record<string, unknown> | null;
+    transports: Transport[];
+    fallbackFor: number;
   }
 
   interface SubscribeOptions {

@@ -23,6 +23,13 @@
  * dropped and reconnected when no frame at all came for pingTimeout.
  * Outside a browser it needs a global WebSocket (Node 22 has one) and an
  * explicit URL.
+ *
+ * Where WebSocket is blocked (a proxy that refuses the upgrade), it falls
+ * back to an event stream (GET /events, Server-Sent Events) for what the
+ * server sends and POST /events/commands for its ops, with the same API:
+ * a WebSocket that closes before it ever opened is followed by a stream,
+ * and a stream that opens after that is remembered (localStorage) for
+ * opts.fallbackFor, during which reconnects take the stream first.
  */
 (function (global) {
   "use strict";
@@ -46,6 +53,11 @@
    *   client, sent as ?info= for presence: an open-mode gateway (no
    *   authentication) shows it, unverified; with a token the token's
    *   "info" claim is used instead.
+   * @property {Array<"websocket"|"sse">} [transports=["websocket","sse"]]
+   *   the transports to use, in order of preference: ["sse"] never tries
+   *   WebSocket, ["websocket"] never falls back.
+   * @property {number} [fallbackFor=600000] ms for which a fallback to the
+   *   event stream is remembered, by every client of the page's origin.
    */
 
   class Pushgate {
@@ -56,7 +68,14 @@
      */
     constructor(url, opts) {
       this.url = url || (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
-      this.opts = Object.assign({ minBackoff: 250, maxBackoff: 10000, outboxSize: 100, stableAfter: 5000, pingTimeout: 40000, info: null }, opts);
+      this.opts = Object.assign({ minBackoff: 250, maxBackoff: 10000, outboxSize: 100, stableAfter: 5000, pingTimeout: 40000, info: null,
+        transports: ["websocket", "sse"], fallbackFor: 600000 }, opts);
+      /**
+       * The transport of the current or last connection: "websocket", or
+       * "sse" (an event stream and POSTed ops).
+       * @type {"websocket"|"sse"}
+       */
+      this.transport = this._preferred();
       /**
        * "connecting": the first attempt after connect(); "connected";
        * "reconnecting": the connection failed or closed, and the client is
@@ -85,6 +104,8 @@
       this._attempt = 0; // consecutive failed connections
       this._retrying = false; // a connection failed or closed since connect()
       this._closed = true;
+      this._failed = null; // the transport that last failed before opening
+      this._switched = false; // the last retry switched transports at once
     }
 
     /** Starts connecting, and keeps reconnecting until close(). */
@@ -269,7 +290,8 @@
           u.searchParams.set("user_since", p.offset);
           u.searchParams.set("user_epoch", p.epoch);
         }
-        ws = new WebSocket(u.toString(), "pushgate.v1");
+        this.transport = this._next();
+        ws = this.transport === "sse" ? new StreamSocket(eventsURL(u)) : new WebSocket(u.toString(), "pushgate.v1");
         this._expires = tokenExpiry(token);
       } catch (e) {
         if (gen !== this._gen) return;
@@ -283,6 +305,8 @@
       // lost ends the connection ws, closed with code and reason.
       const lost = (code, reason) => {
         this._ws = null;
+        if (openedAt === null) this._failed = this.transport; // the other next
+        else this._failed = null;
         this._ended();
         this._emit("close", { code, reason });
         if (code === 4002 || code === 4003) {
@@ -309,6 +333,8 @@
       ws.onopen = () => {
         if (this._ws !== ws) return;
         openedAt = heard = Date.now();
+        if (this.transport === "sse" && this._failed === "websocket") remember(this.opts.fallbackFor);
+        this._failed = null;
         this._retrying = false;
         this._setState("connected");
         this._scheduleRefresh(gen, this._expires);
@@ -328,6 +354,24 @@
         if (this._ws !== ws) return;
         lost(e.code, e.reason || "");
       };
+    }
+
+    /** _preferred is the transport to try first: the stream while a
+     * fallback is remembered, else the first of opts.transports. */
+    _preferred() {
+      const t = this.opts.transports.filter((x) => x === "websocket" || (x === "sse" && typeof EventSource !== "undefined"));
+      if (t.length === 0) return "websocket";
+      return t.includes("sse") && remembered() ? "sse" : t[0];
+    }
+
+    /** _next is the transport of the next attempt: the preferred one,
+     * unless it just failed before opening and there is another. */
+    _next() {
+      const first = this._preferred();
+      if (this._failed !== first) return first;
+      const other = first === "websocket" ? "sse" : "websocket";
+      const usable = this.opts.transports.includes(other) && (other === "websocket" || typeof EventSource !== "undefined");
+      return usable ? other : first;
     }
 
     /** Forgets what waited for answers on the connection that ended. */
@@ -377,6 +421,15 @@
       this._retrying = !this._closed;
       this._setState(this._closed ? "disconnected" : "reconnecting");
       if (this._closed) return;
+      // A transport that failed before it opened: the other one at once
+      // (once), before backing off.
+      if (this._failed && this._next() !== this._failed && !this._switched) {
+        this._switched = true;
+        const gen = this._gen;
+        this._timer = setTimeout(() => gen === this._gen && !this._closed && this._open(), 0);
+        return;
+      }
+      this._switched = false;
       // A healthy connection resets the backoff, except when the server
       // closed it for overload (1013): then keep backing off.
       if (healthy && code !== 1013) this._attempt = 0;
@@ -529,6 +582,110 @@
         this._emit("synced", { channel: f.channel, epoch: sub.epoch, offset: f.offset });
       }
     }
+  }
+
+  /**
+   * StreamSocket is an event stream (GET /events) and POST
+   * /events/commands behind the part of the WebSocket interface the client
+   * uses: readyState, send, close, onopen, onmessage, onclose. It opens
+   * when the stream's first event names its client id and key. Ops sent
+   * in one turn go in one POST, and POSTs go one at a time, in order. The
+   * browser's own reconnect is not used: the stream ends (onclose, 1006)
+   * on an error, and the client reconnects and recovers through its
+   * subscribes, as on WebSocket. A close event is the close frame.
+   */
+  class StreamSocket {
+    constructor(url) {
+      this.readyState = 0;
+      this.onopen = this.onmessage = this.onclose = this.onerror = null;
+      const c = new URL(url);
+      c.pathname = c.pathname.replace(/\/?$/, "/commands");
+      c.search = "";
+      this._commands = c.toString();
+      this._queue = []; // ops, as JSON text, waiting for a POST
+      this._posting = false;
+      this._es = new EventSource(url);
+      this._es.onmessage = (e) => {
+        let f;
+        try { f = JSON.parse(e.data); } catch { return; }
+        if (!f) return;
+        if (this.readyState === 0 && f.type === "connected") {
+          this._client = f.client;
+          this._key = f.key;
+          this.readyState = 1;
+          if (this.onopen) this.onopen({});
+          return;
+        }
+        if (f.type === "close") return this._end(f.code, f.reason || "");
+        if (this.readyState === 1 && this.onmessage) this.onmessage({ data: e.data });
+      };
+      this._es.onerror = () => this._end(1006, "event stream failed");
+    }
+
+    send(text) {
+      if (this.readyState !== 1) throw new Error("the event stream is not open");
+      if (text === '{"op":"pong"}') return; // a stream is never asked to answer
+      this._queue.push(text);
+      if (!this._posting) {
+        this._posting = true;
+        Promise.resolve().then(() => this._post());
+      }
+    }
+
+    async _post() {
+      while (this._queue.length > 0 && this.readyState === 1) {
+        const ops = this._queue.splice(0, 100);
+        const body = '{"client":' + JSON.stringify(this._client) + ',"key":' + JSON.stringify(this._key) + ',"ops":[' + ops.join(",") + "]}";
+        let status = 0;
+        try {
+          // text/plain: a simple request, with no preflight across origins.
+          const r = await fetch(this._commands, { method: "POST", body, headers: { "Content-Type": "text/plain" } });
+          status = r.status;
+        } catch { /* status 0: no answer */ }
+        // 200 ran them; 429 dropped some, each answered on the stream; a
+        // 400 or 413 is the client's own bug, not the stream's. Any other
+        // answer means the stream is gone or cannot be reached.
+        if (status !== 200 && status !== 429 && status !== 400 && status !== 413) {
+          return this._end(1006, "commands not taken (" + status + ")");
+        }
+      }
+      this._posting = false;
+    }
+
+    close() { this._end(1000, ""); }
+
+    _end(code, reason) {
+      if (this.readyState === 3) return;
+      this.readyState = 3;
+      this._queue = [];
+      this._es.close();
+      // Later, as a WebSocket's close event: whoever closed it has moved on.
+      Promise.resolve().then(() => this.onclose && this.onclose({ code, reason }));
+    }
+  }
+
+  /** eventsURL is the event stream's URL for u, a /ws URL with its query. */
+  function eventsURL(u) {
+    const e = new URL(u.toString());
+    e.protocol = e.protocol === "wss:" ? "https:" : "http:";
+    e.pathname = e.pathname.replace(/\/ws$/, "") + "/events";
+    return e.toString();
+  }
+
+  const fallbackKey = "pushgate.fallback";
+
+  /** remember notes, for ms, that WebSocket failed where a stream did not. */
+  function remember(ms) {
+    try { global.localStorage.setItem(fallbackKey, String(Date.now() + ms)); } catch { /* no storage: this client only */ }
+    memory = Date.now() + ms;
+  }
+  let memory = 0;
+
+  /** remembered reports whether a fallback is remembered now. */
+  function remembered() {
+    let until = memory;
+    try { until = Math.max(until, Number(global.localStorage.getItem(fallbackKey)) || 0); } catch { /* none */ }
+    return Date.now() < until;
   }
 
   /** newSub is a channel's state: handlers, and the position (epoch,

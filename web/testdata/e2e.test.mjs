@@ -9,6 +9,7 @@
 //                          --presence-event-rate 3, --ping-interval 200ms
 //   PG_SECRET              the HS256 secret A, B and C verify tokens with
 //   PG_NODE_MODULES        a node_modules directory holding the ws package
+//   PG_TRANSPORT           "websocket", or "sse": every client on the fallback
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
@@ -27,7 +28,22 @@ globalThis.WebSocket = class extends WS {
   }
 };
 // Under require, pushgate.js is the module's export (the package's main).
-const { Pushgate } = createRequire(import.meta.url)("../static/pushgate.js");
+const { Pushgate: Client } = createRequire(import.meta.url)("../static/pushgate.js");
+// PG_TRANSPORT=sse runs every test on the fallback, an event stream and
+// POSTed ops (Node 20 has EventSource behind --experimental-eventsource);
+// taps see its events as they see frames.
+const Pushgate = env.PG_TRANSPORT
+  ? class extends Client { constructor(url, opts) { super(url, { transports: [env.PG_TRANSPORT], ...opts }); } }
+  : Client;
+if (env.PG_TRANSPORT === "sse") {
+  const ES = globalThis.EventSource;
+  globalThis.EventSource = class extends ES {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", (e) => { for (const tap of taps) tap(e.data); });
+    }
+  };
+}
 
 const b64url = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
 

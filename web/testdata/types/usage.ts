@@ -12,6 +12,11 @@ const pg = new Pushgate("ws://localhost:8080/ws", {
 });
 new Pushgate(undefined, { token: "jwt" });
 new Pushgate();
+const sse = new Pushgate(undefined, { transports: ["sse"], fallbackFor: 60000 });
+const transport: Pushgate.Transport = sse.transport;
+void transport;
+// @ts-expect-error: no such transport
+new Pushgate(undefined, { transports: ["long-polling"] });
 
 interface Chat {
   name: string;
