@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,6 +124,9 @@ var errClosedByServer = errors.New("closed by server")
 func dial(ctx context.Context, id int, url string, cfg dialConfig, s sink) (*client, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	if strings.HasPrefix(url, "http://") {
+		return dialStream(ctx, id, url, cfg, s)
+	}
 	d := ws.Dialer{
 		NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: cfg.Source}}
@@ -151,16 +156,104 @@ func dial(ctx context.Context, id int, url string, cfg dialConfig, s sink) (*cli
 		}
 	}
 	go c.readLoop(early, s)
+	return c.whenReady(ctx)
+}
+
+// whenReady waits until the read loop has seen the connection ready.
+func (c *client) whenReady(ctx context.Context) (*client, error) {
 	select {
 	case <-c.ready:
 		return c, nil
 	case <-c.done:
-		conn.Close()
+		c.conn.Close()
 		return nil, fmt.Errorf("before ready: %w", c.err)
 	case <-ctx.Done():
-		conn.Close()
+		c.conn.Close()
 		<-c.done
 		return nil, fmt.Errorf("not ready: %w", ctx.Err())
+	}
+}
+
+// dialStream opens connection id as an event stream (GET of an http://
+// URL answered with text/event-stream, Server-Sent Events) and starts its
+// read loop; each event's data is a message, as a WebSocket's.
+func dialStream(ctx context.Context, id int, rawURL string, cfg dialConfig, s sink) (*client, error) {
+	u, err := neturl.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: cfg.Source}}
+	conn, err := nd.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", u.RequestURI(), u.Host); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	br := bufio.NewReaderSize(conn, 2048)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		conn.Close()
+		return nil, fmt.Errorf("event stream: %s", resp.Status)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	c := &client{id: id, conn: conn, ready: make(chan struct{}), done: make(chan struct{}), sub: cfg.Sub}
+	if cfg.ReadyMarker != "" {
+		c.readyMarker = []byte(cfg.ReadyMarker)
+	} else {
+		close(c.ready)
+	}
+	go c.readEvents(br, s)
+	return c.whenReady(ctx)
+}
+
+// readEvents is readLoop for an event stream: its events' data lines,
+// joined, are the messages; comments and other fields are skipped.
+func (c *client) readEvents(r *bufio.Reader, s sink) {
+	defer close(c.done)
+	last := -1
+	var data, long []byte // long: a line longer than r's buffer
+	for {
+		line, err := r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) && len(long) < 16<<20 {
+			long = append(long, line...)
+			continue
+		}
+		if err != nil {
+			c.err = err
+			return
+		}
+		if len(long) > 0 {
+			line = append(long, line...)
+			long = long[:0]
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(line) == 0:
+			if len(data) > 0 {
+				if c.err = c.handle(data, &last, s); c.err != nil {
+					return
+				}
+			}
+			data = data[:0]
+		case bytes.HasPrefix(line, []byte("data:")):
+			if len(data) > 0 {
+				data = append(data, '\n')
+			}
+			data = append(data, bytes.TrimPrefix(line[5:], []byte(" "))...)
+			if len(data) > 16<<20 {
+				c.err = errors.New("an event over 16 MiB")
+				return
+			}
+		}
 	}
 }
 
@@ -255,26 +348,35 @@ func (c *client) readLoop(early []byte, s sink) {
 		if !fin {
 			continue
 		}
-		if seq, sent, ok := parsePayload(msg); ok {
-			s.message(c.id, seq, time.Duration(time.Now().UnixNano()-sent), last)
-			last = seq
-			if c.sub != nil {
-				c.sub.message(msg)
-			}
-		} else {
-			if c.sub != nil {
-				if err := c.sub.reply(msg); err != nil {
-					c.err = err
-					return
-				}
-			}
-			if c.readyMarker != nil && bytes.Contains(msg, c.readyMarker) {
-				c.readyOnce.Do(func() { close(c.ready) })
-			}
-			s.other(c.id, msg)
+		if c.err = c.handle(msg, &last, s); c.err != nil {
+			return
 		}
 		frag = frag[:0]
 	}
+}
+
+// handle reports a whole message to the sink: a publication, or another
+// message (which may make the connection ready). last is the connection's
+// previous sequence number.
+func (c *client) handle(msg []byte, last *int, s sink) error {
+	if seq, sent, ok := parsePayload(msg); ok {
+		s.message(c.id, seq, time.Duration(time.Now().UnixNano()-sent), *last)
+		*last = seq
+		if c.sub != nil {
+			c.sub.message(msg)
+		}
+		return nil
+	}
+	if c.sub != nil {
+		if err := c.sub.reply(msg); err != nil {
+			return err
+		}
+	}
+	if c.readyMarker != nil && bytes.Contains(msg, c.readyMarker) {
+		c.readyOnce.Do(func() { close(c.ready) })
+	}
+	s.other(c.id, msg)
+	return nil
 }
 
 // counter is an atomic counter padded to its own cache line: thousands of

@@ -232,8 +232,8 @@ func TestScenarios(t *testing.T) {
 		t.Skip("builds the gateway and runs every scenario")
 	}
 	t.Run("fanout", func(t *testing.T) {
-		res := runBench(t, "fanout", "-n", "150", "--targets", "pushgate,hub,floor", "--messages", "4", "--rate", "20", "--conns-per-worker", "100")
-		if len(res.Runs) != 3 || len(res.Medians) != 3 {
+		res := runBench(t, "fanout", "-n", "150", "--targets", "pushgate,pushgate-sse,hub,floor", "--messages", "4", "--rate", "20", "--conns-per-worker", "100")
+		if len(res.Runs) != 4 || len(res.Medians) != 4 {
 			t.Fatalf("%d runs, %d medians", len(res.Runs), len(res.Medians))
 		}
 		for _, r := range res.Runs {
@@ -253,7 +253,7 @@ func TestScenarios(t *testing.T) {
 		}
 	})
 	t.Run("idle", func(t *testing.T) {
-		res := runBench(t, "idle", "-n", "300", "--channels", "3", "--targets", "pushgate,hub", "--hold", "100ms", "--samples", "3")
+		res := runBench(t, "idle", "-n", "300", "--channels", "3", "--targets", "pushgate,pushgate-sse,hub", "--hold", "100ms", "--samples", "3")
 		for _, r := range res.Runs {
 			if r.Conns != 300 || r.RSSBase <= 0 || r.RSSLoaded <= 0 || r.GoroutinesLoaded <= 0 {
 				t.Errorf("%s: %d conns, RSS %d -> %d, %d goroutines", r.Target, r.Conns, r.RSSBase, r.RSSLoaded, r.GoroutinesLoaded)
@@ -268,10 +268,11 @@ func TestScenarios(t *testing.T) {
 				t.Errorf("%s: memory samples %v", r.Target, r.Memory)
 			}
 		}
-		// The hub's goroutine per connection shows; pushgate has none.
-		pg, hub := findRun(res.Runs, "pushgate"), findRun(res.Runs, "hub")
-		if hub.GoroutinesLoaded < 600 || pg.GoroutinesLoaded > 200 {
-			t.Errorf("goroutines: pushgate %d, hub %d", pg.GoroutinesLoaded, hub.GoroutinesLoaded)
+		// The hub's goroutine per connection shows; pushgate has none,
+		// on WebSocket or on event streams.
+		pg, sse, hub := findRun(res.Runs, "pushgate"), findRun(res.Runs, "pushgate-sse"), findRun(res.Runs, "hub")
+		if hub.GoroutinesLoaded < 600 || pg.GoroutinesLoaded > 200 || sse.GoroutinesLoaded > 200 {
+			t.Errorf("goroutines: pushgate %d, pushgate-sse %d, hub %d", pg.GoroutinesLoaded, sse.GoroutinesLoaded, hub.GoroutinesLoaded)
 		}
 	})
 	t.Run("throughput", func(t *testing.T) {

@@ -268,26 +268,23 @@ func printSummary(w io.Writer, res *Results) {
 			fmt.Fprintf(w, "  %s run %d failed: %s\n", r.Target, r.Run, e)
 		}
 	}
-	// Ratios of pushgate to each reference, for the key figures.
-	pg := findRun(res.Medians, "pushgate")
-	if pg == nil {
-		return
-	}
-	for _, ref := range []string{"hub", "floor"} {
-		rr := findRun(res.Medians, ref)
-		if rr == nil {
+	// Ratios of pushgate to each reference, and of pushgate's event
+	// streams to its WebSockets, for the key figures.
+	for _, pair := range [][2]string{{"pushgate", "hub"}, {"pushgate", "floor"}, {"pushgate-sse", "pushgate"}} {
+		a, b := findRun(res.Medians, pair[0]), findRun(res.Medians, pair[1])
+		if a == nil || b == nil {
 			continue
 		}
 		var parts []string
 		for _, f := range figs {
-			a, b := f.get(pg), f.get(rr)
-			if a <= 0 || b <= 0 || f.unit == "%" || f.unmeasured(pg) != "" || f.unmeasured(rr) != "" {
+			x, y := f.get(a), f.get(b)
+			if x <= 0 || y <= 0 || f.unit == "%" || f.unmeasured(a) != "" || f.unmeasured(b) != "" {
 				continue
 			}
-			parts = append(parts, fmt.Sprintf("%s %.2f×", f.name, a/b))
+			parts = append(parts, fmt.Sprintf("%s %.2f×", f.name, x/y))
 		}
 		if len(parts) > 0 {
-			fmt.Fprintf(w, "pushgate / %s: %s\n", ref, strings.Join(parts, ", "))
+			fmt.Fprintf(w, "%s / %s: %s\n", pair[0], pair[1], strings.Join(parts, ", "))
 		}
 	}
 }

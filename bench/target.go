@@ -59,7 +59,7 @@ type targetOptions struct {
 	pid                                                                       int
 }
 
-var knownTargets = []string{"pushgate", "hub", "floor", "url"}
+var knownTargets = []string{"pushgate", "pushgate-sse", "hub", "floor", "url"}
 
 // startTarget starts (or, for "url", describes) the named target and
 // waits until it answers.
@@ -77,7 +77,7 @@ func startTarget(ctx context.Context, name string, o *targetOptions) (*target, e
 		}
 		t.host = u.Hostname()
 		return t, checkTargetHost(t)
-	case "pushgate":
+	case "pushgate", "pushgate-sse":
 		bin, err := gatewayBinary(ctx, o)
 		if err != nil {
 			return nil, err
@@ -99,6 +99,10 @@ func startTarget(ctx context.Context, name string, o *targetOptions) (*target, e
 			metricsURL:  "http://" + admin[0] + "/metrics",
 			gcURL:       "http://" + admin[0] + gcPath,
 			host:        o.addr,
+		}
+		if name == "pushgate-sse" {
+			// The same gateway, its clients on event streams (GET /events).
+			t.wsURL = "http://" + pub[0] + "/events?channels={channel}"
 		}
 		return t, t.start(ctx, o, "http://"+admin[0]+"/readyz", bin, args...)
 	case "hub", "floor":
