@@ -253,7 +253,7 @@ func TestScenarios(t *testing.T) {
 		}
 	})
 	t.Run("idle", func(t *testing.T) {
-		res := runBench(t, "idle", "-n", "300", "--channels", "3", "--targets", "pushgate,pushgate-sse,hub", "--hold", "100ms", "--samples", "3")
+		res := runBench(t, "idle", "-n", "300", "--channels", "3", "--targets", "pushgate,hub", "--transport", "websocket,sse", "--hold", "100ms", "--samples", "3")
 		for _, r := range res.Runs {
 			if r.Conns != 300 || r.RSSBase <= 0 || r.RSSLoaded <= 0 || r.GoroutinesLoaded <= 0 {
 				t.Errorf("%s: %d conns, RSS %d -> %d, %d goroutines", r.Target, r.Conns, r.RSSBase, r.RSSLoaded, r.GoroutinesLoaded)

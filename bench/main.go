@@ -97,6 +97,8 @@ type options struct {
 	maxSteps   int
 	p99        time.Duration
 	publishers int
+	// transports: the targets --transport puts in place of pushgate
+	transports []string
 	// churn
 	settle time.Duration
 	warm   time.Duration
@@ -104,6 +106,23 @@ type options struct {
 	hostile hostileOptions
 	// cluster
 	cluster clusterOptions
+}
+
+// expandTransports puts the targets --transport names in place of
+// target pushgate.
+func (o *options) expandTransports() {
+	if o.transports == nil {
+		return
+	}
+	var ts []string
+	for _, t := range o.targets {
+		if t == "pushgate" {
+			ts = append(ts, o.transports...)
+		} else {
+			ts = append(ts, t)
+		}
+	}
+	o.targets = ts
 }
 
 func newFlags(o *options) *flag.FlagSet {
@@ -117,6 +136,21 @@ func newFlags(o *options) *flag.FlagSet {
 			}
 			o.targets = append(o.targets, t)
 		}
+		return nil
+	})
+	fs.Func("transport", "the transports target pushgate's clients use, comma-separated: websocket, sse (Server-Sent Events); with both, pushgate is measured on each, one after the other, as targets pushgate and pushgate-sse (default websocket)", func(s string) error {
+		var ts []string
+		for t := range strings.SplitSeq(s, ",") {
+			switch t = strings.TrimSpace(t); t {
+			case "websocket":
+				ts = append(ts, "pushgate")
+			case "sse":
+				ts = append(ts, "pushgate-sse")
+			default:
+				return fmt.Errorf("unknown transport %q (known: websocket, sse)", t)
+			}
+		}
+		o.transports = ts
 		return nil
 	})
 	fs.IntVar(&o.runs, "runs", 1, "runs per target; figures are the median over them")
@@ -207,6 +241,7 @@ func run(args []string) int {
 		}
 		return 2
 	}
+	o.expandTransports()
 	if err := o.check(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2

@@ -65,7 +65,7 @@ func TestHandler(t *testing.T) {
 		contains     string // in the body, when a GET
 	}{
 		{"GET", "/", 200, "text/html; charset=utf-8", `<script src="/pushgate.js"></script>`},
-		{"GET", "/pushgate.js", 200, "text/javascript; charset=utf-8", `new WebSocket(u.toString(), "pushgate.v1")`},
+		{"GET", "/pushgate.js", 200, "text/javascript; charset=utf-8", `new WebSocket(wsURL, "pushgate.v1")`},
 		{"GET", "/chat.js", 200, "text/javascript; charset=utf-8", "new Pushgate("},
 		{"GET", "/chat.css", 200, "text/css; charset=utf-8", "#messages"},
 		{"HEAD", "/", 200, "text/html; charset=utf-8", ""},

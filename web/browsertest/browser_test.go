@@ -280,8 +280,15 @@ func TestChatInBrowser(t *testing.T) {
 		page(t, tab, name+" sees bob's message", waitJS(countText("bob is back")+` === 1`))
 	}
 
-	// Nothing was shown twice.
+	// Nothing was shown twice, and the restart did not leave a page
+	// thinking WebSocket was blocked (its reconnects may have taken the
+	// stream while the gateway came back; the WebSocket tried beside it
+	// opened).
 	for name, tab := range tabs {
+		remembered, err := chromedp.Run(tab, chromedp.Evaluate[bool](`Number(localStorage.getItem('pushgate.fallback')) > Date.now()`))
+		if err != nil || remembered {
+			t.Errorf("%s remembers a fallback to event streams after a restart (%v)", name, err)
+		}
 		texts, err := chromedp.Run(tab, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#messages li.msg .text')].map(el => el.textContent)`))
 		if err != nil {
 			t.Fatalf("%s: reading the room: %v", name, err)

@@ -74,6 +74,8 @@ func TestFallbackInBrowser(t *testing.T) {
 			chromedp.Click(chromedp.CSS("#join")),
 			waitJS(synced),
 			waitJS(`document.querySelector('#status').dataset.transport === 'sse'`),
+			// The WebSocket tried again beside the stream was refused too.
+			waitJS(`Number(localStorage.getItem('pushgate.fallback')) > Date.now()`),
 		)
 	}
 	page(t, bare, "a bare EventSource",

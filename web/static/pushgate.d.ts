@@ -133,8 +133,9 @@ declare namespace Pushgate {
     info?: Record<string, unknown> | null;
     /**
      * The transports to use, in order of preference. A WebSocket that
-     * closes before it ever opened is followed by the other at once; a
-     * stream that opens after a failed WebSocket is remembered for
+     * closes before it ever opened is followed by the other at once; when
+     * a stream opens after a failed WebSocket, one more WebSocket is tried
+     * beside it, and if it fails too the fallback is remembered for
      * fallbackFor. ["sse"]: never WebSocket; ["websocket"]: no fallback.
      * Default ["websocket", "sse"].
      */

@@ -27,8 +27,9 @@
  * Where WebSocket is blocked (a proxy that refuses the upgrade), it falls
  * back to an event stream (GET /events, Server-Sent Events) for what the
  * server sends and POST /events/commands for its ops, with the same API:
- * a WebSocket that closes before it ever opened is followed by a stream,
- * and a stream that opens after that is remembered (localStorage) for
+ * a WebSocket that closes before it ever opened is followed by a stream;
+ * once that stream is open a WebSocket is tried once more beside it, and
+ * if it fails again the fallback is remembered (localStorage) for
  * opts.fallbackFor, during which reconnects take the stream first.
  */
 (function (global) {
@@ -276,6 +277,7 @@
       const gen = ++this._gen;
       this._setState(this._retrying ? "reconnecting" : "connecting");
       let ws;
+      let wsURL = ""; // this attempt's WebSocket URL, query included
       try {
         const t = this.opts.token;
         const token = typeof t === "function" ? await t() : t;
@@ -291,7 +293,8 @@
           u.searchParams.set("user_epoch", p.epoch);
         }
         this.transport = this._next();
-        ws = this.transport === "sse" ? new StreamSocket(eventsURL(u)) : new WebSocket(u.toString(), "pushgate.v1");
+        wsURL = u.toString();
+        ws = this.transport === "sse" ? new StreamSocket(eventsURL(u)) : new WebSocket(wsURL, "pushgate.v1");
         this._expires = tokenExpiry(token);
       } catch (e) {
         if (gen !== this._gen) return;
@@ -333,7 +336,7 @@
       ws.onopen = () => {
         if (this._ws !== ws) return;
         openedAt = heard = Date.now();
-        if (this.transport === "sse" && this._failed === "websocket") remember(this.opts.fallbackFor);
+        if (this.transport === "sse" && this._failed === "websocket") probe(wsURL, this.opts.fallbackFor);
         this._failed = null;
         this._retrying = false;
         this._setState("connected");
@@ -680,6 +683,21 @@
     memory = Date.now() + ms;
   }
   let memory = 0;
+
+  /**
+   * probe tries a WebSocket to url once the stream that followed a failed
+   * one is open: if it opens too, the failure was the gateway's (down,
+   * restarting), not a proxy's, and nothing is remembered; if it fails,
+   * the fallback is, for ms.
+   */
+  function probe(url, ms) {
+    let ws;
+    try { ws = new WebSocket(url, "pushgate.v1"); } catch { return remember(ms); }
+    let opened = false;
+    ws.onerror = () => {};
+    ws.onopen = () => { opened = true; ws.close(1000); };
+    ws.onclose = () => { if (!opened) remember(ms); };
+  }
 
   /** remembered reports whether a fallback is remembered now. */
   function remembered() {
