@@ -418,8 +418,8 @@ func (c *Cluster) Channels(ctx context.Context, prefix, cursor string, limit int
 func (c *Cluster) Command(ctx context.Context, client, key string, ops []json.RawMessage) (int, error) {
 	node, ok := session.NodeOf(client)
 	switch {
-	case !ok:
-		return 0, session.ErrNoStream
+	case !ok || !protocol.ValidName(node):
+		return 0, session.ErrNoStream // no node's: not a subject to ask on
 	case node == c.node:
 		return c.cfg.Local.Command(ctx, client, key, ops)
 	}

@@ -117,7 +117,9 @@ func (q *outQueue) waiting() int {
 // A frame already partly written stays: cutting it would corrupt the stream.
 func (q *outQueue) dropUnstarted() int {
 	keep := q.head
-	if q.off > 0 {
+	// A frame begun, or the rest of an event whose id is written: cut, the
+	// stream would name a position it did not deliver.
+	if q.off > 0 || keep < len(q.frames) && q.frames[keep].pair {
 		keep++
 		for keep < len(q.frames) && q.frames[keep].pair {
 			keep++ // the rest of the event begun
@@ -188,7 +190,8 @@ func (c *Conn) Queue(frame []byte) error {
 // they are written as the socket drains, in order with everything else,
 // and never count against the queue bound, so a client that reads is not
 // closed for recovering more history than the bound. They cost the queue
-// a reference each: replay frames are history's, shared.
+// a reference each: replay frames are history's, shared. (An event
+// stream's id lines, its own, do count: PaceEvent.)
 func (c *Conn) Pace(frame []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -277,7 +280,10 @@ func (c *Conn) eventLocked(id, frame []byte, paced, flush bool) error {
 	} else if c.w(wWriteArmed) && !paced && c.out.waiting()+len(id)+len(frame) > s.cfg.OutboundQueueBytes {
 		return c.slowLocked(1)
 	}
-	c.out.push(id, paced, false)
+	// The id is the connection's own, not history's: it counts against
+	// the bound even in a replay (a stream following many channels would
+	// otherwise queue kilobytes of ids per replayed message unbounded).
+	c.out.push(id, false, false)
 	c.out.push(frame, paced, true)
 	if !c.w(wWriteArmed) && (flush || c.out.size >= flushEarly) {
 		c.flushLocked()

@@ -187,13 +187,8 @@ func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
 		}
 	}
 	subscribe := func(name string, pos *broadcast.Position) {
-		if stream != nil {
-			if pos == nil {
-				pos = recoveryFrom(from, name)
-			}
-			if pos != nil {
-				stream.recoverFrom(name, *pos)
-			}
+		if stream != nil && pos == nil {
+			pos = recoveryFrom(from, name)
 		}
 		h.subscribe(s, name, pos)
 	}
@@ -313,7 +308,17 @@ func (h *Handler) subscribe(s *Session, name string, pos *broadcast.Position) {
 		h.reply(s, protocol.CodeForbidden, "not allowed to subscribe to this channel", name)
 		return
 	}
-	h.join(s, name, pos, false)
+	// An event stream's ids name the position it recovers from until
+	// the subscribed reply settles it (sse.go); one it already follows is
+	// refused as already subscribed, its position kept.
+	stream, _ := s.conn().(*eventConn)
+	recovering := stream != nil && pos != nil && !stream.follows(name)
+	if recovering {
+		stream.recoverFrom(name, *pos)
+	}
+	if !h.join(s, name, pos, false) && recovering {
+		stream.abandon(name)
+	}
 }
 
 // join subscribes s to the channel name, valid and permitted, and

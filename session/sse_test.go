@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -281,5 +282,44 @@ func TestStreamClosedByServer(t *testing.T) {
 	}
 	if _, err := s.Next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the close event: %v, want the end of the stream", err)
+	}
+}
+
+// TestStreamCommandRecovery: a subscribe with a position that a stream's
+// client sends by POST (Handler.Command) recovers as one in its query
+// does: its subscribed event's id names where the client was, not the
+// channel's head, so a stream cut during the replay resumes within it;
+// a refused one leaves the id as it was.
+func TestStreamCommandRecovery(t *testing.T) {
+	g := start(t, options{})
+	for i := range 3 {
+		g.publish(t, "feed", fmt.Sprint(i))
+	}
+	epoch := g.hub.History("feed", 0).Epoch
+	s := g.stream(t, "?channels=news")
+	s.ExpectMsg("subscribed", "")
+	ops := []json.RawMessage{json.RawMessage(fmt.Sprintf(`{"op":"subscribe","channel":"feed","since":1,"epoch":%q}`, epoch))}
+	if n, err := g.sessions.Command(context.Background(), s.client, s.key, ops); n != 1 || err != nil {
+		t.Fatalf("command: %d %v", n, err)
+	}
+	sub, e := s.ExpectMsg("subscribed", "")
+	if epochOf, off := position(t, e.LastEventID, "feed"); !sub.Recovered || epochOf != epoch || off != 1 {
+		t.Fatalf("subscribed %s, id %q: want recovered, feed at 1", sub.Raw, e.LastEventID)
+	}
+	for want := uint64(2); want <= 3; want++ {
+		m, e := s.ExpectMsg("message", "")
+		if _, off := position(t, e.LastEventID, "feed"); m.Offset != want || off != want {
+			t.Fatalf("message %s, id %q: want offset %d", m.Raw, e.LastEventID, want)
+		}
+	}
+	// Asked again from 0: refused (already subscribed), the id unmoved.
+	ops[0] = json.RawMessage(fmt.Sprintf(`{"op":"subscribe","channel":"feed","since":0,"epoch":%q}`, epoch))
+	if _, err := g.sessions.Command(context.Background(), s.client, s.key, ops); err != nil {
+		t.Fatal(err)
+	}
+	s.ExpectMsg("error", "already_subscribed")
+	g.publish(t, "feed", "3")
+	if m, e := s.ExpectMsg("message", ""); m.Offset != 4 || !strings.Contains(e.LastEventID, "feed,"+epoch+",4") {
+		t.Fatalf("message %s, id %q", m.Raw, e.LastEventID)
 	}
 }

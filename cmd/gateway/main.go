@@ -160,7 +160,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if c := cluster.Load(); c != nil {
 			cmd = c
 		}
-		pages.Handle(streamapi.Path, streamapi.New(streamapi.Config{Commander: cmd, Origins: origins, Logger: log}))
+		// A body may carry one op as large as a WebSocket message.
+		maxBody := max(64<<10, int64(sc.MaxMessageSize)+4<<10)
+		pages.Handle(streamapi.Path, streamapi.New(streamapi.Config{Commander: cmd, Origins: origins, Logger: log, MaxBodyBytes: maxBody}))
 	}
 	public, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

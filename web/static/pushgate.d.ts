@@ -228,7 +228,9 @@ declare namespace Pushgate {
   /**
    * A server error reply (codes such as "forbidden", "overloaded",
    * "unavailable", "bad_request"), or one of the client's own:
-   * "outbox_full", "connect" (the token function failed), "refresh".
+   * "outbox_full", "connect" (the token function failed), "refresh",
+   * "commands_refused" (on the event-stream fallback: ops the gateway's
+   * POST /events/commands refused whole, too large or malformed).
    */
   interface ErrorEvent {
     code: string;

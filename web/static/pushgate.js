@@ -221,7 +221,8 @@
      * the server's history holds nothing newer than the client, at once,
      * and when it holds nothing at all, with the next message), "refreshed" ({expires}: the server took a fresh token),
      * "error" ({code, message, channel}: a server error reply, or code
-     * "outbox_full", "connect" or "refresh" from the client), "close" ({code,
+     * "outbox_full", "connect", "refresh" or, on the event-stream
+     * fallback, "commands_refused" from the client), "close" ({code,
      * reason} of each closed connection; 1006 "ping timeout" when the
      * watchdog gave up on it), "disconnected" ({code, reason, reconnect}:
      * the server disconnected the client: 4002, it reconnects; 4003, it
@@ -295,6 +296,9 @@
         this.transport = this._next();
         wsURL = u.toString();
         ws = this.transport === "sse" ? new StreamSocket(eventsURL(u)) : new WebSocket(wsURL, "pushgate.v1");
+        // Ops the gateway refused whole (a POST over its size): said, as
+        // a WebSocket's 1009 would be.
+        if (this.transport === "sse") ws.onrefused = (status, n) => this._emit("error", { code: "commands_refused", message: n + " op(s) refused by POST /events/commands (" + status + ")" });
         this._expires = tokenExpiry(token);
       } catch (e) {
         if (gen !== this._gen) return;
@@ -600,7 +604,7 @@
   class StreamSocket {
     constructor(url) {
       this.readyState = 0;
-      this.onopen = this.onmessage = this.onclose = this.onerror = null;
+      this.onopen = this.onmessage = this.onclose = this.onerror = this.onrefused = null;
       const c = new URL(url);
       c.pathname = c.pathname.replace(/\/?$/, "/commands");
       c.search = "";
@@ -636,8 +640,17 @@
     }
 
     async _post() {
-      while (this._queue.length > 0 && this.readyState === 1) {
-        const ops = this._queue.splice(0, 100);
+      let tries = 0;
+      while (this._queue.length > 0 && this.readyState !== 3) {
+        // At most 100 ops and about 60 KiB a POST (the gateway takes 64
+        // KiB, or one op as large as its --max-message-bytes).
+        let n = 0;
+        let size = 64;
+        while (n < this._queue.length && n < 100 && (n === 0 || size + utf8Length(this._queue[n]) + 1 <= 60000)) {
+          size += utf8Length(this._queue[n]) + 1;
+          n++;
+        }
+        const ops = this._queue.slice(0, n);
         const body = '{"client":' + JSON.stringify(this._client) + ',"key":' + JSON.stringify(this._key) + ',"ops":[' + ops.join(",") + "]}";
         let status = 0;
         try {
@@ -645,17 +658,36 @@
           const r = await fetch(this._commands, { method: "POST", body, headers: { "Content-Type": "text/plain" } });
           status = r.status;
         } catch { /* status 0: no answer */ }
-        // 200 ran them; 429 dropped some, each answered on the stream; a
-        // 400 or 413 is the client's own bug, not the stream's. Any other
-        // answer means the stream is gone or cannot be reached.
-        if (status !== 200 && status !== 429 && status !== 400 && status !== 413) {
-          return this._end(1006, "commands not taken (" + status + ")");
+        if (this.readyState === 3) return;
+        if ((status === 0 || status === 503) && tries < 4) {
+          // The stream's node did not answer (NATS down?), or no answer
+          // at all: the same ops again, a little later.
+          await new Promise((r) => setTimeout(r, 250 * 2 ** tries++));
+          continue;
         }
+        tries = 0;
+        this._queue.splice(0, n);
+        // 200 ran them; 429 dropped some, each answered on the stream.
+        if (status === 400 || status === 413) {
+          if (this.onrefused) this.onrefused(status, n);
+          continue;
+        }
+        // Any other answer: the stream is gone or cannot be reached.
+        if (status !== 200 && status !== 429) return this._end(1006, "commands not taken (" + status + ")");
       }
       this._posting = false;
+      if (this.readyState === 2) this._end(1000, ""); // close() waited for them
     }
 
-    close() { this._end(1000, ""); }
+    /** close ends the stream once the ops already sent are posted, as a
+     * WebSocket sends what it buffered before its close frame. */
+    close() {
+      if (this.readyState === 1 && this._posting) {
+        this.readyState = 2;
+        return;
+      }
+      this._end(1000, "");
+    }
 
     _end(code, reason) {
       if (this.readyState === 3) return;
@@ -665,6 +697,16 @@
       // Later, as a WebSocket's close event: whoever closed it has moved on.
       Promise.resolve().then(() => this.onclose && this.onclose({ code, reason }));
     }
+  }
+
+  /** utf8Length is the UTF-8 size of s. */
+  function utf8Length(s) {
+    let n = 0;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      n += c < 0x80 ? 1 : c < 0x800 ? 2 : c >= 0xd800 && c < 0xdc00 ? (i++, 4) : 3;
+    }
+    return n;
   }
 
   /** eventsURL is the event stream's URL for u, a /ws URL with its query. */
