@@ -39,7 +39,8 @@
 // envelope's own headroom, a permessage-deflate frame for connections
 // that negotiated it, and a Server-Sent Events event's data lines
 // (sse.go: the stream format, and event ids that name a stream's position
-// in each of its channels). The fan-out hands each connection the bytes
+// in each of its channels), deflated on its own for gzip-encoded streams
+// (ssegzip.go). The fan-out hands each connection the bytes
 // of its encoding and never frames anything itself.
 //
 // # Names

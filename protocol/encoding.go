@@ -25,6 +25,9 @@ const (
 	// and the blank line that dispatches it (sse.go). A stream adds each
 	// event's id itself, in front of these shared bytes.
 	SSE
+	// SSEGzip is an SSE event in a gzip-encoded stream: deflated on its
+	// own, or stored when small (ssegzip.go).
+	SSEGzip
 	NumEncodings
 )
 
@@ -61,6 +64,8 @@ func encode(e Encoding, buf []byte) []byte {
 		return wsproto.AppendCompressedFrame(nil, ws.OpText, env)
 	case SSE:
 		return AppendSSEData(make([]byte, 0, sseSize(len(env))), env)
+	case SSEGzip:
+		return encodeSSEGzip(env)
 	default:
 		h := wsproto.HeaderSize(len(env))
 		wsproto.AppendHeader(buf[Headroom-h:Headroom-h], ws.OpText, false, len(env))

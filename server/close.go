@@ -49,7 +49,7 @@ func (c *Conn) closeCodeLocked(reason CloseReason, code ws.StatusCode, text stri
 	}
 	c.beginClosingLocked(reason)
 	if c.ep == endpointEvents {
-		c.queueCloseLocked(closeEvent(int(code), text))
+		c.queueCloseLocked(closeEvent(c.Encoding(), int(code), text))
 		return
 	}
 	c.queueCloseLocked(wsproto.AppendCloseFrame(nil, code, text))

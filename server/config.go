@@ -27,6 +27,10 @@ type Config struct {
 	// (stream.go); its Message is never called. Without it /events is a
 	// plain HTTP path (404).
 	Events Handler
+	// EventsGzip gzip-encodes the streams of clients that accept it
+	// (Accept-Encoding: gzip), with no compressor per stream (see
+	// protocol.SSEGzip).
+	EventsGzip bool
 	// Echo enables the RFC 6455 echo endpoint on /echo.
 	Echo bool
 	// Pages serves the public listener's plain HTTP requests other than

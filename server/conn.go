@@ -79,7 +79,7 @@ type Conn struct {
 	bytesIn     bucket // byte rate (/ws)
 	held        uint32 // bytes rs holds, counted in the server's partial budget
 	ep          endpoint
-	compression bool
+	compression bool  // permessage-deflate (/ws, /echo), or a gzip-encoded stream
 	rbits       uint8 // rReadDead, rThrottle (the read task's)
 	strikes     uint8 // messages in a row refused for the message rate (a stream's: under mu)
 }
@@ -135,9 +135,12 @@ var errPeerClosed = errors.New("server: peer sent close")
 
 // Encoding is how the connection takes envelopes: WebSocket frames,
 // compressed when it negotiated permessage-deflate, or events of a
-// Server-Sent Events stream.
+// Server-Sent Events stream, gzip-encoded when it asked.
 func (c *Conn) Encoding() protocol.Encoding {
 	if c.ep == endpointEvents {
+		if c.compression {
+			return protocol.SSEGzip
+		}
 		return protocol.SSE
 	}
 	if c.compression {

@@ -120,10 +120,11 @@ func (c *Conn) heartbeat(now, wall uint32) {
 		if c.ep == endpointEvents {
 			if c.out == nil && now-c.wroteAt.Load() >= s.pingMs {
 				s.m.HeartbeatPings.Inc()
+				gz := b2i(c.compression)
 				if c.hasFlag(flagAppPing) {
-					_ = c.sendLocked(streamPing)
+					_ = c.sendLocked(streamPing[gz])
 				} else {
-					_ = c.sendLocked(streamComment)
+					_ = c.sendLocked(streamComment[gz])
 				}
 			}
 			return

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -19,6 +20,10 @@ import (
 //
 //   - The response has no length: its body is events until the server
 //     closes the connection. It starts with a retry field (SSERetry).
+//     A client that accepts gzip, with Config.EventsGzip, gets it
+//     gzip-encoded (protocol.SSEGzip: events deflated once per
+//     publication, the stream's own bytes stored), with no compressor
+//     kept per stream.
 //   - Nothing is read after the request: bytes that arrive close it
 //     (Conn.consume), and the client leaves by closing its side.
 //   - There is no close frame: closing writes a last event,
@@ -35,12 +40,40 @@ import (
 //     reconnecting client's Last-Event-ID header reaches the handler's
 //     Open as the query's last_event_id.
 
-// The heartbeat's bytes for a stream: a comment, or the app-level ping as
-// an event.
+// The heartbeat's bytes for a stream, plain and gzip-encoded: a comment,
+// or the app-level ping as an event.
 var (
-	streamComment = []byte(protocol.SSEComment)
-	streamPing    = protocol.Frame(protocol.SSE, append(protocol.Buffer(len(protocol.Ping)), protocol.Ping...))
+	streamComment = [2][]byte{[]byte(protocol.SSEComment), protocol.AppendStoredEvent(nil, []byte(protocol.SSEComment))}
+	streamPing    = [2][]byte{
+		protocol.Frame(protocol.SSE, append(protocol.Buffer(len(protocol.Ping)), protocol.Ping...)),
+		protocol.Frame(protocol.SSEGzip, append(protocol.Buffer(len(protocol.Ping)), protocol.Ping...)),
+	}
 )
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// acceptsGzip reports whether a request's Accept-Encoding takes gzip (a
+// q of 0 refuses it).
+func acceptsGzip(head []byte) bool {
+	v, ok := wsproto.HeaderValue(head, "Accept-Encoding")
+	if !ok {
+		return false
+	}
+	for part := range strings.SplitSeq(string(v), ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if !strings.EqualFold(strings.TrimSpace(name), "gzip") {
+			continue
+		}
+		q, found := strings.CutPrefix(strings.ReplaceAll(params, " ", ""), "q=")
+		return !found || strings.Trim(q, "0.") != ""
+	}
+	return false
+}
 
 // stream answers GET /events, whose head is complete, and parks the
 // connection. pc is pinned: not to be shed.
@@ -87,8 +120,17 @@ func (s *Server) stream(pc *pendingConn, head, query, pending []byte) {
 		resp = append(resp, origin...)
 		resp = append(resp, "\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n"...)
 	}
+	gz := s.cfg.EventsGzip && acceptsGzip(head)
+	if gz {
+		resp = append(resp, "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n"...)
+	}
 	resp = append(resp, "\r\n"...)
-	resp = append(resp, protocol.SSERetry...)
+	if gz {
+		resp = append(resp, protocol.GzipHeader...)
+		resp = protocol.AppendStoredEvent(resp, []byte(protocol.SSERetry))
+	} else {
+		resp = append(resp, protocol.SSERetry...)
+	}
 	if _, err := pc.Write(resp); err != nil {
 		unix.Close(fd)
 		s.adm.unpin(pc)
@@ -100,7 +142,7 @@ func (s *Server) stream(pc *pendingConn, head, query, pending []byte) {
 	// stay unacknowledged, and past this the socket fails.
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(s.pingMs+s.pongMs))
 	s.hsResults[wsproto.ResultOK].Inc()
-	s.open(fd, endpointEvents, wsproto.Handshake{State: state}, streamQuery(head, query), pending)
+	s.open(fd, endpointEvents, wsproto.Handshake{State: state, Compression: gz}, streamQuery(head, query), pending)
 }
 
 // printable reports whether b is all visible ASCII: an Origin echoed in a
@@ -114,9 +156,10 @@ func printable(b []byte) bool {
 	return true
 }
 
-// closeEvent is the last event of a stream closed for reason.
-func closeEvent(code int, text string) []byte {
-	return protocol.Frame(protocol.SSE, protocol.AppendClose(protocol.Buffer(48+len(text)), code, text))
+// closeEvent is the last event of a stream (encoded as e) closed for
+// reason.
+func closeEvent(e protocol.Encoding, code int, text string) []byte {
+	return protocol.Frame(e, protocol.AppendClose(protocol.Buffer(48+len(text)), code, text))
 }
 
 // streamQuery is the query an event stream's handler sees: the request's,

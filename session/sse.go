@@ -154,7 +154,7 @@ func (e *eventConn) settle(channel []byte) bool {
 // not (recovered:false: the client resyncs, and history follows from its
 // oldest), so that a stream cut during a replay resumes within it.
 func (e *eventConn) idFor(frame []byte, extra int) []byte {
-	env, ok := protocol.SSEEnvelope(frame)
+	env, ok := protocol.EventEnvelope(frame)
 	if !ok {
 		return nil
 	}
@@ -192,7 +192,12 @@ func (e *eventConn) idFor(frame []byte, extra int) []byte {
 	if extra > maxJoined {
 		extra = 0
 	}
-	return protocol.AppendEventID(make([]byte, 0, e.idSize()+extra), e.pos)
+	id := protocol.AppendEventID(make([]byte, 0, e.idSize()+extra+5), e.pos)
+	if e.Conn.Encoding() == protocol.SSEGzip {
+		// In a stored block, as the stream's own bytes (protocol.SSEGzip).
+		id = protocol.AppendStored(make([]byte, 0, len(id)+5+extra), id)
+	}
+	return id
 }
 
 // idSize is about what the id line takes.

@@ -20,6 +20,7 @@ import (
 	"github.com/pushgate/pushgate/internal/ssetest"
 	"github.com/pushgate/pushgate/internal/wstest"
 	"github.com/pushgate/pushgate/protocol"
+	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/session"
 )
 
@@ -321,5 +322,44 @@ func TestStreamCommandRecovery(t *testing.T) {
 	g.publish(t, "feed", "3")
 	if m, e := s.ExpectMsg("message", ""); m.Offset != 4 || !strings.Contains(e.LastEventID, "feed,"+epoch+",4") {
 		t.Fatalf("message %s, id %q", m.Raw, e.LastEventID)
+	}
+}
+
+// TestStreamGzip: a client that accepts gzip gets its stream gzip-encoded
+// (read here inflating as it goes, as a browser does): large events
+// compressed, small ones and ids stored, the same envelopes and ids as a
+// plain stream, recovery included; one that does not, or refuses it with
+// q=0, gets it plain.
+func TestStreamGzip(t *testing.T) {
+	g := start(t, options{tune: func(c *server.Config) { c.EventsGzip = true }})
+	s := g.stream(t, "?channels=news", "Accept-Encoding: br, gzip;q=0.8")
+	if ce := s.Resp.Header.Get("Content-Encoding"); ce != "gzip" {
+		t.Fatalf("Content-Encoding %q", ce)
+	}
+	sub, _ := s.ExpectMsg("subscribed", "")
+	big := `"` + strings.Repeat("compressible text ", 200) + `"`
+	g.publish(t, "news", big)
+	g.publish(t, "news", `"small"`)
+	for i, want := range []string{big, `"small"`} {
+		m, e := s.ExpectMsg("message", "")
+		if string(m.Data) != want || e.LastEventID != fmt.Sprintf("news,%s,%d", sub.Epoch, i+1) {
+			t.Fatalf("message %.60s id %q", m.Raw, e.LastEventID)
+		}
+	}
+	s.Conn.Close()
+	g.publish(t, "news", big)
+	s = g.stream(t, "?channels=news", "Accept-Encoding: gzip", "Last-Event-ID: news,"+sub.Epoch+",2")
+	if m, _ := s.ExpectMsg("subscribed", ""); !m.Recovered {
+		t.Fatalf("subscribed %s", m.Raw)
+	}
+	if m, e := s.ExpectMsg("message", ""); m.Offset != 3 || string(m.Data) != big || e.LastEventID != "news,"+sub.Epoch+",3" {
+		t.Fatalf("recovered %.60s id %q", m.Raw, e.LastEventID)
+	}
+	for _, accept := range []string{"X-No-Accept-Encoding: 1", "Accept-Encoding: gzip;q=0", "Accept-Encoding: deflate"} {
+		s := g.stream(t, "?channels=news", accept)
+		if ce := s.Resp.Header.Get("Content-Encoding"); ce != "" {
+			t.Errorf("%q: Content-Encoding %q", accept, ce)
+		}
+		s.ExpectMsg("subscribed", "")
 	}
 }

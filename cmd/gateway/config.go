@@ -61,6 +61,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on the admin listener (behind --api-key when set)")
 	fs.BoolVar(&s.Echo, "echo", false, "serve the RFC 6455 echo endpoint on /echo")
 	fs.BoolVar(&c.SSE, "sse", true, "serve Server-Sent Events streams on /events (--sse=false: /events is 404)")
+	fs.BoolVar(&s.EventsGzip, "sse-gzip", true, "gzip-encode the event streams of clients that accept it (no compressor is kept per stream)")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated Origin allow-list (https://app.example.com, https://*.example.com); empty allows any")
 	fs.BoolVar(&s.Compression, "compression", false, "negotiate permessage-deflate (no context takeover)")
 	fs.IntVar(&s.MaxMessageSize, "max-message-bytes", wsproto.DefaultMaxMessageSize, "largest client message, after decompression; larger ones close with 1009")

@@ -7,6 +7,7 @@ package ssetest
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"net"
@@ -152,7 +153,16 @@ func Open(t testing.TB, addr, target string, header ...string) (*Stream, error) 
 	if resp.StatusCode != http.StatusOK {
 		return s, nil
 	}
-	s.Parser = NewParser(readDeadline{conn, br})
+	var body io.Reader = readDeadline{conn, br}
+	if resp.Header.Get("Content-Encoding") == "gzip" {
+		// Read as a browser does, inflating as it goes.
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return nil, fmt.Errorf("gzip-encoded stream: %w", err)
+		}
+		body = zr
+	}
+	s.Parser = NewParser(body)
 	return s, nil
 }
 
