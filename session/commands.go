@@ -75,8 +75,9 @@ func (h *Handler) Command(_ context.Context, client, key string, ops []json.RawM
 			}
 			continue
 		}
-		h.Handle(s, op)
-		ran++
+		if h.handle(s, op) {
+			ran++
+		}
 	}
 	if dropped {
 		return ran, ErrRateLimited

@@ -259,22 +259,27 @@ func (s *Session) user() string {
 }
 
 // Handle runs one client op, a JSON text message.
-func (h *Handler) Handle(s *Session, payload []byte) {
+func (h *Handler) Handle(s *Session, payload []byte) { h.handle(s, payload) }
+
+// handle is Handle, reporting whether the op was run (answered, if only
+// with an error): not when the session has ended, nor when its backlog
+// closes it.
+func (h *Handler) handle(s *Session, payload []byte) bool {
 	if h.hub.Backlog(s.m) >= h.backlog {
 		// Its shard runs its ops slower than it sends them: replying
 		// would only add to the pile.
 		s.conn().Close(server.ReasonOverloaded, "too many ops in flight")
-		return
+		return false
 	}
 	cmd, err := protocol.ParseCommand(payload)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return
+		return false
 	}
 	if err != nil {
 		h.reply(s, protocol.CodeBadRequest, "malformed JSON", "")
-		return
+		return true
 	}
 	switch cmd.Op {
 	case protocol.OpSubscribe:
@@ -295,6 +300,7 @@ func (h *Handler) Handle(s *Session, payload []byte) {
 	default:
 		h.reply(s, protocol.CodeBadRequest, "unknown op", "")
 	}
+	return true
 }
 
 // The ops, each with s.mu held.

@@ -86,6 +86,17 @@ func TestFallbackInBrowser(t *testing.T) {
 			es.onmessage = (e) => window.got.push(JSON.parse(e.data));`),
 		waitJS(`window.got.some(m => m.type === 'subscribed' && m.channel === 'news')`),
 	)
+	// The browser's streams are gzip-encoded (it accepts gzip, and
+	// --sse-gzip is on): what the page read above was inflated.
+	enc, err := chromedp.Run(bare, chromedp.Evaluate[string](`(async () => {
+		const r = await fetch("/events?channels=probe");
+		const enc = r.headers.get("content-encoding") || "none";
+		await r.body.cancel();
+		return enc;
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil || enc != "gzip" {
+		t.Errorf("a stream's Content-Encoding in Chromium: %q (%v), want gzip", enc, err)
+	}
 
 	page(t, ann, "ann sends",
 		chromedp.SendKeys(chromedp.CSS("#text"), "hello over sse"),
