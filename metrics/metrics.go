@@ -29,6 +29,9 @@ type Gateway struct {
 	// for its byte rate.
 	RateLimited   prometheus.Counter
 	ReadThrottles prometheus.Counter
+	// DrainPauses counts the times a closing connection's reading paused
+	// because closing connections together passed the node's drain rate.
+	DrainPauses prometheus.Counter
 
 	SlowConsumers  prometheus.Counter
 	DroppedFrames  prometheus.Counter
@@ -105,6 +108,8 @@ func New(reg prometheus.Registerer) *Gateway {
 			"Client messages refused (rate_limited error, then 1008) because their connection passed --client-message-rate."),
 		ReadThrottles: f.counter("read_throttles_total",
 			"Times a connection's reading paused because it passed --client-bytes-rate (it resumes as the budget refills)."),
+		DrainPauses: f.counter("drain_pauses_total",
+			"Times a closing connection was not read on because closing connections together were sending past the node's drain rate (64 MiB/s, dropped unread); it is read again at the next heartbeat tick."),
 		SlowConsumers: f.counter("slow_consumers_total",
 			"Connections closed with 1013 because their outbound queue overflowed."),
 		DroppedFrames: f.counter("outbound_dropped_frames_total",

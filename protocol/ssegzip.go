@@ -8,13 +8,13 @@ import (
 
 // A gzip-encoded event stream (SSEGzip) costs a stream no compressor:
 // every event is deflated on its own, once per publication like every
-// other encoding, by a pooled compressor reset for each, and ended with a
-// sync flush. No event refers back to another, so the events of any
-// stream, in any order, make one valid deflate stream. What a stream adds
-// itself (its id lines, heartbeat comments) goes in stored blocks, as do
-// envelopes under CompressMin; every event ends with a sync flush (an
-// empty stored block), so that a reader hands it out at once. The gzip trailer never comes: the stream
-// ends when the connection does.
+// other encoding, by a pooled compressor reset for each. No event refers
+// back to another, so the events of any stream, in any order, make one
+// valid deflate stream. What a stream adds itself (its id lines,
+// heartbeat comments) goes in stored blocks, as do envelopes under
+// CompressMin. Every event ends with a sync flush (an empty stored
+// block), so that a reader hands it out at once. The gzip trailer never
+// comes: the stream ends when the connection does.
 //
 // A compressed event starts with a stored block holding its first bytes,
 // through the envelope's `,"data":`, so that a stream can read the
@@ -24,6 +24,17 @@ import (
 // time, unknown OS.
 var GzipHeader = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}
 
+// StoredHeaderLen is the size of a stored block's header.
+const StoredHeaderLen = 5
+
+// PutStoredHeader writes, in b's first StoredHeaderLen bytes, the header
+// of a stored block holding the rest of b (at most 65,535 bytes: an id
+// line is at most MaxEventIDLen).
+func PutStoredHeader(b []byte) {
+	n := len(b) - StoredHeaderLen
+	b[0], b[1], b[2], b[3], b[4] = 0, byte(n), byte(n>>8), ^byte(n), ^byte(n>>8)
+}
+
 // AppendStored appends p as non-final stored deflate blocks (a 5-byte
 // header each, 65,535 bytes at most). The stream must be at a byte
 // boundary, as it is after GzipHeader, a sync flush or another stored
@@ -31,8 +42,9 @@ var GzipHeader = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}
 func AppendStored(dst, p []byte) []byte {
 	for {
 		n := min(len(p), 0xffff)
-		dst = append(dst, 0, byte(n), byte(n>>8), ^byte(n), ^byte(n>>8))
-		dst = append(dst, p[:n]...)
+		at := len(dst)
+		dst = append(append(dst, make([]byte, StoredHeaderLen)...), p[:n]...)
+		PutStoredHeader(dst[at:])
 		if p = p[n:]; len(p) == 0 {
 			return dst
 		}

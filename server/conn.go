@@ -283,6 +283,7 @@ func (c *Conn) serveRead(pending []byte) {
 	}
 	if dead {
 		// Over discardRate: read again once a heartbeat tick.
+		s.m.DrainPauses.Inc()
 		c.setFlag(flagThrottled, true)
 		return
 	}

@@ -120,11 +120,10 @@ func (c *Conn) heartbeat(now, wall uint32) {
 		if c.ep == endpointEvents {
 			if c.out == nil && now-c.wroteAt.Load() >= s.pingMs {
 				s.m.HeartbeatPings.Inc()
-				gz := b2i(c.compression)
 				if c.hasFlag(flagAppPing) {
-					_ = c.sendLocked(streamPing[gz])
+					_ = c.sendLocked(streamPing[c.Encoding()])
 				} else {
-					_ = c.sendLocked(streamComment[gz])
+					_ = c.sendLocked(streamComment[c.Encoding()])
 				}
 			}
 			return

@@ -305,6 +305,10 @@ func (s *Server) endHandshake(nc net.Conn) {
 	s.wg.Done()
 }
 
+// Origins is the Origin allow-list of upgrades and streams
+// (Config.AllowedOrigins), for the public listener's other endpoints.
+func (s *Server) Origins() *wsproto.OriginPolicy { return s.upgraders[endpointWS].Origins }
+
 // transportMetrics are one transport's series.
 type transportMetrics struct {
 	open prometheus.Gauge

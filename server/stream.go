@@ -40,21 +40,19 @@ import (
 //     reconnecting client's Last-Event-ID header reaches the handler's
 //     Open as the query's last_event_id.
 
-// The heartbeat's bytes for a stream, plain and gzip-encoded: a comment,
-// or the app-level ping as an event.
+// The heartbeat's bytes for a stream, by its encoding (SSE, SSEGzip): a
+// comment, or the app-level ping as an event.
 var (
-	streamComment = [2][]byte{[]byte(protocol.SSEComment), protocol.AppendStoredEvent(nil, []byte(protocol.SSEComment))}
-	streamPing    = [2][]byte{
-		protocol.Frame(protocol.SSE, append(protocol.Buffer(len(protocol.Ping)), protocol.Ping...)),
-		protocol.Frame(protocol.SSEGzip, append(protocol.Buffer(len(protocol.Ping)), protocol.Ping...)),
-	}
+	streamComment [protocol.NumEncodings][]byte
+	streamPing    [protocol.NumEncodings][]byte
 )
 
-func b2i(b bool) int {
-	if b {
-		return 1
+func init() {
+	streamComment[protocol.SSE] = []byte(protocol.SSEComment)
+	streamComment[protocol.SSEGzip] = protocol.AppendStoredEvent(nil, []byte(protocol.SSEComment))
+	for _, e := range []protocol.Encoding{protocol.SSE, protocol.SSEGzip} {
+		streamPing[e] = protocol.Frame(e, append(protocol.Buffer(len(protocol.Ping)), protocol.Ping...))
 	}
-	return 0
 }
 
 // acceptsGzip reports whether a request's Accept-Encoding takes gzip (a
@@ -88,7 +86,7 @@ func (s *Server) stream(pc *pendingConn, head, query, pending []byte) {
 	case string(method) != http.MethodGet:
 		refuse(wsproto.ErrMethodNotAllowed)
 		return
-	case hasOrigin && (!printable(origin) || !s.upgraders[endpointWS].Origins.Allows(string(origin))):
+	case hasOrigin && (!printable(origin) || !s.Origins().Allows(string(origin))):
 		refuse(wsproto.ErrForbiddenOrigin)
 		return
 	}

@@ -213,23 +213,7 @@ func (c *Conn) Flush() {
 // refused counts against the bound), or a batch to be flushed (tried once
 // flushEarly bytes wait).
 func (c *Conn) queueLocked(frame []byte, paced bool) error {
-	if c.state.Load() != stateOpen {
-		return ErrClosed
-	}
-	s := c.srv
-	s.m.MessagesSent.Inc()
-	s.transport[c.ep].sent.Inc()
-	if c.out == nil {
-		c.out = s.queues.Get().(*outQueue)
-	} else if c.w(wWriteArmed) && !paced && c.out.waiting()+len(frame) > s.cfg.OutboundQueueBytes {
-		return c.slowLocked(1)
-	}
-	c.out.push(frame, paced, false)
-	if !c.w(wWriteArmed) && c.out.size >= flushEarly {
-		c.flushLocked()
-		return c.sendErr()
-	}
-	return nil
+	return c.enqueueLocked(nil, frame, paced, false)
 }
 
 // SendEvent is Send for an event of an event stream: id, the connection's
@@ -243,48 +227,43 @@ func (c *Conn) SendEvent(id, frame []byte) error {
 	if id == nil {
 		return c.sendLocked(frame)
 	}
-	return c.eventLocked(id, frame, false, c.out == nil)
+	return c.enqueueLocked(id, frame, false, c.out == nil)
 }
 
 // QueueEvent is Queue for an event and its id (see SendEvent).
 func (c *Conn) QueueEvent(id, frame []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if id == nil {
-		return c.queueLocked(frame, false)
-	}
-	return c.eventLocked(id, frame, false, false)
+	return c.enqueueLocked(id, frame, false, false)
 }
 
 // PaceEvent is Pace for an event and its id (see SendEvent).
 func (c *Conn) PaceEvent(id, frame []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if id == nil {
-		return c.queueLocked(frame, true)
-	}
-	return c.eventLocked(id, frame, true, false)
+	return c.enqueueLocked(id, frame, true, false)
 }
 
-// eventLocked queues id and frame as one event and, with flush, tries the
-// socket at once, as Send does on an empty queue.
-func (c *Conn) eventLocked(id, frame []byte, paced, flush bool) error {
+// enqueueLocked queues frame, after id when it is an event's (id not
+// nil), and, with flush, tries the socket at once, as Send does on an
+// empty queue. The id is the connection's own, not history's: it counts
+// against the bound even in a replay (a stream following many channels
+// would otherwise queue kilobytes of ids per replayed message, unbounded).
+func (c *Conn) enqueueLocked(id, frame []byte, paced, flush bool) error {
 	if c.state.Load() != stateOpen {
 		return ErrClosed
 	}
 	s := c.srv
-	s.m.MessagesSent.Inc()
-	s.transport[c.ep].sent.Inc()
+	c.countSent()
 	if c.out == nil {
 		c.out = s.queues.Get().(*outQueue)
 	} else if c.w(wWriteArmed) && !paced && c.out.waiting()+len(id)+len(frame) > s.cfg.OutboundQueueBytes {
 		return c.slowLocked(1)
 	}
-	// The id is the connection's own, not history's: it counts against
-	// the bound even in a replay (a stream following many channels would
-	// otherwise queue kilobytes of ids per replayed message unbounded).
-	c.out.push(id, false, false)
-	c.out.push(frame, paced, true)
+	if id != nil {
+		c.out.push(id, false, false)
+	}
+	c.out.push(frame, paced, id != nil)
 	if !c.w(wWriteArmed) && (flush || c.out.size >= flushEarly) {
 		c.flushLocked()
 		return c.sendErr()
@@ -292,13 +271,19 @@ func (c *Conn) eventLocked(id, frame []byte, paced, flush bool) error {
 	return nil
 }
 
+// countSent counts a message handed to the connection, in all and by
+// transport.
+func (c *Conn) countSent() {
+	c.srv.m.MessagesSent.Inc()
+	c.srv.transport[c.ep].sent.Inc()
+}
+
 // sendLocked writes frame at once when nothing is queued, else queues it.
 func (c *Conn) sendLocked(frame []byte) error {
 	if c.out != nil || c.state.Load() != stateOpen {
 		return c.queueLocked(frame, false)
 	}
-	c.srv.m.MessagesSent.Inc()
-	c.srv.transport[c.ep].sent.Inc()
+	c.countSent()
 	c.writeLocked(frame)
 	return nil
 }

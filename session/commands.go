@@ -13,8 +13,8 @@ import (
 	"github.com/pushgate/pushgate/server"
 )
 
-// An event stream only receives. Its client sends ops by POST (commands
-// package: POST /events/commands) with the stream's client id and key,
+// An event stream only receives. Its client sends ops by POST (package
+// streamapi: POST /events/commands) with the stream's client id and key,
 // both in the stream's first event ({"type":"connected"}); they run in
 // the stream's session as a WebSocket's messages do, under its message
 // rate, and their replies come on the stream.

@@ -65,9 +65,9 @@ type eventConn struct {
 func (e *eventConn) Send(frame []byte) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	id := e.idFor(frame, len(frame))
-	if id != nil && len(frame) <= maxJoined {
-		return e.Conn.Send(append(id, frame...))
+	id, joined := e.joinID(frame)
+	if joined {
+		return e.Conn.Send(id)
 	}
 	return e.Conn.SendEvent(id, frame)
 }
@@ -75,20 +75,34 @@ func (e *eventConn) Send(frame []byte) error {
 func (e *eventConn) Queue(frame []byte) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	id := e.idFor(frame, len(frame))
-	if id != nil && len(frame) <= maxJoined {
-		return e.Conn.Queue(append(id, frame...))
+	id, joined := e.joinID(frame)
+	if joined {
+		return e.Conn.Queue(id)
 	}
 	return e.Conn.QueueEvent(id, frame)
+}
+
+// Pace leaves a replayed frame apart from its id: it is history's,
+// shared, and only the id counts against the stream's bound.
+func (e *eventConn) Pace(frame []byte) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.Conn.PaceEvent(e.idFor(frame, 0), frame)
 }
 
 // maxJoined is the largest frame copied behind its id (Send, Queue).
 const maxJoined = 2048
 
-func (e *eventConn) Pace(frame []byte) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.Conn.PaceEvent(e.idFor(frame, 0), frame)
+// joinID returns frame's id with frame copied behind it (joined) when
+// the frame is small, else the id alone (nil when it moves nothing).
+func (e *eventConn) joinID(frame []byte) (id []byte, joined bool) {
+	if len(frame) > maxJoined {
+		return e.idFor(frame, 0), false
+	}
+	if id = e.idFor(frame, len(frame)); id == nil {
+		return nil, false
+	}
+	return append(id, frame...), true
 }
 
 // recoverFrom records that the stream asks to recover channel from pos;
@@ -145,8 +159,9 @@ func (e *eventConn) settle(channel []byte) bool {
 }
 
 // idFor moves the stream's positions by the envelope in frame, an SSE
-// event, and returns the id line naming them (with room for extra more
-// bytes), or nil when the event moves nothing. e.mu is held.
+// event, and returns the id line naming them (in a stored block on a
+// gzip-encoded stream; with room for extra more bytes), or nil when the
+// event moves nothing. e.mu is held.
 //
 // A subscribed reply sets the channel's epoch and offset, but for one
 // that answers a recovery: then the replay that follows moves it, from
@@ -189,14 +204,13 @@ func (e *eventConn) idFor(frame []byte, extra int) []byte {
 	default:
 		return nil
 	}
-	if extra > maxJoined {
-		extra = 0
+	if e.Conn.Encoding() != protocol.SSEGzip {
+		return protocol.AppendEventID(make([]byte, 0, e.idSize()+extra), e.pos)
 	}
-	id := protocol.AppendEventID(make([]byte, 0, e.idSize()+extra+5), e.pos)
-	if e.Conn.Encoding() == protocol.SSEGzip {
-		// In a stored block, as the stream's own bytes (protocol.SSEGzip).
-		id = protocol.AppendStored(make([]byte, 0, len(id)+5+extra), id)
-	}
+	// The stream's own bytes, stored (protocol.SSEGzip): the block's
+	// header is written in front once the id's length is known.
+	id := protocol.AppendEventID(make([]byte, protocol.StoredHeaderLen, protocol.StoredHeaderLen+e.idSize()+extra), e.pos)
+	protocol.PutStoredHeader(id)
 	return id
 }
 

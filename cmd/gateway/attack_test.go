@@ -231,8 +231,8 @@ func TestPartialMessages(t *testing.T) {
 		attack.Spec{Kind: attack.KindPartial, Conns: 300, Size: 1 << 20},
 		attack.Spec{Kind: attack.KindTrickle, Conns: 100, Every: 100 * time.Millisecond})
 	holders, tricklers := r.attacks[0], r.attacks[1]
-	s.logf(r, "holders: %v; tricklers: %v; partial bytes at most %.1f MiB in %v messages",
-		holders, tricklers, r.peaks["pushgate_partial_message_bytes"]/(1<<20), r.peaks["pushgate_partial_messages"])
+	s.logf(r, "holders: %v; tricklers: %v; partial bytes at most %.1f MiB in %v messages; %v drain pauses",
+		holders, tricklers, r.peaks["pushgate_partial_message_bytes"]/(1<<20), r.peaks["pushgate_partial_messages"], r.after["pushgate_drain_pauses_total"])
 	// What closed holders still send is dropped in the kernel, no faster
 	// than 64 MiB a second for all of them: their writes block, and they
 	// send 0.5 GB in these 6s, not 7.7 GB (dropped at full speed) or 5 GB
@@ -254,7 +254,9 @@ func TestPartialMessages(t *testing.T) {
 	checkMetrics(t, s.admin, map[string]bool{},
 		expect{name: "pushgate_connections_closed_total", label: "reason=partial_budget", min: 1},
 		expect{name: "pushgate_connections_closed_total", label: "reason=message_timeout", min: 1},
-		expect{name: "pushgate_partial_message_bytes", want: 0})
+		expect{name: "pushgate_partial_message_bytes", want: 0},
+		// The drain rate held them back (21,000-31,000 pauses here).
+		expect{name: "pushgate_drain_pauses_total", min: 1})
 }
 
 // TestCompressionBombs: 20 connections send compressed messages that

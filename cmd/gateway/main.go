@@ -29,7 +29,6 @@ import (
 	"github.com/pushgate/pushgate/session"
 	"github.com/pushgate/pushgate/streamapi"
 	"github.com/pushgate/pushgate/web"
-	"github.com/pushgate/pushgate/wsproto"
 )
 
 func main() {
@@ -150,11 +149,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	api := adminapi.New(apiCfg)
 	if cfg.SSE {
-		origins, err := wsproto.NewOriginPolicy(sc.AllowedOrigins)
-		if err != nil {
-			fmt.Fprintf(stderr, "pushgate: %v\n", err)
-			return 2
-		}
 		// In a cluster the control plane takes a stream's ops to its node.
 		var cmd streamapi.Commander = sessions
 		if c := cluster.Load(); c != nil {
@@ -162,7 +156,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		// A body may carry one op as large as a WebSocket message.
 		maxBody := max(64<<10, int64(sc.MaxMessageSize)+4<<10)
-		pages.Handle(streamapi.Path, streamapi.New(streamapi.Config{Commander: cmd, Origins: origins, Logger: log, MaxBodyBytes: maxBody}))
+		pages.Handle(streamapi.Path, streamapi.New(streamapi.Config{Commander: cmd, Origins: srv.Origins(), Logger: log, MaxBodyBytes: maxBody}))
 	}
 	public, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -312,8 +312,7 @@
       // lost ends the connection ws, closed with code and reason.
       const lost = (code, reason) => {
         this._ws = null;
-        if (openedAt === null) this._failed = this.transport; // the other next
-        else this._failed = null;
+        this._failed = openedAt === null ? this.transport : null; // the other next
         this._ended();
         this._emit("close", { code, reason });
         if (code === 4002 || code === 4003) {
@@ -366,7 +365,7 @@
     /** _preferred is the transport to try first: the stream while a
      * fallback is remembered, else the first of opts.transports. */
     _preferred() {
-      const t = this.opts.transports.filter((x) => x === "websocket" || (x === "sse" && typeof EventSource !== "undefined"));
+      const t = this._usable();
       if (t.length === 0) return "websocket";
       return t.includes("sse") && remembered() ? "sse" : t[0];
     }
@@ -377,8 +376,13 @@
       const first = this._preferred();
       if (this._failed !== first) return first;
       const other = first === "websocket" ? "sse" : "websocket";
-      const usable = this.opts.transports.includes(other) && (other === "websocket" || typeof EventSource !== "undefined");
-      return usable ? other : first;
+      return this._usable().includes(other) ? other : first;
+    }
+
+    /** _usable is opts.transports that this runtime has (a stream needs
+     * EventSource). */
+    _usable() {
+      return this.opts.transports.filter((t) => t === "websocket" || (t === "sse" && typeof EventSource !== "undefined"));
     }
 
     /** Forgets what waited for answers on the connection that ended. */
