@@ -32,7 +32,7 @@ import (
 //
 // Run them alone with
 //
-//	go test -run 'TestPartialMessages|TestCompressionBombs|TestOpFlood|TestHistoryFlood|TestChannelFlood|TestStalledReaders' -v ./cmd/gateway
+//	go test -run 'TestPartialMessages|TestCompressionBombs|TestOpFlood|TestStreamOpFlood|TestHistoryFlood|TestChannelFlood|TestStalledReaders' -v ./cmd/gateway
 
 // The bounds on the healthy client's latency under attack. The gateway
 // answers in a millisecond when idle; without its protections these
@@ -313,6 +313,30 @@ func TestOpFlood(t *testing.T) {
 	}
 	if v := r.after[`pushgate_connections_closed_total{reason="rate_limited"}`]; v == 0 {
 		t.Errorf("no connection closed for its rate")
+	}
+}
+
+// TestStreamOpFlood: 20 event streams post invalid ops to POST
+// /events/commands, 100 to a request, as fast as the gateway answers,
+// and open another stream whenever theirs is closed. Each stream's ops
+// are held to --client-message-rate as a WebSocket's messages are: its
+// burst is answered (bad_request events on the stream), the rest refused
+// (429, rate_limited events), and the 11th refusal in a row closes the
+// stream with 1008. A healthy client keeps within healthyP50 and
+// healthyP99, and the gateway's RSS stays under 64 MiB.
+func TestStreamOpFlood(t *testing.T) {
+	s := besiege(t)
+	r := s.during(6*time.Second, nil,
+		attack.Spec{Kind: attack.KindStreamOps, Conns: 20, Op: attack.InvalidOp})
+	flood := r.attacks[0]
+	s.logf(r, "stream flood: %v; %v ops rate limited", flood, r.after["pushgate_rate_limited_messages_total"])
+	s.checkHealthy(r.health, healthyP50)
+	s.checkRSS(64 << 20)
+	if flood.Dials == 0 || flood.Messages == 0 || flood.Closes[1008] == 0 {
+		t.Errorf("no stream ran ops, or none was closed with 1008: %v", flood)
+	}
+	if v := r.after[`pushgate_connections_closed_total{reason="rate_limited"}`]; v == 0 {
+		t.Errorf("no stream closed for its rate")
 	}
 }
 

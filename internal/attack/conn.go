@@ -228,14 +228,21 @@ func (t Tally) String() string {
 
 // swarm runs n attackers until ctx ends. Attacker i dials (dial number i
 // picks its source), plays, and when play returns (the gateway dropped
-// it) dials again; a failed dial waits a moment before the next, so that
-// a gateway that refuses is not spun on.
+// it) dials again (see keep).
 func (t *Target) swarm(ctx context.Context, n int, st *Stats, o dialOpts, play func(ctx context.Context, c *Conn, i int)) {
+	keep(ctx, n, st, func(i int) (*Conn, error) { return t.dial(ctx, i, o) }, play)
+}
+
+// keep runs n attackers until ctx ends: attacker i opens a connection,
+// plays it, closes it when play returns (the gateway dropped it) or ctx
+// ends, and opens another; a failed open waits a moment before the next,
+// so that a gateway that refuses is not spun on.
+func keep[C io.Closer](ctx context.Context, n int, st *Stats, open func(i int) (C, error), play func(ctx context.Context, c C, i int)) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				c, err := t.dial(ctx, i, o)
+				c, err := open(i)
 				if err != nil {
 					if ctx.Err() == nil {
 						st.Refused.Add(1)

@@ -12,7 +12,8 @@
 // message a byte at a time (Trickle), compressed messages that inflate far
 // (Bombs), ops as fast as the socket takes them (FloodOps), publishes to
 // ever new channels (FloodChannels), or it subscribes and never reads
-// (StallReaders). Each plays until its context ends, reconnecting whenever
+// (StallReaders). StreamOps opens event streams instead (GET /events,
+// from the default source) and floods their POST /events/commands. Each plays until its context ends, reconnecting whenever
 // the gateway drops it (but StallReaders, which never reads and so never
 // knows), and counts what it did and how the gateway closed it in a Stats.
 //

@@ -26,6 +26,8 @@ const (
 	KindChurn       = "churn"       // Churn: upgrade with Query, close at once, again
 	KindResubscribe = "resubscribe" // Resubscribe: subscribe to Channel and unsubscribe, as fast as read
 	KindMembers     = "members"     // Members: upgrade with Query and stay, reading; Op Rate times a second (0: as fast as read) when set
+
+	KindStreamOps = "streamops" // StreamOps: an event stream with Query, Op posted 100 to a request as fast as answered
 )
 
 // Spec describes one attack, for Run here or in a child process.
@@ -75,6 +77,8 @@ func (s Spec) Run(ctx context.Context, st *Stats) error {
 		t.Resubscribe(ctx, s.Conns, s.Channel, s.Query, st)
 	case KindMembers:
 		t.Members(ctx, s.Conns, s.Query, s.Op, s.Rate, st)
+	case KindStreamOps:
+		t.StreamOps(ctx, s.Conns, s.Op, st)
 	default:
 		return fmt.Errorf("attack: unknown kind %q", s.Kind)
 	}
