@@ -30,6 +30,9 @@ type Claims struct {
 	// Open marks claims no token made: in open mode, only the Info a
 	// client gave itself.
 	Open bool
+	// Proxied marks claims the backend's connect proxy granted: when they
+	// expire the gateway asks it again instead of closing with 4001.
+	Proxied bool
 }
 
 // MaxInfoBytes bounds the info claim: it is held with every presence

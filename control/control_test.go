@@ -54,7 +54,7 @@ func startNode(t *testing.T, url string, ttl time.Duration) *node {
 		t.Fatal(err)
 	}
 	sessions.SetPeers(c)
-	srv, err := server.New(server.Config{Handler: sessions, Authorize: v.Authorize})
+	srv, err := server.New(server.Config{Handler: sessions, Authorize: sessions.Authorize})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,7 +79,13 @@ func (s *Server) upgrade(pc *pendingConn, ep endpoint, head, query, pending []by
 		s.refuse(pc, wsproto.WriteRefusal(pc, cannotHold(err)))
 		return
 	}
-	hs, err := s.upgraders[ep].Upgrade(pc, head)
+	u := s.upgraders[ep]
+	if ep == endpointWS && s.cfg.Authorize != nil {
+		withSlot := *u
+		withSlot.Authorize = func(head []byte) (any, error) { return s.cfg.Authorize(head, fd) }
+		u = &withSlot
+	}
+	hs, err := u.Upgrade(pc, head)
 	if err != nil {
 		unix.Close(fd)
 		s.adm.unpin(pc)

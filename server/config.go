@@ -46,8 +46,18 @@ type Config struct {
 	// Compression enables permessage-deflate negotiation.
 	Compression bool
 	// Authorize, when set, checks each /ws handshake (see
-	// wsproto.Upgrader.Authorize) and each /events request.
-	Authorize func(head []byte) (any, error)
+	// wsproto.Upgrader.Authorize) and each /events request, once every
+	// other check passed. slot is the one the connection will have
+	// (Conn.Slot). It runs on the handshake's goroutine, which holds an
+	// admission slot (MaxHandshakes) and is bounded by HandshakeTimeout:
+	// it may wait, as a connect proxy does, within those bounds.
+	Authorize func(head []byte, slot int) (any, error)
+	// Expired, when set, is called by the heartbeat for a connection whose
+	// expiry (Conn.SetExpiry) has passed, before it closes it with 4001:
+	// returning true leaves the connection open with no expiry, for the
+	// handler to renew (SetExpiry) or close. It holds no lock of the
+	// server's and must not block.
+	Expired func(c *Conn) bool
 	// MaxMessageSize bounds a client message, after decompression
 	// (default 64 KiB); larger ones close the connection with 1009.
 	MaxMessageSize int

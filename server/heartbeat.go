@@ -79,6 +79,11 @@ func (c *Conn) heartbeat(now, wall uint32) {
 	case stateOpen:
 		exp := c.expires.Load()
 		expired = exp != 0 && wall >= exp
+		if expired && s.cfg.Expired != nil {
+			// The handler may renew it (its own call to SetExpiry later);
+			// a SetExpiry that came first is looked at next tick.
+			expired = c.expires.CompareAndSwap(exp, 0) && !s.cfg.Expired(c)
+		}
 		pa := c.partialAt.Load()
 		overdue = pa != 0 && now-pa >= s.msgTimeoutMs && !c.hasFlag(flagThrottled) // resumeIfPaid may have cleared it
 		wrote := now - c.wroteAt.Load()

@@ -128,7 +128,7 @@ func New(cfg Config) (*Server, error) {
 	s.handlers[endpointWS] = cfg.Handler
 	s.handlers[endpointEcho] = echoHandler{}
 	s.handlers[endpointEvents] = cfg.Events
-	s.upgraders[endpointWS] = &wsproto.Upgrader{Protocol: protocol.Subprotocol, Origins: origins, Compression: cfg.Compression, Authorize: cfg.Authorize, Page: wsPage}
+	s.upgraders[endpointWS] = &wsproto.Upgrader{Protocol: protocol.Subprotocol, Origins: origins, Compression: cfg.Compression, Page: wsPage}
 	s.upgraders[endpointEcho] = &wsproto.Upgrader{Origins: origins, Compression: cfg.Compression, Page: echoPage}
 	for r := range numReasons {
 		s.closedBy[r] = s.m.ConnectionsClosed(r.String())

@@ -90,10 +90,17 @@ func (s *Server) stream(pc *pendingConn, head, query, pending []byte) {
 		refuse(wsproto.ErrForbiddenOrigin)
 		return
 	}
+	// The descriptor is taken first: the authorizer is told the slot.
+	fd, err := netpoll.Dup(pc.Conn)
+	if err != nil {
+		s.log.Error("cannot hold an event stream", "remote", pc.RemoteAddr(), "err", err)
+		refuse(cannotHold(err))
+		return
+	}
 	var state any
 	if s.cfg.Authorize != nil {
-		var err error
-		if state, err = s.cfg.Authorize(head); err != nil {
+		if state, err = s.cfg.Authorize(head, fd); err != nil {
+			unix.Close(fd)
 			var he *wsproto.HandshakeError
 			if !errors.As(err, &he) {
 				he = &wsproto.HandshakeError{Status: http.StatusInternalServerError, Reason: "handshake check failed"}
@@ -101,12 +108,6 @@ func (s *Server) stream(pc *pendingConn, head, query, pending []byte) {
 			refuse(he)
 			return
 		}
-	}
-	fd, err := netpoll.Dup(pc.Conn)
-	if err != nil {
-		s.log.Error("cannot hold an event stream", "remote", pc.RemoteAddr(), "err", err)
-		refuse(cannotHold(err))
-		return
 	}
 	resp := make([]byte, 0, 256+len(origin))
 	resp = append(resp, "HTTP/1.1 200 OK\r\n"...)

@@ -62,8 +62,8 @@ func (h *Handler) Disconnect(_ context.Context, t Target, reconnect bool, reason
 	n := 0
 	for _, s := range list {
 		s.mu.Lock()
-		if !s.closed && !s.kicked {
-			s.kicked = true
+		if !s.is(ended) && !s.is(kicked) {
+			s.set(kicked)
 			c := s.conn()
 			h.hub.After(s.m, func() { c.Close(why, reason) })
 			n++
@@ -109,7 +109,7 @@ func (h *Handler) onChannel(t Target, channel string, do func(*Session) bool) (i
 	n := 0
 	for _, s := range list {
 		s.mu.Lock()
-		if !s.closed && !s.kicked && do(s) {
+		if !s.is(ended) && !s.is(kicked) && do(s) {
 			n++
 		}
 		s.mu.Unlock()

@@ -67,7 +67,9 @@ func (x *index) userShard(user string) *indexShard {
 
 // add gives s its serial and indexes it by user. s.mu is held.
 func (x *index) add(s *Session) {
-	s.id = x.serial.Add(1)
+	if s.id == 0 { // else reserved by Authorize
+		s.id = x.serial.Add(1)
+	}
 	if user := s.user(); user != "" {
 		sh := x.userShard(user)
 		sh.mu.Lock()

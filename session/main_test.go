@@ -13,6 +13,7 @@ import (
 	"github.com/pushgate/pushgate/metrics"
 	"github.com/pushgate/pushgate/presence"
 	"github.com/pushgate/pushgate/protocol"
+	"github.com/pushgate/pushgate/proxy"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/session"
 )
@@ -37,6 +38,10 @@ type options struct {
 	backlog  int            // session.Config.MaxBacklog
 	tune     func(*server.Config)
 	presence presence.Config
+	// The backend's proxies, each optional.
+	connect                      *proxy.Connector
+	subscribeProxy, publishProxy *proxy.Ops
+	proxyMetrics                 *metrics.Proxy
 }
 
 func start(t testing.TB, o options) *gateway {
@@ -48,7 +53,8 @@ func start(t testing.TB, o options) *gateway {
 	}
 	m := metrics.New(nil)
 	sessions := session.New(session.Config{Hub: hub, ClientPublish: patterns, Verifier: o.verifier, Metrics: m, MaxBacklog: o.backlog,
-		Presence: presence.New(o.presence)})
+		Presence: presence.New(o.presence), Connect: o.connect, SubscribeProxy: o.subscribeProxy, PublishProxy: o.publishProxy,
+		ProxyMetrics: o.proxyMetrics})
 	cfg := server.Config{
 		AppPing:            session.AppPing,
 		Metrics:            m,
@@ -57,8 +63,11 @@ func start(t testing.TB, o options) *gateway {
 		OutboundQueueBytes: o.queue,
 		Compression:        o.compress,
 	}
-	if o.verifier != nil {
-		cfg.Authorize = o.verifier.Authorize
+	if o.verifier != nil || o.connect != nil {
+		cfg.Authorize = sessions.Authorize
+	}
+	if o.connect != nil {
+		cfg.Expired = sessions.Expired
 	}
 	if o.tune != nil {
 		o.tune(&cfg)

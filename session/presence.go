@@ -251,9 +251,9 @@ func (h *Handler) keepAnswer(name string, w *protocol.Wire) {
 	})
 }
 
-// Close waits for the presence asks still waiting on other nodes (at most
-// their timeout).
-func (h *Handler) Close() { h.asking.Wait() }
+// Close waits for the presence asks still waiting on other nodes and the
+// proxy calls out (each at most its timeout).
+func (h *Handler) Close() { h.asking.Wait(); h.hooks.Wait() }
 
 // clusterAskTimeout bounds a presence op's wait for the other nodes.
 const clusterAskTimeout = 3 * time.Second

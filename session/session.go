@@ -16,6 +16,7 @@ import (
 	"github.com/pushgate/pushgate/metrics"
 	"github.com/pushgate/pushgate/presence"
 	"github.com/pushgate/pushgate/protocol"
+	"github.com/pushgate/pushgate/proxy"
 	"github.com/pushgate/pushgate/server"
 )
 
@@ -47,6 +48,13 @@ type Config struct {
 	// Presence keeps the presence of the channels that have it, and says
 	// which. Default: none.
 	Presence *presence.Registry
+	// Connect, SubscribeProxy and PublishProxy are the backend's proxies,
+	// each optional (hooks.go); ProxyMetrics counts the ops they hold
+	// (default: unregistered).
+	Connect        *proxy.Connector
+	SubscribeProxy *proxy.Ops
+	PublishProxy   *proxy.Ops
+	ProxyMetrics   *metrics.Proxy
 	// Lookup returns the data of the open connection in a slot
 	// (server.Server.Data): the index of sessions by client id. Without
 	// it (set it later with SetLookup) no client id is found.
@@ -97,6 +105,14 @@ type Handler struct {
 	asking      sync.WaitGroup
 	answersMu   sync.Mutex
 	answers     map[string]*protocol.Wire
+	// The backend's proxies (hooks.go), and the ops of deciding sessions.
+	connect        *proxy.Connector
+	subscribeProxy *proxy.Ops
+	publishProxy   *proxy.Ops
+	proxyM         *metrics.Proxy
+	hooks          sync.WaitGroup // proxy calls out
+	heldMu         sync.Mutex
+	held           map[*Session]*heldOps
 }
 
 // New returns the Handler for cfg.
@@ -121,7 +137,12 @@ func New(cfg Config) *Handler {
 	}
 	h := &Handler{backlog: cfg.MaxBacklog, hub: cfg.Hub, publisher: cfg.Publisher, publish: cfg.ClientPublish,
 		m: cfg.Metrics, log: cfg.Logger, verifier: cfg.Verifier, presence: cfg.Presence,
-		clusterAsks: make(chan struct{}, maxClusterAsks)}
+		clusterAsks: make(chan struct{}, maxClusterAsks),
+		connect:     cfg.Connect, subscribeProxy: cfg.SubscribeProxy, publishProxy: cfg.PublishProxy, proxyM: cfg.ProxyMetrics,
+		held: make(map[*Session]*heldOps)}
+	if h.proxyM == nil {
+		h.proxyM = metrics.NewProxy(nil)
+	}
 	h.index.init(cfg.Node, cfg.Lookup)
 	return h
 }
@@ -134,8 +155,7 @@ func New(cfg Config) *Handler {
 // the index's locks, then the hub's (see LOCKS.md).
 type Session struct {
 	mu         sync.Mutex
-	closed     bool              // under mu: End has run; commands do nothing
-	kicked     bool              // under mu: the server is closing it (Disconnect)
+	state      sessionState      // under mu: ended, kicked, deciding
 	presenceAt uint16            // under mu: presence ops' rate (presenceAllowed)
 	id         uint32            // the client id's serial on this node (index.go)
 	m          *broadcast.Member // its connection is m's Subscriber
@@ -143,6 +163,19 @@ type Session struct {
 	// mode nil, or the info the client gave (Open).
 	claims *auth.Claims
 }
+
+// sessionState is a session's flags.
+type sessionState uint8
+
+const (
+	ended    sessionState = 1 << iota // End has run; commands do nothing
+	kicked                            // the server is closing it (Disconnect)
+	deciding                          // a proxy decides an op of its: later ops wait (hooks.go)
+)
+
+func (s *Session) is(f sessionState) bool { return s.state&f != 0 }
+func (s *Session) set(f sessionState)     { s.state |= f }
+func (s *Session) clear(f sessionState)   { s.state &^= f }
 
 // Start begins the session of a new connection: it joins the hub, is
 // indexed, and makes the subscriptions of the connection's query
@@ -153,7 +186,13 @@ type Session struct {
 // hold last_event_id (sse.go): the channels it names are recovered from
 // there. Call End when the connection has closed.
 func (h *Handler) Start(c Conn, claims *auth.Claims, query []byte) *Session {
-	s := &Session{m: h.hub.Join(c), claims: claims, presenceAt: presenceTick(time.Now())}
+	return h.start(c, claims, 0, query)
+}
+
+// start is Start for a connection whose client id's serial was reserved
+// (Authorize), or 0.
+func (h *Handler) start(c Conn, claims *auth.Claims, serial uint32, query []byte) *Session {
+	s := &Session{m: h.hub.Join(c), claims: claims, presenceAt: presenceTick(time.Now()), id: serial}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h.index.add(s)
@@ -231,10 +270,13 @@ func recoveryFrom(from []protocol.SSEPosition, channel string) *broadcast.Positi
 func (h *Handler) End(s *Session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.is(ended) {
 		return
 	}
-	s.closed = true
+	s.set(ended)
+	if s.is(deciding) {
+		h.dropHeld(s)
+	}
 	h.index.remove(s)
 	if h.presence.Any() { // else no channel list to make for every close
 		for _, name := range s.m.Channels() {
@@ -274,12 +316,21 @@ func (h *Handler) handle(s *Session, payload []byte) bool {
 	cmd, err := protocol.ParseCommand(payload)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.is(ended) {
 		return false
 	}
+	if s.is(deciding) {
+		return h.hold(s, payload)
+	}
+	h.run(s, cmd, err)
+	return true
+}
+
+// run runs one parsed op. s.mu is held.
+func (h *Handler) run(s *Session, cmd protocol.Command, err error) {
 	if err != nil {
 		h.reply(s, protocol.CodeBadRequest, "malformed JSON", "")
-		return true
+		return
 	}
 	switch cmd.Op {
 	case protocol.OpSubscribe:
@@ -300,7 +351,6 @@ func (h *Handler) handle(s *Session, payload []byte) bool {
 	default:
 		h.reply(s, protocol.CodeBadRequest, "unknown op", "")
 	}
-	return true
 }
 
 // The ops, each with s.mu held.
@@ -310,10 +360,24 @@ func (h *Handler) subscribe(s *Session, name string, pos *broadcast.Position) {
 		h.reply(s, protocol.CodeInvalidChannel, protocol.MsgInvalidChannel, "")
 		return
 	}
+	if s.is(deciding) {
+		// A subscribe of the query's, behind one the proxy decides.
+		h.holdSubscribe(s, name, pos)
+		return
+	}
 	if !s.maySubscribe(name) {
+		if _, personal := protocol.Personal(name); !personal && h.subscribeProxy != nil {
+			h.askSubscribe(s, name, pos)
+			return
+		}
 		h.reply(s, protocol.CodeForbidden, "not allowed to subscribe to this channel", name)
 		return
 	}
+	h.subscribeAllowed(s, name, pos)
+}
+
+// subscribeAllowed subscribes s to name, which it may. s.mu is held.
+func (h *Handler) subscribeAllowed(s *Session, name string, pos *broadcast.Position) {
 	// An event stream's ids name the position it recovers from until
 	// the subscribed reply settles it (sse.go); one it already follows is
 	// refused as already subscribed, its position kept.
@@ -366,14 +430,24 @@ func (h *Handler) clientPublish(s *Session, name string, data []byte) {
 		h.reply(s, protocol.CodeInvalidChannel, protocol.MsgInvalidChannel, "")
 		return
 	}
-	if !h.mayPublish(s, name) {
-		h.reply(s, protocol.CodeForbidden, "client publishing is not allowed on this channel", name)
-		return
-	}
 	if len(data) == 0 {
 		h.reply(s, protocol.CodeBadRequest, "publish needs data", name)
 		return
 	}
+	granted := h.mayPublish(s, name)
+	if _, personal := protocol.Personal(name); !personal && h.publishProxy != nil {
+		h.askPublish(s, name, data, granted)
+		return
+	}
+	if !granted {
+		h.reply(s, protocol.CodeForbidden, "client publishing is not allowed on this channel", name)
+		return
+	}
+	h.publishNow(s, name, data)
+}
+
+// publishNow publishes a client's data, permitted, to name. s.mu is held.
+func (h *Handler) publishNow(s *Session, name string, data []byte) {
 	switch err := h.publisher.TryPublish(name, data, func(error) {
 		h.m.PublishesUnavailable.Inc()
 		h.replyLater(s, protocol.CodeUnavailable, "the broker could not take the publish, try again", name)
@@ -447,7 +521,7 @@ func (h *Handler) reply(s *Session, code protocol.Code, message, channel string)
 func (h *Handler) replyLater(s *Session, code protocol.Code, message, channel string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.closed {
+	if !s.is(ended) {
 		h.reply(s, code, message, channel)
 	}
 }

@@ -5,7 +5,6 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"github.com/pushgate/pushgate/auth"
 	"github.com/pushgate/pushgate/broadcast"
 	"github.com/pushgate/pushgate/protocol"
 	"github.com/pushgate/pushgate/server"
@@ -33,8 +32,8 @@ var _ server.Handler = eventsHandler{}
 // Open starts the session of a stream; the authorizer left the token's
 // claims, if any, in hs.State.
 func (e eventsHandler) Open(c *server.Conn, hs wsproto.Handshake, query []byte) {
-	claims, _ := hs.State.(*auth.Claims)
-	e.h.Start(&eventConn{Conn: c}, claims, query)
+	claims, serial := stateClaims(hs.State)
+	e.h.start(&eventConn{Conn: c}, claims, serial, query)
 }
 
 // Message is never called: a stream's client sends nothing.

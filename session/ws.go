@@ -3,7 +3,6 @@ package session
 import (
 	"github.com/gobwas/ws"
 
-	"github.com/pushgate/pushgate/auth"
 	"github.com/pushgate/pushgate/protocol"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/wsproto"
@@ -24,8 +23,8 @@ var AppPing = protocol.Frame(protocol.WebSocket, append(protocol.Buffer(len(prot
 // Open starts the session of a WebSocket connection; the upgrade's
 // authorizer left the token's claims, if any, in hs.State.
 func (h *Handler) Open(c *server.Conn, hs wsproto.Handshake, query []byte) {
-	claims, _ := hs.State.(*auth.Claims)
-	h.Start(c, claims, query) // which stores the session in c (SetData)
+	claims, serial := stateClaims(hs.State)
+	h.start(c, claims, serial, query) // which stores the session in c (SetData)
 }
 
 // Message runs one client op; pushgate.v1 ops are JSON text frames.

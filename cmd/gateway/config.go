@@ -49,6 +49,7 @@ type config struct {
 	LogLevel         string
 	Pprof            bool // serve /debug/pprof/ on the admin listener
 	SSE              bool // serve Server-Sent Events streams on /events
+	Proxy            proxyConfig
 
 	clientPublish protocol.Patterns // ClientPublish, parsed
 }
@@ -105,6 +106,13 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.Presence.EventRate, "presence-event-rate", 50, "join and leave events one presence channel sends per second; past it one presence_lagging notice, then the rest are dropped until the next second")
 	fs.IntVar(&c.Presence.MaxList, "presence-max-list", 1000, "clients one presence answer lists at most (then \"truncated\":true)")
 	fs.IntVar(&c.MaxClientBacklog, "max-client-backlog", 512, "one connection's ops waiting for its delivery shard; past it the connection is closed with 1013")
+	p := &c.Proxy
+	fs.StringVar(&p.Connect, "proxy-connect", "", "backend URL asked about each new connection without a valid token (its cookies, headers and query): its answer admits it as a token's claims would, or refuses it")
+	fs.StringVar(&p.Subscribe, "proxy-subscribe", "", "backend URL asked about each subscribe to a channel the connection's claims do not grant: it allows or refuses")
+	fs.StringVar(&p.Publish, "proxy-publish", "", "backend URL asked about each client publish: it allows, refuses or replaces the data")
+	fs.DurationVar(&p.Timeout, "proxy-timeout", 2*time.Second, "time a backend proxy has to answer a call (connect: within --handshake-timeout); past it the call fails (503, or an unavailable error)")
+	fs.IntVar(&p.MaxInFlight, "proxy-max-inflight", 64, "requests one backend proxy may have out at once (its keep-alive connections); four times as many calls may wait, the rest fail at once as busy")
+	fs.StringVar(&p.Headers, "proxy-headers", "", "comma-separated request headers the connect proxy sees besides Cookie, Authorization, Origin, User-Agent and X-Forwarded-For")
 	b := &c.Broker
 	fs.StringVar(&b.URL, "broker", "", "NATS URL(s) of the cluster broker, e.g. nats://nats:4222 (JetStream enabled); empty: a single node with the in-memory broker")
 	fs.StringVar(&b.Stream, "broker-stream", "PUSHGATE", "JetStream stream the cluster's gateways share (and its subject prefix)")
@@ -159,6 +167,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.Hub.HistoryMaxBytes <= 0 || c.Hub.HistoryChannelMaxBytes <= 0 {
 		return c, errors.New("--history-max-bytes and --history-max-channel-bytes must be positive")
+	}
+	if err := c.Proxy.check(c.Server.HandshakeTimeout); err != nil {
+		return c, err
 	}
 	if c.Broker.URL != "" {
 		for u := range strings.SplitSeq(c.Broker.URL, ",") {

@@ -110,16 +110,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sc.Pages = pages
 	pres := presence.New(cfg.Presence)
 	gm.ObservePresence(func() int { return int(pres.Clients()) })
+	pm := metrics.NewProxy(reg)
+	hooks, err := cfg.Proxy.build(pm, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushgate: %v\n", err)
+		return 2
+	}
 	sessions := session.New(session.Config{Hub: hub, Publisher: publisher, Metrics: gm, ClientPublish: cfg.clientPublish, Logger: log,
-		Verifier: verifier, MaxBacklog: cfg.MaxClientBacklog, Presence: pres})
+		Verifier: verifier, MaxBacklog: cfg.MaxClientBacklog, Presence: pres,
+		Connect: hooks.connect, SubscribeProxy: hooks.subscribe, PublishProxy: hooks.publish, ProxyMetrics: pm})
 	sc.Handler = sessions
 	if cfg.SSE {
 		sc.Events = sessions.Events()
 	}
 	defer sessions.Close()
 	sc.AppPing = session.AppPing
-	if verifier != nil {
-		sc.Authorize = verifier.Authorize
+	if verifier != nil || hooks.connect != nil {
+		sc.Authorize = sessions.Authorize
+	}
+	if hooks.connect != nil {
+		sc.Expired = sessions.Expired
 	}
 	srv, err := server.New(sc)
 	if err != nil {
@@ -172,8 +182,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	admin := &http.Server{Handler: adminHandler(srv, reg, cfg, api), ReadHeaderTimeout: 10 * time.Second}
 
 	log.Info("pushgate listening", "addr", public.Addr().String(), "admin_addr", adminLn.Addr().String(),
-		"echo", sc.Echo, "sse", cfg.SSE, "compression", sc.Compression, "client_publish", cfg.ClientPublish, "broker", cfg.Broker.URL, "gogc", gcInEffect())
-	if verifier == nil {
+		"echo", sc.Echo, "sse", cfg.SSE, "compression", sc.Compression, "client_publish", cfg.ClientPublish,
+		"proxy_connect", cfg.Proxy.Connect, "proxy_subscribe", cfg.Proxy.Subscribe, "proxy_publish", cfg.Proxy.Publish, "broker", cfg.Broker.URL, "gogc", gcInEffect())
+	if verifier == nil && hooks.connect == nil {
 		log.Warn("authentication is off (no --jwt-secret or --jwt-public-key): any client may connect and subscribe to any channel")
 	}
 	if cfg.APIKey == "" {

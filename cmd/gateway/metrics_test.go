@@ -17,6 +17,7 @@ import (
 
 	"github.com/pushgate/pushgate/internal/proctest"
 	"github.com/pushgate/pushgate/internal/wstest"
+	"github.com/pushgate/pushgate/metrics"
 )
 
 // scrape reads the gateway's /metrics into families by name.
@@ -36,22 +37,27 @@ func scrape(t *testing.T, admin string) map[string]*dto.MetricFamily {
 }
 
 // value reads one series of a counter or gauge, or a histogram's count;
-// label is "name=value" or empty. A missing series reads as -1.
+// label is "name=value", several joined by commas, or empty. A missing series reads as -1.
 func value(fams map[string]*dto.MetricFamily, name, label string) float64 {
 	f := fams[name]
 	if f == nil {
 		return -1
 	}
 	for _, m := range f.GetMetric() {
-		if label != "" {
-			k, v, _ := strings.Cut(label, "=")
+		matches := true
+		for pair := range strings.SplitSeq(label, ",") {
+			if pair == "" {
+				continue
+			}
+			k, v, _ := strings.Cut(pair, "=")
 			found := false
 			for _, l := range m.GetLabel() {
 				found = found || (l.GetName() == k && l.GetValue() == v)
 			}
-			if !found {
-				continue
-			}
+			matches = matches && found
+		}
+		if !matches {
+			continue
 		}
 		switch {
 		case m.Counter != nil:
@@ -365,6 +371,17 @@ func TestEveryMetric(t *testing.T) {
 		expect{name: "pushgate_connections", want: 2},
 		expect{name: "pushgate_transport_messages_sent_total", label: "transport=sse", want: 4},
 	)
+
+	// Without proxies configured, their series are there, at 0.
+	var unused []expect
+	for _, p := range metrics.ProxyNames {
+		for _, r := range metrics.ProxyResults {
+			unused = append(unused, expect{name: "pushgate_proxy_requests_total", label: "proxy=" + p + ",result=" + r})
+		}
+		unused = append(unused, expect{name: "pushgate_proxy_request_duration_seconds", label: "proxy=" + p},
+			expect{name: "pushgate_proxy_circuit_open", label: "proxy=" + p})
+	}
+	checkMetrics(t, g.admin, checked, append(unused, expect{name: "pushgate_proxy_held_ops"})...)
 
 	// Every pushgate metric the gateway exports was checked.
 	for name := range scrape(t, g.admin) {

@@ -1,0 +1,114 @@
+package proxy_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/pushgate/pushgate/metrics"
+	"github.com/pushgate/pushgate/proxy"
+)
+
+// dropFirst is a backend that drops the connection of the first request it
+// reads, without answering, and answers {} to the others.
+func dropFirst(t *testing.T) (*httptest.Server, *atomic.Int32) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		if calls.Add(1) == 1 {
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			conn.Close()
+			return
+		}
+		io.WriteString(w, `{}`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &calls
+}
+
+// TestRetriesOnlyWhereSafe: a subscribe (a question) whose connection
+// drops before an answer is asked again; a publish, which the backend may
+// have acted on, is not, and fails.
+func TestRetriesOnlyWhereSafe(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		make      func(proxy.Config) (*proxy.Ops, error)
+		wantCalls int32
+		wantErr   bool
+	}{
+		{"subscribe", proxy.NewSubscriber, 2, false},
+		{"publish", proxy.NewPublisher, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, calls := dropFirst(t)
+			o, err := tc.make(proxy.Config{URL: srv.URL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer o.Client().Close()
+			done := make(chan error, 1)
+			if !o.Ask(proxy.PublishRequest{Channel: "c", Data: []byte("1")}, func(_ proxy.Verdict, err error) { done <- err }) {
+				t.Fatal("busy")
+			}
+			err = <-done
+			if (err != nil) != tc.wantErr || calls.Load() != tc.wantCalls {
+				t.Fatalf("err %v after %d calls; want error %v after %d", err, calls.Load(), tc.wantErr, tc.wantCalls)
+			}
+		})
+	}
+}
+
+// TestBusy: past MaxInFlight requests out and MaxWaiting calls waiting, a
+// call fails at once with ErrBusy, counted.
+func TestBusy(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		io.WriteString(w, `{}`)
+	}))
+	defer srv.Close()
+	defer close(release)
+	m := metrics.NewProxy(nil)
+	o, err := proxy.NewSubscriber(proxy.Config{URL: srv.URL, MaxInFlight: 1, MaxWaiting: 1, Timeout: 5 * time.Second, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Client().Close()
+	done := make(chan error, 2)
+	for range 2 {
+		if !o.Ask(proxy.SubscribeRequest{Channel: "c"}, func(_ proxy.Verdict, err error) { done <- err }) {
+			t.Fatal("busy before the bound")
+		}
+	}
+	<-arrived
+	if o.Ask(proxy.SubscribeRequest{Channel: "c"}, func(proxy.Verdict, error) { t.Error("called") }) {
+		t.Fatal("a third call was taken")
+	}
+	_, err = o.Client().Call(context.Background(), []byte(`{}`))
+	if !errors.Is(err, proxy.ErrBusy) {
+		t.Fatalf("Call: %v, want ErrBusy", err)
+	}
+	if n := testutil.ToFloat64(m.For("subscribe").Results[4]); n != 2 {
+		t.Fatalf("busy counted %v, want 2", n)
+	}
+	release <- struct{}{}
+	release <- struct{}{}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
