@@ -95,6 +95,11 @@ type Config struct {
 	// taken, and subscribers never wait.
 	Load   func(name string, load uint64)
 	Unload func(name string)
+	// Occupied, when set, is told when a channel gets its first
+	// subscriber on this node (true) and loses its last one (false), in
+	// that order for a channel. It is called under the channel's lock and
+	// must not block nor call the hub (occupancy.Tracker.Channel).
+	Occupied func(name string, occupied bool)
 	// FanoutDuration, when set, observes each publication's time from
 	// reaching the hub to its last frame handed to a connection.
 	FanoutDuration prometheus.Observer
@@ -363,6 +368,9 @@ func (h *Hub) Subscribe(m *Member, name string, pos *Position) error {
 		unlockChannel(t, ch)
 		return ErrClosed
 	}
+	if ch.subs == 1 && h.cfg.Occupied != nil {
+		h.cfg.Occupied(ch.name, true)
+	}
 	if ch.loading {
 		w := waiter{sub: o.sub}
 		if pos != nil {
@@ -502,6 +510,9 @@ func (h *Hub) release(m *Member, ch *channel, o op) {
 	ch.shards[m.shard]--
 	if o.ch != nil {
 		h.shardOf(m).push(o)
+	}
+	if ch.subs == 0 && h.cfg.Occupied != nil {
+		h.cfg.Occupied(ch.name, false)
 	}
 	ch.mu.Unlock()
 	h.subscribers.Add(-1)

@@ -409,6 +409,18 @@ func (c *Cluster) nodesGone() {
 	}
 }
 
+// Nodes lists the live nodes, this one among them, and reports whether
+// they have been listed yet (occupancy.Config.Live).
+func (c *Cluster) Nodes() ([]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.live))
+	for n := range c.live {
+		out = append(out, n)
+	}
+	return out, c.listed
+}
+
 // others is the live nodes but this one; ok is false until the nodes
 // have been listed once.
 func (c *Cluster) others() (nodes map[string]bool, ok bool) {

@@ -8,7 +8,8 @@ import "github.com/prometheus/client_golang/prometheus"
 type Webhook struct {
 	events *prometheus.CounterVec
 	// Dropped counts events refused: the queue was full, or the sender
-	// was closed.
+	// was closed; and the occupancy changes dropped for their bound
+	// (occupancy.Config.Dropped).
 	Dropped prometheus.Counter
 	// DeliveriesOK and DeliveriesError count POST attempts by result: a
 	// 2xx answer, or anything else (another status, a transport error, a
@@ -36,7 +37,7 @@ func NewWebhook(reg prometheus.Registerer) *Webhook {
 		events: f.counterVec("webhook_events_total",
 			"Webhook events queued for delivery, by type.", "type"),
 		Dropped: f.counter("webhook_events_dropped_total",
-			"Webhook events dropped, never sent: the queue held webhook.Config.MaxQueueBytes, or the sender was closed."),
+			"Webhook events dropped, never sent: the queue held --webhook-queue-bytes, the sender was closed, or the node's occupancy changes waiting to be written passed their bound."),
 		DeliveriesOK:    deliveries.WithLabelValues("ok"),
 		DeliveriesError: deliveries.WithLabelValues("error"),
 		DeliveryDuration: f.histogram("webhook_delivery_duration_seconds",

@@ -501,3 +501,53 @@ func TestHeldOpsBound(t *testing.T) {
 	}
 	wstest.Eventually(t, "no op held once the connection closed", func() bool { return testutil.ToFloat64(pm.Held) == 0 })
 }
+
+// TestSlowConnectProxy: while a hung backend holds every request slot of
+// the connect proxy and every waiting place, further proxy connections are
+// refused at once with 503 (busy), and a connection with a token upgrades
+// without waiting for any of them.
+func TestSlowConnectProxy(t *testing.T) {
+	release := make(chan struct{})
+	be := newBackend(t, func(w http.ResponseWriter, _ []byte) {
+		<-release
+		io.WriteString(w, `{"user":"gina"}`)
+	})
+	v, err := auth.NewVerifier(auth.Config{Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm := metrics.NewProxy(nil)
+	g := start(t, options{verifier: v, connect: connector(t, be.URL, pm, func(c *proxy.Config) {
+		c.MaxInFlight, c.MaxWaiting, c.Timeout = 2, 2, 30*time.Second
+	})})
+	// Four connections take the two requests and the two waiting places.
+	pending := make([]*wstest.Client, 4)
+	for i := range pending {
+		pending[i] = wstest.Connect(t, g.addr)
+		pending[i].Write([]byte(wstest.UpgradeRequest("/ws", "Sec-WebSocket-Protocol: pushgate.v1")))
+	}
+	be.next(t, &proxy.ConnectRequest{})
+	be.next(t, &proxy.ConnectRequest{})
+	wstest.Eventually(t, "two connections waiting for a request slot", func() bool {
+		return testutil.ToFloat64(pm.For("connect").Results[4]) == 0 && g.srv.Len() == 0 && handshakesWaiting(g) >= 4
+	})
+	if _, status, body := g.upgrade(t, "/ws"); status != http.StatusServiceUnavailable {
+		t.Fatalf("a fifth proxy connection: %d %q, want 503 at once", status, body)
+	}
+	if n := testutil.ToFloat64(pm.For("connect").Results[4]); n != 1 {
+		t.Fatalf("busy counted %v times, want 1", n)
+	}
+	c := g.dial(t, "?token="+token(t, secret, jwt.MapClaims{"sub": "hank"}))
+	if m := c.ExpectMsg("subscribed", ""); m.Channel != "#hank" {
+		t.Fatalf("token connection got %s", m.Raw)
+	}
+	close(release)
+	for _, p := range pending {
+		if resp := p.Response(); resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("a waiting proxy connection got %s once the backend answered", resp.Status)
+		}
+	}
+}
+
+// handshakesWaiting is how many handshakes the server holds.
+func handshakesWaiting(g *gateway) int { return int(testutil.ToFloat64(g.m.HandshakesInFlight)) }

@@ -25,6 +25,9 @@ type index struct {
 	lookup atomic.Pointer[func(slot int) any]
 	serial atomic.Uint32
 	shards [indexShards]indexShard
+	// online, when set, is told of a user's first session on this node
+	// and of its last one ending, under the user's shard lock.
+	online func(user string, online bool)
 }
 
 const indexShards = 64
@@ -74,6 +77,9 @@ func (x *index) add(s *Session) {
 		sh := x.userShard(user)
 		sh.mu.Lock()
 		sh.users[user] = append(sh.users[user], s)
+		if first := len(sh.users[user]) == 1; first && x.online != nil {
+			x.online(user, true)
+		}
 		sh.mu.Unlock()
 	}
 }
@@ -98,6 +104,9 @@ func (x *index) remove(s *Session) {
 	}
 	if len(list) == 0 {
 		delete(sh.users, user)
+		if x.online != nil {
+			x.online(user, false)
+		}
 	} else {
 		sh.users[user] = list
 	}

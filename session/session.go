@@ -55,6 +55,11 @@ type Config struct {
 	SubscribeProxy *proxy.Ops
 	PublishProxy   *proxy.Ops
 	ProxyMetrics   *metrics.Proxy
+	// UserOnline, when set, is told when a user's first connection on
+	// this node opens (true) and when its last one closes (false), in
+	// that order for a user. It is called under a lock and must not block
+	// (occupancy.Tracker.User).
+	UserOnline func(user string, online bool)
 	// Lookup returns the data of the open connection in a slot
 	// (server.Server.Data): the index of sessions by client id. Without
 	// it (set it later with SetLookup) no client id is found.
@@ -144,6 +149,7 @@ func New(cfg Config) *Handler {
 		h.proxyM = metrics.NewProxy(nil)
 	}
 	h.index.init(cfg.Node, cfg.Lookup)
+	h.index.online = cfg.UserOnline
 	return h
 }
 

@@ -50,6 +50,7 @@ type config struct {
 	Pprof            bool // serve /debug/pprof/ on the admin listener
 	SSE              bool // serve Server-Sent Events streams on /events
 	Proxy            proxyConfig
+	Webhook          webhookConfig
 
 	clientPublish protocol.Patterns // ClientPublish, parsed
 }
@@ -113,6 +114,13 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&p.Timeout, "proxy-timeout", 2*time.Second, "time a backend proxy has to answer a call (connect: within --handshake-timeout); past it the call fails (503, or an unavailable error)")
 	fs.IntVar(&p.MaxInFlight, "proxy-max-inflight", 64, "requests one backend proxy may have out at once (its keep-alive connections); four times as many calls may wait, the rest fail at once as busy")
 	fs.StringVar(&p.Headers, "proxy-headers", "", "comma-separated request headers the connect proxy sees besides Cookie, Authorization, Origin, User-Agent and X-Forwarded-For")
+	w := &c.Webhook
+	fs.StringVar(&w.URL, "webhook", "", "backend URL that receives signed batches of user_online, user_offline, channel_occupied and channel_vacated events (needs --webhook-secret)")
+	fs.StringVar(&w.Secret, "webhook-secret", "", "key of the webhooks' X-Pushgate-Signature (HMAC-SHA256 of the body)")
+	fs.StringVar(&w.SecretFile, "webhook-secret-file", "", "file holding --webhook-secret (a trailing newline is ignored); exclusive with --webhook-secret")
+	fs.DurationVar(&w.OfflineDelay, "webhook-offline-delay", 5*time.Second, "how long a user has had no connection (a channel no subscriber) on any node before user_offline (channel_vacated) is sent")
+	fs.StringVar(&w.Channels, "webhook-channels", "*", "channel patterns whose channel_occupied and channel_vacated are sent (empty: none)")
+	bytesVar(fs, &w.MaxQueueBytes, "webhook-queue-bytes", 8<<20, "`bytes` of webhook events waiting for delivery; past it events are dropped and counted")
 	b := &c.Broker
 	fs.StringVar(&b.URL, "broker", "", "NATS URL(s) of the cluster broker, e.g. nats://nats:4222 (JetStream enabled); empty: a single node with the in-memory broker")
 	fs.StringVar(&b.Stream, "broker-stream", "PUSHGATE", "JetStream stream the cluster's gateways share (and its subject prefix)")
@@ -169,6 +177,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		return c, errors.New("--history-max-bytes and --history-max-channel-bytes must be positive")
 	}
 	if err := c.Proxy.check(c.Server.HandshakeTimeout); err != nil {
+		return c, err
+	}
+	if err := c.Webhook.check(); err != nil {
 		return c, err
 	}
 	if c.Broker.URL != "" {

@@ -24,6 +24,7 @@ import (
 	"github.com/pushgate/pushgate/broker"
 	controlplane "github.com/pushgate/pushgate/control"
 	"github.com/pushgate/pushgate/metrics"
+	"github.com/pushgate/pushgate/occupancy"
 	"github.com/pushgate/pushgate/presence"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/session"
@@ -72,6 +73,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		hc.Load = func(name string, id uint64) { reader.Load().Load(name, id) }
 		hc.Unload = func(name string) { reader.Load().Unload(name) }
 	}
+	// The webhooks' tracker is made once the node is named (sessions,
+	// below); no channel is subscribed before.
+	var tracker atomic.Pointer[occupancy.Tracker]
+	if cfg.Webhook.URL != "" {
+		hc.Occupied = func(name string, up bool) {
+			if t := tracker.Load(); t != nil {
+				t.Channel(name, up)
+			}
+		}
+	}
 	hub := broadcast.New(hc)
 	defer hub.Close()
 	gm.ObserveHub(
@@ -118,7 +129,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	sessions := session.New(session.Config{Hub: hub, Publisher: publisher, Metrics: gm, ClientPublish: cfg.clientPublish, Logger: log,
 		Verifier: verifier, MaxBacklog: cfg.MaxClientBacklog, Presence: pres,
-		Connect: hooks.connect, SubscribeProxy: hooks.subscribe, PublishProxy: hooks.publish, ProxyMetrics: pm})
+		Connect: hooks.connect, SubscribeProxy: hooks.subscribe, PublishProxy: hooks.publish, ProxyMetrics: pm,
+		UserOnline: func(user string, online bool) {
+			if t := tracker.Load(); t != nil {
+				t.User(user, online)
+			}
+		}})
+	live := func() ([]string, bool) {
+		if c := cluster.Load(); c != nil {
+			return c.Nodes()
+		}
+		return nil, false
+	}
+	wh, err := cfg.Webhook.start(sessions.Node(), cfg.Broker, live, reg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushgate: %v\n", err)
+		return 1
+	}
+	if wh != nil {
+		tracker.Store(wh.tracker)
+	}
 	sc.Handler = sessions
 	if cfg.SSE {
 		sc.Events = sessions.Events()
@@ -157,6 +187,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		sessions.SetPeers(cp)
 		apiCfg.Control = cp
 	}
+	// Closed after the drain, within what is left of it (below), and
+	// before the control plane: the leaves of the connections the drain
+	// closed are written while this node's lease still stands. This is
+	// for a return before the drain.
+	defer wh.close(context.Background(), log)
 	api := adminapi.New(apiCfg)
 	if cfg.SSE {
 		// In a cluster the control plane takes a stream's ops to its node.
@@ -183,7 +218,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	log.Info("pushgate listening", "addr", public.Addr().String(), "admin_addr", adminLn.Addr().String(),
 		"echo", sc.Echo, "sse", cfg.SSE, "compression", sc.Compression, "client_publish", cfg.ClientPublish,
-		"proxy_connect", cfg.Proxy.Connect, "proxy_subscribe", cfg.Proxy.Subscribe, "proxy_publish", cfg.Proxy.Publish, "broker", cfg.Broker.URL, "gogc", gcInEffect())
+		"proxy_connect", cfg.Proxy.Connect, "proxy_subscribe", cfg.Proxy.Subscribe, "proxy_publish", cfg.Proxy.Publish, "webhook", cfg.Webhook.URL, "broker", cfg.Broker.URL, "gogc", gcInEffect())
 	if verifier == nil && hooks.connect == nil {
 		log.Warn("authentication is off (no --jwt-secret or --jwt-public-key): any client may connect and subscribe to any channel")
 	}
@@ -212,6 +247,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := srv.Shutdown(drainCtx); err != nil {
 		log.Warn("drain incomplete", "err", err)
 	}
+	wh.close(drainCtx, log)
 	_ = admin.Close()
 	log.Info("stopped")
 	return code

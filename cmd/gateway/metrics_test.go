@@ -372,7 +372,8 @@ func TestEveryMetric(t *testing.T) {
 		expect{name: "pushgate_transport_messages_sent_total", label: "transport=sse", want: 4},
 	)
 
-	// Without proxies configured, their series are there, at 0.
+	// Without proxies configured, their series are there, at 0 (the
+	// session and gateway hook tests check them in use).
 	var unused []expect
 	for _, p := range metrics.ProxyNames {
 		for _, r := range metrics.ProxyResults {
@@ -381,7 +382,16 @@ func TestEveryMetric(t *testing.T) {
 		unused = append(unused, expect{name: "pushgate_proxy_request_duration_seconds", label: "proxy=" + p},
 			expect{name: "pushgate_proxy_circuit_open", label: "proxy=" + p})
 	}
-	checkMetrics(t, g.admin, checked, append(unused, expect{name: "pushgate_proxy_held_ops"})...)
+	unused = append(unused, expect{name: "pushgate_proxy_held_ops"})
+	// Nor webhooks (TestWebhooksEndToEnd checks them in use).
+	for _, typ := range []string{"user_online", "user_offline", "channel_occupied", "channel_vacated", "other"} {
+		unused = append(unused, expect{name: "pushgate_webhook_events_total", label: "type=" + typ})
+	}
+	unused = append(unused, expect{name: "pushgate_webhook_deliveries_total", label: "result=ok"},
+		expect{name: "pushgate_webhook_deliveries_total", label: "result=error"},
+		expect{name: "pushgate_webhook_delivery_duration_seconds"}, expect{name: "pushgate_webhook_queue_bytes"},
+		expect{name: "pushgate_webhook_events_dropped_total"})
+	checkMetrics(t, g.admin, checked, unused...)
 
 	// Every pushgate metric the gateway exports was checked.
 	for name := range scrape(t, g.admin) {

@@ -7,14 +7,17 @@ import (
 	"strings"
 )
 
-// readSecretFiles fills APIKey and JWTSecret from --api-key-file and
-// --jwt-secret-file, so that secrets need not be on the command line,
+// readSecretFiles fills APIKey, JWTSecret and the webhook's secret from
+// --api-key-file, --jwt-secret-file and --webhook-secret-file, so that secrets need not be on the command line,
 // where /proc/<pid>/cmdline and ps show them to every local user.
 func (c *config) readSecretFiles() error {
 	if c.JWTSecretFile != "" && c.JWTPublicKey != "" {
 		return errors.New("--jwt-secret-file and --jwt-public-key are exclusive: give one")
 	}
 	if err := secretFromFile(&c.APIKey, c.APIKeyFile, "api-key"); err != nil {
+		return err
+	}
+	if err := secretFromFile(&c.Webhook.Secret, c.Webhook.SecretFile, "webhook-secret"); err != nil {
 		return err
 	}
 	return secretFromFile(&c.JWTSecret, c.JWTSecretFile, "jwt-secret")

@@ -10,7 +10,11 @@
 // reconnect:false stays disconnected and shows the reason. Behind HAProxy
 // refusing WebSocket upgrades, in cluster mode, the chat page falls back
 // to an event stream and POSTed ops, and with a bare EventSource page
-// recovers what a gateway restart made them miss.
+// recovers what a gateway restart made them miss. With a connect proxy
+// (--proxy-connect) and no token, a backend in the test logs a browser in
+// with an HttpOnly session cookie, which Chromium sends on the upgrade:
+// refused (401) before the login, the page joins after it as the
+// backend's user, named by its info.
 //
 // It is a module of its own, so that the gateway's users never download
 // chromedp; the repository's go.work joins it to the gateway, which its

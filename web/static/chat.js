@@ -6,8 +6,11 @@
 // page lists who is in the room (presence, kept current by join and leave
 // events, which the log announces); names come from the clients' info:
 // a token's "info" claim, or in open mode the name each page sends itself
-// (?info), shown as unverified. User data only ever reaches the page
-// through textContent.
+// (?info), shown as unverified. A page the backend admitted without a
+// token (--proxy-connect: by its session cookie) learns who it is from
+// its own join, which names the backend's user and info; without
+// --presence it keeps the name it gave. User data only ever reaches the
+// page through textContent.
 (function () {
   "use strict";
 
@@ -33,6 +36,7 @@
   let reask = null; // timer of a presence request after presence_lagging
 
   let name = "";
+  let vouched = false; // the gateway named this page's user (vouch)
   let room = null; // {channel, sub} once joined
   const confirmed = new Set(); // channels the server said we are subscribed to
   let conn = 0; // counts connections: a publish remembers the one it went out on
@@ -290,6 +294,7 @@
     const c = { client: e.client, user: e.user, info: e.info };
     // The server sends a client its own join right after its subscribed.
     if (self === null) self = c.client;
+    if (c.client === self) vouch(c);
     const known = members.has(c.client);
     members.set(c.client, c);
     showMembers();
@@ -304,13 +309,27 @@
     announce(c, "left");
   }
 
-  // showMe says who this page is: the token's name, or in open mode the
-  // name it sends, unverified.
+  // showMe says who this page is: the token's name, or the one the
+  // gateway gave it (vouch), or in open mode the name it sends,
+  // unverified.
   function showMe() {
     const me = $("me");
     me.textContent = "you are " + name;
-    if (!token) me.append(" ", unverified());
+    if (!token && !vouched) me.append(" ", unverified());
     me.hidden = !name;
+  }
+
+  // vouch takes this page's name from its own join when that names a
+  // user and the page has no token: the backend admitted the connection
+  // (the connect proxy) and said who it is, as a token would have.
+  function vouch(c) {
+    if (token || !c.user) return;
+    vouched = true;
+    name = whoName(c);
+    showMe();
+    $("name").value = name;
+    $("name").readOnly = true;
+    $("name").title = "the name your login gives you";
   }
 
   function newID() {
