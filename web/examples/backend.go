@@ -43,7 +43,9 @@ func main() {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
-		var batch struct{ Events []struct{ Type, User, Channel string } }
+		var batch struct {
+			Events []struct{ Type, User, Channel string }
+		}
 		json.Unmarshal(body, &batch)
 		for _, e := range batch.Events {
 			fmt.Println(e.Type, e.User+e.Channel)
