@@ -73,3 +73,24 @@ func (h *nameHeap) Pop() any {
 	*h = old[:len(old)-1]
 	return x
 }
+
+// Occupied lists this node's channels that have a subscriber here, in no
+// order (Config.Occupied's callee writes them again after it lost track).
+// It holds one registry shard's read lock at a time, and each channel's
+// lock in turn.
+func (h *Hub) Occupied() []string {
+	var out []string
+	for i := range h.tables {
+		t := &h.tables[i]
+		t.mu.RLock()
+		for name, ch := range t.chans {
+			ch.mu.Lock()
+			if ch.subs > 0 {
+				out = append(out, name)
+			}
+			ch.mu.Unlock()
+		}
+		t.mu.RUnlock()
+	}
+	return out
+}

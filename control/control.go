@@ -318,6 +318,12 @@ func (c *Cluster) refresh(timeout time.Duration, watched bool) {
 	}
 	if _, err := kv.Put(ctx, c.node, []byte(time.Now().UTC().Format(time.RFC3339)+leaseFeatures)); err != nil {
 		c.log.Warn("control: lease not renewed", "err", err)
+		// NATS may have restarted and lost the bucket (memory storage),
+		// when a put only times out: it is made again (or found) at the
+		// next renewal.
+		c.mu.Lock()
+		c.kv = nil
+		c.mu.Unlock()
 		return
 	}
 	keys, err := kv.Keys(ctx)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
@@ -385,4 +387,55 @@ func TestReadBatchesWaitsForOldNodes(t *testing.T) {
 	}
 	wstest.Eventually(t, "a to batch again", a.cluster.ReadBatches)
 	wstest.Eventually(t, "b to batch again", b.cluster.ReadBatches)
+}
+
+// TestLeasesAfterNATSRestart: NATS restarts and loses the lease bucket
+// (memory storage); the nodes make it again and list each other again.
+func TestLeasesAfterNATSRestart(t *testing.T) {
+	ns := natstest.Start(t)
+	a, b := startNode(t, ns.URL, time.Second), startNode(t, ns.URL, time.Second)
+	both := func() bool {
+		for _, n := range []*node{a, b} {
+			if nodes, ok := n.cluster.Nodes(); !ok || len(nodes) != 2 {
+				return false
+			}
+		}
+		return true
+	}
+	wstest.Eventually(t, "both nodes listed", both)
+	ns.Stop()
+	ns.Start()
+	wstest.Eventually(t, "both nodes listed again after NATS lost the leases", func() bool {
+		kvs := 0
+		for _, n := range []*node{a, b} {
+			if nodes, ok := n.cluster.Nodes(); ok && len(nodes) == 2 {
+				kvs++
+			}
+		}
+		return kvs == 2 && leaseCount(t, ns.URL) == 2
+	})
+}
+
+// leaseCount reads how many leases the bucket holds, from NATS itself.
+func leaseCount(t *testing.T, url string) int {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return -1
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return -1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, "PUSHGATE_nodes")
+	if err != nil {
+		return -1
+	}
+	keys, err := kv.Keys(ctx)
+	if err != nil {
+		return -1
+	}
+	return len(keys)
 }

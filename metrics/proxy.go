@@ -8,9 +8,11 @@ type Proxy struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	open     *prometheus.GaugeVec
-	// Held is the client ops waiting behind their connection's proxy call,
-	// node-wide (each connection holds a bounded number).
-	Held prometheus.Gauge
+	// Held and HeldBytes are the client ops waiting behind their
+	// connection's proxy call, and their bytes, node-wide (bounded per
+	// connection and per node).
+	Held      prometheus.Gauge
+	HeldBytes prometheus.Gauge
 }
 
 // Proxy request results, as the result label names them.
@@ -49,6 +51,8 @@ func NewProxy(reg prometheus.Registerer) *Proxy {
 			"proxy"),
 		Held: f.gauge("proxy_held_ops",
 			"Client ops waiting behind their connection's call to the subscribe or publish proxy, node-wide."),
+		HeldBytes: f.gauge("proxy_held_bytes",
+			"Bytes of the client ops waiting behind their connection's call to the subscribe or publish proxy, node-wide (at most 64 MiB)."),
 	}
 	f.register(p.duration)
 	// Every proxy's series exist from the start, at 0, configured or not:

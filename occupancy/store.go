@@ -17,8 +17,9 @@ import (
 type store interface {
 	// get returns an entry's value and revision, errNotFound if none.
 	get(ctx context.Context, key string) ([]byte, uint64, error)
-	// create writes a new entry, errExists if there is one.
-	create(ctx context.Context, key string, val []byte) error
+	// create writes a new entry and returns its revision, errExists if
+	// there is one.
+	create(ctx context.Context, key string, val []byte) (uint64, error)
 	// update replaces the entry at revision rev, errConflict if it moved.
 	update(ctx context.Context, key string, val []byte, rev uint64) error
 	// remove deletes the entry at revision rev (0: whatever its
@@ -32,6 +33,11 @@ type store interface {
 	setDue(ctx context.Context, key string, due time.Time) error
 	clearDue(ctx context.Context, key string, rev uint64) error
 	due() map[string]dueCheck
+	// epoch is when the store's entries began, in Unix microseconds:
+	// added to a revision, it makes an event's seq, which then grows even
+	// across a bucket NATS lost and made again (it cannot take a million
+	// writes a second).
+	epoch() uint64
 	close()
 }
 
@@ -53,6 +59,7 @@ type memStore struct {
 	rev     uint64
 	entries map[string]memEntry
 	checks  map[string]dueCheck
+	began   uint64
 }
 
 type memEntry struct {
@@ -61,7 +68,7 @@ type memEntry struct {
 }
 
 func newMemStore() *memStore {
-	return &memStore{entries: map[string]memEntry{}, checks: map[string]dueCheck{}}
+	return &memStore{entries: map[string]memEntry{}, checks: map[string]dueCheck{}, began: uint64(time.Now().UnixMicro())}
 }
 
 func (m *memStore) get(_ context.Context, key string) ([]byte, uint64, error) {
@@ -74,15 +81,15 @@ func (m *memStore) get(_ context.Context, key string) ([]byte, uint64, error) {
 	return e.val, e.rev, nil
 }
 
-func (m *memStore) create(_ context.Context, key string, val []byte) error {
+func (m *memStore) create(_ context.Context, key string, val []byte) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.entries[key]; ok {
-		return errExists
+		return 0, errExists
 	}
 	m.rev++
 	m.entries[key] = memEntry{val, m.rev}
-	return nil
+	return m.rev, nil
 }
 
 func (m *memStore) update(_ context.Context, key string, val []byte, rev uint64) error {
@@ -103,6 +110,7 @@ func (m *memStore) remove(_ context.Context, key string, rev uint64) error {
 		return errConflict
 	}
 	delete(m.entries, key)
+	m.rev++ // as a NATS delete marker takes one
 	return nil
 }
 
@@ -145,5 +153,7 @@ func (m *memStore) due() map[string]dueCheck {
 	defer m.mu.Unlock()
 	return maps.Clone(m.checks)
 }
+
+func (m *memStore) epoch() uint64 { return m.began }
 
 func (m *memStore) close() {}

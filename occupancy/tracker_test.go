@@ -3,6 +3,7 @@ package occupancy_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -18,16 +19,43 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
 const delay = 300 * time.Millisecond
 
-// events collects what trackers emit.
+// events collects what trackers emit, standing for the webhook sender:
+// it takes every event and says so at once, unless told to keep the
+// acknowledgements (a backend that has not answered yet) or to refuse
+// events (a full queue).
 type events struct {
 	ch chan webhook.Event
+
+	mu     sync.Mutex
+	keep   bool
+	kept   []func()
+	refuse bool
 }
 
 func newEvents() *events { return &events{ch: make(chan webhook.Event, 1000)} }
 
-func (e *events) emit(ev webhook.Event) { e.ch <- ev }
+func (e *events) emit(ev webhook.Event, delivered func()) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.refuse {
+		return false
+	}
+	e.ch <- ev
+	if delivered != nil {
+		if e.keep {
+			e.kept = append(e.kept, delivered)
+		} else {
+			delivered()
+		}
+	}
+	return true
+}
 
 // next waits for the next event and checks it.
 func (e *events) next(t *testing.T, typ, name, node string) webhook.Event {
@@ -112,7 +140,8 @@ func TestSingleNodeClose(t *testing.T) {
 // test's hands (the control plane's leases, in the gateway).
 type cluster struct {
 	mu   sync.Mutex
-	live map[string]bool
+	live map[string]bool // listed by the control plane
+	dead map[string]bool // stopped: knows nothing, writes nothing more
 	url  string
 }
 
@@ -122,7 +151,7 @@ func (c *cluster) liveFn(node string) func() ([]string, bool) {
 	return func() ([]string, bool) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if !c.live[node] {
+		if c.dead[node] {
 			return nil, false
 		}
 		var out []string
@@ -142,21 +171,35 @@ func (c *cluster) set(node string, live bool) {
 	c.mu.Unlock()
 }
 
+// kill stops node counting as live, and its tracker from doing anything.
+func (c *cluster) kill(node string) {
+	c.mu.Lock()
+	c.live[node], c.dead[node] = false, true
+	c.mu.Unlock()
+}
+
+// twoNodes starts nodes a and b sharing a new NATS server, each closed
+// when the test ends if it has not closed it.
+func twoNodes(t *testing.T) (*natstest.Server, *cluster, *events, *occupancy.Tracker, *occupancy.Tracker) {
+	ns := natstest.Start(t)
+	c := &cluster{live: map[string]bool{}, dead: map[string]bool{}, url: ns.URL}
+	ev := newEvents()
+	a, b := c.node(t, "a", ev), c.node(t, "b", ev)
+	t.Cleanup(func() { a.Close(context.Background()); b.Close(context.Background()) })
+	return ns, c, ev, a, b
+}
+
 func (c *cluster) node(t *testing.T, name string, ev *events) *occupancy.Tracker {
 	c.set(name, true)
-	return start(t, occupancy.Config{Node: name, Emit: ev.emit, URL: c.url, Stream: "T", Live: c.liveFn(name)})
+	return start(t, occupancy.Config{Node: name, Emit: ev.emit, URL: c.url, Stream: "T", Live: c.liveFn(name),
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
 }
 
 // TestClusterMoves: a user with connections on two nodes is online once;
 // closing one changes nothing; moving from one node to the other within
 // the delay is no offline; closing the last is, sent by the leader.
 func TestClusterMoves(t *testing.T) {
-	ns := natstest.Start(t)
-	c := &cluster{live: map[string]bool{}, url: ns.URL}
-	ev := newEvents()
-	a, b := c.node(t, "a", ev), c.node(t, "b", ev)
-	defer a.Close(context.Background())
-	defer b.Close(context.Background())
+	_, _, ev, a, b := twoNodes(t)
 
 	a.User("dave", true)
 	ev.next(t, webhook.UserOnline, "dave", "a")
@@ -204,11 +247,7 @@ func TestClusterMoves(t *testing.T) {
 // and the user goes offline after the delay. One still held elsewhere
 // does not.
 func TestClusterNodeDies(t *testing.T) {
-	ns := natstest.Start(t)
-	c := &cluster{live: map[string]bool{}, url: ns.URL}
-	ev := newEvents()
-	a, b := c.node(t, "a", ev), c.node(t, "b", ev)
-	defer b.Close(context.Background())
+	_, c, ev, a, b := twoNodes(t)
 	a.User("erin", true)
 	ev.next(t, webhook.UserOnline, "erin", "a")
 	a.User("frank", true)
@@ -218,8 +257,105 @@ func TestClusterNodeDies(t *testing.T) {
 
 	// a dies holding erin and frank: it is not live any more, and writes
 	// nothing more (its leaves never reach the store).
-	c.set("a", false)
+	c.kill("a")
 	ev.next(t, webhook.UserOffline, "erin", "b")
 	ev.none(t, b) // frank is still on b
 	a.Close(context.Background())
+}
+
+// TestClusterNATSRestart: NATS restarts and loses the bucket (memory
+// storage); the nodes make it again and write what they hold, so a user
+// online before still goes offline when she leaves (her online may be
+// sent again: delivery is at least once).
+func TestClusterNATSRestart(t *testing.T) {
+	ns, _, ev, _, b := twoNodes(t)
+	b.User("ivan", true)
+	first := ev.next(t, webhook.UserOnline, "ivan", "b")
+	ns.Stop()
+	ns.Start()
+	// Once b has written ivan again, his online comes again. The new
+	// bucket's revisions start again, the seqs grow on all the same.
+	again := ev.next(t, webhook.UserOnline, "ivan", "b")
+	b.User("ivan", false)
+	off := ev.next(t, webhook.UserOffline, "ivan", "a")
+	if !(first.Seq < again.Seq && again.Seq < off.Seq) || off.Seq >= 1<<53 {
+		t.Fatalf("seqs %d, %d, %d: want growing, and exact in a JavaScript number", first.Seq, again.Seq, off.Seq)
+	}
+}
+
+// TestSeqOrders: the seq of a user's events grows with each, so a backend
+// orders them without trusting clocks.
+func TestSeqOrders(t *testing.T) {
+	ev := newEvents()
+	tr := start(t, occupancy.Config{Node: "n1", Emit: ev.emit})
+	defer tr.Close(context.Background())
+	var seqs []uint64
+	for range 2 {
+		tr.User("judy", true)
+		seqs = append(seqs, ev.next(t, webhook.UserOnline, "judy", "n1").Seq)
+		tr.User("judy", false)
+		seqs = append(seqs, ev.next(t, webhook.UserOffline, "judy", "n1").Seq)
+	}
+	if !slices.IsSorted(seqs) || slices.Compact(slices.Clone(seqs))[3] != seqs[3] || seqs[0] == 0 {
+		t.Fatalf("seqs %v, want growing", seqs)
+	}
+}
+
+// TestOfflineWaitsForTheQueue: a gone event the sender's full queue
+// refused is announced once the queue takes it, not lost.
+func TestOfflineWaitsForTheQueue(t *testing.T) {
+	ev := newEvents()
+	tr := start(t, occupancy.Config{Node: "n1", Emit: ev.emit})
+	defer tr.Close(context.Background())
+	tr.User("kim", true)
+	ev.next(t, webhook.UserOnline, "kim", "n1")
+	ev.mu.Lock()
+	ev.refuse = true
+	ev.mu.Unlock()
+	tr.User("kim", false)
+	select {
+	case e := <-ev.ch:
+		t.Fatalf("got %+v while the queue refused events", e)
+	case <-time.After(3 * delay): // a bounded wait for something that must not come
+	}
+	ev.mu.Lock()
+	ev.refuse = false
+	ev.mu.Unlock()
+	ev.next(t, webhook.UserOffline, "kim", "n1")
+}
+
+// TestClusterLeaderDiesBeforeDelivery: the leader queued a user's
+// offline and died before the backend took it; the next leader announces
+// it again (at least once), and the entry goes once it is taken.
+func TestClusterLeaderDiesBeforeDelivery(t *testing.T) {
+	_, c, ev, a, b := twoNodes(t)
+	b.User("liam", true)
+	ev.next(t, webhook.UserOnline, "liam", "b")
+	ev.mu.Lock()
+	ev.keep = true // the backend does not answer a's batch
+	ev.mu.Unlock()
+	b.User("liam", false)
+	ev.next(t, webhook.UserOffline, "liam", "a")
+	c.kill("a")
+	ev.mu.Lock()
+	ev.keep = false
+	ev.mu.Unlock()
+	ev.next(t, webhook.UserOffline, "liam", "b")
+	ev.none(t, b)
+	a.Close(context.Background())
+}
+
+// TestClusterLeaseLapse: a node whose lease lapsed (it was not listed for
+// a while) was taken off its users, who went offline; once listed again
+// it writes them again, and they are online again.
+func TestClusterLeaseLapse(t *testing.T) {
+	_, c, ev, _, b := twoNodes(t)
+	b.User("mia", true)
+	ev.next(t, webhook.UserOnline, "mia", "b")
+	c.set("b", false) // b runs on, but the others do not see its lease
+	ev.next(t, webhook.UserOffline, "mia", "a")
+	c.set("b", true)
+	ev.next(t, webhook.UserOnline, "mia", "b")
+	b.User("mia", false)
+	ev.next(t, webhook.UserOffline, "mia", "a")
 }

@@ -240,18 +240,20 @@ func (c *Client) send(ctx context.Context, body []byte) (Answer, error) {
 	start := time.Now()
 	defer func() { c.m.Duration.Observe(time.Since(start).Seconds()) }()
 	for attempt := 0; ; attempt++ {
-		a, err := c.sendOnce(ctx, body)
-		var se *StatusError
-		if err == nil || errors.As(err, &se) || errors.Is(err, ErrTimeout) || !c.cfg.Replayable || attempt == 1 {
+		a, unanswered, err := c.sendOnce(ctx, body)
+		if err == nil || !unanswered || !c.cfg.Replayable || attempt == 1 {
 			return a, err
 		}
 	}
 }
 
-func (c *Client) sendOnce(ctx context.Context, body []byte) (Answer, error) {
+// sendOnce makes the request; unanswered reports a failure before any
+// answer (not a timeout), the only one a replayable call is sent again
+// for.
+func (c *Client) sendOnce(ctx context.Context, body []byte) (a Answer, unanswered bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
-		return Answer{}, err
+		return Answer{}, false, err
 	}
 	for k, v := range c.cfg.Header {
 		req.Header[k] = v
@@ -266,25 +268,25 @@ func (c *Client) sendOnce(ctx context.Context, body []byte) (Answer, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
-			return Answer{}, ErrTimeout
+			return Answer{}, false, ErrTimeout
 		}
-		return Answer{}, err
+		return Answer{}, true, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(c.cfg.MaxAnswerBytes)+1))
 	switch {
 	case err != nil && ctx.Err() != nil:
-		return Answer{}, ErrTimeout
+		return Answer{}, false, ErrTimeout
 	case err != nil:
-		return Answer{}, err
+		return Answer{}, false, err
 	case len(b) > c.cfg.MaxAnswerBytes:
-		return Answer{}, fmt.Errorf("proxy: the backend's answer is over %d bytes", c.cfg.MaxAnswerBytes)
+		return Answer{}, false, fmt.Errorf("proxy: the backend's answer is over %d bytes", c.cfg.MaxAnswerBytes)
 	case resp.StatusCode >= 500:
-		return Answer{}, &StatusError{Status: resp.StatusCode}
+		return Answer{}, false, &StatusError{Status: resp.StatusCode}
 	}
 	v, err := c.cfg.Parse(resp.StatusCode, b)
 	if err != nil {
-		return Answer{}, fmt.Errorf("proxy: the backend's %d answer: %w", resp.StatusCode, err)
+		return Answer{}, false, fmt.Errorf("proxy: the backend's %d answer: %w", resp.StatusCode, err)
 	}
-	return Answer{Status: resp.StatusCode, Value: v}, nil
+	return Answer{Status: resp.StatusCode, Value: v}, false, nil
 }

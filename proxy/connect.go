@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -20,6 +21,11 @@ type ConnectRequest struct {
 	Transport string `json:"transport"` // "websocket" or "sse"
 	Path      string `json:"path"`
 	Query     string `json:"query"` // raw, as the client sent it
+	// RemoteAddr is the peer the gateway saw, host:port: a load
+	// balancer's, behind one. X-Forwarded-For, in Headers, is what the
+	// client (or the balancer) says: trust it only as far as your
+	// balancer sets it.
+	RemoteAddr string `json:"remote_addr"`
 	// Headers holds those of the request's Cookie, Authorization, Origin,
 	// User-Agent, X-Forwarded-For and --proxy-headers it had, by their
 	// canonical names.
@@ -52,12 +58,18 @@ type ErrorAnswer struct {
 // ForwardedHeaders are the request headers the connect proxy always sees.
 var ForwardedHeaders = []string{"Cookie", "Authorization", "Origin", "User-Agent", "X-Forwarded-For"}
 
-// Connector asks the connect proxy about new connections.
+// Connector asks the connect proxy about new connections, and about
+// renewing the admission of live ones.
 type Connector struct {
 	c       *Client
+	renew   *Client  // the same backend, with a budget of its own: renewals never starve connects, nor connects renewals
 	headers []string // canonical names
 	now     func() time.Time
 }
+
+// ErrRefused is a renewal the backend refused (401 or 403); other errors
+// of Refresh are failures to ask.
+var ErrRefused = errors.New("proxy: the backend refused")
 
 // refusal is a connect answer that refuses: 401 or 403 with a message.
 type refusal struct {
@@ -76,6 +88,12 @@ func NewConnector(cfg Config, extra []string) (*Connector, error) {
 		return nil, err
 	}
 	k.c = c
+	rc := cfg
+	rc.MaxInFlight = max(1, cfg.MaxInFlight/4)
+	rc.MaxWaiting = 4 * rc.MaxInFlight
+	if k.renew, err = New(rc); err != nil {
+		return nil, err
+	}
 	for _, h := range append(append([]string(nil), ForwardedHeaders...), extra...) {
 		h = http.CanonicalHeaderKey(strings.TrimSpace(h))
 		if h != "" && !contains(k.headers, h) {
@@ -94,18 +112,27 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// Client is the connector's HTTP client.
+// Client is the connector's HTTP client for connects.
 func (k *Connector) Client() *Client { return k.c }
 
+// Close drops the idle connections to the backend.
+func (k *Connector) Close() {
+	k.c.Close()
+	k.renew.Close()
+}
+
 // Connect asks the backend about the connection whose request head is
-// head, to be called client, on transport. It returns the claims the
+// head, from remote, to be called client, on transport. It returns the claims the
 // backend grants, or a *wsproto.HandshakeError to refuse the upgrade
 // with: the backend's 401 or 403 and message, or 503 when it could not
 // answer.
-func (k *Connector) Connect(head []byte, client, transport string) (*auth.Claims, error) {
+func (k *Connector) Connect(head []byte, client, transport string, remote net.Addr) (*auth.Claims, error) {
 	_, target, _ := wsproto.RequestTarget(head)
 	path, query := wsproto.SplitTarget(target)
 	req := ConnectRequest{Client: client, Transport: transport, Path: string(path), Query: string(query), Headers: map[string]string{}}
+	if remote != nil {
+		req.RemoteAddr = remote.String()
+	}
 	for _, h := range k.headers {
 		if v, ok := wsproto.HeaderValue(head, h); ok {
 			req.Headers[h] = string(v)
@@ -128,18 +155,19 @@ func (k *Connector) Connect(head []byte, client, transport string) (*auth.Claims
 }
 
 // Refresh asks the backend to extend the admission of client, of user,
-// and hands the new claims (or the refusal or failure) to done on a
-// goroutine of the client's. It reports false, calling nothing, when the
-// client is busy.
+// and hands the new claims, or ErrRefused, or the failure to ask, to done
+// on a goroutine of the client's. It reports false, calling nothing, when
+// the renewals' client is busy. Renewals have a quarter of MaxInFlight of
+// their own.
 func (k *Connector) Refresh(client, user string, done func(*auth.Claims, error)) bool {
 	body, _ := json.Marshal(ConnectRequest{Client: client, User: user, Refresh: true})
-	return k.c.Go(body, func(a Answer, err error) {
+	return k.renew.Go(body, func(a Answer, err error) {
 		if err != nil {
 			done(nil, err)
 			return
 		}
 		if r, ok := a.Value.(refusal); ok {
-			done(nil, errors.New(r.message))
+			done(nil, fmt.Errorf("%w: %s", ErrRefused, r.message))
 			return
 		}
 		done(a.Value.(*auth.Claims), nil)

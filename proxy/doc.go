@@ -8,6 +8,7 @@
 // Connect, for a connection without a valid token (Connector):
 //
 //	→ {"client":"n1.2s3","transport":"websocket"|"sse","path":"/ws","query":"channels=a",
+//	   "remote_addr":"10.0.0.5:51234",
 //	   "headers":{"Cookie":"…","Authorization":"…","Origin":"…","User-Agent":"…","X-Forwarded-For":"…"}}
 //	← 200 {"user":"alice","channels":["chat:*"],"publish":["chat:*"],"info":{…},"expire_at":1767225600}
 //	← 401 or 403, body {"error":{"message":"…"}} or text: the upgrade is refused with it

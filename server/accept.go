@@ -82,7 +82,7 @@ func (s *Server) upgrade(pc *pendingConn, ep endpoint, head, query, pending []by
 	u := s.upgraders[ep]
 	if ep == endpointWS && s.cfg.Authorize != nil {
 		withSlot := *u
-		withSlot.Authorize = func(head []byte) (any, error) { return s.cfg.Authorize(head, fd) }
+		withSlot.Authorize = func(head []byte) (any, error) { return s.cfg.Authorize(head, fd, pc.RemoteAddr()) }
 		u = &withSlot
 	}
 	hs, err := u.Upgrade(pc, head)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -48,10 +49,11 @@ type Config struct {
 	// Authorize, when set, checks each /ws handshake (see
 	// wsproto.Upgrader.Authorize) and each /events request, once every
 	// other check passed. slot is the one the connection will have
-	// (Conn.Slot). It runs on the handshake's goroutine, which holds an
-	// admission slot (MaxHandshakes) and is bounded by HandshakeTimeout:
-	// it may wait, as a connect proxy does, within those bounds.
-	Authorize func(head []byte, slot int) (any, error)
+	// (Conn.Slot), remote its peer's address. It runs on the handshake's
+	// goroutine, which holds an admission slot (MaxHandshakes) and is
+	// bounded by HandshakeTimeout: it may wait, as a connect proxy does,
+	// within those bounds.
+	Authorize func(head []byte, slot int, remote net.Addr) (any, error)
 	// Expired, when set, is called by the heartbeat for a connection whose
 	// expiry (Conn.SetExpiry) has passed, before it closes it with 4001:
 	// returning true leaves the connection open with no expiry, for the

@@ -99,7 +99,7 @@ func (s *Server) stream(pc *pendingConn, head, query, pending []byte) {
 	}
 	var state any
 	if s.cfg.Authorize != nil {
-		if state, err = s.cfg.Authorize(head, fd); err != nil {
+		if state, err = s.cfg.Authorize(head, fd, pc.RemoteAddr()); err != nil {
 			unix.Close(fd)
 			var he *wsproto.HandshakeError
 			if !errors.As(err, &he) {

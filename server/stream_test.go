@@ -155,7 +155,7 @@ func TestStreamRefusals(t *testing.T) {
 	h := newStreams()
 	h.open = func(c *server.Conn) { _ = c.SendEvent(nil, event("ok")) }
 	g := start(t, server.Config{Events: h, AllowedOrigins: []string{"https://app.example"},
-		Authorize: func(head []byte, _ int) (any, error) {
+		Authorize: func(head []byte, _ int, _ net.Addr) (any, error) {
 			if v, _ := wsproto.HeaderValue(head, "Authorization"); string(v) == "Bearer good" {
 				return "claims", nil
 			}

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
+	"net"
 	"strconv"
+	"time"
 
 	"github.com/pushgate/pushgate/auth"
 	"github.com/pushgate/pushgate/broadcast"
@@ -29,12 +32,16 @@ import (
 //     1013. No goroutine waits for a session: the proxy client's own, one
 //     per call out, applies the answer.
 //   - Claims the connect proxy granted are renewed through it when they
-//     expire (Expired), or the connection is closed with 4001.
+//     expire (Expired); the backend's refusal closes the connection with
+//     4001, and its failure to answer is retried for a minute.
 
-// Bounds of the ops one connection may have waiting behind a proxy call.
+// Bounds of the ops one connection may have waiting behind a proxy call,
+// and of their bytes on the node (hostile clients behind a slow backend
+// would otherwise hold a MiB each).
 const (
-	maxHeldOps   = 256     // the default message burst
-	maxHeldBytes = 1 << 20 // a second at the default byte rate
+	maxHeldOps       = 256     // the default message burst
+	maxHeldBytes     = 1 << 20 // a second at the default byte rate
+	maxNodeHeldBytes = 64 << 20
 )
 
 // heldOps are a deciding session's waiting ops.
@@ -67,7 +74,7 @@ func stateClaims(state any) (*auth.Claims, uint32) {
 // request, when there is one and it verifies, or else the connect proxy's
 // answer, admits the connection. Without a Verifier nor a Connect proxy
 // it admits every connection with no claims (open mode).
-func (h *Handler) Authorize(head []byte, slot int) (any, error) {
+func (h *Handler) Authorize(head []byte, slot int, remote net.Addr) (any, error) {
 	if h.verifier != nil {
 		token, ok := auth.TokenFromHead(head)
 		var err error = auth.ErrNoToken
@@ -90,7 +97,7 @@ func (h *Handler) Authorize(head []byte, slot int) (any, error) {
 	if _, target, _ := wsproto.RequestTarget(head); bytes.HasPrefix(target, []byte("/events")) {
 		transport = "sse"
 	}
-	claims, err := h.connect.Connect(head, client, transport)
+	claims, err := h.connect.Connect(head, client, transport, remote)
 	if err != nil {
 		return nil, err
 	}
@@ -98,9 +105,12 @@ func (h *Handler) Authorize(head []byte, slot int) (any, error) {
 }
 
 // Expired is the server's Expired (server.Config): a connection whose
-// claims came from the connect proxy is renewed through it, and closed
-// with 4001 if the backend does not renew it. It reports whether it took
-// the connection in hand.
+// claims came from the connect proxy is renewed through it. Only the
+// backend's refusal closes it (4001); when the backend cannot be asked
+// (busy, timing out, its circuit open) the connection keeps its claims
+// and is asked again every few seconds, for renewalGrace past its
+// expire_at, so that a backend's hiccup does not close every connection
+// expiring during it. It reports whether it took the connection in hand.
 func (h *Handler) Expired(c *server.Conn) bool {
 	s, ok := c.Data().(*Session)
 	if !ok || h.connect == nil {
@@ -111,27 +121,42 @@ func (h *Handler) Expired(c *server.Conn) bool {
 	if s.is(ended) || s.claims == nil || !s.claims.Proxied {
 		return false
 	}
-	user := s.claims.User
+	claims := s.claims
+	retry := func() bool {
+		if time.Since(claims.ExpiresAt) >= renewalGrace {
+			return false
+		}
+		c.SetExpiry(time.Now().Add(h.renewalRetry + rand.N(h.renewalRetry)))
+		return true
+	}
 	h.hooks.Add(1)
-	ok = h.connect.Refresh(h.index.clientID(s), user, func(claims *auth.Claims, err error) {
+	asked := h.connect.Refresh(h.index.clientID(s), claims.User, func(renewed *auth.Claims, err error) {
 		defer h.hooks.Done()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		switch {
 		case s.is(ended):
-		case err != nil || claims.User != user:
-			h.log.Debug("connection not renewed by the connect proxy", "user", user, "err", err)
-			s.conn().Close(server.ReasonTokenExpired, "token expired")
+		case err == nil && renewed.User == claims.User:
+			s.claims = renewed
+			c.SetExpiry(renewed.Deadline)
+		case err != nil && !errors.Is(err, proxy.ErrRefused) && retry():
+			h.log.Debug("connection not renewed yet: the connect proxy could not be asked", "user", claims.User, "err", err)
 		default:
-			s.claims = claims
-			s.conn().SetExpiry(claims.Deadline)
+			h.log.Debug("connection not renewed by the connect proxy", "user", claims.User, "err", err)
+			s.conn().Close(server.ReasonTokenExpired, "token expired")
 		}
 	})
-	if !ok {
+	if !asked {
 		h.hooks.Done()
+		return retry()
 	}
-	return ok
+	return true
 }
+
+// A proxied connection whose backend cannot be asked about its renewal
+// is asked again every Config.RenewalRetry (plus as much jitter, at
+// most), for renewalGrace past its expire_at.
+const renewalGrace = time.Minute
 
 // askSubscribe asks the subscribe proxy whether s may subscribe to name.
 // s.mu is held.
@@ -140,9 +165,11 @@ func (h *Handler) askSubscribe(s *Session, name string, pos *broadcast.Position)
 	if s.claims != nil {
 		req.Info = s.claims.Info
 	}
+	// Refused, its recovery position goes; unanswered, it stays in the
+	// stream's ids, for a reconnect to recover from.
 	h.ask(s, h.subscribeProxy, req, name, func(v proxy.Verdict) {
 		if v.Refused {
-			h.reply(s, v.Code, v.Message, name)
+			h.refuseSubscribe(s, v.Code, v.Message, name)
 			return
 		}
 		h.subscribeAllowed(s, name, pos)
@@ -215,16 +242,23 @@ func (h *Handler) hold(s *Session, payload []byte) bool {
 		h.held[s] = held
 	}
 	full := len(held.ops) >= maxHeldOps || held.bytes+len(payload) > maxHeldBytes
-	if !full {
+	nodeFull := h.heldBytes+len(payload) > maxNodeHeldBytes
+	if !full && !nodeFull {
 		held.ops = append(held.ops, bytes.Clone(payload))
 		held.bytes += len(payload)
+		h.heldBytes += len(payload)
 	}
 	h.heldMu.Unlock()
-	if full {
+	switch {
+	case full:
 		s.conn().Close(server.ReasonOverloaded, "too many ops waiting for the backend")
+		return false
+	case nodeFull:
+		s.conn().Close(server.ReasonOverloaded, "the gateway holds too many ops waiting for the backend")
 		return false
 	}
 	h.proxyM.Held.Inc()
+	h.proxyM.HeldBytes.Add(float64(len(payload)))
 	return true
 }
 
@@ -251,6 +285,7 @@ func (h *Handler) runHeld(s *Session) {
 			held.ops[0] = nil
 			held.ops = held.ops[1:]
 			held.bytes -= len(op)
+			h.heldBytes -= len(op)
 		}
 		if held != nil && len(held.ops) == 0 {
 			delete(h.held, s)
@@ -260,6 +295,7 @@ func (h *Handler) runHeld(s *Session) {
 			return
 		}
 		h.proxyM.Held.Dec()
+		h.proxyM.HeldBytes.Sub(float64(len(op)))
 		cmd, err := protocol.ParseCommand(op)
 		h.run(s, cmd, err)
 	}
@@ -270,8 +306,12 @@ func (h *Handler) dropHeld(s *Session) {
 	h.heldMu.Lock()
 	held := h.held[s]
 	delete(h.held, s)
+	if held != nil {
+		h.heldBytes -= held.bytes
+	}
 	h.heldMu.Unlock()
 	if held != nil {
 		h.proxyM.Held.Sub(float64(len(held.ops)))
+		h.proxyM.HeldBytes.Sub(float64(held.bytes))
 	}
 }

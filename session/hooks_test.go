@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -87,7 +88,7 @@ func connector(t *testing.T, url string, m *metrics.Proxy, tune ...func(*proxy.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(k.Client().Close)
+	t.Cleanup(k.Close)
 	return k
 }
 
@@ -121,7 +122,10 @@ func TestConnectProxyAdmits(t *testing.T) {
 	s := g.stream(t, "?channels=news", "Cookie: sid=alice-session", "User-Agent: test-agent/1", "X-Forwarded-For: 10.0.0.7", "X-Tenant: acme", "X-Other: no")
 	var req proxy.ConnectRequest
 	be.next(t, &req)
-	want := proxy.ConnectRequest{Client: s.client, Transport: "sse", Path: "/events", Query: "channels=news",
+	if host, _, err := net.SplitHostPort(req.RemoteAddr); err != nil || host != "127.0.0.1" {
+		t.Fatalf("remote_addr %q, want the test's 127.0.0.1:port", req.RemoteAddr)
+	}
+	want := proxy.ConnectRequest{Client: s.client, Transport: "sse", Path: "/events", Query: "channels=news", RemoteAddr: req.RemoteAddr,
 		Headers: map[string]string{"Cookie": "sid=alice-session", "User-Agent": "test-agent/1", "X-Forwarded-For": "10.0.0.7", "X-Tenant": "acme"}}
 	if fmt.Sprint(req) != fmt.Sprint(want) {
 		t.Fatalf("backend asked %+v\nwant %+v", req, want)
@@ -262,8 +266,8 @@ func TestConnectProxyBehindTokens(t *testing.T) {
 }
 
 // TestConnectProxyRenewal: claims with expire_at are renewed through the
-// backend when they expire; when it refuses, the connection is closed
-// with 4001.
+// backend when they expire; a backend that fails to answer is asked
+// again; when it refuses, the connection is closed with 4001.
 func TestConnectProxyRenewal(t *testing.T) {
 	var mu sync.Mutex
 	renewals := 0
@@ -274,7 +278,11 @@ func TestConnectProxyRenewal(t *testing.T) {
 		defer mu.Unlock()
 		if req.Refresh {
 			renewals++
-			if renewals > 1 {
+			switch renewals {
+			case 2: // a hiccup: asked again
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			case 3:
 				w.WriteHeader(http.StatusUnauthorized)
 				return
 			}
@@ -291,9 +299,11 @@ func TestConnectProxyRenewal(t *testing.T) {
 	if !req.Refresh || req.Client != client || req.User != "erin" || req.Headers != nil {
 		t.Fatalf("renewal asked %+v, want refresh of %s for erin", req, client)
 	}
-	be.next(t, &req)
-	if !req.Refresh {
-		t.Fatalf("second renewal asked %+v", req)
+	for _, n := range []string{"second", "third"} {
+		be.next(t, &req)
+		if !req.Refresh {
+			t.Fatalf("%s renewal asked %+v", n, req)
+		}
 	}
 	for {
 		h, p, err := c.TryReadFrame()
@@ -493,13 +503,24 @@ func TestHeldOpsBound(t *testing.T) {
 	c.Send(`{"op":"publish","channel":"room","data":0}`)
 	var req proxy.PublishRequest
 	be.next(t, &req)
-	for i := 1; i <= 257; i++ {
+	size := 0
+	for i := 1; i <= 10; i++ {
+		op := fmt.Sprintf(`{"op":"publish","channel":"room","data":%d}`, i)
+		size += len(op)
+		c.Send(op)
+	}
+	wstest.Eventually(t, "10 ops held, counted with their bytes", func() bool {
+		return testutil.ToFloat64(pm.Held) == 10 && testutil.ToFloat64(pm.HeldBytes) == float64(size)
+	})
+	for i := 11; i <= 257; i++ {
 		c.Send(fmt.Sprintf(`{"op":"publish","channel":"room","data":%d}`, i))
 	}
 	if reason := c.ExpectClose(1013); reason != "too many ops waiting for the backend" {
 		t.Fatalf("closed with %q", reason)
 	}
-	wstest.Eventually(t, "no op held once the connection closed", func() bool { return testutil.ToFloat64(pm.Held) == 0 })
+	wstest.Eventually(t, "no op held once the connection closed", func() bool {
+		return testutil.ToFloat64(pm.Held) == 0 && testutil.ToFloat64(pm.HeldBytes) == 0
+	})
 }
 
 // TestSlowConnectProxy: while a hung backend holds every request slot of

@@ -151,3 +151,19 @@ func (x *index) user(user string) []*Session {
 func (x *index) clientID(s *Session) string {
 	return x.node + "." + strconv.FormatUint(uint64(s.conn().Slot())<<32|uint64(s.id), 36)
 }
+
+// Users lists the users with a session on this node (for
+// Config.UserOnline's callee, which writes them again after it lost
+// track), one shard's read lock at a time.
+func (h *Handler) Users() []string {
+	var out []string
+	for i := range h.index.shards {
+		sh := &h.index.shards[i]
+		sh.mu.RLock()
+		for u := range sh.users {
+			out = append(out, u)
+		}
+		sh.mu.RUnlock()
+	}
+	return out
+}

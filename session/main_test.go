@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -54,7 +55,7 @@ func start(t testing.TB, o options) *gateway {
 	m := metrics.New(nil)
 	sessions := session.New(session.Config{Hub: hub, ClientPublish: patterns, Verifier: o.verifier, Metrics: m, MaxBacklog: o.backlog,
 		Presence: presence.New(o.presence), Connect: o.connect, SubscribeProxy: o.subscribeProxy, PublishProxy: o.publishProxy,
-		ProxyMetrics: o.proxyMetrics})
+		ProxyMetrics: o.proxyMetrics, RenewalRetry: 100 * time.Millisecond})
 	cfg := server.Config{
 		AppPing:            session.AppPing,
 		Metrics:            m,

@@ -55,6 +55,10 @@ type Config struct {
 	SubscribeProxy *proxy.Ops
 	PublishProxy   *proxy.Ops
 	ProxyMetrics   *metrics.Proxy
+	// RenewalRetry is how soon a proxied connection whose renewal the
+	// connect proxy could not answer is asked again (default 5s, plus as
+	// much jitter at most).
+	RenewalRetry time.Duration
 	// UserOnline, when set, is told when a user's first connection on
 	// this node opens (true) and when its last one closes (false), in
 	// that order for a user. It is called under a lock and must not block
@@ -115,9 +119,11 @@ type Handler struct {
 	subscribeProxy *proxy.Ops
 	publishProxy   *proxy.Ops
 	proxyM         *metrics.Proxy
+	renewalRetry   time.Duration
 	hooks          sync.WaitGroup // proxy calls out
 	heldMu         sync.Mutex
 	held           map[*Session]*heldOps
+	heldBytes      int // under heldMu: all held ops' bytes
 }
 
 // New returns the Handler for cfg.
@@ -147,6 +153,10 @@ func New(cfg Config) *Handler {
 		held: make(map[*Session]*heldOps)}
 	if h.proxyM == nil {
 		h.proxyM = metrics.NewProxy(nil)
+	}
+	h.renewalRetry = cfg.RenewalRetry
+	if h.renewalRetry <= 0 {
+		h.renewalRetry = 5 * time.Second
 	}
 	h.index.init(cfg.Node, cfg.Lookup)
 	h.index.online = cfg.UserOnline
@@ -366,6 +376,15 @@ func (h *Handler) subscribe(s *Session, name string, pos *broadcast.Position) {
 		h.reply(s, protocol.CodeInvalidChannel, protocol.MsgInvalidChannel, "")
 		return
 	}
+	// An event stream's ids name the position it recovers from as soon as
+	// it asks, whatever its subscribe waits for (a proxy, an op before
+	// it), until the subscribed reply settles it (sse.go), a refusal
+	// drops it, or a reconnect recovers from it. One it already follows
+	// keeps its position, and is refused as already subscribed.
+	stream, _ := s.conn().(*eventConn)
+	if stream != nil && pos != nil && !stream.follows(name) {
+		stream.recoverFrom(name, *pos)
+	}
 	if s.is(deciding) {
 		// A subscribe of the query's, behind one the proxy decides.
 		h.holdSubscribe(s, name, pos)
@@ -376,7 +395,7 @@ func (h *Handler) subscribe(s *Session, name string, pos *broadcast.Position) {
 			h.askSubscribe(s, name, pos)
 			return
 		}
-		h.reply(s, protocol.CodeForbidden, "not allowed to subscribe to this channel", name)
+		h.refuseSubscribe(s, protocol.CodeForbidden, "not allowed to subscribe to this channel", name)
 		return
 	}
 	h.subscribeAllowed(s, name, pos)
@@ -384,15 +403,22 @@ func (h *Handler) subscribe(s *Session, name string, pos *broadcast.Position) {
 
 // subscribeAllowed subscribes s to name, which it may. s.mu is held.
 func (h *Handler) subscribeAllowed(s *Session, name string, pos *broadcast.Position) {
-	// An event stream's ids name the position it recovers from until
-	// the subscribed reply settles it (sse.go); one it already follows is
-	// refused as already subscribed, its position kept.
-	stream, _ := s.conn().(*eventConn)
-	recovering := stream != nil && pos != nil && !stream.follows(name)
-	if recovering {
-		stream.recoverFrom(name, *pos)
+	if !h.join(s, name, pos, false) {
+		h.dropRecovery(s, name)
 	}
-	if !h.join(s, name, pos, false) && recovering {
+}
+
+// refuseSubscribe replies a refused subscribe. s.mu is held.
+func (h *Handler) refuseSubscribe(s *Session, code protocol.Code, message, name string) {
+	h.reply(s, code, message, name)
+	h.dropRecovery(s, name)
+}
+
+// dropRecovery forgets the position an event stream was to recover name
+// from, its subscribe refused: the stream does not follow it. s.mu is
+// held.
+func (h *Handler) dropRecovery(s *Session, name string) {
+	if stream, ok := s.conn().(*eventConn); ok && stream.recovers(name) {
 		stream.abandon(name)
 	}
 }

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/gobwas/ws"
@@ -127,6 +128,14 @@ func (e *eventConn) abandon(channel string) {
 	if i := e.find([]byte(channel)); i >= 0 {
 		e.pos = append(e.pos[:i], e.pos[i+1:]...)
 	}
+}
+
+// recovers reports whether the stream's position in channel is one to
+// recover from, its subscribe not settled yet.
+func (e *eventConn) recovers(channel string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Contains(e.recovering, channel)
 }
 
 // follows reports whether the stream's positions name channel.

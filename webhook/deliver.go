@@ -23,8 +23,8 @@ func (s *Sender) run() {
 	defer s.abort() // release s.ctx
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	idle := true       // the first events linger, as after any idle spell
-	var batch [][]byte // reused: the encodings taken for one body
+	idle := true      // the first events linger, as after any idle spell
+	var batch []entry // reused: the events taken for one body
 	for {
 		if !s.awaitBatch(timer, idle) {
 			break
@@ -42,6 +42,14 @@ func (s *Sender) run() {
 		s.held.Store(int64(s.heldBytes))
 		s.m.QueueBytes.Set(float64(s.heldBytes))
 		s.mu.Unlock()
+		// Outside the lock, so that the callbacks may send; after the
+		// bytes are released, so that what they send finds the room.
+		for i, e := range batch {
+			batch[i].delivered = nil // let it go once called
+			if e.delivered != nil {
+				e.delivered()
+			}
+		}
 		s.logDrops(false) // drops that stopped within the last second's line
 	}
 	s.mu.Lock()
@@ -85,13 +93,14 @@ func (s *Sender) awaitBatch(timer *time.Timer, idle bool) bool {
 }
 
 // takeBatch moves the events of the next batch from the queue into batch
-// and joins them into a POST body. It returns their encodings' total
-// size, which stays held until they are delivered.
-func (s *Sender) takeBatch(batch [][]byte) (_ [][]byte, body []byte, size int) {
+// and joins their encodings into a POST body (letting the encodings go;
+// the callbacks stay). It returns the encodings' total size, which stays
+// held until they are delivered.
+func (s *Sender) takeBatch(batch []entry) (_ []entry, body []byte, size int) {
 	s.mu.Lock()
 	bodyLen := len(batchHead) + len(batchTail)
 	for len(batch) < s.cfg.MaxBatch && s.queue.n > 0 {
-		next := len(s.queue.at(0))
+		next := len(s.queue.at(0).enc)
 		if len(batch) > 0 && bodyLen+1+next > s.cfg.MaxBatchBytes {
 			break
 		}
@@ -110,12 +119,12 @@ func (s *Sender) takeBatch(batch [][]byte) (_ [][]byte, body []byte, size int) {
 	// after Do returns.
 	body = make([]byte, 0, bodyLen)
 	body = append(body, batchHead...)
-	for i, enc := range batch {
+	for i, e := range batch {
 		if i > 0 {
 			body = append(body, ',')
 		}
-		body = append(body, enc...)
-		batch[i] = nil
+		body = append(body, e.enc...)
+		batch[i].enc = nil
 	}
 	return batch, append(body, batchTail...), size
 }

@@ -18,8 +18,13 @@ const (
 type Event struct {
 	Type string `json:"type"`
 	// Time is when the gateway saw the event, in Unix milliseconds.
-	Time    int64  `json:"time"`
-	Node    string `json:"node"`
+	Time int64  `json:"time"`
+	Node string `json:"node"`
+	// Seq orders the events of one user or one channel across the
+	// cluster: of two events about the same user (or channel), the later
+	// has the larger seq (the revision of the cluster's agreement about
+	// it). Compare seq, not time, whose clocks differ between nodes.
+	Seq     uint64 `json:"seq"`
 	User    string `json:"user,omitempty"`
 	Channel string `json:"channel,omitempty"`
 }
@@ -46,6 +51,8 @@ func (ev *Event) appendJSON(b []byte) []byte {
 	b = strconv.AppendInt(b, ev.Time, 10)
 	b = append(b, `,"node":`...)
 	b = appendString(b, ev.Node)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, ev.Seq, 10)
 	if ev.User != "" {
 		b = append(b, `,"user":`...)
 		b = appendString(b, ev.User)
@@ -61,7 +68,8 @@ func (ev *Event) appendJSON(b []byte) []byte {
 func (ev *Event) encodedLen() int {
 	n := len(`{"type":`) + stringLen(ev.Type) +
 		len(`,"time":`) + intLen(ev.Time) +
-		len(`,"node":`) + stringLen(ev.Node) + len(`}`)
+		len(`,"node":`) + stringLen(ev.Node) +
+		len(`,"seq":`) + uintLen(ev.Seq) + len(`}`)
 	if ev.User != "" {
 		n += len(`,"user":`) + stringLen(ev.User)
 	}
@@ -148,12 +156,15 @@ func stringLen(s string) int {
 
 // intLen is the length of v in decimal.
 func intLen(v int64) int {
-	n := 1
-	u := uint64(v)
 	if v < 0 {
-		n++
-		u = -u
+		return 1 + uintLen(-uint64(v))
 	}
+	return uintLen(uint64(v))
+}
+
+// uintLen is the length of u in decimal.
+func uintLen(u uint64) int {
+	n := 1
 	for u >= 10 {
 		u /= 10
 		n++

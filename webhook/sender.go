@@ -131,7 +131,7 @@ type Sender struct {
 	lastDropLog   atomic.Int64
 
 	mu          sync.Mutex
-	queue       ring // encoded events waiting
+	queue       ring // events waiting
 	queuedBytes int  // their bytes
 	inFlight    int  // events in the batch being delivered
 	heldBytes   int  // queuedBytes plus the bytes of the batch in flight
@@ -187,11 +187,32 @@ func New(cfg Config) (*Sender, error) {
 
 // Send queues ev for delivery. It never blocks: when the queue holds
 // Config.MaxQueueBytes, or after Close, ev is dropped and counted.
-func (s *Sender) Send(ev Event) {
+func (s *Sender) Send(ev Event) { s.SendThen(ev, nil) }
+
+// SendThen is Send, and then some: it reports whether ev was queued, and
+// calls delivered, if not nil, once ev has been delivered.
+//
+// Like Send it never blocks, and it drops and counts ev when the queue
+// holds Config.MaxQueueBytes or after Close: it then returns false, and
+// delivered is never called. Once queued, ev is delivered, and delivered
+// called exactly once, after the POST of the batch holding ev was
+// answered 2xx (never after a failed attempt at it). The calls come from
+// the delivery goroutine, one at a time, in the order the events were
+// queued. If Close gives up with ev still queued or in flight, delivered
+// is never called; no call starts or runs after Close returns.
+//
+// delivered runs before the next batch is posted, and Close waits for it
+// even when giving up, so it must not block: hand anything slow to
+// another goroutine. It may call Send and SendThen (the sender's lock is
+// not held while it runs, and they never block; an event sent from it
+// joins the queue like any other, and is dropped once Close was called),
+// but it must not call Close, which waits for the delivery goroutine and
+// so for delivered itself to return.
+func (s *Sender) SendThen(ev Event, delivered func()) bool {
 	size := ev.encodedLen()
 	if s.held.Load()+int64(size) > int64(s.cfg.MaxQueueBytes) {
 		s.drop(false) // refused before encoding: no garbage while full
-		return
+		return false
 	}
 	enc := ev.appendJSON(make([]byte, 0, size))
 
@@ -200,9 +221,9 @@ func (s *Sender) Send(ev Event) {
 		closed := s.closed
 		s.mu.Unlock()
 		s.drop(closed)
-		return
+		return false
 	}
-	s.queue.push(enc)
+	s.queue.push(entry{enc, delivered})
 	s.queuedBytes += size
 	s.heldBytes += size
 	s.held.Store(int64(s.heldBytes))
@@ -216,6 +237,7 @@ func (s *Sender) Send(ev Event) {
 	if wake {
 		s.signal()
 	}
+	return true
 }
 
 // batchFullLocked reports whether the queue holds a full batch.
@@ -262,8 +284,10 @@ func (s *Sender) logDrops(force bool) {
 
 // Close stops taking events and delivers those queued, until ctx is done:
 // it then aborts the POST in flight and returns an error wrapping
-// ErrUndelivered with the count of events lost. A later call waits for
-// the first to end (or its own ctx).
+// ErrUndelivered with the count of events lost (whose SendThen callbacks
+// are never called). It returns once the delivery goroutine has ended, the
+// last callback returned. A later call waits for the first to end (or its
+// own ctx). Close must not be called from a SendThen callback.
 func (s *Sender) Close(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
@@ -290,33 +314,40 @@ func (s *Sender) Close(ctx context.Context) error {
 	return nil
 }
 
-// ring is a FIFO of encoded events. It doubles when full and keeps its
+// entry is a queued event: its encoding, and the callback given to
+// SendThen (nil from Send).
+type entry struct {
+	enc       []byte
+	delivered func()
+}
+
+// ring is a FIFO of queued events. It doubles when full and keeps its
 // size, so that a steady flow of events allocates nothing for it.
 type ring struct {
-	buf  [][]byte // len a power of two
+	buf  []entry // len a power of two
 	head int
 	n    int
 }
 
-func (r *ring) push(b []byte) {
+func (r *ring) push(e entry) {
 	if r.n == len(r.buf) {
-		grown := make([][]byte, max(2*len(r.buf), 64))
+		grown := make([]entry, max(2*len(r.buf), 64))
 		for i := range r.n {
 			grown[i] = r.at(i)
 		}
 		r.buf, r.head = grown, 0
 	}
-	r.buf[(r.head+r.n)&(len(r.buf)-1)] = b
+	r.buf[(r.head+r.n)&(len(r.buf)-1)] = e
 	r.n++
 }
 
 // at returns the i-th event from the head.
-func (r *ring) at(i int) []byte { return r.buf[(r.head+i)&(len(r.buf)-1)] }
+func (r *ring) at(i int) entry { return r.buf[(r.head+i)&(len(r.buf)-1)] }
 
-func (r *ring) pop() []byte {
-	b := r.buf[r.head]
-	r.buf[r.head] = nil // the body holds a copy; let the encoding go
+func (r *ring) pop() entry {
+	e := r.buf[r.head]
+	r.buf[r.head] = entry{} // the batch holds it now
 	r.head = (r.head + 1) & (len(r.buf) - 1)
 	r.n--
-	return b
+	return e
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -173,7 +174,8 @@ func closeSender(t *testing.T, s *Sender) {
 func userEvents(n int) []Event {
 	evs := make([]Event, n)
 	for i := range evs {
-		evs[i] = Event{Type: UserOnline, Time: 1700000000000 + int64(i), Node: "gw-1", User: fmt.Sprintf("user%04d", i)}
+		evs[i] = Event{Type: UserOnline, Time: 1700000000000 + int64(i), Node: "gw-1", Seq: 100000 + uint64(i),
+			User: fmt.Sprintf("user%04d", i)}
 	}
 	return evs
 }
@@ -241,10 +243,10 @@ func TestSignatureAndSchema(t *testing.T) {
 	b := newBackend(t, nil)
 	s := newSender(t, Config{URL: b.url, Linger: time.Hour})
 	sent := []Event{
-		{Type: UserOnline, Time: 1700000000000, Node: "gw-1", User: "alice"},
-		{Type: UserOffline, Time: 1700000000001, Node: "gw-1", User: "bob \"the\" \\builder\n é ☃ \x01"},
-		{Type: ChannelOccupied, Time: 1700000000002, Node: "gw-2", Channel: "chat:42"},
-		{Type: ChannelVacated, Time: 1700000000003, Node: "gw-2", Channel: "chat:42"},
+		{Type: UserOnline, Time: 1700000000000, Node: "gw-1", Seq: 1, User: "alice"},
+		{Type: UserOffline, Time: 1700000000001, Node: "gw-1", Seq: 0, User: "bob \"the\" \\builder\n é ☃ \x01"},
+		{Type: ChannelOccupied, Time: 1700000000002, Node: "gw-2", Seq: 1 << 60, Channel: "chat:42"},
+		{Type: ChannelVacated, Time: 1700000000003, Node: "gw-2", Seq: math.MaxUint64, Channel: "chat:42"},
 	}
 	for _, ev := range sent {
 		s.Send(ev)
@@ -268,22 +270,26 @@ func TestSignatureAndSchema(t *testing.T) {
 		t.Error("Verify accepted a tampered body")
 	}
 
-	// The exact fields: an integer time, and user or channel, never both.
+	// The exact fields: integers time and seq (always there, even 0), and
+	// user or channel, never both.
 	var raw struct{ Events []map[string]json.RawMessage }
 	if err := json.Unmarshal(p.body, &raw); err != nil {
 		t.Fatal(err)
 	}
 	for i, obj := range raw.Events {
 		keys := slices.Sorted(maps.Keys(obj))
-		want := []string{"node", "time", "type", "user"}
+		want := []string{"node", "seq", "time", "type", "user"}
 		if sent[i].Channel != "" {
-			want = []string{"channel", "node", "time", "type"}
+			want = []string{"channel", "node", "seq", "time", "type"}
 		}
 		if !slices.Equal(keys, want) {
 			t.Errorf("event %d has fields %v, want %v", i, keys, want)
 		}
 		if got, want := string(obj["time"]), fmt.Sprint(sent[i].Time); got != want {
 			t.Errorf("event %d: time %s, want the integer %s", i, got, want)
+		}
+		if got, want := string(obj["seq"]), fmt.Sprint(sent[i].Seq); got != want {
+			t.Errorf("event %d: seq %s, want the integer %s", i, got, want)
 		}
 	}
 }

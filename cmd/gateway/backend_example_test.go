@@ -34,17 +34,21 @@ func TestReadmeBackendExamples(t *testing.T) {
 				t.Fatalf("README Backend hooks does not show web/examples/%s as it is", ex.file)
 			}
 			_, port, _ := net.SplitHostPort(proctest.FreeAddr(t))
-			env := append(os.Environ(), "PORT="+port, "WEBHOOK_SECRET=change-me")
-			var backend *proctest.Process
+			cmd := []string{proctest.Program(t, "node"), filepath.Join(examplesDir, ex.file)}
 			if ex.lang == "go" {
 				bin := filepath.Join(t.TempDir(), "backend")
 				if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(examplesDir, ex.file)).CombinedOutput(); err != nil {
 					t.Fatalf("go build %s: %v\n%s", ex.file, err, out)
 				}
-				backend = proctest.StartEnv(t, env, bin)
-			} else {
-				backend = proctest.StartEnv(t, env, proctest.Program(t, "node"), filepath.Join(examplesDir, ex.file))
+				cmd = []string{bin}
 			}
+			// Without a secret it refuses to start: anyone could sign.
+			bare := exec.Command(cmd[0], cmd[1:]...)
+			bare.Env = append(os.Environ(), "PORT="+port, "WEBHOOK_SECRET=")
+			if out, err := bare.CombinedOutput(); err == nil || !strings.Contains(string(out), "set WEBHOOK_SECRET") {
+				t.Fatalf("without WEBHOOK_SECRET: %v\n%s", err, out)
+			}
+			backend := proctest.StartEnv(t, append(os.Environ(), "PORT="+port, "WEBHOOK_SECRET=change-me"), cmd[0], cmd[1:]...)
 			wstest.Eventually(t, "the backend to listen", func() bool {
 				c, err := net.Dial("tcp", "127.0.0.1:"+port)
 				if err == nil {

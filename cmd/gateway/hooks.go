@@ -123,8 +123,10 @@ type webhooks struct {
 }
 
 // start makes the sender and the tracker of node. In a cluster (broker
-// set) the tracker shares NATS with the other nodes, and live lists them.
-func (w *webhookConfig) start(node string, broker broker.Config, live func() ([]string, bool), reg prometheus.Registerer, log *slog.Logger) (*webhooks, error) {
+// set) the tracker shares NATS with the other nodes, live lists them, and
+// snapshot what this node holds.
+func (w *webhookConfig) start(node string, broker broker.Config, live func() ([]string, bool), snapshot func() (users, channels []string),
+	reg prometheus.Registerer, log *slog.Logger) (*webhooks, error) {
 	m := metrics.NewWebhook(reg)
 	if w.URL == "" {
 		return nil, nil
@@ -133,7 +135,7 @@ func (w *webhookConfig) start(node string, broker broker.Config, live func() ([]
 	if err != nil {
 		return nil, err
 	}
-	t, err := occupancy.New(occupancy.Config{Node: node, Emit: s.Send, Delay: w.OfflineDelay, Channels: w.channels,
+	t, err := occupancy.New(occupancy.Config{Node: node, Emit: s.SendThen, Snapshot: snapshot, Delay: w.OfflineDelay, Channels: w.channels,
 		URL: broker.URL, Stream: broker.Stream, Replicas: broker.Replicas, Live: live, Dropped: m.Dropped, Logger: log})
 	if err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

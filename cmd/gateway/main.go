@@ -141,7 +141,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return nil, false
 	}
-	wh, err := cfg.Webhook.start(sessions.Node(), cfg.Broker, live, reg, log)
+	snapshot := func() ([]string, []string) { return sessions.Users(), hub.Occupied() }
+	wh, err := cfg.Webhook.start(sessions.Node(), cfg.Broker, live, snapshot, reg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushgate: %v\n", err)
 		return 1

@@ -382,7 +382,7 @@ func TestEveryMetric(t *testing.T) {
 		unused = append(unused, expect{name: "pushgate_proxy_request_duration_seconds", label: "proxy=" + p},
 			expect{name: "pushgate_proxy_circuit_open", label: "proxy=" + p})
 	}
-	unused = append(unused, expect{name: "pushgate_proxy_held_ops"})
+	unused = append(unused, expect{name: "pushgate_proxy_held_ops"}, expect{name: "pushgate_proxy_held_bytes"})
 	// Nor webhooks (TestWebhooksEndToEnd checks them in use).
 	for _, typ := range []string{"user_online", "user_offline", "channel_occupied", "channel_vacated", "other"} {
 		unused = append(unused, expect{name: "pushgate_webhook_events_total", label: "type=" + typ})

@@ -22,9 +22,12 @@ var sessions = map[string]string{"s3cr3t-alice": "alice"} // session cookie → 
 
 func main() {
 	secret := []byte(os.Getenv("WEBHOOK_SECRET"))
+	if len(secret) == 0 {
+		log.Fatal("set WEBHOOK_SECRET: anyone can sign with an empty key")
+	}
 	http.HandleFunc("POST /connect", func(w http.ResponseWriter, r *http.Request) {
 		var req struct{ Headers map[string]string }
-		json.NewDecoder(r.Body).Decode(&req)
+		json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req)
 		cookies, _ := http.ParseCookie(req.Headers["Cookie"])
 		for _, c := range cookies {
 			if user := sessions[c.Value]; c.Name == "session" && user != "" {
@@ -36,7 +39,7 @@ func main() {
 		fmt.Fprint(w, `{"error":{"message":"log in first"}}`)
 	})
 	http.HandleFunc("POST /webhook", func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		mac := hmac.New(sha256.New, secret)
 		mac.Write(body)
 		if !hmac.Equal([]byte(r.Header.Get("X-Pushgate-Signature")), []byte("sha256="+hex.EncodeToString(mac.Sum(nil)))) {

@@ -7,15 +7,25 @@
 const http = require("http");
 const crypto = require("crypto");
 
+const secret = process.env.WEBHOOK_SECRET;
+if (!secret) throw new Error("set WEBHOOK_SECRET: anyone can sign with an empty key");
 const sessions = { "s3cr3t-alice": "alice" }; // session cookie → user
 
 http.createServer((req, res) => {
   const chunks = [];
-  req.on("data", (c) => chunks.push(c));
+  let size = 0;
+  req.on("data", (c) => {
+    size += c.length;
+    if (size > 1 << 20) req.destroy(); // a body this large is no hook's
+    else chunks.push(c);
+  });
   req.on("end", () => {
     const body = Buffer.concat(chunks);
     if (req.method === "POST" && req.url === "/connect") {
-      const cookie = JSON.parse(body).headers.Cookie || "";
+      let cookie = "";
+      try {
+        cookie = JSON.parse(body).headers.Cookie || "";
+      } catch {}
       const sid = (cookie.match(/(?:^|;\s*)session=([^;]*)/) || [])[1];
       const user = sessions[sid];
       if (!user) {
@@ -24,7 +34,7 @@ http.createServer((req, res) => {
       }
       res.end(JSON.stringify({ user, channels: ["chat:*"], publish: ["chat:*"] }));
     } else if (req.method === "POST" && req.url === "/webhook") {
-      const want = "sha256=" + crypto.createHmac("sha256", process.env.WEBHOOK_SECRET).update(body).digest("hex");
+      const want = "sha256=" + crypto.createHmac("sha256", secret).update(body).digest("hex");
       const got = req.headers["x-pushgate-signature"] || "";
       if (got.length !== want.length || !crypto.timingSafeEqual(Buffer.from(got), Buffer.from(want))) {
         res.writeHead(401).end();
