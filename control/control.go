@@ -63,9 +63,12 @@ type Cluster struct {
 	subjAll, subjPresence string
 	subs                  []*nats.Subscription
 
-	mu     sync.Mutex
-	live   map[string]bool // nodes with a lease, as listed and watched (this one included)
-	listed bool            // live has been listed once
+	mu   sync.Mutex
+	live map[string]bool // nodes with a lease, as listed and watched (this one included)
+	// putSince: leases the watch saw put since the listing under way
+	// began (nil when none is).
+	putSince map[string]bool
+	listed   bool // live has been listed once
 	// batches: the nodes whose last lease seen says they read batches
 	// (leaseFeatures); a node's lease is seen when it is renewed.
 	batches map[string]bool
@@ -74,10 +77,12 @@ type Cluster struct {
 	// Presence events to relay, sent by their own goroutine so that a slow
 	// NATS never blocks a connection's op; past its capacity an event is
 	// dropped, and the other nodes are told to ask again.
-	relay      chan relayEvent
-	unsynced   atomic.Bool   // events were lost: tell the others once connected
-	lost       chan struct{} // wakes the lease goroutine to notify (eventsLost)
-	lastNotice time.Time     // of lost events; lease goroutine only
+	relay    chan relayEvent
+	unsynced atomic.Bool // events were lost: tell the others once connected
+	// everConnected: NATS was connected once (ReconnectHandler).
+	everConnected atomic.Bool
+	lost          chan struct{} // wakes the lease goroutine to notify (eventsLost)
+	lastNotice    time.Time     // of lost events; lease goroutine only
 
 	answering chan struct{}  // calls of other nodes being answered (answer)
 	answers   sync.WaitGroup // their goroutines
@@ -138,8 +143,15 @@ func New(cfg Config) (*Cluster, error) {
 			c.log.Warn("control: NATS error", "err", err)
 			c.eventsLost()
 		}),
-		nats.DisconnectErrHandler(func(*nats.Conn, error) { c.eventsLost() }),
-		nats.ReconnectHandler(func(*nats.Conn) { c.eventsLost() }), // resync now
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { c.everConnected.Store(true); c.eventsLost() }),
+		// Resync now, unless this is the first connection: with
+		// RetryOnFailedConnect, NATS calls it then too, and nothing
+		// relayed was lost (a failed publish says so itself).
+		nats.ReconnectHandler(func(*nats.Conn) {
+			if c.everConnected.Swap(true) {
+				c.eventsLost()
+			}
+		}),
 		// A hung NATS holds a publish at most this long (default: a
 		// minute), and with it the relay and the pings that notice.
 		nats.FlusherTimeout(2*time.Second),
@@ -148,6 +160,9 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("control: %w", err)
 	}
 	c.nc = nc
+	if nc.IsConnected() {
+		c.everConnected.Store(true)
+	}
 	for _, s := range []struct {
 		subject string
 		handle  nats.MsgHandler
@@ -266,12 +281,16 @@ func (c *Cluster) watched(e jetstream.KeyValueEntry) {
 	if e.Operation() == jetstream.KeyValuePut {
 		c.live[e.Key()] = true
 		c.batches[e.Key()] = readsBatches(e.Value())
+		if c.putSince != nil {
+			c.putSince[e.Key()] = true
+		}
 		return
 	}
 	// A node that drained deleted its lease; its connections' leave
 	// events went out as they closed.
 	delete(c.live, e.Key())
 	delete(c.batches, e.Key())
+	delete(c.putSince, e.Key())
 }
 
 // A node's lease is the time it was renewed, then the features of the
@@ -316,6 +335,11 @@ func (c *Cluster) refresh(timeout time.Duration, watched bool) {
 		c.log.Warn("control: no lease bucket", "err", err)
 		return
 	}
+	// Leases the watch sees put while the listing runs may be missing
+	// from it: they are live all the same.
+	c.mu.Lock()
+	c.putSince = map[string]bool{}
+	c.mu.Unlock()
 	if _, err := kv.Put(ctx, c.node, []byte(time.Now().UTC().Format(time.RFC3339)+leaseFeatures)); err != nil {
 		c.log.Warn("control: lease not renewed", "err", err)
 		// NATS may have restarted and lost the bucket (memory storage),
@@ -357,6 +381,10 @@ func (c *Cluster) refresh(timeout time.Duration, watched bool) {
 			c.batches[k] = v
 		}
 	}
+	for n := range c.putSince {
+		now[n] = true
+	}
+	c.putSince = nil
 	var gone []string
 	for n := range c.live {
 		if !now[n] {

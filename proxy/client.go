@@ -161,6 +161,10 @@ func New(cfg Config) (*Client, error) {
 // Name is the proxy's name.
 func (c *Client) Name() string { return c.cfg.Name }
 
+// Calls is how many calls are being made: sent, or waiting for a
+// request slot.
+func (c *Client) Calls() int { return int(c.waiting.Load()) }
+
 // Timeout is the bound of one call.
 func (c *Client) Timeout() time.Duration { return c.cfg.Timeout }
 
