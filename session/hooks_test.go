@@ -580,4 +580,3 @@ func TestSlowConnectProxy(t *testing.T) {
 		}
 	}
 }
-
