@@ -63,6 +63,10 @@ type Config struct {
 // Errors of a call that got no answer. Each is a 503 or an "unavailable"
 // error for the client.
 var (
+	// ErrCanceled is a call its caller gave up on (its context canceled,
+	// the client's connection gone): not counted, not the backend's
+	// failure.
+	ErrCanceled    = errors.New("proxy: the call was canceled")
 	ErrBusy        = errors.New("proxy: every request slot is taken")
 	ErrCircuitOpen = errors.New("proxy: the backend failed repeatedly and is given a rest")
 	ErrTimeout     = errors.New("proxy: the backend did not answer in time")
@@ -142,6 +146,7 @@ func New(cfg Config) (*Client, error) {
 		Name:        cfg.Name,
 		Timeout:     cfg.BreakFor,
 		ReadyToTrip: func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= cfg.BreakAfter },
+		IsExcluded:  func(err error) bool { return errors.Is(err, ErrCanceled) },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			if to == gobreaker.StateClosed {
 				c.m.Open.Set(0)
@@ -187,17 +192,18 @@ func (c *Client) Call(ctx context.Context, body []byte) (Answer, error) {
 }
 
 // Go makes the call on a goroutine of its own and hands the result to
-// done there. It reports false, calling nothing, when the client already
-// has MaxInFlight + MaxWaiting calls: goroutines exist only for calls
-// being made.
-func (c *Client) Go(body []byte, done func(Answer, error)) bool {
+// done there; canceling ctx gives it up (ErrCanceled), freeing its slot.
+// It reports false, calling nothing, when the client already has
+// MaxInFlight + MaxWaiting calls: goroutines exist only for calls being
+// made.
+func (c *Client) Go(ctx context.Context, body []byte, done func(Answer, error)) bool {
 	if int(c.waiting.Add(1)) > c.cfg.MaxWaiting+c.cfg.MaxInFlight {
 		c.waiting.Add(-1)
 		c.m.Results[4].Inc()
 		return false
 	}
 	go func() {
-		a, err := c.call(context.Background(), body)
+		a, err := c.call(ctx, body)
 		c.waiting.Add(-1)
 		done(a, err)
 	}()
@@ -216,6 +222,9 @@ func (c *Client) call(ctx context.Context, body []byte) (Answer, error) {
 	select {
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return Answer{}, ErrCanceled
+		}
 		c.m.Results[2].Inc()
 		return Answer{}, ErrTimeout
 	}
@@ -224,6 +233,7 @@ func (c *Client) call(ctx context.Context, body []byte) (Answer, error) {
 	switch {
 	case err == nil:
 		c.m.Results[0].Inc()
+	case errors.Is(err, ErrCanceled):
 	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
 		c.m.Results[3].Inc()
 		err = ErrCircuitOpen
@@ -271,6 +281,9 @@ func (c *Client) sendOnce(ctx context.Context, body []byte) (a Answer, unanswere
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return Answer{}, false, ErrCanceled
+		}
 		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			return Answer{}, false, ErrTimeout
 		}
@@ -279,6 +292,8 @@ func (c *Client) sendOnce(ctx context.Context, body []byte) (a Answer, unanswere
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(c.cfg.MaxAnswerBytes)+1))
 	switch {
+	case err != nil && errors.Is(ctx.Err(), context.Canceled):
+		return Answer{}, false, ErrCanceled
 	case err != nil && ctx.Err() != nil:
 		return Answer{}, false, ErrTimeout
 	case err != nil:

@@ -58,7 +58,7 @@ func TestRetriesOnlyWhereSafe(t *testing.T) {
 			}
 			defer o.Client().Close()
 			done := make(chan error, 1)
-			if !o.Ask(proxy.PublishRequest{Channel: "c", Data: []byte("1")}, func(_ proxy.Verdict, err error) { done <- err }) {
+			if !o.Ask(context.Background(), proxy.PublishRequest{Channel: "c", Data: []byte("1")}, func(_ proxy.Verdict, err error) { done <- err }) {
 				t.Fatal("busy")
 			}
 			err = <-done
@@ -89,12 +89,12 @@ func TestBusy(t *testing.T) {
 	defer o.Client().Close()
 	done := make(chan error, 2)
 	for range 2 {
-		if !o.Ask(proxy.SubscribeRequest{Channel: "c"}, func(_ proxy.Verdict, err error) { done <- err }) {
+		if !o.Ask(context.Background(), proxy.SubscribeRequest{Channel: "c"}, func(_ proxy.Verdict, err error) { done <- err }) {
 			t.Fatal("busy before the bound")
 		}
 	}
 	<-arrived
-	if o.Ask(proxy.SubscribeRequest{Channel: "c"}, func(proxy.Verdict, error) { t.Error("called") }) {
+	if o.Ask(context.Background(), proxy.SubscribeRequest{Channel: "c"}, func(proxy.Verdict, error) { t.Error("called") }) {
 		t.Fatal("a third call was taken")
 	}
 	_, err = o.Client().Call(context.Background(), []byte(`{}`))
@@ -110,5 +110,41 @@ func TestBusy(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestCancel: a call its caller gives up ends at once, the backend's
+// request with it, and is neither counted nor held against the backend.
+func TestCancel(t *testing.T) {
+	asked, gaveUp := make(chan struct{}, 1), make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body) // the server sees the client go only then
+		asked <- struct{}{}
+		<-r.Context().Done()
+		gaveUp <- struct{}{}
+	}))
+	defer srv.Close()
+	m := metrics.NewProxy(nil)
+	o, err := proxy.NewPublisher(proxy.Config{URL: srv.URL, Timeout: time.Minute, Metrics: m, BreakAfter: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Client().Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	o.Ask(ctx, proxy.PublishRequest{Channel: "c", Data: []byte("1")}, func(_ proxy.Verdict, err error) { done <- err })
+	<-asked
+	cancel()
+	if err := <-done; !errors.Is(err, proxy.ErrCanceled) {
+		t.Fatalf("canceled call: %v, want ErrCanceled", err)
+	}
+	<-gaveUp
+	for i, r := range m.For("publish").Results {
+		if n := testutil.ToFloat64(r); n != 0 {
+			t.Errorf("result %s counted %v", metrics.ProxyResults[i], n)
+		}
+	}
+	if testutil.ToFloat64(m.For("publish").Open) != 0 || o.Client().Calls() != 0 {
+		t.Error("a canceled call opened the circuit or is still counted as made")
 	}
 }

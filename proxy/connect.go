@@ -161,7 +161,7 @@ func (k *Connector) Connect(head []byte, client, transport string, remote net.Ad
 // their own.
 func (k *Connector) Refresh(client, user string, done func(*auth.Claims, error)) bool {
 	body, _ := json.Marshal(ConnectRequest{Client: client, User: user, Refresh: true})
-	return k.renew.Go(body, func(a Answer, err error) {
+	return k.renew.Go(context.Background(), body, func(a Answer, err error) {
 		if err != nil {
 			done(nil, err)
 			return

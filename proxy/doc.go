@@ -43,7 +43,9 @@
 // a row, fails calls at once for BreakFor before trying one again. A
 // failure is a transport error, a timeout, a 5xx, or an answer that is
 // not the schema; the client gets 503 (connect) or an "unavailable"
-// error (ops), and pushgate_proxy_requests_total counts it by result.
+// error (ops), and pushgate_proxy_requests_total counts it by result. A
+// call its caller gave up (the client's connection closed) frees its slot
+// at once and is not counted, nor held against the backend.
 //
 // Connect and subscribe calls are questions: one whose connection fails
 // before an answer is sent again, once. A publish call is sent again only

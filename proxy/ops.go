@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -70,14 +71,15 @@ func NewPublisher(cfg Config) (*Ops, error) {
 func (o *Ops) Client() *Client { return o.c }
 
 // Ask sends req (a SubscribeRequest or a PublishRequest) and hands the
-// verdict, or the failure, to done on a goroutine of the client's. It
-// reports false, calling nothing, when the client is busy.
-func (o *Ops) Ask(req any, done func(Verdict, error)) bool {
+// verdict, or the failure, to done on a goroutine of the client's;
+// canceling ctx gives it up. It reports false, calling nothing, when the
+// client is busy.
+func (o *Ops) Ask(ctx context.Context, req any, done func(Verdict, error)) bool {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return false // the data is valid JSON, checked before
 	}
-	return o.c.Go(body, func(a Answer, err error) {
+	return o.c.Go(ctx, body, func(a Answer, err error) {
 		if err != nil {
 			done(Verdict{}, err)
 			return

@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
@@ -44,10 +45,12 @@ const (
 	maxNodeHeldBytes = 64 << 20
 )
 
-// heldOps are a deciding session's waiting ops.
+// heldOps are a deciding session's waiting ops, and how to give up the
+// call they wait for.
 type heldOps struct {
-	ops   [][]byte
-	bytes int
+	ops    [][]byte
+	bytes  int
+	cancel context.CancelFunc
 }
 
 // admitted is what Authorize leaves in a handshake's state for a
@@ -201,14 +204,18 @@ func (h *Handler) askPublish(s *Session, name string, data []byte, granted bool)
 // verdict, under s.mu; the ops held meanwhile run after it. A proxy that
 // cannot answer is an unavailable error for the op. s.mu is held.
 func (h *Handler) ask(s *Session, p *proxy.Ops, req any, channel string, apply func(proxy.Verdict)) {
+	// The call is given up if the session is shed or ends meanwhile
+	// (dropHeld): a closed connection's call does not keep a slot.
+	ctx, cancel := context.WithCancel(context.Background())
 	h.hooks.Add(1)
-	ok := p.Ask(req, func(v proxy.Verdict, err error) {
+	ok := p.Ask(ctx, req, func(v proxy.Verdict, err error) {
 		defer h.hooks.Done()
+		cancel()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.clear(deciding)
-		if s.is(ended) {
-			return // End dropped the held ops
+		if s.is(ended) || s.is(shedding) {
+			return // End or hold dropped the held ops
 		}
 		if err != nil {
 			h.reply(s, protocol.CodeUnavailable, unavailable(err), channel)
@@ -218,11 +225,20 @@ func (h *Handler) ask(s *Session, p *proxy.Ops, req any, channel string, apply f
 		h.runHeld(s)
 	})
 	if !ok {
+		cancel()
 		h.hooks.Done()
 		h.reply(s, protocol.CodeUnavailable, "the backend is busy, try again", channel)
 		return
 	}
 	s.set(deciding)
+	h.heldMu.Lock()
+	held := h.held[s]
+	if held == nil {
+		held = &heldOps{}
+		h.held[s] = held
+	}
+	held.cancel = cancel
+	h.heldMu.Unlock()
 }
 
 func unavailable(err error) string {
@@ -249,12 +265,17 @@ func (h *Handler) hold(s *Session, payload []byte) bool {
 		h.heldBytes += len(payload)
 	}
 	h.heldMu.Unlock()
-	switch {
-	case full:
-		s.conn().Close(server.ReasonOverloaded, "too many ops waiting for the backend")
-		return false
-	case nodeFull:
-		s.conn().Close(server.ReasonOverloaded, "the gateway holds too many ops waiting for the backend")
+	if full || nodeFull {
+		// Closed, its held ops and its call go at once, and what it sends
+		// until its socket closes is dropped: a shed connection holds
+		// nothing another would need.
+		s.set(shedding)
+		h.dropHeld(s)
+		if full {
+			s.conn().Close(server.ReasonOverloaded, "too many ops waiting for the backend")
+		} else {
+			s.conn().Close(server.ReasonOverloaded, "the gateway holds too many ops waiting for the backend")
+		}
 		return false
 	}
 	h.proxyM.Held.Inc()
@@ -301,7 +322,8 @@ func (h *Handler) runHeld(s *Session) {
 	}
 }
 
-// dropHeld forgets an ended session's held ops. s.mu is held.
+// dropHeld forgets an ended or shed session's held ops, and gives up the
+// call they waited for. s.mu is held.
 func (h *Handler) dropHeld(s *Session) {
 	h.heldMu.Lock()
 	held := h.held[s]
@@ -310,8 +332,12 @@ func (h *Handler) dropHeld(s *Session) {
 		h.heldBytes -= held.bytes
 	}
 	h.heldMu.Unlock()
-	if held != nil {
-		h.proxyM.Held.Sub(float64(len(held.ops)))
-		h.proxyM.HeldBytes.Sub(float64(held.bytes))
+	if held == nil {
+		return
+	}
+	h.proxyM.Held.Sub(float64(len(held.ops)))
+	h.proxyM.HeldBytes.Sub(float64(held.bytes))
+	if held.cancel != nil {
+		held.cancel()
 	}
 }

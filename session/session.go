@@ -171,7 +171,7 @@ func New(cfg Config) *Handler {
 // the index's locks, then the hub's (see LOCKS.md).
 type Session struct {
 	mu         sync.Mutex
-	state      sessionState      // under mu: ended, kicked, deciding
+	state      sessionState      // under mu: ended, kicked, deciding, shedding
 	presenceAt uint16            // under mu: presence ops' rate (presenceAllowed)
 	id         uint32            // the client id's serial on this node (index.go)
 	m          *broadcast.Member // its connection is m's Subscriber
@@ -187,6 +187,7 @@ const (
 	ended    sessionState = 1 << iota // End has run; commands do nothing
 	kicked                            // the server is closing it (Disconnect)
 	deciding                          // a proxy decides an op of its: later ops wait (hooks.go)
+	shedding                          // closed for the ops it sent (hooks.go): later ones are dropped
 )
 
 func (s *Session) is(f sessionState) bool { return s.state&f != 0 }
@@ -332,7 +333,7 @@ func (h *Handler) handle(s *Session, payload []byte) bool {
 	cmd, err := protocol.ParseCommand(payload)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.is(ended) {
+	if s.is(ended) || s.is(shedding) {
 		return false
 	}
 	if s.is(deciding) {

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -32,7 +34,7 @@ import (
 //
 // Run them alone with
 //
-//	go test -run 'TestPartialMessages|TestCompressionBombs|TestOpFlood|TestStreamOpFlood|TestHistoryFlood|TestChannelFlood|TestStalledReaders' -v ./cmd/gateway
+//	go test -run 'TestPartialMessages|TestCompressionBombs|TestOpFlood|TestStreamOpFlood|TestHistoryFlood|TestChannelFlood|TestStalledReaders|TestProxyHeldFlood' -v ./cmd/gateway
 
 // The bounds on the healthy client's latency under attack. The gateway
 // answers in a millisecond when idle; without its protections these
@@ -424,4 +426,119 @@ func TestStalledReaders(t *testing.T) {
 	if v := r.after["pushgate_slow_consumers_total"]; v < 50 {
 		t.Errorf("%v slow consumers closed, want all 50", v)
 	}
+}
+
+// TestProxyHeldFlood: behind --proxy-publish a client's publish waits for
+// the backend, and the ops the client sends meanwhile are held, in order:
+// at most 256 ops and 1 MiB a connection, and 64 MiB on the node, past
+// which the connection is closed with 1013. The backend here answers
+// every call {} after 2s (--proxy-timeout is 15s so that none fails: a
+// call waits at most 256 / 64 × 2s for a request slot, then 2s; failing
+// calls would open the breaker, and ops be answered unavailable, not
+// held). Two attacks of 8 KiB publishes, 3s each:
+//
+//   - 100 connections send 120 each, then wait: 119 held, 952 KiB, within
+//     a connection's bound, but 93 MiB together. Those past the node's
+//     bound are closed with 1013 (the gateway holds too many ops), and come
+//     back to be closed again.
+//   - 20 connections send them as fast as the gateway reads, and come back
+//     when closed: each passes its own 1 MiB at once, closed with 1013 (too
+//     many ops). A connection closed for its ops drops them, and its call
+//     to the backend, at once, and what it still sends is not held: they
+//     hold at most their 20 MiB, never the node's bound (before that fix,
+//     the ops of some 300 closing connections, not yet finalized, filled
+//     the node's 64 MiB, and most flooders were closed for it).
+//
+// The held bytes reach the node's bound and never pass it, and go back
+// to 0 once the attackers leave. The healthy client's ops (subscribes)
+// and deliveries (API publishes) never go to the publish proxy, so it
+// measures the gateway, not the backend: it keeps within healthyP50 and
+// healthyP99. The gateway's RSS stays under 150 MiB: the 64 MiB held, 20%
+// more before a collection (GOGC 20), the idle gateway's 15 MiB, and the
+// buffers of the connections and the goroutines of the proxy calls came
+// to 106-118 MiB here.
+func TestProxyHeldFlood(t *testing.T) {
+	const (
+		nodeBound = 64 << 20 // session.maxNodeHeldBytes
+		connFull  = "1013 too many ops waiting for the backend"
+		nodeFull  = "1013 the gateway holds too many ops waiting for the backend"
+	)
+	backend := slowBackend(t, 2*time.Second)
+	s := besiege(t, "--client-publish", "chat:*", "--proxy-publish", backend, "--proxy-timeout", "15s")
+	op := publishOp("chat:held", 8<<10)
+	for _, tc := range []struct {
+		name      string
+		spec      attack.Spec
+		closed    string // the reason they must be closed for
+		fillsNode bool   // they ask more than the node's bound, each within its own
+	}{
+		{"holders", attack.Spec{Kind: attack.KindOps, Conns: 100, Op: op, Count: 120}, nodeFull, true},
+		{"flooders", attack.Spec{Kind: attack.KindOps, Conns: 20, Op: op}, connFull, false},
+	} {
+		r := s.during(3*time.Second, []string{"pushgate_proxy_held_bytes", "pushgate_proxy_held_ops"}, tc.spec)
+		a, held := r.attacks[0], r.peaks["pushgate_proxy_held_bytes"]
+		var calls []string
+		for _, result := range []string{"ok", "busy", "timeout", "circuit_open"} {
+			calls = append(calls, fmt.Sprintf("%v %s", r.after[`pushgate_proxy_requests_total{proxy="publish",result="`+result+`"}`], result))
+		}
+		s.logf(r, "%s: %v %v; held at most %.1f MiB in %v ops; publish proxy calls so far: %s",
+			tc.name, a, a.Reasons, held/(1<<20), r.peaks["pushgate_proxy_held_ops"], strings.Join(calls, ", "))
+		s.checkHealthy(r.health, healthyP50)
+		if held > nodeBound {
+			t.Errorf("%s: %.1f MiB held, over the node's %d MiB", tc.name, held/(1<<20), nodeBound>>20)
+		}
+		if a.Reasons[tc.closed] == 0 {
+			t.Errorf("%s: none closed with %q: %v", tc.name, tc.closed, a.Reasons)
+		}
+		if tc.fillsNode {
+			if held < nodeBound-1<<20 {
+				t.Errorf("%s: %.1f MiB held at most; want the node's %d MiB", tc.name, held/(1<<20), nodeBound>>20)
+			}
+			if n := a.Reasons[connFull]; n > 0 {
+				t.Errorf("%s: closed %d times for a connection's bound they keep within", tc.name, n)
+			}
+		} else {
+			// Each holds its own MiB at most: closed, its ops go at once.
+			if limit := float64(tc.spec.Conns) * (1 << 20); held > limit {
+				t.Errorf("%s: %.1f MiB held, over their %d connections' MiB each", tc.name, held/(1<<20), tc.spec.Conns)
+			}
+			if n := a.Reasons[nodeFull]; n > 0 {
+				t.Errorf("%s: closed %d times for the node's bound", tc.name, n)
+			}
+		}
+		checkMetrics(t, s.admin, map[string]bool{},
+			expect{name: "pushgate_proxy_held_ops", want: 0},
+			expect{name: "pushgate_proxy_held_bytes", want: 0})
+	}
+	s.checkRSS(150 << 20)
+}
+
+// publishOp is a client publish of data to channel, size bytes in all.
+func publishOp(channel string, size int) string {
+	head := `{"op":"publish","channel":"` + channel + `","data":"`
+	return head + strings.Repeat("h", size-len(head)-2) + `"}`
+}
+
+// slowBackend is a publish proxy that allows every publish ({}) after
+// delay, and its URL. Calls still waiting when the test ends are
+// answered at once.
+func slowBackend(t *testing.T, delay time.Duration) string {
+	t.Helper()
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		wait := time.NewTimer(delay)
+		defer wait.Stop()
+		select {
+		case <-wait.C:
+		case <-done:
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, "{}")
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(done) }) // before srv.Close, which waits for them
+	return srv.URL + "/publish"
 }

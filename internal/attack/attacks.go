@@ -97,6 +97,26 @@ func (t *Target) FloodOps(ctx context.Context, n int, op string, st *Stats) {
 	})
 }
 
+// SendOps: each connection sends op (a pushgate.v1 message) count times,
+// as fast as the gateway reads, then reads the replies until the gateway
+// closes it, and reconnects. What a gateway holds of its ops stays held:
+// behind a slow publish proxy, count-1 ops of len(op) bytes each.
+func (t *Target) SendOps(ctx context.Context, n int, op string, count int, st *Stats) {
+	batch, k := repeat(Text(op))
+	frame := len(batch) / k
+	t.swarm(ctx, n, st, dialOpts{}, func(ctx context.Context, c *Conn, _ int) {
+		left := count
+		c.pump(ctx, st, func(context.Context) ([]byte, int) {
+			m := min(k, left)
+			left -= m
+			if m == 0 {
+				return nil, 0 // hold: wait for the gateway to close
+			}
+			return batch[:m*frame], m
+		})
+	})
+}
+
 // FloodChannels: each connection publishes messages of size bytes of
 // data, each to a new channel named prefix + a number (the gateway must
 // let clients publish there: --client-publish 'chat:*' for prefix

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -154,19 +155,19 @@ func (c *Conn) write(b []byte) error {
 
 // drain reads what the gateway sends, discarding messages and counting
 // their bytes in st.Received, until it closes: it returns the close code
-// (0 when the connection ended without a close frame).
-func (c *Conn) drain(st *Stats) int {
+// and reason (0 and "" when the connection ended without a close frame).
+func (c *Conn) drain(st *Stats) (int, string) {
 	for {
 		h, p, err := c.ReadFrame(ws.MaxControlFramePayloadSize)
 		if err != nil {
-			return 0
+			return 0, ""
 		}
 		st.Received.Add(frameBytes(h))
 		if h.OpCode == ws.OpClose {
 			if len(p) < 2 {
-				return 0
+				return 0, ""
 			}
-			return int(binary.BigEndian.Uint16(p))
+			return int(binary.BigEndian.Uint16(p)), string(p[2:])
 		}
 	}
 }
@@ -179,17 +180,19 @@ type Stats struct {
 	Bytes    atomic.Int64 // bytes written
 	Received atomic.Int64 // bytes of the frames the gateway sent
 
-	mu     sync.Mutex
-	closes map[int]int64
+	mu      sync.Mutex
+	closes  map[int]int64
+	reasons map[string]int64
 }
 
-func (s *Stats) closed(code int) {
+func (s *Stats) closed(code int, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closes == nil {
-		s.closes = map[int]int64{}
+		s.closes, s.reasons = map[int]int64{}, map[string]int64{}
 	}
 	s.closes[code]++
+	s.reasons[strconv.Itoa(code)+" "+reason]++
 }
 
 // Tally is what Stats counted, at one moment.
@@ -202,6 +205,9 @@ type Tally struct {
 	// Closes counts the connections the gateway closed, by close code; 0
 	// is a connection that ended without a close frame.
 	Closes map[int]int64 `json:"closes,omitempty"`
+	// Reasons counts the same closes by code and reason, as in "1013 too
+	// many ops in flight" (the reason is empty without a close frame).
+	Reasons map[string]int64 `json:"reasons,omitempty"`
 }
 
 // Tally reads the counts.
@@ -209,7 +215,7 @@ func (s *Stats) Tally() Tally {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Tally{Dials: s.Dials.Load(), Refused: s.Refused.Load(), Messages: s.Messages.Load(), Bytes: s.Bytes.Load(),
-		Received: s.Received.Load(), Closes: maps.Clone(s.closes)}
+		Received: s.Received.Load(), Closes: maps.Clone(s.closes), Reasons: maps.Clone(s.reasons)}
 }
 
 // String sums the tally up in one line.
@@ -271,9 +277,9 @@ func (c *Conn) pump(ctx context.Context, st *Stats, next func(ctx context.Contex
 	wctx, cancel := context.WithCancel(ctx)
 	closed := make(chan struct{})
 	go func() {
-		code := c.drain(st)
+		code, reason := c.drain(st)
 		if ctx.Err() == nil {
-			st.closed(code)
+			st.closed(code, reason)
 		}
 		cancel()
 		c.Close() // a write in progress fails at once

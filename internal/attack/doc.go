@@ -10,7 +10,8 @@
 // connections never run out of ephemeral ports), and writes the frames an
 // attacker would: a first fragment it never finishes (HoldPartial), a
 // message a byte at a time (Trickle), compressed messages that inflate far
-// (Bombs), ops as fast as the socket takes them (FloodOps), publishes to
+// (Bombs), ops as fast as the socket takes them (FloodOps) or a number of
+// them and then nothing (SendOps: what a slow proxy holds), publishes to
 // ever new channels (FloodChannels), or it subscribes and never reads
 // (StallReaders). StreamOps opens event streams instead (GET /events,
 // from the default source) and floods their POST /events/commands. Each plays until its context ends, reconnecting whenever

@@ -19,7 +19,7 @@ const (
 	KindPartial  = "partial"  // HoldPartial: Size-byte first fragments, held
 	KindTrickle  = "trickle"  // Trickle: a byte every Every
 	KindBombs    = "bombs"    // Bombs: inflating to Size, Ratio times
-	KindOps      = "ops"      // FloodOps: Op as fast as read
+	KindOps      = "ops"      // FloodOps: Op as fast as read; SendOps with Count
 	KindChannels = "channels" // FloodChannels: Size-byte publishes to channels named Channel + n, new ones or Spread of them
 	KindStall    = "stall"    // StallReaders: subscribed to Channel, never reading, while Publisher publishes Size bytes there Rate times a second
 
@@ -41,6 +41,9 @@ type Spec struct {
 	Op      string        `json:"op,omitempty"`
 	Channel string        `json:"channel,omitempty"`
 	Spread  int           `json:"spread,omitempty"`
+	// Count, when positive, is how many times each connection of an ops
+	// attack sends Op before it waits for the gateway to close it.
+	Count int `json:"count,omitempty"`
 	// Query is added to the upgrades' query (churn, resubscribe,
 	// members): channels=…, info=… (see Info).
 	Query string `json:"query,omitempty"`
@@ -61,6 +64,10 @@ func (s Spec) Run(ctx context.Context, st *Stats) error {
 	case KindBombs:
 		t.Bombs(ctx, s.Conns, s.Size, s.Ratio, st)
 	case KindOps:
+		if s.Count > 0 {
+			t.SendOps(ctx, s.Conns, s.Op, s.Count, st)
+			break
+		}
 		t.FloodOps(ctx, s.Conns, s.Op, st)
 	case KindChannels:
 		t.FloodChannels(ctx, s.Conns, s.Channel, s.Size, s.Spread, st)

@@ -91,7 +91,7 @@ func (t *Target) openStream(ctx context.Context) (*stream, error) {
 }
 
 // drain reads the stream to its end, counting its bytes and its close
-// event's code.
+// event's code and reason.
 func (s *stream) drain(st *Stats) {
 	const closeEvent = `data: {"type":"close","code":`
 	for {
@@ -100,7 +100,9 @@ func (s *stream) drain(st *Stats) {
 		if rest, ok := bytes.CutPrefix(line, []byte(closeEvent)); ok {
 			digits, _, _ := bytes.Cut(rest, []byte(","))
 			code, _ := strconv.Atoi(string(digits))
-			st.closed(code)
+			var ev struct{ Reason string }
+			_ = json.Unmarshal(bytes.TrimPrefix(line, []byte("data: ")), &ev)
+			st.closed(code, ev.Reason)
 		}
 		if err != nil && err != bufio.ErrBufferFull {
 			return
