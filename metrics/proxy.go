@@ -15,21 +15,26 @@ type Proxy struct {
 	HeldBytes prometheus.Gauge
 }
 
-// Proxy request results, as the result label names them.
+// ProxyResult is the outcome of a proxy call: its index in
+// ProxyCollectors.Results and ProxyResults.
+type ProxyResult int
+
+// Proxy call results.
 const (
-	ProxyOK          = "ok"           // the backend answered (allowed, refused or replaced)
-	ProxyError       = "error"        // transport error, 5xx, or an answer that is not the schema
-	ProxyTimeout     = "timeout"      // no answer within --proxy-timeout
-	ProxyCircuitOpen = "circuit_open" // not sent: the backend failed repeatedly and is rested
-	ProxyBusy        = "busy"         // not sent: every request slot and waiting place was taken
+	ProxyOK          ProxyResult = iota // the backend answered (allowed, refused or replaced)
+	ProxyError                          // transport error, 5xx, or an answer that is not the schema
+	ProxyTimeout                        // no answer within --proxy-timeout
+	ProxyCircuitOpen                    // not sent: the backend failed repeatedly and is rested
+	ProxyBusy                           // not sent: every request slot and waiting place was taken
+	numProxyResults
 )
 
-// ProxyResults lists the result labels, in the order of ProxyCollectors.Results.
-var ProxyResults = [...]string{ProxyOK, ProxyError, ProxyTimeout, ProxyCircuitOpen, ProxyBusy}
+// ProxyResults are the result labels, by ProxyResult.
+var ProxyResults = [numProxyResults]string{"ok", "error", "timeout", "circuit_open", "busy"}
 
 // ProxyCollectors are one proxy's collectors, resolved once.
 type ProxyCollectors struct {
-	Results  [len(ProxyResults)]prometheus.Counter // by ProxyResults index
+	Results  [numProxyResults]prometheus.Counter // by ProxyResult
 	Duration prometheus.Observer
 	Open     prometheus.Gauge
 }

@@ -163,15 +163,9 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// Name is the proxy's name.
-func (c *Client) Name() string { return c.cfg.Name }
-
 // Calls is how many calls are being made: sent, or waiting for a
 // request slot.
 func (c *Client) Calls() int { return int(c.waiting.Load()) }
-
-// Timeout is the bound of one call.
-func (c *Client) Timeout() time.Duration { return c.cfg.Timeout }
 
 // Close drops the idle connections to the backend.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
@@ -181,14 +175,22 @@ func (c *Client) Close() { c.http.CloseIdleConnections() }
 // ErrCircuitOpen or ErrTimeout without an answer, a *StatusError for a
 // 5xx, or Parse's error. The call is bounded by Timeout and by ctx.
 func (c *Client) Call(ctx context.Context, body []byte) (Answer, error) {
-	if int(c.waiting.Add(1)) > c.cfg.MaxWaiting+c.cfg.MaxInFlight {
-		c.waiting.Add(-1)
-		c.m.Results[4].Inc()
+	if !c.take() {
 		return Answer{}, ErrBusy
 	}
-	a, err := c.call(ctx, body)
-	c.waiting.Add(-1)
-	return a, err
+	defer c.waiting.Add(-1)
+	return c.call(ctx, body)
+}
+
+// take counts a call in, unless MaxInFlight + MaxWaiting are being made
+// (busy, counted).
+func (c *Client) take() bool {
+	if int(c.waiting.Add(1)) > c.cfg.MaxWaiting+c.cfg.MaxInFlight {
+		c.waiting.Add(-1)
+		c.m.Results[metrics.ProxyBusy].Inc()
+		return false
+	}
+	return true
 }
 
 // Go makes the call on a goroutine of its own and hands the result to
@@ -197,9 +199,7 @@ func (c *Client) Call(ctx context.Context, body []byte) (Answer, error) {
 // MaxInFlight + MaxWaiting calls: goroutines exist only for calls being
 // made.
 func (c *Client) Go(ctx context.Context, body []byte, done func(Answer, error)) bool {
-	if int(c.waiting.Add(1)) > c.cfg.MaxWaiting+c.cfg.MaxInFlight {
-		c.waiting.Add(-1)
-		c.m.Results[4].Inc()
+	if !c.take() {
 		return false
 	}
 	go func() {
@@ -216,7 +216,7 @@ func (c *Client) call(ctx context.Context, body []byte) (Answer, error) {
 	// The breaker is asked first: a dead backend fails its calls at once,
 	// not after they waited for a slot.
 	if c.breaker.State() == gobreaker.StateOpen {
-		c.m.Results[3].Inc()
+		c.m.Results[metrics.ProxyCircuitOpen].Inc()
 		return Answer{}, ErrCircuitOpen
 	}
 	select {
@@ -225,22 +225,22 @@ func (c *Client) call(ctx context.Context, body []byte) (Answer, error) {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return Answer{}, ErrCanceled
 		}
-		c.m.Results[2].Inc()
+		c.m.Results[metrics.ProxyTimeout].Inc()
 		return Answer{}, ErrTimeout
 	}
 	defer func() { <-c.slots }()
 	a, err := c.breaker.Execute(func() (Answer, error) { return c.send(ctx, body) })
 	switch {
 	case err == nil:
-		c.m.Results[0].Inc()
+		c.m.Results[metrics.ProxyOK].Inc()
 	case errors.Is(err, ErrCanceled):
 	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
-		c.m.Results[3].Inc()
+		c.m.Results[metrics.ProxyCircuitOpen].Inc()
 		err = ErrCircuitOpen
 	case errors.Is(err, ErrTimeout):
-		c.m.Results[2].Inc()
+		c.m.Results[metrics.ProxyTimeout].Inc()
 	default:
-		c.m.Results[1].Inc()
+		c.m.Results[metrics.ProxyError].Inc()
 	}
 	if err != nil {
 		c.log.Debug("backend call failed", "err", err)

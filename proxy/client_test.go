@@ -101,7 +101,7 @@ func TestBusy(t *testing.T) {
 	if !errors.Is(err, proxy.ErrBusy) {
 		t.Fatalf("Call: %v, want ErrBusy", err)
 	}
-	if n := testutil.ToFloat64(m.For("subscribe").Results[4]); n != 2 {
+	if n := testutil.ToFloat64(m.For("subscribe").Results[metrics.ProxyBusy]); n != 2 {
 		t.Fatalf("busy counted %v, want 2", n)
 	}
 	release <- struct{}{}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/pushgate/pushgate/auth"
@@ -94,8 +93,8 @@ func (h *Handler) Authorize(head []byte, slot int, remote net.Addr) (any, error)
 	if h.connect == nil {
 		return nil, nil
 	}
-	serial := h.index.serial.Add(1)
-	client := h.index.node + "." + strconv.FormatUint(uint64(slot)<<32|uint64(serial), 36)
+	serial := h.index.serial.Add(1) // the id the backend is told is the one the session gets
+	client := h.index.idOf(slot, serial)
 	transport := "websocket"
 	if _, target, _ := wsproto.RequestTarget(head); bytes.HasPrefix(target, []byte("/events")) {
 		transport = "sse"
@@ -232,13 +231,18 @@ func (h *Handler) ask(s *Session, p *proxy.Ops, req any, channel string, apply f
 	}
 	s.set(deciding)
 	h.heldMu.Lock()
+	h.heldLocked(s).cancel = cancel
+	h.heldMu.Unlock()
+}
+
+// heldLocked is s's held ops, made if it has none. heldMu is held.
+func (h *Handler) heldLocked(s *Session) *heldOps {
 	held := h.held[s]
 	if held == nil {
 		held = &heldOps{}
 		h.held[s] = held
 	}
-	held.cancel = cancel
-	h.heldMu.Unlock()
+	return held
 }
 
 func unavailable(err error) string {
@@ -252,11 +256,7 @@ func unavailable(err error) string {
 // connection is closed. It reports whether the op was kept. s.mu is held.
 func (h *Handler) hold(s *Session, payload []byte) bool {
 	h.heldMu.Lock()
-	held := h.held[s]
-	if held == nil {
-		held = &heldOps{}
-		h.held[s] = held
-	}
+	held := h.heldLocked(s)
 	full := len(held.ops) >= maxHeldOps || held.bytes+len(payload) > maxHeldBytes
 	nodeFull := h.heldBytes+len(payload) > maxNodeHeldBytes
 	if !full && !nodeFull {

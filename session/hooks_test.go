@@ -206,7 +206,7 @@ func TestConnectProxyFailures(t *testing.T) {
 	})})
 	set := func(m string) { mu.Lock(); mode = m; mu.Unlock() }
 	results := pm.For("connect").Results
-	count := func(i int) int { return int(testutil.ToFloat64(results[i])) }
+	count := func(r metrics.ProxyResult) int { return int(testutil.ToFloat64(results[r])) }
 
 	if _, status, body := g.upgrade(t, "/ws"); status != http.StatusForbidden || strings.TrimSpace(body) != "banned" {
 		t.Fatalf("403: got %d %q", status, body)
@@ -223,7 +223,7 @@ func TestConnectProxyFailures(t *testing.T) {
 	if _, status, _ := g.upgrade(t, "/ws"); status != http.StatusServiceUnavailable {
 		t.Fatalf("malformed answer: got %d, want 503", status)
 	}
-	if ok, errs, timeouts := count(0), count(1), count(2); ok != 1 || errs != 2 || timeouts != 1 {
+	if ok, errs, timeouts := count(metrics.ProxyOK), count(metrics.ProxyError), count(metrics.ProxyTimeout); ok != 1 || errs != 2 || timeouts != 1 {
 		t.Fatalf("results ok %d error %d timeout %d, want 1 2 1", ok, errs, timeouts)
 	}
 	// Two more failures open the circuit: the next ones are not sent.
@@ -237,9 +237,9 @@ func TestConnectProxyFailures(t *testing.T) {
 			t.Fatalf("circuit open: got %d, want 503", status)
 		}
 	}
-	if be.count() != called || count(3) != 10 || testutil.ToFloat64(pm.For("connect").Open) != 1 {
+	if be.count() != called || count(metrics.ProxyCircuitOpen) != 10 || testutil.ToFloat64(pm.For("connect").Open) != 1 {
 		t.Fatalf("circuit open: backend called %d more times, circuit_open %d, open gauge %v",
-			be.count()-called, count(3), testutil.ToFloat64(pm.For("connect").Open))
+			be.count()-called, count(metrics.ProxyCircuitOpen), testutil.ToFloat64(pm.For("connect").Open))
 	}
 	// The backend is back: once the breaker tries it, connections open.
 	set("ok")
@@ -577,7 +577,7 @@ func TestSlowConnectProxy(t *testing.T) {
 	if _, status, body := g.upgrade(t, "/ws"); status != http.StatusServiceUnavailable {
 		t.Fatalf("a fifth proxy connection: %d %q, want 503 at once", status, body)
 	}
-	if n := testutil.ToFloat64(pm.For("connect").Results[4]); n != 1 {
+	if n := testutil.ToFloat64(pm.For("connect").Results[metrics.ProxyBusy]); n != 1 {
 		t.Fatalf("busy counted %v times, want 1", n)
 	}
 	c := g.dial(t, "?token="+token(t, secret, jwt.MapClaims{"sub": "hank"}))

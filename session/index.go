@@ -148,8 +148,11 @@ func (x *index) user(user string) []*Session {
 }
 
 // clientID is s's client id.
-func (x *index) clientID(s *Session) string {
-	return x.node + "." + strconv.FormatUint(uint64(s.conn().Slot())<<32|uint64(s.id), 36)
+func (x *index) clientID(s *Session) string { return x.idOf(s.conn().Slot(), s.id) }
+
+// idOf is the client id of the session with serial in slot.
+func (x *index) idOf(slot int, serial uint32) string {
+	return x.node + "." + strconv.FormatUint(uint64(slot)<<32|uint64(serial), 36)
 }
 
 // Users lists the users with a session on this node (for

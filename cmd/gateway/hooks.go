@@ -34,8 +34,8 @@ func (p proxyConfig) check(handshake time.Duration) error {
 		if f.url == "" {
 			continue
 		}
-		if u, err := url.Parse(f.url); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("invalid --%s %q: want an http:// or https:// URL", f.name, f.url)
+		if err := httpURL(f.name, f.url); err != nil {
+			return err
 		}
 	}
 	switch {
@@ -45,6 +45,14 @@ func (p proxyConfig) check(handshake time.Duration) error {
 		return fmt.Errorf("--proxy-timeout %v must be shorter than --handshake-timeout %v: the connect proxy answers within the handshake", p.Timeout, handshake)
 	case p.MaxInFlight < 1:
 		return errors.New("--proxy-max-inflight must be at least 1")
+	}
+	return nil
+}
+
+// httpURL checks the value of --name, a backend's URL.
+func httpURL(name, value string) error {
+	if u, err := url.Parse(value); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("invalid --%s %q: want an http:// or https:// URL", name, value)
 	}
 	return nil
 }
@@ -108,10 +116,7 @@ func (w *webhookConfig) check() error {
 	case w.MaxQueueBytes < 1<<10:
 		return errors.New("--webhook-queue-bytes must be at least 1KiB")
 	}
-	if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("invalid --webhook %q: want an http:// or https:// URL", w.URL)
-	}
-	return nil
+	return httpURL("webhook", w.URL)
 }
 
 // webhooks is the webhook sender and the tracker that feeds it, nil

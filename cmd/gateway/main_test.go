@@ -102,6 +102,13 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"--max-channels", "65536"}, 2, "--max-channels must be 1 to 65535"},
 		{[]string{"--broker", "nats://nats:4222", "--broker-replicas", "0"}, 2, "--broker-replicas"},
 		{[]string{"--broker", "nats://nats:4222", "--broker-publish-timeout", "0s"}, 2, "--broker-publish-timeout"},
+		{[]string{"--proxy-connect", "ftp://backend/connect"}, 2, "invalid --proxy-connect"},
+		{[]string{"--proxy-connect", "http://backend/connect", "--proxy-timeout", "5s"}, 2, "shorter than --handshake-timeout"},
+		{[]string{"--proxy-max-inflight", "0"}, 2, "--proxy-max-inflight"},
+		{[]string{"--webhook", "http://backend/hook"}, 2, "--webhook needs --webhook-secret"},
+		{[]string{"--webhook", "backend/hook", "--webhook-secret", "s"}, 2, "invalid --webhook"},
+		{[]string{"--webhook-channels", "bad room"}, 2, "invalid --webhook-channels"},
+		{[]string{"--webhook-secret", "s", "--webhook-secret-file", "f"}, 2, "exclusive"},
 		{[]string{"--addr", busy.Addr().String()}, 1, "address already in use"},
 		{[]string{"--addr", "127.0.0.1:0", "--admin-addr", busy.Addr().String()}, 1, "admin listener"},
 	} {
