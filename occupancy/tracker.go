@@ -223,16 +223,19 @@ func (t *Tracker) run() {
 		case <-tick.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		t.resyncIfDue(ctx)
+		nodes, known := t.cfg.Live()
+		t.resyncIfDue(ctx, nodes, known)
 		t.write(ctx)
-		t.lead(ctx)
+		if known {
+			t.lead(ctx, nodes)
+		}
 		cancel()
 	}
 }
 
 // resyncIfDue writes this node's holdings again when they may have been
-// lost (see Config.Snapshot).
-func (t *Tracker) resyncIfDue(ctx context.Context) {
+// lost (see Config.Snapshot). nodes are the live ones, if known.
+func (t *Tracker) resyncIfDue(ctx context.Context, nodes []string, known bool) {
 	ns, clustered := t.st.(*natsStore)
 	if !clustered {
 		return
@@ -243,7 +246,7 @@ func (t *Tracker) resyncIfDue(ctx context.Context) {
 	} else if reopened {
 		why = "NATS reconnected"
 	}
-	if nodes, ok := t.cfg.Live(); ok {
+	if known {
 		if listed := slices.Contains(nodes, t.cfg.Node); !listed {
 			t.unlisted = true
 		} else if t.unlisted {
@@ -426,13 +429,9 @@ func (t *Tracker) leave(ctx context.Context, key string) error {
 }
 
 // lead makes the due checks when this node leads: the first of the live
-// nodes by name. Taking the lead, or seeing nodes gone, it first takes
+// nodes (known) by name. Taking the lead, or seeing nodes gone, it first takes
 // the nodes that are not live off every entry, until that succeeds.
-func (t *Tracker) lead(ctx context.Context) {
-	nodes, ok := t.cfg.Live()
-	if !ok {
-		return
-	}
+func (t *Tracker) lead(ctx context.Context, nodes []string) {
 	live := map[string]bool{t.cfg.Node: true}
 	for _, n := range nodes {
 		live[n] = true
