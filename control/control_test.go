@@ -390,30 +390,27 @@ func TestReadBatchesWaitsForOldNodes(t *testing.T) {
 }
 
 // TestLeasesAfterNATSRestart: NATS restarts and loses the lease bucket
-// (memory storage); the nodes make it again and list each other again.
+// (memory storage); the nodes make it again, renew their leases in it,
+// and list the nodes from it (a third one that joins then).
 func TestLeasesAfterNATSRestart(t *testing.T) {
 	ns := natstest.Start(t)
 	a, b := startNode(t, ns.URL, time.Second), startNode(t, ns.URL, time.Second)
-	both := func() bool {
-		for _, n := range []*node{a, b} {
-			if nodes, ok := n.cluster.Nodes(); !ok || len(nodes) != 2 {
-				return false
+	listed := func(want int) func() bool {
+		return func() bool {
+			for _, n := range []*node{a, b} {
+				if nodes, ok := n.cluster.Nodes(); !ok || len(nodes) != want {
+					return false
+				}
 			}
+			return true
 		}
-		return true
 	}
-	wstest.Eventually(t, "both nodes listed", both)
+	wstest.Eventually(t, "both nodes listed", listed(2))
 	ns.Stop()
 	ns.Start()
-	wstest.Eventually(t, "both nodes listed again after NATS lost the leases", func() bool {
-		kvs := 0
-		for _, n := range []*node{a, b} {
-			if nodes, ok := n.cluster.Nodes(); ok && len(nodes) == 2 {
-				kvs++
-			}
-		}
-		return kvs == 2 && leaseCount(t, ns.URL) == 2
-	})
+	wstest.Eventually(t, "both leases in the bucket made again", func() bool { return leaseCount(t, ns.URL) == 2 })
+	startNode(t, ns.URL, time.Second)
+	wstest.Eventually(t, "the third node listed by both", listed(3))
 }
 
 // leaseCount reads how many leases the bucket holds, from NATS itself.

@@ -61,7 +61,7 @@ func TestRetriesOnlyWhereSafe(t *testing.T) {
 			if !o.Ask(context.Background(), proxy.PublishRequest{Channel: "c", Data: []byte("1")}, func(_ proxy.Verdict, err error) { done <- err }) {
 				t.Fatal("busy")
 			}
-			err = <-done
+			err = within(t, done)
 			if (err != nil) != tc.wantErr || calls.Load() != tc.wantCalls {
 				t.Fatalf("err %v after %d calls; want error %v after %d", err, calls.Load(), tc.wantErr, tc.wantCalls)
 			}
@@ -93,7 +93,7 @@ func TestBusy(t *testing.T) {
 			t.Fatal("busy before the bound")
 		}
 	}
-	<-arrived
+	within(t, arrived)
 	if o.Ask(context.Background(), proxy.SubscribeRequest{Channel: "c"}, func(proxy.Verdict, error) { t.Error("called") }) {
 		t.Fatal("a third call was taken")
 	}
@@ -107,7 +107,7 @@ func TestBusy(t *testing.T) {
 	release <- struct{}{}
 	release <- struct{}{}
 	for range 2 {
-		if err := <-done; err != nil {
+		if err := within(t, done); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -119,9 +119,15 @@ func TestCancel(t *testing.T) {
 	asked, gaveUp := make(chan struct{}, 1), make(chan struct{}, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.ReadAll(r.Body) // the server sees the client go only then
-		asked <- struct{}{}
+		select { // never blocks: a blocked handler would hold srv.Close
+		case asked <- struct{}{}:
+		default:
+		}
 		<-r.Context().Done()
-		gaveUp <- struct{}{}
+		select {
+		case gaveUp <- struct{}{}:
+		default:
+		}
 	}))
 	defer srv.Close()
 	m := metrics.NewProxy(nil)
@@ -133,12 +139,12 @@ func TestCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	o.Ask(ctx, proxy.PublishRequest{Channel: "c", Data: []byte("1")}, func(_ proxy.Verdict, err error) { done <- err })
-	<-asked
+	within(t, asked)
 	cancel()
-	if err := <-done; !errors.Is(err, proxy.ErrCanceled) {
+	if err := within(t, done); !errors.Is(err, proxy.ErrCanceled) {
 		t.Fatalf("canceled call: %v, want ErrCanceled", err)
 	}
-	<-gaveUp
+	within(t, gaveUp)
 	for i, r := range m.For("publish").Results {
 		if n := testutil.ToFloat64(r); n != 0 {
 			t.Errorf("result %s counted %v", metrics.ProxyResults[i], n)
@@ -147,4 +153,17 @@ func TestCancel(t *testing.T) {
 	if testutil.ToFloat64(m.For("publish").Open) != 0 || o.Client().Calls() != 0 {
 		t.Error("a canceled call opened the circuit or is still counted as made")
 	}
+}
+
+// within receives from ch, or fails the test after 10s.
+func within[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting")
+	}
+	var zero T
+	return zero
 }

@@ -388,8 +388,9 @@ func TestRetries(t *testing.T) {
 			m := metrics.NewWebhook(nil)
 			cfg := Config{URL: b.url, MaxBatch: 2, Linger: time.Hour, Metrics: m}
 			if tc.name == "timeout" {
-				// Long enough for the POSTs that are answered at once.
-				cfg.Timeout = 250 * time.Millisecond
+				// Long enough for the POSTs that are answered at once, under -race
+				// on a loaded machine; the two that hang cost it twice.
+				cfg.Timeout = time.Second
 			}
 			s := newSender(t, cfg)
 			sent := userEvents(7)
@@ -507,8 +508,11 @@ func TestClose(t *testing.T) {
 			b := newBackend(t, tc.answer)
 			s := newSender(t, Config{URL: b.url, Linger: time.Hour, MaxBatch: 2, Timeout: time.Hour,
 				MinBackoff: time.Hour, MaxBackoff: time.Hour})
-			for _, ev := range userEvents(5) {
-				s.Send(ev)
+			var c calls
+			for i, ev := range userEvents(5) {
+				if !s.SendThen(ev, c.of(i)) {
+					t.Fatalf("event %d not queued", i)
+				}
 			}
 			b.next(t) // a batch is in flight, or waits to be retried
 
@@ -517,6 +521,10 @@ func TestClose(t *testing.T) {
 			err := s.Close(ctx)
 			if !errors.Is(err, ErrUndelivered) || !strings.Contains(err.Error(), "5 events") {
 				t.Fatalf("Close: %v, want 5 events undelivered", err)
+			}
+			// The callbacks of the events lost are never called.
+			if got := c.get(); len(got) != 0 {
+				t.Errorf("callbacks of undelivered events %v called", got)
 			}
 		})
 	}

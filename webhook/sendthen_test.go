@@ -1,8 +1,6 @@
 package webhook
 
 import (
-	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -172,42 +170,6 @@ func TestSendThenFromCallback(t *testing.T) {
 	}
 	if got := eventsOf(posts); !slices.Equal(got, sent) {
 		t.Errorf("received %+v, want %+v", got, sent)
-	}
-}
-
-// When Close gives up, the callbacks of the events lost are never called.
-func TestSendThenCloseGivesUp(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		answer func(int, *http.Request) int
-	}{
-		{"failing backend", func(int, *http.Request) int { return http.StatusServiceUnavailable }},
-		{"hanging backend", func(_ int, r *http.Request) int {
-			<-r.Context().Done() // Close aborts the POST
-			return http.StatusOK
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			b := newBackend(t, tc.answer)
-			s := newSender(t, Config{URL: b.url, Linger: time.Hour, MaxBatch: 2, Timeout: time.Hour,
-				MinBackoff: time.Hour, MaxBackoff: time.Hour})
-			var c calls
-			for i, ev := range userEvents(5) {
-				if !s.SendThen(ev, c.of(i)) {
-					t.Fatalf("event %d not queued", i)
-				}
-			}
-			b.next(t) // a batch is in flight, or waits to be retried
-
-			ctx, cancel := context.WithCancel(context.Background())
-			cancel()
-			if err := s.Close(ctx); !errors.Is(err, ErrUndelivered) {
-				t.Fatalf("Close: %v, want ErrUndelivered", err)
-			}
-			if got := c.get(); len(got) != 0 {
-				t.Errorf("callbacks of undelivered events %v called", got)
-			}
-		})
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -43,8 +44,11 @@ func TestReadmeBackendExamples(t *testing.T) {
 				cmd = []string{bin}
 			}
 			// Without a secret it refuses to start: anyone could sign.
-			bare := exec.Command(cmd[0], cmd[1:]...)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			bare := exec.CommandContext(ctx, cmd[0], cmd[1:]...)
 			bare.Env = append(os.Environ(), "PORT="+port, "WEBHOOK_SECRET=")
+			bare.WaitDelay = time.Second
 			if out, err := bare.CombinedOutput(); err == nil || !strings.Contains(string(out), "set WEBHOOK_SECRET") {
 				t.Fatalf("without WEBHOOK_SECRET: %v\n%s", err, out)
 			}

@@ -20,10 +20,11 @@ import (
 	"github.com/pushgate/pushgate/metrics"
 )
 
-// scrape reads the gateway's /metrics into families by name.
+// scrape reads the gateway's /metrics into families by name, within
+// wstest.Timeout.
 func scrape(t *testing.T, admin string) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
+	resp, err := (&http.Client{Timeout: wstest.Timeout}).Get("http://" + admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,9 +23,8 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/golang-jwt/jwt/v5"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
+	"github.com/pushgate/pushgate/internal/attack"
 	"github.com/pushgate/pushgate/internal/proctest"
 	"github.com/pushgate/pushgate/internal/proxytest"
 	"github.com/pushgate/pushgate/internal/wstest"
@@ -89,14 +88,14 @@ func TestConnectStorm(t *testing.T) {
 	stormWaitConnections(t, admin, 0, clock.phase())
 
 	// The storm: admitted by the backend.
-	before := stormScrape(t, admin)
+	before := scrape(t, admin)
 	f.byProxy = stormConnectAll(t, addr, stormConns, clock.phase(), func(int) []string { return nil })
 	t.Cleanup(func() {
 		for _, c := range f.byProxy.conns {
 			c.Conn.Close()
 		}
 	})
-	after := stormScrape(t, admin)
+	after := scrape(t, admin)
 	f.calls, f.peak, f.meanCall = backend.Calls(), backend.Peak(), stormMeanCall(before, after)
 	checkStormCalls(t, f.calls, stormConns)
 	for _, r := range []string{"ok", "error", "timeout", "circuit_open", "busy"} {
@@ -112,7 +111,7 @@ func TestConnectStorm(t *testing.T) {
 	// Outage: the backend holds every request; the established
 	// connections must not notice.
 	backend.Fail()
-	before = stormScrape(t, admin)
+	before = scrape(t, admin)
 	deadline := clock.phase()
 	var wg sync.WaitGroup
 	wg.Go(func() { f.outage = stormRefused(addr, stormConns, deadline) })
@@ -125,7 +124,7 @@ func TestConnectStorm(t *testing.T) {
 	if f.outage.err != nil {
 		t.Error(f.outage.err)
 	}
-	after = stormScrape(t, admin)
+	after = scrape(t, admin)
 	for _, c := range backend.Calls()[len(f.calls):] {
 		if c.Failing {
 			f.outage.reached++
@@ -179,7 +178,7 @@ func TestConnectStorm(t *testing.T) {
 			t.Errorf("connection %d after the recovery: %v", i, err)
 		}
 	}
-	if v := value(stormScrape(t, admin), "pushgate_proxy_circuit_open", "proxy=connect"); v != 0 {
+	if v := value(scrape(t, admin), "pushgate_proxy_circuit_open", "proxy=connect"); v != 0 {
 		t.Errorf("pushgate_proxy_circuit_open{proxy=connect} %v after the recovery, want 0", v)
 	}
 	f.report(t)
@@ -239,7 +238,7 @@ func checkStormCalls(t *testing.T, calls []proxytest.Call, n int) {
 // latencies.
 type stormPhaseResult struct {
 	conns []*wstest.Client
-	lat   stormLatencies
+	lat   attack.Latency
 	took  time.Duration
 }
 
@@ -270,7 +269,7 @@ func stormConnectAll(t *testing.T, addr string, n int, deadline time.Time, extra
 		}
 		t.Fatal(err)
 	}
-	return stormPhaseResult{conns: conns, lat: summariseStorm(lat), took: took}
+	return stormPhaseResult{conns: conns, lat: attack.Summarise(lat, 0), took: took}
 }
 
 // stormRun calls do for 0 to n-1 on workers goroutines, and returns how
@@ -386,7 +385,7 @@ func stormRead(c *wstest.Client, deadline time.Time) (wstest.Msg, error) {
 func stormWaitConnections(t *testing.T, admin string, n float64, deadline time.Time) {
 	t.Helper()
 	wstest.Until(t, time.Until(deadline), func() error {
-		if v := value(stormScrape(t, admin), "pushgate_connections", ""); v != n {
+		if v := value(scrape(t, admin), "pushgate_connections", ""); v != n {
 			return fmt.Errorf("pushgate_connections %v, want %v", v, n)
 		}
 		return nil
@@ -395,7 +394,7 @@ func stormWaitConnections(t *testing.T, admin string, n float64, deadline time.T
 
 // stormOutage is what new connections got while the backend failed.
 type stormOutage struct {
-	lat      stormLatencies // to the 503
+	lat      attack.Latency // to the 503
 	slow     int            // refused only after --proxy-timeout
 	reached  int            // requests the backend got
 	timedOut int            // calls the gateway counted as timeout or error
@@ -427,7 +426,7 @@ func stormRefused(addr string, first int, deadline time.Time) stormOutage {
 			o.slow++
 		}
 	}
-	o.lat = summariseStorm(lat)
+	o.lat = attack.Summarise(lat, 0)
 	return o
 }
 
@@ -487,24 +486,6 @@ func stormDeliver(admin string, conns []*wstest.Client, deadline time.Time) (sto
 	return d, err
 }
 
-// stormScrape reads the gateway's metrics, as scrape does, within
-// wstest.Timeout.
-func stormScrape(t *testing.T, admin string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := (&http.Client{Timeout: wstest.Timeout}).Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fams
-}
-
-// stormDelta is how much the connect proxy's calls of result rose.
 func stormDelta(before, after map[string]*dto.MetricFamily, result string) float64 {
 	label := "proxy=connect,result=" + result
 	return value(after, "pushgate_proxy_requests_total", label) - value(before, "pushgate_proxy_requests_total", label)
@@ -531,20 +512,6 @@ func stormMeanCall(before, after map[string]*dto.MetricFamily) time.Duration {
 	return time.Duration((s1 - s0) / float64(n1-n0) * float64(time.Second))
 }
 
-// stormLatencies sums up handshake latencies.
-type stormLatencies struct{ p50, p99, max time.Duration }
-
-func summariseStorm(ds []time.Duration) stormLatencies {
-	ds = slices.Sorted(slices.Values(ds))
-	if len(ds) == 0 {
-		return stormLatencies{}
-	}
-	at := func(q float64) time.Duration { return ds[max(0, int(float64(len(ds))*q+0.999999)-1)] }
-	return stormLatencies{at(0.50), at(0.99), ds[len(ds)-1]}
-}
-
-// stormMs formats d in milliseconds, as the README quotes latencies,
-// with its sign if signed.
 func stormMs(d time.Duration, signed ...bool) string {
 	s := strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + " ms"
 	if len(signed) > 0 && d >= 0 {
@@ -600,11 +567,11 @@ func (f *stormFigures) report(t *testing.T) {
 		name string
 		r    stormPhaseResult
 	}{{"a token (HS256)", f.byToken}, {"the connect proxy", f.byProxy}} {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f s | %s |\n", r.name, stormMs(r.r.lat.p50), stormMs(r.r.lat.p99), stormMs(r.r.lat.max),
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f s | %s |\n", r.name, stormMs(r.r.lat.P50), stormMs(r.r.lat.P99), stormMs(r.r.lat.Max),
 			r.r.took.Seconds(), stormRate(stormConns, r.r.took))
 	}
-	fmt.Fprintf(&b, "| added latency | %s | %s | | %+.2f s | |\n\n", stormMs(f.byProxy.lat.p50-f.byToken.lat.p50, true),
-		stormMs(f.byProxy.lat.p99-f.byToken.lat.p99, true), (f.byProxy.took - f.byToken.took).Seconds())
+	fmt.Fprintf(&b, "| added latency | %s | %s | | %+.2f s | |\n\n", stormMs(f.byProxy.lat.P50-f.byToken.lat.P50, true),
+		stormMs(f.byProxy.lat.P99-f.byToken.lat.P99, true), (f.byProxy.took - f.byToken.took).Seconds())
 	n := len(f.calls)
 	fmt.Fprintf(&b, "The backend got %s connect requests (%s distinct client ids): %s over the storm, %s from the first to the last; "+
 		"at most %d at once (--proxy-max-inflight 64), each %s on average as the gateway timed it.\n\n",
@@ -614,8 +581,8 @@ func (f *stormFigures) report(t *testing.T) {
 		"were refused with 503 in p50 %s, p99 %s, max %s. %d calls timed out (the backend got %d), then the open circuit refused %d at once; "+
 		"%d connections waited %v or more. Meanwhile a publish to the %s established connections was answered in %s "+
 		"and had reached them all in %s.\n\n",
-		stormProxyTimeout, stormN(stormOutageConns), stormN(stormOutageConns), stormOutageDialers, stormMs(o.lat.p50), stormMs(o.lat.p99),
-		stormMs(o.lat.max), o.timedOut, o.reached, o.broken, o.slow, stormProxyTimeout, stormN(stormConns),
+		stormProxyTimeout, stormN(stormOutageConns), stormN(stormOutageConns), stormOutageDialers, stormMs(o.lat.P50), stormMs(o.lat.P99),
+		stormMs(o.lat.Max), o.timedOut, o.reached, o.broken, o.slow, stormProxyTimeout, stormN(stormConns),
 		stormMs(f.delivery.answered), stormMs(f.delivery.all))
 	fmt.Fprintf(&b, "Recovery: a new connection was admitted %s after the backend answered again (%d tries refused meanwhile by the open circuit).",
 		stormMs(f.readmitted), f.refusedAfter)

@@ -244,11 +244,7 @@ func TestClusterWebhooks(t *testing.T) {
 	if took > bound {
 		t.Errorf("offline %v after the SIGKILL, past the documented bound %v", took, bound)
 	}
-	// And nothing more about alice: the next events are the sentinels'.
+	// And nothing more about alice: the next events are the sentinels'
+	// (next fails on any other).
 	sentinels(g3)
-	select {
-	case e := <-be.events:
-		t.Fatalf("unexpected webhook event %+v", e)
-	default:
-	}
 }

@@ -80,11 +80,11 @@ func TestSummarise(t *testing.T) {
 	for i := 100; i >= 1; i-- {
 		ds = append(ds, time.Duration(i)*time.Millisecond)
 	}
-	l := summarise(ds, 3)
+	l := Summarise(ds, 3)
 	if l.N != 100 || l.Lost != 3 || l.P50 != 50*time.Millisecond || l.P99 != 99*time.Millisecond || l.Max != 100*time.Millisecond {
 		t.Fatalf("%+v", l)
 	}
-	if l := summarise(nil, 0); l.N != 0 || l.P99 != 0 {
+	if l := Summarise(nil, 0); l.N != 0 || l.P99 != 0 {
 		t.Fatalf("%+v", l)
 	}
 }

@@ -79,8 +79,8 @@ func (l Latency) String() string {
 		l.P50.Round(10*time.Microsecond), l.P99.Round(10*time.Microsecond), l.Max.Round(10*time.Microsecond), l.N, l.Lost)
 }
 
-// summarise sorts ds and sums them up.
-func summarise(ds []time.Duration, lost int) Latency {
+// Summarise sorts ds and sums them up, lost of them never came.
+func Summarise(ds []time.Duration, lost int) Latency {
 	l := Latency{N: len(ds), Lost: lost}
 	if len(ds) == 0 {
 		return l
@@ -302,9 +302,9 @@ func (r *healthyRun) summary(deliveries bool) (ops, dels Latency) {
 	for _, at := range r.published {
 		delLat = append(delLat, now.Sub(at))
 	}
-	ops = summarise(opLat, len(r.ops))
+	ops = Summarise(opLat, len(r.ops))
 	if deliveries {
-		dels = summarise(delLat, len(r.published))
+		dels = Summarise(delLat, len(r.published))
 	}
 	return ops, dels
 }
