@@ -119,7 +119,7 @@ func TestCancel(t *testing.T) {
 	asked, gaveUp := make(chan struct{}, 1), make(chan struct{}, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.ReadAll(r.Body) // the server sees the client go only then
-		select { // never blocks: a blocked handler would hold srv.Close
+		select {           // never blocks: a blocked handler would hold srv.Close
 		case asked <- struct{}{}:
 		default:
 		}
